@@ -1,0 +1,93 @@
+"""Run one sweep request end to end: open the GPU, plan, open the job, load the model, sweep.
+
+Everything that can be checked without the model (GPU, clocks, job id) is checked before the
+model loads, so a bad request fails in a second, not after a minute of loading.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sweepd import paths
+from sweepd.engine.stop import StopFlag, StopRequested
+from sweepd.engine.store import JobStore
+from sweepd.engine.sweep import Observer, Sweep
+from sweepd.freqplan import ClockPoint, plan_clocks
+from sweepd.gpu import open_device
+from sweepd.gpu.base import GpuDevice
+from sweepd.gpu.locks import ClockGuard, repair_stale_locks
+from sweepd.paths import Layout
+from sweepd.request import SweepRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    status: str  # done | failed | interrupted
+    store: JobStore
+    plan: list[ClockPoint]
+    error: str | None = None
+    resumed: bool = False
+
+
+def open_for(request: SweepRequest) -> GpuDevice:
+    g = request.gpu
+    return open_device(g.backend, index=g.index, uuid=g.uuid, sim_model=g.sim_model)
+
+
+def repair_locks(layout: Layout, request: SweepRequest) -> None:
+    def opener(rec: dict) -> GpuDevice:
+        if rec.get("backend") == "sim":
+            return open_device("sim", sim_model=request.gpu.sim_model)
+        return open_device("nvml", uuid=rec.get("uuid"))
+
+    for line in repair_stale_locks(layout.gpu_locks, opener):
+        log.warning("%s", line)
+
+
+def resolve_job_id(request: SweepRequest, override: str | None = None) -> str:
+    return paths.check_job_id(override or request.job_id or paths.job_id_from_env() or paths.new_local_job_id())
+
+
+def prepare(request: SweepRequest, layout: Layout, job_id: str) -> tuple[GpuDevice, list[ClockPoint], JobStore]:
+    """Open the GPU and check the clocks and the job id; writes nothing. The caller closes the device."""
+    device = open_for(request)
+    try:
+        plan = plan_clocks(request.frequencies, device)
+        store = JobStore(layout, job_id)
+        return device, plan, store
+    except BaseException:
+        device.close()
+        raise
+
+
+def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
+        stop: StopFlag | None = None) -> Outcome:
+    from sweepd.workload.pipeline import Workload  # torch is imported here, in the sweep process only
+
+    device, plan, store = prepare(request, layout, job_id)
+    stop = stop or StopFlag()
+    with device:
+        repair_locks(layout, request)
+        resumed = store.open(request, device.info(), plan)
+        stop.install()
+        try:
+            with ClockGuard(device, layout.gpu_locks) as guard:
+                workload = Workload(request.workload, paths.cache_dir(), gpu_uuid=device.uuid,
+                                    simulated=device.simulated)
+                store.update(workload=workload.info())
+                Sweep(request, device, store, plan, guard, stop, observer).run(workload)
+            store.set_status("done")
+            return Outcome("done", store, plan, resumed=resumed)
+        except (StopRequested, KeyboardInterrupt) as e:
+            store.set_status("interrupted", f"stopped by {e or 'request'}")
+            return Outcome("interrupted", store, plan, f"stopped by {e or 'request'}", resumed)
+        except Exception as e:
+            msg = f"{type(e).__name__}: {e}"
+            log.error("sweep %s failed: %s", job_id, msg)
+            store.set_status("failed", msg)
+            return Outcome("failed", store, plan, msg, resumed)
+        finally:
+            stop.restore()

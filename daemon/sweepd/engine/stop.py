@@ -1,0 +1,56 @@
+"""Turn SIGTERM/SIGINT into an orderly stop.
+
+The first signal asks the sweep to stop after the current trial (clocks are reset, the sweep is
+marked ``interrupted`` and can be resumed); a second one stops at once, still through the
+``finally`` blocks that reset the clocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+log = logging.getLogger(__name__)
+
+
+class StopRequested(Exception):
+    """Raised between trials once a stop was asked for."""
+
+
+class StopFlag:
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def request(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        self._event.set()
+
+    def check(self) -> None:
+        if self.requested:
+            raise StopRequested(self.reason)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        if self.requested:
+            log.warning("%s again: stopping now", name)
+            raise KeyboardInterrupt(name)
+        log.warning("%s: stopping after the current trial (again to stop now)", name)
+        self.request(name)
+
+    def install(self) -> "StopFlag":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        self._previous.clear()

@@ -1,0 +1,145 @@
+"""A job's results on disk: sweep.json, trials.csv, images.csv, summary.csv, power.csv, reference/.
+
+trials.csv is the record of what was measured: a trial counts once its row is in it. images.csv
+is written before trials.csv, so a crash between the two leaves image rows with no trial row,
+which a resume drops. On resume, the rows of a clock that did not finish all its trials are
+dropped and the clock is measured again: every (clock, trial) ends up in exactly one row.
+"""
+
+from __future__ import annotations
+
+import platform
+import secrets
+import time
+from pathlib import Path
+
+from sweepd import __version__, atomic
+from sweepd.engine.summary import SUMMARY_FIELDS, summarize
+from sweepd.freqplan import ClockPoint
+from sweepd.paths import Layout
+from sweepd.request import SweepRequest
+
+TRIAL_FIELDS = [
+    "sweep_id", "job_id", "backend", "simulated", "gpu_name", "gpu_uuid", "freq_mhz", "mem_clock_mhz", "trial",
+    "images", "steps", "time_s", "energy_j", "j_per_image", "s_per_image", "avg_power_w", "observed_sm_clock_mhz",
+    "throttle_reasons", "temp_c", "status", "error",
+]
+IMAGE_FIELDS = ["sweep_id", "job_id", "simulated", "freq_mhz", "trial", "index", "seed", "sha256", "psnr_vs_ref",
+                "saved_path"]
+POWER_FIELDS = ["freq_mhz", "t_s", "power_w", "temp_c", "sm_clock_mhz", "throttle_reasons", "simulated"]
+
+
+class JobConflict(Exception):
+    """The job id is taken by a finished sweep or by a different request."""
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class JobStore:
+    def __init__(self, layout: Layout, job_id: str):
+        self.job_id = job_id
+        self.dir = layout.job_results(job_id)
+        self.images_dir = layout.job_images(job_id)
+        self.manifest: dict = {}
+        self.trials: list[dict] = []
+        self.images: list[dict] = []
+        self.power: list[dict] = []
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / "sweep.json"
+
+    @property
+    def reference_dir(self) -> Path:
+        return self.dir / "reference"
+
+    def exists(self) -> bool:
+        return self.manifest_path.exists()
+
+    def load_manifest(self) -> dict:
+        import json
+
+        return json.loads(self.manifest_path.read_text())
+
+    # opening ---------------------------------------------------------------------------------
+    def open(self, request: SweepRequest, gpu: dict, plan: list[ClockPoint]) -> bool:
+        """Start a new job or resume an unfinished one; returns True when resuming."""
+        fingerprint = request.fingerprint()
+        if self.exists():
+            old = self.load_manifest()
+            if old.get("request_sha256") != fingerprint:
+                raise JobConflict(f"job {self.job_id} already holds a different request ({self.dir}); "
+                                  "use another job id")
+            if old.get("status") == "done":
+                raise JobConflict(f"job {self.job_id} is already done ({self.dir}); use another job id")
+            if old.get("gpu", {}).get("uuid") != gpu.get("uuid"):
+                raise JobConflict(f"job {self.job_id} was measured on GPU {old.get('gpu', {}).get('uuid')}, "
+                                  f"not {gpu.get('uuid')}; a resumed sweep must stay on one GPU")
+            self.manifest = old
+            self._load_rows(plan, request.protocol.trials)
+            self.manifest["resumed_at"] = [*old.get("resumed_at", []), now_iso()]
+            self.set_status("running")
+            return True
+        self.manifest = {
+            "sweep_id": secrets.token_hex(6), "job_id": self.job_id, "status": "running",
+            "simulated": bool(gpu.get("simulated")), "backend": gpu.get("backend"), "gpu": gpu,
+            "request": request.model_dump(mode="json"), "request_sha256": fingerprint,
+            "plan_mhz": [p.freq_mhz for p in plan], "images_per_trial": None,
+            "versions": {"sweepd": __version__, "python": platform.python_version()},
+            "results_dir": str(self.dir), "images_dir": str(self.images_dir),
+            "started_at": now_iso(), "ended_at": None, "error": None,
+        }
+        self.write_manifest()
+        return False
+
+    def _load_rows(self, plan: list[ClockPoint], trials_per_clock: int) -> None:
+        trials = atomic.read_csv(self.dir / "trials.csv")
+        complete = {p.key for p in plan
+                    if sum(1 for r in trials if r["freq_mhz"] == p.key) >= trials_per_clock}
+        self.trials = [r for r in trials if r["freq_mhz"] in complete]
+        kept = {(r["freq_mhz"], r["trial"]) for r in self.trials}
+        self.images = [r for r in atomic.read_csv(self.dir / "images.csv") if (r["freq_mhz"], r["trial"]) in kept]
+        self.power = [r for r in atomic.read_csv(self.dir / "power.csv") if r["freq_mhz"] in complete]
+
+    # state -----------------------------------------------------------------------------------
+    @property
+    def sweep_id(self) -> str:
+        return self.manifest["sweep_id"]
+
+    @property
+    def simulated(self) -> bool:
+        return bool(self.manifest["simulated"])
+
+    def completed_trials(self, point: ClockPoint) -> int:
+        return sum(1 for r in self.trials if str(r["freq_mhz"]) == point.key)
+
+    def write_manifest(self) -> None:
+        atomic.write_json(self.manifest_path, self.manifest)
+
+    def update(self, **fields: object) -> None:
+        self.manifest.update(fields)
+        self.write_manifest()
+
+    def set_status(self, status: str, error: str | None = None) -> None:
+        ended = now_iso() if status in ("done", "failed", "interrupted") else None
+        self.update(status=status, error=error, ended_at=ended)
+
+    # rows ------------------------------------------------------------------------------------
+    def commit_trial(self, trial_row: dict, image_rows: list[dict]) -> None:
+        self.images.extend(image_rows)
+        atomic.write_csv(self.dir / "images.csv", IMAGE_FIELDS, self.images)
+        self.trials.append(trial_row)
+        atomic.write_csv(self.dir / "trials.csv", TRIAL_FIELDS, self.trials)
+
+    def commit_clock(self, power_rows: list[dict], plan: list[ClockPoint]) -> list[dict]:
+        """After a clock's last trial: power trace and summary. Returns the summary rows."""
+        self.power.extend(power_rows)
+        atomic.write_csv(self.dir / "power.csv", POWER_FIELDS, self.power)
+        return self.write_summary(plan)
+
+    def write_summary(self, plan: list[ClockPoint]) -> list[dict]:
+        rows = summarize(self.trials, [p.key for p in plan])
+        atomic.write_csv(self.dir / "summary.csv", SUMMARY_FIELDS, rows)
+        return rows

@@ -1,0 +1,196 @@
+"""The sweep loop: for each clock, lock it, settle, warm up, measure trials, record, move on.
+
+Measurement protocol per trial: synchronize, read the energy counter and perf_counter_ns,
+generate images in batches until the window lasts at least ``min_window_s`` (and the sweep's
+image count is reached), synchronize, read both again. The first trial at the first (highest)
+clock fixes the image count for the whole sweep, so every clock does the same work with the same
+seeds; its images are the reference that every other image's PSNR is measured against.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from sweepd.engine import imaging
+from sweepd.engine.stop import StopFlag, StopRequested
+from sweepd.engine.store import JobStore
+from sweepd.freqplan import ClockPoint
+from sweepd.gpu.base import BENIGN_REASONS, GpuDevice, GpuError, decode_reasons
+from sweepd.gpu.locks import ClockGuard
+from sweepd.gpu.sampler import Sampler
+from sweepd.request import SweepRequest
+
+log = logging.getLogger(__name__)
+
+
+class Observer(Protocol):
+    def clock_started(self, k: int, n: int, point: ClockPoint) -> None: ...
+    def trial_done(self, k: int, n: int, point: ClockPoint, row: dict) -> None: ...
+    def clock_done(self, k: int, n: int, point: ClockPoint, summary: list[dict]) -> None: ...
+
+
+class Workload(Protocol):
+    def generate(self, first_index: int, count: int) -> list[np.ndarray]: ...
+    def synchronize(self) -> None: ...
+    def prompt_for(self, index: int) -> str: ...
+
+
+@dataclass
+class Sweep:
+    request: SweepRequest
+    device: GpuDevice
+    store: JobStore
+    plan: list[ClockPoint]
+    guard: ClockGuard
+    stop: StopFlag
+    observer: Observer
+    sleep: object = time.sleep
+    reference: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def controls_clocks(self) -> bool:
+        return self.request.gpu.clock_control == "lock" and self.request.frequencies.mode != "baseline"
+
+    def representative(self, k: int) -> bool:
+        return k == 0 or k == len(self.plan) - 1 or k % 10 == 0
+
+    def keeps_images(self, k: int, trial: int) -> bool:
+        mode = self.request.images.mode
+        return mode == "archive" or (mode == "research" and trial == 1 and self.representative(k))
+
+    # ----------------------------------------------------------------------------------------
+    def run(self, workload: Workload) -> None:
+        """Measure every clock not yet complete. Raises StopRequested when asked to stop."""
+        self._load_reference()
+        trials = self.request.protocol.trials
+        with Sampler(self.device) as sampler:
+            for k, point in enumerate(self.plan):
+                if self.store.completed_trials(point) >= trials:
+                    continue
+                self.stop.check()
+                self.observer.clock_started(k, len(self.plan), point)
+                if self.controls_clocks:
+                    self.guard.lock(point.freq_mhz, point.mem_mhz)
+                self.sleep(self.request.protocol.settle_s)
+                self._warm_up(workload)
+                sampler.take()
+                for trial in range(1, trials + 1):
+                    self.stop.check()
+                    row, image_rows = self._trial(workload, sampler, k, point, trial)
+                    self.store.commit_trial(row, image_rows)
+                    self.observer.trial_done(k, len(self.plan), point, row)
+                    if trial < trials and self.request.protocol.cooldown_s:
+                        self.sleep(self.request.protocol.cooldown_s)
+                summary = self.store.commit_clock(self._power_rows(point, sampler.take()), self.plan)
+                self.observer.clock_done(k, len(self.plan), point, summary)
+
+    def _warm_up(self, workload: Workload) -> None:
+        w, b = self.request.protocol.warmup, self.request.workload.batch_size
+        for start in range(0, w, b):
+            workload.generate(0, min(b, w - start))
+        workload.synchronize()
+
+    def _trial(self, workload: Workload, sampler: Sampler, k: int, point: ClockPoint, trial: int):
+        req = self.request
+        base = {"sweep_id": self.store.sweep_id, "job_id": self.store.job_id, "backend": self.device.backend,
+                "simulated": self.device.simulated, "gpu_name": self.device.name, "gpu_uuid": self.device.uuid,
+                "freq_mhz": point.key, "mem_clock_mhz": point.mem_mhz, "trial": trial,
+                "steps": req.workload.steps}
+        try:
+            images, t_ns, e_mj, t0, t1 = self._window(workload)
+        except (StopRequested, KeyboardInterrupt):
+            raise
+        except Exception as e:  # a failed trial is recorded, never analysed, and the sweep goes on
+            log.warning("trial %d at %s failed: %s", trial, point.label, e)
+            release = getattr(workload, "release_memory", None)
+            if release:
+                release()
+            return base | {"images": 0, "status": "failed", "error": f"{type(e).__name__}: {e}"[:500]}, []
+        n, secs, joules = len(images), t_ns / 1e9, e_mj / 1000
+        samples = sampler.window(t0, t1)
+        reasons = 0
+        for s in samples:
+            reasons |= s.reasons
+        row = base | {
+            "images": n, "time_s": secs, "energy_j": joules, "j_per_image": joules / n,
+            "s_per_image": secs / n, "avg_power_w": joules / secs,
+            "observed_sm_clock_mhz": int(statistics.median(s.sm_mhz for s in samples)) if samples else None,
+            "throttle_reasons": decode_reasons(reasons & ~BENIGN_REASONS),
+            "temp_c": round(statistics.fmean(s.temp_c for s in samples), 1) if samples else None,
+            "status": "ok", "error": None}
+        if joules <= 0:
+            row |= {"status": "failed", "error": f"the energy counter did not advance over {secs:.3f} s; "
+                                                 "raise protocol.min_window_s"}
+        return row, self._image_rows(workload, images, k, point, trial)
+
+    def _window(self, workload: Workload):
+        """One measured window. Returns (images, elapsed ns, energy mJ, start ns, end ns)."""
+        req = self.request
+        b, min_ns = req.workload.batch_size, int(req.protocol.min_window_s * 1e9)
+        target = self.store.manifest.get("images_per_trial") or 0
+        images: list[np.ndarray] = []
+        workload.synchronize()
+        e0, t0 = self.device.energy_mj(), time.perf_counter_ns()
+        while len(images) < target or time.perf_counter_ns() - t0 < min_ns:
+            with self.device.busy():
+                images.extend(workload.generate(len(images), b))
+                workload.synchronize()
+        t1 = time.perf_counter_ns()
+        e1 = self.device.energy_mj()
+        if not target:
+            self.store.update(images_per_trial=len(images))
+        return images, t1 - t0, e1 - e0, t0, t1
+
+    def _image_rows(self, workload: Workload, images: list[np.ndarray], k: int, point: ClockPoint,
+                    trial: int) -> list[dict]:
+        seed0, first_trial = self.request.workload.seed, not self.reference
+        rows = []
+        for i, img in enumerate(images):
+            seed = seed0 + i
+            if first_trial:
+                self.reference[i] = img
+                imaging.save_png(self.store.reference_dir / f"i{i:03d}_s{seed}.png", img)
+            ref = self.reference.get(i)
+            saved = ""
+            if self.keeps_images(k, trial):
+                path = self.store.images_dir / point.label / imaging.image_name(point.label, trial, i, seed)
+                imaging.save_png(path, img, self._png_text(workload, point, trial, i, seed))
+                saved = str(path)
+            rows.append({"sweep_id": self.store.sweep_id, "job_id": self.store.job_id,
+                         "simulated": self.device.simulated, "freq_mhz": point.key, "trial": trial, "index": i,
+                         "seed": seed, "sha256": imaging.pixel_sha256(img),
+                         "psnr_vs_ref": None if ref is None else _fmt_psnr(imaging.psnr(img, ref)),
+                         "saved_path": saved})
+        return rows
+
+    def _png_text(self, workload: Workload, point: ClockPoint, trial: int, i: int, seed: int) -> dict[str, str]:
+        w = self.request.workload
+        return {"prompt": workload.prompt_for(i), "negative_prompt": w.negative_prompt or "", "model": w.model,
+                "steps": str(w.steps), "seed": str(seed), "clock_mhz": point.key or "baseline",
+                "trial": str(trial), "job_id": self.store.job_id, "sweep_id": self.store.sweep_id,
+                "gpu": self.device.name, "simulated": str(self.device.simulated).lower(), "software": "sweepd"}
+
+    def _load_reference(self) -> None:
+        for path in sorted(self.store.reference_dir.glob("i*_s*.png")):
+            self.reference[int(path.name[1:4])] = imaging.load_png(path)
+
+    def _power_rows(self, point: ClockPoint, samples: list) -> list[dict]:
+        if not samples:
+            return []
+        t0 = samples[0].t_ns
+        return [{"freq_mhz": point.key, "t_s": (s.t_ns - t0) / 1e9, "power_w": s.power_w, "temp_c": s.temp_c,
+                 "sm_clock_mhz": s.sm_mhz, "throttle_reasons": decode_reasons(s.reasons),
+                 "simulated": self.device.simulated} for s in samples]
+
+
+def _fmt_psnr(value: float) -> str:
+    if math.isinf(value):
+        return "inf"
+    return "" if math.isnan(value) else f"{value:.2f}"

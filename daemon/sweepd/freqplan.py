@@ -1,0 +1,65 @@
+"""Which clocks a sweep visits, checked against what the GPU supports, highest first.
+
+The highest clock comes first because it is the reference: savings, slowdowns and image PSNR
+are all measured against it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+from sweepd.gpu.base import GpuDevice
+from sweepd.request import Frequencies
+
+
+@dataclass(frozen=True)
+class ClockPoint:
+    freq_mhz: int | None  # None: baseline, the GPU picks its own clock
+    mem_mhz: int | None
+
+    @property
+    def label(self) -> str:
+        return "baseline" if self.freq_mhz is None else f"{self.freq_mhz}MHz"
+
+    @property
+    def key(self) -> str:
+        """How the clock appears in the CSVs' freq_mhz column."""
+        return "" if self.freq_mhz is None else str(self.freq_mhz)
+
+
+class ClockPlanError(ValueError):
+    def __init__(self, field: str, value: object, reason: str):
+        self.field, self.value, self.reason = field, value, reason
+        super().__init__(f"{field}: {value!r}: {reason}")
+
+
+def nearest(supported: list[int], f: int) -> list[int]:
+    """The supported clocks just below and just above f."""
+    asc = sorted(supported)
+    i = bisect.bisect_left(asc, f)
+    return [x for x in (asc[i - 1] if i > 0 else None, asc[i] if i < len(asc) else None) if x is not None]
+
+
+def plan_clocks(freqs: Frequencies, device: GpuDevice) -> list[ClockPoint]:
+    mems = device.memory_clocks()
+    mem = freqs.memory_mhz if freqs.memory_mhz is not None else mems[0]
+    if mem not in mems:
+        raise ClockPlanError("frequencies.memory_mhz", mem, f"not a memory clock of {device.name}; supported: {mems}")
+    supported = device.graphics_clocks(mem)
+    if freqs.mode == "baseline":
+        return [ClockPoint(None, None)]
+    if freqs.mode == "dvfs":
+        clocks = [f for f in supported if f >= freqs.floor_mhz][:: freqs.stride]
+        if not clocks:
+            raise ClockPlanError("frequencies.floor_mhz", freqs.floor_mhz,
+                                 f"above every supported clock of {device.name} (highest {supported[0]} MHz)")
+        return [ClockPoint(f, mem) for f in clocks]
+    problems = []
+    for i, f in enumerate(freqs.clocks or []):
+        if f not in supported:
+            near = " or ".join(f"{x} MHz" for x in nearest(supported, f))
+            problems.append(f"[{i}] {f} MHz is not supported by {device.name} at memory {mem} MHz; nearest: {near}")
+    if problems:
+        raise ClockPlanError("frequencies.list", freqs.clocks, "; ".join(problems))
+    return [ClockPoint(f, mem) for f in sorted(freqs.clocks or [], reverse=True)][:: freqs.stride]

@@ -1,0 +1,56 @@
+"""The GPU layer: open a device by the request's ``[gpu]`` section.
+
+``open_device`` is the only entry point the rest of sweepd uses; see :mod:`sweepd.gpu.base` for
+the interface and its errors.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sweepd.gpu.base import GpuDevice, GpuError, GpuUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def open_device(backend: str = "auto", index: int | None = None, uuid: str | None = None,
+                sim_model: str = "A100") -> GpuDevice:
+    """``nvml``: a real GPU or an error; ``sim``: a simulated one; ``auto``: real if NVML answers."""
+    if backend in ("nvml", "auto"):
+        from sweepd.gpu.nvml import NvmlGpu
+
+        try:
+            return NvmlGpu(index=index, uuid=uuid)
+        except GpuUnavailable as e:
+            if backend == "nvml":
+                raise
+            log.warning("no NVIDIA GPU answered (%s): using the simulated %s; results are labelled simulated",
+                        e, sim_model)
+    if backend not in ("nvml", "auto", "sim"):
+        raise GpuError(f"unknown GPU backend {backend!r}: use auto, nvml or sim")
+    from sweepd.gpu.sim import SimulatedGpu
+
+    return SimulatedGpu(sim_model, index=index or 0)
+
+
+def list_devices(backend: str = "auto") -> list[GpuDevice]:
+    """Every real GPU (``nvml``), the three simulated ones (``sim``), or whichever ``auto`` finds."""
+    if backend in ("nvml", "auto"):
+        from sweepd.gpu import nvml
+
+        try:
+            nvml.init()
+            try:
+                count = nvml.device_count()
+            finally:
+                nvml.shutdown()
+            if count or backend == "nvml":
+                return [nvml.NvmlGpu(index=i) for i in range(count)]
+        except GpuUnavailable:
+            if backend == "nvml":
+                raise
+            log.warning("no NVIDIA GPU answered: listing the simulated GPUs")
+    from sweepd.gpu.sim import SimulatedGpu
+    from sweepd.gpu.simmodel import BOARDS
+
+    return [SimulatedGpu(m) for m in BOARDS]

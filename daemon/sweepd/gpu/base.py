@@ -1,0 +1,116 @@
+"""The one GPU interface everything above the device layer uses, and its errors.
+
+Two backends implement it: :mod:`sweepd.gpu.nvml` (a real NVIDIA GPU through ``pynvml``) and
+:mod:`sweepd.gpu.sim` (a simulated H100/A100/V100). The sweep engine cannot tell them apart,
+except that ``simulated`` is True for the second and every output says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from typing import ContextManager
+
+# NVML's clock event ("throttle") reason bits, named as in nvml.h (nvmlClocksEventReason*).
+CLOCK_EVENT_REASONS = {
+    0x1: "gpu_idle",
+    0x2: "applications_clocks_setting",
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
+    0x100: "display_clock_setting",
+}
+# Reasons that say nothing about a lock being missed: idle between kernels, and the lock itself.
+BENIGN_REASONS = 0x1 | 0x2
+
+
+def decode_reasons(mask: int) -> str:
+    names = [name for bit, name in CLOCK_EVENT_REASONS.items() if mask & bit]
+    unknown = mask & ~sum(CLOCK_EVENT_REASONS)
+    if unknown:
+        names.append(f"0x{unknown:x}")
+    return "|".join(names)
+
+
+class GpuError(Exception):
+    """Anything the GPU layer could not do; the message says what and what to do about it."""
+
+
+class GpuUnavailable(GpuError):
+    """No driver, no NVML library, or no GPU at all."""
+
+
+class GpuNotFound(GpuError):
+    """The requested index or UUID does not exist."""
+
+
+class GpuPermissionError(GpuError):
+    """Setting clocks needs root or CAP_SYS_ADMIN."""
+
+
+class GpuNotSupported(GpuError):
+    """This GPU or driver does not support the call (e.g. memory locks before Ampere, energy before Volta)."""
+
+
+class GpuDevice(ABC):
+    backend: str = ""
+    simulated: bool = False
+    index: int = 0
+    name: str = ""
+    uuid: str = ""
+
+    @abstractmethod
+    def memory_clocks(self) -> list[int]:
+        """Supported memory clocks in MHz, highest first."""
+
+    @abstractmethod
+    def graphics_clocks(self, memory_mhz: int) -> list[int]:
+        """Supported core (graphics/SM) clocks in MHz at that memory clock, highest first."""
+
+    @abstractmethod
+    def lock_clocks(self, sm_mhz: int, memory_mhz: int | None = None) -> None:
+        """Lock the core clock (and the memory clock where the GPU supports it)."""
+
+    @abstractmethod
+    def reset_clocks(self) -> None:
+        """Undo every lock; safe to call when nothing is locked."""
+
+    @abstractmethod
+    def energy_mj(self) -> int:
+        """The hardware energy counter in millijoules (monotonic, moves in steps)."""
+
+    @abstractmethod
+    def power_w(self) -> float: ...
+
+    @abstractmethod
+    def temperature_c(self) -> float: ...
+
+    @abstractmethod
+    def sm_clock_mhz(self) -> int:
+        """The SM clock the GPU runs at now (a lock is a request, not a guarantee)."""
+
+    @abstractmethod
+    def clock_event_reasons(self) -> int:
+        """Bit mask of why the clock is held below the maximum now (see CLOCK_EVENT_REASONS)."""
+
+    def busy(self) -> ContextManager[None]:
+        """Wrap the work whose time and energy are measured. Real GPUs need nothing here."""
+        return contextlib.nullcontext()
+
+    def info(self) -> dict:
+        """What identifies this GPU in a sweep's manifest."""
+        return {"backend": self.backend, "simulated": self.simulated, "index": self.index,
+                "name": self.name, "uuid": self.uuid}
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "GpuDevice":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

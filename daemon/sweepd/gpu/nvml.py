@@ -1,0 +1,165 @@
+"""A real NVIDIA GPU through NVML (``pip install nvidia-ml-py``, module ``pynvml``).
+
+Each NVML call used by sweepd has one small method here, and each NVML error code one exception
+of :mod:`sweepd.gpu.base`, so nothing above this module touches pynvml. Tests run it against a
+fake ``pynvml`` module (tests/fakes/pynvml); on a GPU machine it runs against the driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+from sweepd.gpu.base import (
+    GpuDevice,
+    GpuError,
+    GpuNotFound,
+    GpuNotSupported,
+    GpuPermissionError,
+    GpuUnavailable,
+)
+
+PERMISSION_HINT = (
+    "setting GPU clocks needs root or CAP_SYS_ADMIN (or an administrator's "
+    "`nvidia-smi -acp UNRESTRICTED` on older drivers); set [gpu] clock_control = \"observe\" to "
+    "measure at whatever clock the GPU runs without setting it"
+)
+
+
+def _pynvml():
+    try:
+        import pynvml
+    except ImportError as e:  # pragma: no cover - a dependency of sweepd
+        raise GpuUnavailable("the nvidia-ml-py package (module pynvml) is not installed") from e
+    return pynvml
+
+
+@contextlib.contextmanager
+def nvml_errors(what: str) -> Iterator[None]:
+    """Translate pynvml's errors (by NVML return code) into sweepd's."""
+    nv = _pynvml()
+    try:
+        yield
+    except nv.NVMLError as e:
+        code = getattr(e, "value", None)
+        text = f"{what}: {e}"
+        if code == nv.NVML_ERROR_NO_PERMISSION:
+            raise GpuPermissionError(f"{what}: permission denied: {PERMISSION_HINT}") from None
+        if code == nv.NVML_ERROR_NOT_SUPPORTED:
+            raise GpuNotSupported(f"{what}: not supported on this GPU or driver") from None
+        if code in (nv.NVML_ERROR_LIBRARY_NOT_FOUND, nv.NVML_ERROR_DRIVER_NOT_LOADED):
+            raise GpuUnavailable(f"{what}: no NVIDIA driver ({e})") from None
+        if code in (nv.NVML_ERROR_NOT_FOUND, nv.NVML_ERROR_INVALID_ARGUMENT):
+            raise GpuNotFound(text) from None
+        raise GpuError(text) from None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def init() -> None:
+    with nvml_errors("nvmlInit"):
+        _pynvml().nvmlInit()
+
+
+def shutdown() -> None:
+    with contextlib.suppress(Exception):
+        _pynvml().nvmlShutdown()
+
+
+def device_count() -> int:
+    with nvml_errors("nvmlDeviceGetCount"):
+        return _pynvml().nvmlDeviceGetCount()
+
+
+class NvmlGpu(GpuDevice):
+    backend = "nvml"
+    simulated = False
+
+    def __init__(self, index: int | None = None, uuid: str | None = None):
+        nv = _pynvml()
+        init()
+        self._nv = nv
+        try:
+            if uuid is not None:
+                with nvml_errors(f"GPU {uuid}"):
+                    self._h = nv.nvmlDeviceGetHandleByUUID(uuid)
+            else:
+                count = device_count()
+                index = 0 if index is None else index
+                if index >= count:
+                    raise GpuNotFound(f"GPU index {index} does not exist; this machine has {count} GPU(s)")
+                with nvml_errors(f"GPU {index}"):
+                    self._h = nv.nvmlDeviceGetHandleByIndex(index)
+            with nvml_errors("reading the GPU's identity"):
+                self.name = _text(nv.nvmlDeviceGetName(self._h))
+                self.uuid = _text(nv.nvmlDeviceGetUUID(self._h))
+                self.index = nv.nvmlDeviceGetIndex(self._h) if hasattr(nv, "nvmlDeviceGetIndex") else (index or 0)
+        except BaseException:
+            shutdown()
+            raise
+        self._memory_locked = False
+
+    def memory_clocks(self) -> list[int]:
+        with nvml_errors("nvmlDeviceGetSupportedMemoryClocks"):
+            return sorted(self._nv.nvmlDeviceGetSupportedMemoryClocks(self._h), reverse=True)
+
+    def graphics_clocks(self, memory_mhz: int) -> list[int]:
+        with nvml_errors(f"nvmlDeviceGetSupportedGraphicsClocks at memory {memory_mhz} MHz"):
+            return sorted(set(self._nv.nvmlDeviceGetSupportedGraphicsClocks(self._h, memory_mhz)), reverse=True)
+
+    def lock_clocks(self, sm_mhz: int, memory_mhz: int | None = None) -> None:
+        with nvml_errors(f"locking the core clock at {sm_mhz} MHz"):
+            self._nv.nvmlDeviceSetGpuLockedClocks(self._h, sm_mhz, sm_mhz)
+        if memory_mhz is not None:
+            try:
+                with nvml_errors(f"locking the memory clock at {memory_mhz} MHz"):
+                    self._nv.nvmlDeviceSetMemoryLockedClocks(self._h, memory_mhz, memory_mhz)
+                self._memory_locked = True
+            except GpuNotSupported:
+                pass  # before Ampere: the memory clock stays where the driver puts it
+
+    def reset_clocks(self) -> None:
+        with nvml_errors("resetting the locked core clock"):
+            self._nv.nvmlDeviceResetGpuLockedClocks(self._h)
+        with contextlib.suppress(GpuNotSupported):
+            with nvml_errors("resetting the locked memory clock"):
+                self._nv.nvmlDeviceResetMemoryLockedClocks(self._h)
+        self._memory_locked = False
+
+    def energy_mj(self) -> int:
+        with nvml_errors("nvmlDeviceGetTotalEnergyConsumption"):
+            return int(self._nv.nvmlDeviceGetTotalEnergyConsumption(self._h))
+
+    def power_w(self) -> float:
+        with nvml_errors("nvmlDeviceGetPowerUsage"):
+            return self._nv.nvmlDeviceGetPowerUsage(self._h) / 1000.0
+
+    def temperature_c(self) -> float:
+        nv = self._nv
+        with nvml_errors("reading the temperature"):
+            if hasattr(nv, "nvmlDeviceGetTemperatureV"):
+                return float(nv.nvmlDeviceGetTemperatureV(self._h, nv.NVML_TEMPERATURE_GPU))
+            return float(nv.nvmlDeviceGetTemperature(self._h, nv.NVML_TEMPERATURE_GPU))
+
+    def sm_clock_mhz(self) -> int:
+        with nvml_errors("nvmlDeviceGetClockInfo(SM)"):
+            return int(self._nv.nvmlDeviceGetClockInfo(self._h, self._nv.NVML_CLOCK_SM))
+
+    def clock_event_reasons(self) -> int:
+        nv = self._nv
+        fn = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or nv.nvmlDeviceGetCurrentClocksThrottleReasons
+        with nvml_errors("reading clock event reasons"):
+            return int(fn(self._h))
+
+    def info(self) -> dict:
+        out = super().info()
+        with contextlib.suppress(Exception):
+            out["driver"] = _text(self._nv.nvmlSystemGetDriverVersion())
+        with contextlib.suppress(Exception):
+            out["nvml"] = _text(self._nv.nvmlSystemGetNVMLVersion())
+        return out
+
+    def close(self) -> None:
+        shutdown()

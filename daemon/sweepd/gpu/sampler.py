@@ -1,0 +1,63 @@
+"""A ~10 Hz thread that samples power, temperature, SM clock and clock event reasons.
+
+NVML calls take 10-20 ms each, so they never run inside a measured window; the sweep reads the
+samples that fall inside each window afterwards (observed clock, reasons, temperature).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from sweepd.gpu.base import GpuDevice, GpuError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sample:
+    t_ns: int  # time.perf_counter_ns(), the clock trial windows are measured with
+    power_w: float
+    temp_c: float
+    sm_mhz: int
+    reasons: int
+
+
+class Sampler:
+    def __init__(self, device: GpuDevice, interval_s: float = 0.1):
+        self.device = device
+        self.interval_s = interval_s
+        self.samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gpu-sampler", daemon=True)
+        self._warned = False
+
+    def __enter__(self) -> "Sampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            d = self.device
+            try:
+                self.samples.append(Sample(time.perf_counter_ns(), d.power_w(), d.temperature_c(),
+                                           d.sm_clock_mhz(), d.clock_event_reasons()))
+            except GpuError as e:
+                if not self._warned:
+                    log.warning("GPU sampling failed (%s); trials will lack observed clock and temperature", e)
+                    self._warned = True
+            self._stop.wait(self.interval_s)
+
+    def window(self, t0_ns: int, t1_ns: int) -> list[Sample]:
+        return [s for s in list(self.samples) if t0_ns <= s.t_ns <= t1_ns]
+
+    def take(self) -> list[Sample]:
+        """Hand over the samples so far (for the power trace) and start a fresh list."""
+        out, self.samples = self.samples, []
+        return out

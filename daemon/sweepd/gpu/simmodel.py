@@ -1,0 +1,98 @@
+"""How a simulated GPU's time and power depend on its core clock, calibrated to real GPUs.
+
+The model (per GPU, all clocks in MHz, ``f_max`` the highest supported clock):
+
+- time:  t(f) = t(f_max) * ((1 - c) + c * f_max / f)            for f >= f_knee
+         t(f) = t(f_knee) * f_knee / f                             below it
+  Above the ridge ``f_knee`` the work is mostly memory-bound: ``c`` is the small share that scales
+  with the core clock. Below the ridge it is compute-bound and time grows as 1/f (roofline).
+- voltage: v(f) = v_min below the knee ``f_knee``, rising linearly to 1 at ``f_max``
+  (real V/f curves flatten at a minimum voltage).
+- power: P(f) = P_max * (s + d * (f / f_max) * v(f)^2), s + d = 1
+  ``s`` is the clock-independent part (memory, uncore, leakage), ``d`` the dynamic part.
+
+Energy E = P * t is U-shaped: above the knee, voltage falls with the clock and energy drops fast
+while time hardly changes; below it, time grows as 1/f while the clock-independent power keeps
+drawing, so energy and EDP rise again.
+
+Calibration (:func:`calibrate`) solves ``c``, ``s``, ``d``, ``v_min`` and the knee from the measured
+Stable Diffusion optima in ``data/anchor-sd-results.json`` so that the energy-delay product (EDP)
+is minimal at the measured EDP-optimal clock, energy there is lower than at ``f_max`` by the
+measured saving, and time there is longer by the measured slowdown (at least 1 %: a lower clock is
+never faster in this model). ``v_min`` is set so that just below the knee power's log-slope is
+``KNEE_SHARPNESS`` times that of t^2 in the memory-bound regime.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+KNEE_SHARPNESS = 0.5
+MIN_SLOWDOWN = 0.01
+
+# Board figures (W) used to scale the model: power at f_max under Stable Diffusion, and idle power.
+BOARDS = {
+    "A100": {"name": "NVIDIA A100-PCIE-40GB (simulated)", "dump": "a100-pcie-40gb.txt", "p_max": 230.0, "p_idle": 35.0},
+    "H100": {"name": "NVIDIA H100 NVL (simulated)", "dump": "h100-nvl.txt", "p_max": 360.0, "p_idle": 60.0},
+    "V100": {"name": "Tesla V100-PCIE-32GB (simulated)", "dump": "v100-pcie-32gb.txt", "p_max": 230.0, "p_idle": 30.0},
+}
+
+
+@dataclass(frozen=True)
+class SimModel:
+    gpu: str
+    f_max: int
+    f_knee: int
+    c: float
+    s: float
+    d: float
+    v_min: float
+    p_max_w: float
+    p_idle_w: float
+
+    def slowdown(self, f_mhz: float) -> float:
+        """t(f) / t(f_max)."""
+        ridge = max(f_mhz, self.f_knee)
+        return ((1 - self.c) + self.c * self.f_max / ridge) * ridge / f_mhz
+
+    def voltage(self, f_mhz: float) -> float:
+        if f_mhz <= self.f_knee:
+            return self.v_min
+        return self.v_min + (1 - self.v_min) * (f_mhz - self.f_knee) / (self.f_max - self.f_knee)
+
+    def busy_power_w(self, f_mhz: float) -> float:
+        return self.p_max_w * (self.s + self.d * (f_mhz / self.f_max) * self.voltage(f_mhz) ** 2)
+
+    def energy_ratio(self, f_mhz: float) -> float:
+        """E(f) / E(f_max) for the same work."""
+        return self.busy_power_w(f_mhz) * self.slowdown(f_mhz) / self.p_max_w
+
+
+@cache
+def anchors() -> dict[str, dict]:
+    text = resources.files("sweepd.gpu").joinpath("data/anchor-sd-results.json").read_text()
+    return {r["gpu"]: r for r in json.loads(text)["results"]}
+
+
+@cache
+def calibrate(gpu: str) -> SimModel:
+    a = anchors()[gpu]
+    board = BOARDS[gpu]
+    f_max = a["max_frequency_mhz"]
+    f_opt = a["optimal_frequency_edp_mhz"]
+    saving = a["energy_savings_edp_percent"] / 100
+    slow = max(a["performance_vs_max_edp_percent"] / 100, MIN_SLOWDOWN)
+    ratio = f_max / f_opt
+    c = slow / (ratio - 1)
+    p_ratio = (1 - saving) / (1 + slow)  # P(f_opt) / P(f_max)
+    t2_slope = 2 * c * ratio / (1 + slow)  # |d ln t^2 / d ln f| at f_opt
+    dyn = p_ratio * KNEE_SHARPNESS * t2_slope  # the dynamic power left at f_opt, as a share of P_max
+    s = p_ratio - dyn
+    d = 1 - s
+    v_min = (dyn / (d / ratio)) ** 0.5
+    if not (0 < s < 1 and 0 < v_min < 1):
+        raise ValueError(f"cannot calibrate {gpu} from {a}")
+    return SimModel(gpu, f_max, f_opt, c, s, d, v_min, board["p_max"], board["p_idle"])

@@ -1,0 +1,82 @@
+"""Where sweepd keeps things: the root and its parts, job ids, the model cache.
+
+Every command takes ``--root`` (or ``SWEEPD_ROOT``). ``images/`` and ``results/`` can each live
+elsewhere (``SWEEPD_IMAGES_DIR``: images on scratch, ``SWEEPD_RESULTS_DIR``: metrics in project
+storage).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    value = os.environ.get(var)
+    return Path(value) if value else Path.home() / fallback
+
+
+def default_root() -> Path:
+    return _xdg("XDG_DATA_HOME", ".local/share") / "sweepd"
+
+
+def cache_dir() -> Path:
+    value = os.environ.get("SWEEPD_CACHE_DIR")
+    return Path(value) if value else _xdg("XDG_CACHE_HOME", ".cache") / "sweepd"
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+    images: Path
+    results: Path
+
+    @classmethod
+    def resolve(cls, root: str | os.PathLike | None = None, images: str | os.PathLike | None = None,
+                results: str | os.PathLike | None = None) -> "Layout":
+        root_p = Path(root or os.environ.get("SWEEPD_ROOT") or default_root()).expanduser().absolute()
+        images_p = Path(images or os.environ.get("SWEEPD_IMAGES_DIR") or root_p / "images").expanduser().absolute()
+        results_p = Path(results or os.environ.get("SWEEPD_RESULTS_DIR") or root_p / "results").expanduser().absolute()
+        return cls(root_p, images_p, results_p)
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def gpu_locks(self) -> Path:
+        return self.state / "gpu-locks"
+
+    def job_results(self, job_id: str) -> Path:
+        return self.results / f"job_{check_job_id(job_id)}"
+
+    def job_images(self, job_id: str) -> Path:
+        return self.images / f"job_{check_job_id(job_id)}"
+
+
+def check_job_id(job_id: str) -> str:
+    """A job id names a folder: letters, digits, '.', '_', '-'; no path tricks."""
+    if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id) or ".." in job_id:
+        raise ValueError(
+            f"job_id {job_id!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, without '..'"
+        )
+    return job_id
+
+
+def job_id_from_env() -> str | None:
+    """SLURM's job id (with the array task) when running under SLURM."""
+    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array_job and task:
+        return f"{array_job}_{task}"
+    return os.environ.get("SLURM_JOB_ID") or None
+
+
+def new_local_job_id() -> str:
+    return f"local-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"

@@ -1,0 +1,70 @@
+"""What a foreground sweep shows: live progress (clock k/N, ETA, last J/image) and the per-clock table."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from sweepd.engine.summary import optimum
+from sweepd.freqplan import ClockPoint
+
+
+class ConsoleObserver:
+    """Implements :class:`sweepd.engine.sweep.Observer` for a terminal (or a plain log when piped)."""
+
+    def __init__(self, console: Console, total_trials: int, trials_per_clock: int, simulated: bool):
+        self.console = console
+        self.tag = " [SIMULATED GPU]" if simulated else ""
+        self.trials_per_clock = trials_per_clock
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("trials"), TimeElapsedColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[last]}"),
+                                 console=console, transient=True, refresh_per_second=2)
+        self.task = self.progress.add_task("starting", total=total_trials, last="")
+
+    def __enter__(self) -> "ConsoleObserver":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def clock_started(self, k: int, n: int, point: ClockPoint) -> None:
+        self.progress.update(self.task, description=f"clock {k + 1}/{n} {point.label}{self.tag}")
+
+    def trial_done(self, k: int, n: int, point: ClockPoint, row: dict) -> None:
+        last = f"last {row['j_per_image']:.2f} J/image" if row["status"] == "ok" else "last trial FAILED"
+        self.progress.update(self.task, advance=1, last=last)
+
+    def clock_done(self, k: int, n: int, point: ClockPoint, summary: list[dict]) -> None:
+        row = next((r for r in summary if r["freq_mhz"] == point.key), None)
+        if row is None:
+            self.console.print(f"[{k + 1}/{n}] {point.label}: every trial failed")
+            return
+        self.console.print(f"[{k + 1}/{n}] {point.label}: {row['n']} trials, {row['s_per_image_mean']:.3f} s/image, "
+                           f"{row['j_per_image_mean']:.2f} J/image, {row['avg_power_w']:.0f} W{self.tag}")
+
+
+def summary_table(rows: list[dict], simulated: bool, title: str) -> Table:
+    t = Table(title=title + (" - SIMULATED GPU" if simulated else ""), title_justify="left")
+    for col in ("clock MHz", "n", "s/image", "J/image", "CV", "W", "EDP", "energy vs max", "time vs max"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(r["freq_mhz"] or "baseline", str(r["n"]),
+                  f"{r['s_per_image_mean']:.3f} ± {r['s_per_image_std']:.3f}",
+                  f"{r['j_per_image_mean']:.2f} ± {r['j_per_image_std']:.2f}", f"{r['cv'] * 100:.1f}%",
+                  f"{r['avg_power_w']:.0f}", f"{r['edp']:.3g}", f"{-r['energy_saving_pct_vs_max']:+.1f}%",
+                  f"{r['time_change_pct_vs_max']:+.1f}%")
+    return t
+
+
+def optima_lines(rows: list[dict]) -> list[str]:
+    out = []
+    for label, metric in (("minimum energy", "j_per_image_mean"), ("minimum EDP", "edp"), ("minimum ED2P", "ed2p")):
+        best = optimum(rows, metric)
+        if best is not None:
+            out.append(f"{label}: {best['freq_mhz'] or 'baseline'} MHz, "
+                       f"{best['energy_saving_pct_vs_max']:.1f}% less energy, "
+                       f"{best['time_change_pct_vs_max']:+.1f}% time vs {rows[0]['freq_mhz'] or 'baseline'} MHz")
+    return out

@@ -1,0 +1,146 @@
+"""The sweep request: what to run, on which GPU, at which clocks, how to measure, what to keep.
+
+One small pydantic model per section, each with ``extra="forbid"`` so a typo is an error, not a
+silently ignored key. Clock values are checked against the GPU later (:mod:`sweepd.freqplan`),
+since only the GPU knows what it supports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sweepd import configfile
+from sweepd.paths import check_job_id
+
+SCHEDULERS = ("default", "ddim", "ddpm", "pndm", "euler", "euler_a", "dpmpp_2m", "heun", "unipc")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Workload(_Section):
+    model: str = Field("tiny", min_length=1, max_length=500,
+                       description='"tiny" (built-in random-weight model), a Hugging Face id or a local path')
+    prompt: str | list[str] = "a photograph of an astronaut riding a horse"
+    negative_prompt: str | None = None
+    steps: int = Field(50, ge=1, le=1000)
+    width: int = Field(512, ge=8, le=4096)
+    height: int = Field(512, ge=8, le=4096)
+    guidance_scale: float = Field(7.5, ge=0, le=100)
+    scheduler: Literal[SCHEDULERS] = "default"  # type: ignore[valid-type]
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    seed: int = Field(42, ge=0, le=2**32 - 1)
+    batch_size: int = Field(1, ge=1, le=64)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, v: str | list[str]) -> str | list[str]:
+        # Prompts are data, never shell: '$', ';' and quotes pass through untouched.
+        prompts = [v] if isinstance(v, str) else v
+        if not prompts:
+            raise ValueError("give at least one prompt")
+        for p in prompts:
+            if not p.strip():
+                raise ValueError("a prompt must not be empty")
+            if "\x00" in p:
+                raise ValueError("a prompt must not contain NUL characters")
+            if len(p) > 2000:
+                raise ValueError("a prompt longer than 2000 characters is not supported")
+        return v
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_8(cls, v: int) -> int:
+        if v % 8:
+            raise ValueError(f"must be a multiple of 8 (Stable Diffusion latents are 1/8 of the image); {v} is not")
+        return v
+
+    @property
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+
+class Gpu(_Section):
+    backend: Literal["auto", "nvml", "sim"] = "auto"
+    index: int | None = Field(None, ge=0)
+    uuid: str | None = Field(None, pattern=r"^(GPU|MIG)-[0-9A-Fa-f-]{8,}$")
+    sim_model: Literal["H100", "A100", "V100"] = "A100"
+    clock_control: Literal["lock", "observe"] = "lock"
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> "Gpu":
+        if self.index is not None and self.uuid is not None:
+            raise ValueError("give either gpu.index or gpu.uuid, not both")
+        return self
+
+
+class Frequencies(_Section):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True,
+                              serialize_by_alias=True)
+    mode: Literal["dvfs", "custom", "baseline"] = "dvfs"
+    floor_mhz: int = Field(510, ge=1, le=5000)
+    clocks: list[int] | None = Field(None, alias="list", description='the clocks of mode = "custom", in MHz')
+    stride: int = Field(1, ge=1)
+    memory_mhz: int | None = Field(None, ge=1)
+
+    @field_validator("clocks")
+    @classmethod
+    def _list(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("give at least one clock")
+            bad = [f for f in v if f <= 0]
+            if bad:
+                raise ValueError(f"clocks are positive MHz values; got {bad}")
+            if len(set(v)) != len(v):
+                raise ValueError("a clock appears more than once")
+        return v
+
+    @model_validator(mode="after")
+    def _mode_needs_list(self) -> "Frequencies":
+        if self.mode == "custom" and not self.clocks:
+            raise ValueError('mode = "custom" needs frequencies.list')
+        if self.mode != "custom" and self.clocks:
+            raise ValueError(f'frequencies.list is only used with mode = "custom", not {self.mode!r}')
+        return self
+
+
+class Protocol(_Section):
+    warmup: int = Field(1, ge=0, le=100, description="images generated, unmeasured, after each clock change")
+    trials: int = Field(3, ge=1, le=100)
+    min_window_s: float = Field(2.0, gt=0, le=3600)
+    settle_s: float = Field(1.0, ge=0, le=600)
+    cooldown_s: float = Field(0.0, ge=0, le=3600)
+
+
+class Images(_Section):
+    mode: Literal["benchmark", "research", "archive"] = "research"
+
+
+class SweepRequest(_Section):
+    workload: Workload = Workload()
+    gpu: Gpu = Gpu()
+    frequencies: Frequencies = Frequencies()
+    protocol: Protocol = Protocol()
+    images: Images = Images()
+    job_id: str | None = None
+
+    @field_validator("job_id")
+    @classmethod
+    def _job_id(cls, v: str | None) -> str | None:
+        return None if v is None else check_job_id(v)
+
+    def fingerprint(self) -> str:
+        """Identifies what is measured (everything but the job id), to match a sweep on resume."""
+        data = self.model_dump(mode="json", exclude={"job_id"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def load_request(path: Path) -> SweepRequest:
+    return configfile.load(SweepRequest, Path(path))

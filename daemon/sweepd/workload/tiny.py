@@ -1,0 +1,84 @@
+"""The built-in ``tiny`` model: a ~10 MB Stable Diffusion pipeline with random weights.
+
+It is built once from configs into the cache dir, saved with ``save_pretrained`` and then loaded
+with ``from_pretrained`` exactly like a downloaded model, so the whole real code path runs on a
+machine with no network and no GPU. Its pictures are noise; its timing and data flow are real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+TINY_VERSION = 1  # bump when the architecture below changes: a new cache folder is built
+SAMPLE_SIZE = 32
+
+
+def _byte_vocab() -> dict[str, int]:
+    """CLIP's byte-level alphabet (as in GPT-2's bytes_to_unicode), each char alone and word-final."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    chars = [chr(c) for c in cs]
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return vocab
+
+
+def build(target: Path) -> None:
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = _byte_vocab()
+        (Path(tmp) / "vocab.json").write_text(json.dumps(vocab))
+        (Path(tmp) / "merges.txt").write_text("#version: 0.2\n")
+        tokenizer = CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), model_max_length=77)
+    end = vocab["<|endoftext|>"]
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        bos_token_id=vocab["<|startoftext|>"], eos_token_id=end, pad_token_id=end, vocab_size=len(vocab),
+        hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+        max_position_embeddings=77, layer_norm_eps=1e-5))
+    unet = UNet2DConditionModel(
+        sample_size=SAMPLE_SIZE, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64), norm_num_groups=32,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False)
+    pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(target)
+
+
+def ensure(cache: Path) -> Path:
+    """The tiny model's folder under the cache dir, built on first use (atomically: build, then rename)."""
+    target = Path(cache) / "models" / f"tiny-v{TINY_VERSION}"
+    if (target / "model_index.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
+    try:
+        build(staging)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not (target / "model_index.json").exists():  # not a concurrent builder that won the race
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

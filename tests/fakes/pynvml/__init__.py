@@ -1,0 +1,267 @@
+"""A fake ``pynvml`` (nvidia-ml-py) for machines without a GPU.
+
+Only sweepd's NVML backend is under test; this module stands in for the driver. It implements
+the calls sweepd makes with NVML's names, return codes and error classes, serves real clock tables
+(parsed from the nvidia-smi dumps that ship with sweepd), and records every setter call.
+
+Configured through the environment so that subprocesses (``sweepd run``) use it too when
+``tests/fakes`` is first on PYTHONPATH:
+
+- FAKE_NVML_GPUS: comma-separated models, default "A100" (A100, H100, V100)
+- FAKE_NVML_LOG: file to append one JSON line per setter call (for subprocess tests)
+- FAKE_NVML_DENY_SET=1: setters raise NVMLError_NoPermission (a non-root user)
+- FAKE_NVML_ABSENT=1: nvmlInit raises NVMLError_LibraryNotFound (no driver)
+- FAKE_NVML_ENERGY_FAIL_AT=N: the N-th energy read (1-based) raises NVMLError_Unknown
+- FAKE_NVML_CAP_MHZ=F: the observed SM clock never exceeds F and reports sw_power_cap
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+NVML_SUCCESS = 0
+NVML_ERROR_UNINITIALIZED = 1
+NVML_ERROR_INVALID_ARGUMENT = 2
+NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_NO_PERMISSION = 4
+NVML_ERROR_NOT_FOUND = 6
+NVML_ERROR_DRIVER_NOT_LOADED = 9
+NVML_ERROR_LIBRARY_NOT_FOUND = 12
+NVML_ERROR_UNKNOWN = 999
+
+NVML_CLOCK_SM = 1
+NVML_TEMPERATURE_GPU = 0
+
+
+class NVMLError(Exception):
+    _valClassMapping: dict[int, type] = {}
+
+    def __new__(cls, value):
+        if cls is NVMLError:
+            cls = NVMLError._valClassMapping.get(value, cls)
+        obj = Exception.__new__(cls)
+        obj.value = value
+        return obj
+
+    def __init__(self, value):
+        self.value = value
+
+    def __str__(self):
+        return {1: "Uninitialized", 2: "Invalid Argument", 3: "Not Supported", 4: "Insufficient Permissions",
+                6: "Not Found", 9: "Driver Not Loaded", 12: "NVML Shared Library Not Found"}.get(self.value, "Unknown Error")
+
+
+def _subclass(name, value):
+    def new(cls, *args):
+        obj = Exception.__new__(cls)
+        obj.value = value
+        return obj
+
+    def init(self, *args):
+        self.value = value
+
+    cls = type(name, (NVMLError,), {"__new__": new, "__init__": init})
+    NVMLError._valClassMapping[value] = cls
+    globals()[name] = cls
+
+
+for _name, _val in [("NVMLError_Uninitialized", 1), ("NVMLError_InvalidArgument", 2),
+                    ("NVMLError_NotSupported", 3), ("NVMLError_NoPermission", 4), ("NVMLError_NotFound", 6),
+                    ("NVMLError_DriverNotLoaded", 9), ("NVMLError_LibraryNotFound", 12), ("NVMLError_Unknown", 999)]:
+    _subclass(_name, _val)
+
+
+def _dump_tables():
+    from sweepd.gpu import clockdump
+    from sweepd.gpu.simmodel import BOARDS
+
+    return {m: (b["name"].replace(" (simulated)", ""), clockdump.load_packaged(b["dump"])) for m, b in BOARDS.items()}
+
+
+_UUID_TAIL = {"A100": "a100", "H100": "b100", "V100": "c100"}
+
+
+class _Device:
+    def __init__(self, index, model):
+        name, table = _dump_tables()[model]
+        self.index, self.model, self.name, self.table = index, model, name, table
+        self.uuid = f"GPU-0000000{index}-0000-4000-8000-00000000{_UUID_TAIL[model]}"
+        self.locked = None
+        self.mem_locked = None
+        self.t0 = time.monotonic()
+
+
+_lock = threading.Lock()
+_state = {"init": 0, "devices": None, "energy_reads": 0}
+calls: list[tuple] = []  # in-process record of setter calls: (name, uuid, args...)
+
+
+def _log(name, dev, *args):
+    calls.append((name, dev.uuid, *args))
+    path = os.environ.get("FAKE_NVML_LOG")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(json.dumps({"call": name, "uuid": dev.uuid, "args": list(args), "pid": os.getpid()}) + "\n")
+
+
+def reset_fake():
+    """Tests call this between cases."""
+    with _lock:
+        _state.update(init=0, devices=None, energy_reads=0)
+        calls.clear()
+
+
+def _devices():
+    if _state["devices"] is None:
+        models = os.environ.get("FAKE_NVML_GPUS", "A100").split(",")
+        _state["devices"] = [_Device(i, m.strip()) for i, m in enumerate(models) if m.strip()]
+    return _state["devices"]
+
+
+def _check_init():
+    if _state["init"] <= 0:
+        raise NVMLError(NVML_ERROR_UNINITIALIZED)
+
+
+def nvmlInit():
+    if os.environ.get("FAKE_NVML_ABSENT") == "1":
+        raise NVMLError(NVML_ERROR_LIBRARY_NOT_FOUND)
+    _state["init"] += 1
+
+
+def nvmlShutdown():
+    _check_init()
+    _state["init"] -= 1
+
+
+def nvmlSystemGetDriverVersion():
+    return "999.99-fake"
+
+
+def nvmlSystemGetNVMLVersion():
+    return "13.999-fake"
+
+
+def nvmlDeviceGetCount():
+    _check_init()
+    return len(_devices())
+
+
+def nvmlDeviceGetHandleByIndex(i):
+    _check_init()
+    devs = _devices()
+    if not 0 <= i < len(devs):
+        raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+    return devs[i]
+
+
+def nvmlDeviceGetHandleByUUID(uuid):
+    _check_init()
+    for d in _devices():
+        if d.uuid == uuid:
+            return d
+    raise NVMLError(NVML_ERROR_NOT_FOUND)
+
+
+def nvmlDeviceGetName(h):
+    return h.name
+
+
+def nvmlDeviceGetUUID(h):
+    return h.uuid
+
+
+def nvmlDeviceGetIndex(h):
+    return h.index
+
+
+def nvmlDeviceGetSupportedMemoryClocks(h):
+    return list(h.table)
+
+
+def nvmlDeviceGetSupportedGraphicsClocks(h, mem):
+    if mem is None:
+        raise TypeError("memory clock is required")
+    if mem not in h.table:
+        raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+    return list(h.table[mem])
+
+
+def _deny():
+    if os.environ.get("FAKE_NVML_DENY_SET") == "1":
+        raise NVMLError(NVML_ERROR_NO_PERMISSION)
+
+
+def nvmlDeviceSetGpuLockedClocks(h, lo, hi):
+    _deny()
+    supported = {f for fs in h.table.values() for f in fs}
+    if lo not in supported or hi not in supported:
+        raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+    h.locked = (lo, hi)
+    _log("nvmlDeviceSetGpuLockedClocks", h, lo, hi)
+
+
+def nvmlDeviceResetGpuLockedClocks(h):
+    _deny()
+    h.locked = None
+    _log("nvmlDeviceResetGpuLockedClocks", h)
+
+
+def nvmlDeviceSetMemoryLockedClocks(h, lo, hi):
+    _deny()
+    if h.model == "V100":
+        raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+    h.mem_locked = (lo, hi)
+    _log("nvmlDeviceSetMemoryLockedClocks", h, lo, hi)
+
+
+def nvmlDeviceResetMemoryLockedClocks(h):
+    _deny()
+    if h.model == "V100":
+        raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+    h.mem_locked = None
+    _log("nvmlDeviceResetMemoryLockedClocks", h)
+
+
+def _watts(h):
+    f = h.locked[0] if h.locked else max(next(iter(h.table.values())))
+    return 60.0 + 160.0 * f / max(next(iter(h.table.values())))
+
+
+def nvmlDeviceGetTotalEnergyConsumption(h):
+    with _lock:
+        _state["energy_reads"] += 1
+        n = _state["energy_reads"]
+    if os.environ.get("FAKE_NVML_ENERGY_FAIL_AT") == str(n):
+        raise NVMLError(NVML_ERROR_UNKNOWN)
+    elapsed = time.monotonic() - h.t0
+    elapsed -= elapsed % 0.02  # the counter moves in 20 ms steps
+    return int(_watts(h) * elapsed * 1000)
+
+
+def nvmlDeviceGetPowerUsage(h):
+    return int(_watts(h) * 1000)
+
+
+def nvmlDeviceGetTemperatureV(h, sensor):
+    return 45
+
+
+def _cap():
+    cap = os.environ.get("FAKE_NVML_CAP_MHZ")
+    return int(cap) if cap else None
+
+
+def nvmlDeviceGetClockInfo(h, kind):
+    f = h.locked[0] if h.locked else max(next(iter(h.table.values())))
+    cap = _cap()
+    return min(f, cap) if cap else f
+
+
+def nvmlDeviceGetCurrentClocksEventReasons(h):
+    cap = _cap()
+    f = h.locked[0] if h.locked else 0
+    return 0x4 if cap and f > cap else 0
