@@ -35,9 +35,9 @@ ImagesOpt = typer.Option(None, "--images-dir", envvar="SWEEPD_IMAGES_DIR", help=
 ResultsOpt = typer.Option(None, "--results-dir", envvar="SWEEPD_RESULTS_DIR", help="results/ elsewhere")
 
 
-def fail(message: str, code: int) -> typer.Exit:
+def fail(message: str, code: int) -> int:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
+    return code
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -90,22 +90,20 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None) -> 
     return EXIT_FAILED
 
 
-def guarded(fn):
+def guarded(fn) -> int:
     """Turn sweepd's expected errors into one clear line and an exit code, never a traceback."""
     try:
         return fn()
     except ConfigError as e:
         for p in e.problems:
             err.print(f"[bold red]error:[/] {e.source}: {p}", highlight=False)
-        raise typer.Exit(EXIT_INPUT)
-    except ClockPlanError as e:
-        raise fail(str(e), EXIT_INPUT)
-    except (JobConflict, ValueError) as e:
-        raise fail(str(e), EXIT_INPUT)
+        return EXIT_INPUT
+    except (ClockPlanError, JobConflict, ValueError) as e:
+        return fail(str(e), EXIT_INPUT)
     except GpuPermissionError as e:
-        raise fail(str(e), EXIT_GPU)
+        return fail(str(e), EXIT_GPU)
     except GpuError as e:
-        raise fail(f"GPU: {e}", EXIT_GPU)
+        return fail(f"GPU: {e}", EXIT_GPU)
 
 
 @app.command()

@@ -22,7 +22,7 @@ from sweepd.engine import imaging
 from sweepd.engine.stop import StopFlag, StopRequested
 from sweepd.engine.store import JobStore
 from sweepd.freqplan import ClockPoint
-from sweepd.gpu.base import BENIGN_REASONS, GpuDevice, GpuError, decode_reasons
+from sweepd.gpu.base import BENIGN_REASONS, GpuDevice, decode_reasons
 from sweepd.gpu.locks import ClockGuard
 from sweepd.gpu.sampler import Sampler
 from sweepd.request import SweepRequest

@@ -1,0 +1,160 @@
+"""Whole sweeps with the real tiny diffusers pipeline, run as `sweepd run` subprocesses."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from PIL import Image
+
+from conftest import sweepd, sweepd_env, write_request
+from sweepd import atomic
+from sweepd.engine.store import IMAGE_FIELDS, TRIAL_FIELDS
+from sweepd.engine.summary import SUMMARY_FIELDS
+
+pytestmark = pytest.mark.slow
+
+
+def results(root, job):
+    d = root / "results" / f"job_{job}"
+    return d, atomic.read_csv(d / "trials.csv"), atomic.read_csv(d / "images.csv"), atomic.read_csv(d / "summary.csv")
+
+
+def test_sim_sweep_writes_every_output_labelled_simulated(tmp_path):
+    req = write_request(tmp_path / "r.toml", clocks=(1410, 1305, 1200, 945, 510), trials=2)
+    r = sweepd("run", req, "--root", tmp_path, "--job-id", "j1")
+    assert r.returncode == 0, r.stderr
+    assert "SIMULATED" in r.stdout and "minimum EDP" in r.stdout
+    d, trials, images, summary = results(tmp_path, "j1")
+    manifest = json.loads((d / "sweep.json").read_text())
+    assert manifest["status"] == "done" and manifest["simulated"] is True and manifest["backend"] == "sim"
+    assert manifest["workload"]["scheduler"] == "DDIMScheduler" and manifest["request"]["job_id"] is None
+    assert list(trials[0]) == TRIAL_FIELDS and list(images[0]) == IMAGE_FIELDS and list(summary[0]) == SUMMARY_FIELDS
+    assert {r["simulated"] for r in trials + images + summary} == {"true"}
+    assert Counter((r["freq_mhz"], r["trial"]) for r in trials) == {(f, t): 1 for f in
+                                                                   ("1410", "1305", "1200", "945", "510")
+                                                                   for t in ("1", "2")}
+    assert all(r["status"] == "ok" and float(r["energy_j"]) > 0 and r["observed_sm_clock_mhz"] == r["freq_mhz"]
+               for r in trials)
+    # every image has a hash and a PSNR against the max clock; the CPU makes the same picture at every clock
+    n = int(trials[0]["images"])
+    assert len(images) == sum(int(r["images"]) for r in trials) and all(r["psnr_vs_ref"] == "inf" for r in images)
+    # research mode: first trial at the max, the min and every 10th clock only
+    saved = [r for r in images if r["saved_path"]]
+    assert {(r["freq_mhz"], r["trial"]) for r in saved} == {("1410", "1"), ("510", "1")} and len(saved) == 2 * n
+    png = Image.open(saved[0]["saved_path"])
+    assert png.text["prompt"] == "a test; $HOME `x`" and png.text["clock_mhz"] == "1410"
+    assert png.text["simulated"] == "true" and png.text["job_id"] == "j1"
+    assert saved[0]["saved_path"].endswith("images/job_j1/1410MHz/1410MHz_t1_i000_s42.png")
+    assert float(summary[0]["energy_saving_pct_vs_max"]) == 0.0
+
+
+def test_unsupported_clock_fails_before_anything_runs(tmp_path):
+    req = write_request(tmp_path / "r.toml")
+    t0 = time.monotonic()
+    r = sweepd("run", req, "--root", tmp_path, "--custom-frequencies", "1410,950")
+    assert r.returncode == 2 and "950 MHz is not supported" in r.stderr and "945 MHz or 960 MHz" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "results").exists()
+    assert time.monotonic() - t0 < 15  # no model was loaded
+
+
+def test_failed_trial_is_recorded_and_kept_out_of_the_summary(tmp_path):
+    req = write_request(tmp_path / "r.toml", backend="nvml", clocks=(1410, 945), trials=3)
+    # energy read 3 is the start of the 2nd trial at 1410 MHz
+    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100", FAKE_NVML_ENERGY_FAIL_AT="3")
+    r = sweepd("run", req, "--root", tmp_path, "--job-id", "f", env=env)
+    assert r.returncode == 0, r.stderr
+    _, trials, images, summary = results(tmp_path, "f")
+    failed = [t for t in trials if t["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["freq_mhz"] == "1410" and failed[0]["trial"] == "2"
+    assert "GpuError" in failed[0]["error"] and failed[0]["energy_j"] == ""
+    assert {s["freq_mhz"]: s["n"] for s in summary} == {"1410": "2", "945": "3"}
+    assert not [i for i in images if (i["freq_mhz"], i["trial"]) == ("1410", "2")]
+    assert {t["simulated"] for t in trials} == {"false"}
+
+
+def wait_for_rows(path, n, proc, timeout=120):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if len(atomic.read_csv(path)) >= n:
+            return
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never reached {n} rows")
+
+
+def start(req, root, job, env=None):
+    return subprocess.Popen([sys.executable, "-m", "sweepd", "run", str(req), "--root", str(root), "--job-id", job],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or sweepd_env())
+
+
+def test_sweep_killed_with_sigkill_resumes_with_one_row_per_clock_and_trial(tmp_path):
+    clocks = ("1410", "1200", "945", "705", "510")
+    req = write_request(tmp_path / "r.toml", clocks=tuple(map(int, clocks)), trials=3)
+    proc = start(req, tmp_path, "k")
+    wait_for_rows(tmp_path / "results/job_k/trials.csv", 5, proc)  # mid-way through the 2nd clock
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    d, before, _, _ = results(tmp_path, "k")
+    assert json.loads((d / "sweep.json").read_text())["status"] == "running"
+    r = sweepd("run", req, "--root", tmp_path, "--job-id", "k")
+    assert r.returncode == 0, r.stderr
+    _, trials, images, summary = results(tmp_path, "k")
+    assert Counter((t["freq_mhz"], t["trial"]) for t in trials) == {(f, str(t)): 1 for f in clocks for t in (1, 2, 3)}
+    assert trials[:3] == before[:3]  # the completed clock was kept, not measured again
+    assert len({(i["freq_mhz"], i["trial"], i["index"]) for i in images}) == len(images)
+    assert len(images) == sum(int(t["images"]) for t in trials)
+    assert [s["freq_mhz"] for s in summary] == list(clocks)
+    manifest = json.loads((d / "sweep.json").read_text())
+    assert manifest["status"] == "done" and len(manifest["resumed_at"]) == 1
+    again = sweepd("run", req, "--root", tmp_path, "--job-id", "k")
+    assert again.returncode == 2 and "already done" in again.stderr
+
+
+def test_sigterm_stops_after_the_trial_resets_clocks_and_resumes(tmp_path):
+    log = tmp_path / "nvml.log"
+    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100", FAKE_NVML_LOG=str(log))
+    req = write_request(tmp_path / "r.toml", backend="nvml", clocks=(1410, 945, 510), trials=2)
+    proc = start(req, tmp_path, "s", env)
+    wait_for_rows(tmp_path / "results/job_s/trials.csv", 1, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 4, err
+    assert "resume with: sweepd run --resume s" in err
+    calls = [json.loads(line)["call"] for line in log.read_text().splitlines()]
+    assert calls[-2:] == ["nvmlDeviceResetGpuLockedClocks", "nvmlDeviceResetMemoryLockedClocks"]
+    assert not list((tmp_path / "state/gpu-locks").glob("*.json"))
+    d = tmp_path / "results/job_s"
+    assert json.loads((d / "sweep.json").read_text())["status"] == "interrupted"
+    r = sweepd("run", "--resume", "s", "--root", tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    trials = atomic.read_csv(d / "trials.csv")
+    assert Counter((t["freq_mhz"], t["trial"]) for t in trials) == {(f, t): 1 for f in ("1410", "945", "510")
+                                                                   for t in ("1", "2")}
+
+
+def test_a_job_id_cannot_be_reused_for_a_different_request(tmp_path):
+    req = write_request(tmp_path / "r.toml", clocks=(1410,), trials=1)
+    assert sweepd("run", req, "--root", tmp_path, "--job-id", "x").returncode == 0
+    other = write_request(tmp_path / "o.toml", clocks=(945,), trials=1)
+    r = sweepd("run", other, "--root", tmp_path, "--job-id", "x")
+    assert r.returncode == 2 and "different request" in r.stderr
+
+
+def test_tiny_model_sweep_on_the_sim_a100_finds_the_calibrated_optimum(tmp_path):
+    """The calibration holds through the whole pipeline: 945 MHz beats 1410 and 510 by a wide margin."""
+    req = write_request(tmp_path / "r.toml", clocks=(1410, 945, 510), trials=3, images="benchmark",
+                        extra="")
+    text = req.read_text().replace("min_window_s = 0.3", "min_window_s = 1.0")
+    req.write_text(text)
+    r = sweepd("run", req, "--root", tmp_path, "--job-id", "cal")
+    assert r.returncode == 0, r.stderr
+    _, _, _, summary = results(tmp_path, "cal")
+    j = {s["freq_mhz"]: float(s["j_per_image_mean"]) for s in summary}
+    edp = {s["freq_mhz"]: float(s["edp"]) for s in summary}
+    assert min(edp, key=edp.get) == "945"
+    assert 12 < (1 - j["945"] / j["1410"]) * 100 < 38  # calibrated to 25.7 %; CPU timing noise on top
+    assert j["510"] > j["945"]
