@@ -183,3 +183,7 @@ def gpus(backend: str = typer.Option("auto", help="auto | nvml | sim"),
 
 def main() -> None:
     app()
+
+
+# The daemon and client commands register themselves on `app`.
+from sweepd import client, service  # noqa: E402,F401

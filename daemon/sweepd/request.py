@@ -130,6 +130,7 @@ class SweepRequest(_Section):
     protocol: Protocol = Protocol()
     images: Images = Images()
     job_id: str | None = None
+    priority: int = Field(0, ge=-1000, le=1000, description="higher runs first in the daemon's queue")
 
     @field_validator("job_id")
     @classmethod
@@ -137,8 +138,8 @@ class SweepRequest(_Section):
         return None if v is None else check_job_id(v)
 
     def fingerprint(self) -> str:
-        """Identifies what is measured (everything but the job id), to match a sweep on resume."""
-        data = self.model_dump(mode="json", exclude={"job_id"})
+        """Identifies what is measured (not the job id or priority), to match a sweep on resume."""
+        data = self.model_dump(mode="json", exclude={"job_id", "priority"})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

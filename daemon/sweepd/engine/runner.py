@@ -37,14 +37,17 @@ def open_for(request: SweepRequest) -> GpuDevice:
     return open_device(g.backend, index=g.index, uuid=g.uuid, sim_model=g.sim_model)
 
 
-def repair_locks(layout: Layout, request: SweepRequest) -> None:
+def repair_locks(layout: Layout) -> list[str]:
+    """Reset GPUs whose clocks a dead sweep left locked (a simulated GPU's locks die with its process)."""
     def opener(rec: dict) -> GpuDevice:
         if rec.get("backend") == "sim":
-            return open_device("sim", sim_model=request.gpu.sim_model)
+            return open_device("sim")
         return open_device("nvml", uuid=rec.get("uuid"))
 
-    for line in repair_stale_locks(layout.gpu_locks, opener):
+    done = repair_stale_locks(layout.gpu_locks, opener)
+    for line in done:
         log.warning("%s", line)
+    return done
 
 
 def resolve_job_id(request: SweepRequest, override: str | None = None) -> str:
@@ -64,14 +67,14 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str) -> tuple[GpuDevi
 
 
 def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
-        stop: StopFlag | None = None) -> Outcome:
+        stop: StopFlag | None = None, sweep_id: str | None = None) -> Outcome:
     from sweepd.workload.pipeline import Workload  # torch is imported here, in the sweep process only
 
     device, plan, store = prepare(request, layout, job_id)
     stop = stop or StopFlag()
     with device:
-        repair_locks(layout, request)
-        resumed = store.open(request, device.info(), plan)
+        repair_locks(layout)
+        resumed = store.open(request, device.info(), plan, sweep_id)
         stop.install()
         try:
             with ClockGuard(device, layout.gpu_locks) as guard:

@@ -20,17 +20,17 @@ class StopRequested(Exception):
 
 class StopFlag:
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._requested = False  # a plain flag: signal handlers must not take locks (Event.set does)
         self.reason = ""
         self._previous: dict[int, object] = {}
 
     @property
     def requested(self) -> bool:
-        return self._event.is_set()
+        return self._requested
 
     def request(self, reason: str) -> None:
         self.reason = self.reason or reason
-        self._event.set()
+        self._requested = True
 
     def check(self) -> None:
         if self.requested:

@@ -64,7 +64,7 @@ class JobStore:
         return json.loads(self.manifest_path.read_text())
 
     # opening ---------------------------------------------------------------------------------
-    def open(self, request: SweepRequest, gpu: dict, plan: list[ClockPoint]) -> bool:
+    def open(self, request: SweepRequest, gpu: dict, plan: list[ClockPoint], sweep_id: str | None = None) -> bool:
         """Start a new job or resume an unfinished one; returns True when resuming."""
         fingerprint = request.fingerprint()
         if self.exists():
@@ -83,7 +83,7 @@ class JobStore:
             self.set_status("running")
             return True
         self.manifest = {
-            "sweep_id": secrets.token_hex(6), "job_id": self.job_id, "status": "running",
+            "sweep_id": sweep_id or secrets.token_hex(6), "job_id": self.job_id, "status": "running",
             "simulated": bool(gpu.get("simulated")), "backend": gpu.get("backend"), "gpu": gpu,
             "request": request.model_dump(mode="json"), "request_sha256": fingerprint,
             "plan_mhz": [p.freq_mhz for p in plan], "images_per_trial": None,

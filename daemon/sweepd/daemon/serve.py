@@ -1,0 +1,197 @@
+"""`sweepd serve`: watch the spool, keep the queue, run sweeps in worker processes, talk to systemd.
+
+The main loop wakes on a spool event (inotify through watchdog, where the filesystem supports it),
+a child exiting (SIGCHLD), a signal, or every reconcile interval, and then: takes in the spool,
+reaps finished workers, passes on cancellations, starts queued sweeps on free GPUs, and reports
+its status. Signal handlers only set flags; all work happens in the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+from sweepd import atomic, fstype, settings as settings_mod
+from sweepd.configfile import ConfigError
+from sweepd.daemon import journal
+from sweepd.daemon.pidlock import PidLock
+from sweepd.daemon.sdnotify import Notifier
+from sweepd.daemon.waker import Waker
+from sweepd.daemon.worker import read_status
+from sweepd.daemon.workers import WorkerPool, resume_or_fail
+from sweepd.engine.runner import repair_locks
+from sweepd.paths import Layout
+from sweepd.queue import Queue
+from sweepd.settings import Settings
+from sweepd.spool import Spool
+
+log = logging.getLogger("sweepd")
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Daemon:
+    def __init__(self, settings: Settings, layout: Layout, config: Path | None = None, once: bool = False):
+        self.settings, self.layout, self.config, self.once = settings, layout, config, once
+        self.waker = Waker()
+        self.stopping = False
+        self.reload_requested = False
+        self.settings_error: str | None = None
+        self.notifier = Notifier()
+        self.observer = None
+        self._last_scan = 0.0
+
+    # setup -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.lock = PidLock(self.layout.state / "daemon.lock").acquire()
+        self.queue = Queue(self.layout.state / "queue.sqlite")
+        self.pool = WorkerPool(self.layout, self.queue, self.settings)
+        self.spool = Spool(self.layout.root, self.layout.state, self.queue, self.settings.max_request_bytes,
+                           gpu_indices=tuple(self.pool.slots.values()))
+        self.spool.ensure()
+        self.recover()
+        if self.spool.reconcile_accepted():
+            log.warning("queued accepted requests that had no queue entry (crash during intake)")
+        self.watch()
+        for sig, handler in ((signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop),
+                             (signal.SIGHUP, self._on_hup), (signal.SIGCHLD, self._on_child)):
+            signal.signal(sig, handler)
+
+    def recover(self) -> None:
+        """After a crash: sweeps left `running` are interrupted; stale clock locks are reset; resume."""
+        for row in self.queue.list(("running",)):
+            pid = row["pid"]
+            deadline = time.monotonic() + self.settings.stop_timeout_s
+            while _pid_alive(pid) and time.monotonic() < deadline:  # told to stop when the old daemon died
+                time.sleep(0.2)
+            if _pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+            self.queue.finish(row["id"], "interrupted", None, "the daemon stopped while this sweep ran")
+            log.warning("sweep %s was running when the daemon stopped: interrupted", row["id"])
+        repair_locks(self.layout)
+        for row in self.queue.list(("interrupted",)):
+            resume_or_fail(self.queue, self.settings, row["id"])
+
+    def watch(self) -> None:
+        incoming = self.spool.incoming
+        kind = fstype.fs_type(incoming)
+        if kind in fstype.NETWORK_FS:
+            log.info("spool on %s: no inotify there; listing it every %.1f s", kind, self.settings.reconcile_interval_s)
+            return
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        waker = self.waker
+
+        class Hint(FileSystemEventHandler):
+            def on_any_event(self, event) -> None:
+                waker.notify()
+
+        self.observer = Observer()
+        self.observer.schedule(Hint(), str(incoming), recursive=False)
+        self.observer.start()
+
+    # signals ---------------------------------------------------------------------------------
+    def _on_stop(self, signum, frame) -> None:
+        self.stopping = True
+        self.waker.notify()
+
+    def _on_hup(self, signum, frame) -> None:
+        self.reload_requested = True
+        self.waker.notify()
+
+    def _on_child(self, signum, frame) -> None:
+        self.waker.notify()
+
+    # the loop --------------------------------------------------------------------------------
+    def run(self) -> int:
+        self.start()
+        self.notifier.ready()
+        log.info("sweepd serve: watching %s (pid %d, %d GPU worker(s))", self.spool.incoming, os.getpid(),
+                 len(self.pool.slots))
+        try:
+            while not self.stopping:
+                self.step()
+                if self.once and self.pool.idle() and not self.queue.counts()["queued"]:
+                    break
+                self.waker.wait(self.tick())
+        finally:
+            self.shutdown()
+        return 0
+
+    def tick(self) -> float:
+        tick = min(self.settings.reconcile_interval_s, 1.0 if self.pool.running else 5.0)
+        if self.notifier.watchdog_interval_s:
+            tick = min(tick, self.notifier.watchdog_interval_s)
+        return tick
+
+    def step(self) -> None:
+        if self.reload_requested:
+            self.reload()
+        now = time.monotonic()
+        if self.waker.pending or now - self._last_scan >= self.settings.reconcile_interval_s or self._last_scan == 0:
+            self._last_scan = now
+            self.spool.scan()
+        self.pool.reap()
+        self.pool.handle_cancels()
+        if not self.stopping:
+            self.pool.start_ready()
+        self.report()
+
+    def reload(self) -> None:
+        self.reload_requested = False
+        self.notifier.reloading()
+        try:
+            new = settings_mod.load(self.config)
+        except ConfigError as e:
+            self.settings_error = str(e)
+            log.error("reload: settings not changed, the new ones do not validate:\n%s", e)
+        else:
+            self.settings_error = None
+            self.settings = self.pool.settings = new
+            self.spool.max_bytes = new.max_request_bytes
+            journal.setup(new.log_level)
+            log.info("reloaded settings")
+        self.notifier.ready()
+
+    def report(self) -> None:
+        parts = []
+        for slot, r in self.pool.running.items():
+            st = read_status(self.layout, r.job_id)
+            where = f" clock {st['clock']}/{st['clocks']} {st.get('freq')}" if st.get("clocks") else " starting"
+            last = f" {st['last_j_per_image']:.1f} J/img" if st.get("last_j_per_image") else ""
+            parts.append(f"{slot}: job {r.job_id}{where}{last}")
+        counts = self.queue.counts()
+        line = "; ".join(parts or ["idle"]) + f"; {counts['queued']} queued"
+        if self.settings_error:
+            line += "; SETTINGS ERROR (old settings in force)"
+        if line != self.notifier._last_status:
+            atomic.write_json(self.layout.state / "daemon.json",
+                              {"pid": os.getpid(), "status": line, "settings_error": self.settings_error,
+                               "updated": time.time()})
+        self.notifier.status(line)
+        self.notifier.watchdog()
+
+    def shutdown(self) -> None:
+        self.notifier.stopping()
+        log.info("stopping: running sweeps stop after their current trial")
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(timeout=5)
+        self.pool.stop_all(self.settings.stop_timeout_s)
+        self.queue.close()
+        self.lock.release()
+        log.info("stopped")

@@ -1,0 +1,156 @@
+"""The sweep queue: SQLite in WAL mode under state/, shared by the daemon and the client commands.
+
+States: queued -> running -> done | failed | cancelled | interrupted; interrupted -> queued on
+resume. The next sweep is the highest priority, then the oldest (FIFO). Keep this file on a local
+disk: SQLite's locking is not safe on NFS or Lustre.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+SCHEMA_VERSION = 1
+STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+FINAL = ("done", "failed", "cancelled")
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS sweeps (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    job_id TEXT UNIQUE NOT NULL,
+    state TEXT NOT NULL CHECK (state IN {STATES}),
+    priority INTEGER NOT NULL DEFAULT 0,
+    gpu_index INTEGER,
+    request TEXT NOT NULL,
+    source TEXT,
+    spool_path TEXT,
+    submitted_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    worker TEXT,
+    pid INTEGER,
+    exit_status INTEGER,
+    error TEXT,
+    resumes INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sweeps_next ON sweeps (state, priority DESC, seq);
+"""
+
+
+class QueueError(Exception):
+    pass
+
+
+class DuplicateJob(QueueError):
+    pass
+
+
+class Queue:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise QueueError(f"{self.path} has schema {version}; this sweepd knows up to {SCHEMA_VERSION}: upgrade sweepd")
+        if version < SCHEMA_VERSION:
+            with self.tx() as db:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # writes ----------------------------------------------------------------------------------
+    def add(self, sweep_id: str, job_id: str, request: dict, *, priority: int = 0, gpu_index: int | None = None,
+            source: str = "", spool_path: str = "") -> None:
+        try:
+            with self.tx() as db:
+                db.execute("INSERT INTO sweeps (id, job_id, state, priority, gpu_index, request, source, spool_path,"
+                           " submitted_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                           (sweep_id, job_id, priority, gpu_index, json.dumps(request), source, spool_path,
+                            time.time()))
+        except sqlite3.IntegrityError:
+            other = self.get(job_id)
+            raise DuplicateJob(f"job_id {job_id!r} is already used by sweep {other['id'] if other else '?'}") from None
+
+    def claim_next(self, worker: str, gpu_index: int | None) -> sqlite3.Row | None:
+        """Take the next queued sweep this worker can run (any GPU, or its GPU index) and mark it running."""
+        with self.tx() as db:
+            row = db.execute("SELECT * FROM sweeps WHERE state = 'queued' AND (gpu_index IS NULL OR gpu_index = ?)"
+                             " ORDER BY priority DESC, seq LIMIT 1", (gpu_index,)).fetchone()
+            if row is None:
+                return None
+            # pinned to this GPU from now on: a resumed sweep must continue on the GPU it started on
+            db.execute("UPDATE sweeps SET state = 'running', worker = ?, started_at = ?, pid = NULL,"
+                       " exit_status = NULL, error = NULL, gpu_index = COALESCE(gpu_index, ?) WHERE id = ?",
+                       (worker, time.time(), gpu_index, row["id"]))
+        return self.get(row["id"])
+
+    def set_pid(self, sweep_id: str, pid: int) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE sweeps SET pid = ? WHERE id = ?", (pid, sweep_id))
+
+    def finish(self, sweep_id: str, state: str, exit_status: int | None = None, error: str | None = None) -> None:
+        assert state in STATES
+        with self.tx() as db:
+            db.execute("UPDATE sweeps SET state = ?, exit_status = ?, error = ?, ended_at = ? WHERE id = ?",
+                       (state, exit_status, error, time.time(), sweep_id))
+
+    def requeue(self, sweep_id: str) -> None:
+        """An interrupted sweep goes back to the queue, keeping its place (seq) and counting the resume."""
+        with self.tx() as db:
+            db.execute("UPDATE sweeps SET state = 'queued', resumes = resumes + 1, pid = NULL, ended_at = NULL"
+                       " WHERE id = ? AND state = 'interrupted'", (sweep_id,))
+
+    def request_cancel(self, key: str) -> str:
+        """Cancel a queued sweep at once, or ask the daemon to stop a running one. Returns the outcome."""
+        with self.tx() as db:
+            row = self._get(db, key)
+            if row is None:
+                raise QueueError(f"no sweep {key!r}")
+            if row["state"] in ("queued", "interrupted"):
+                db.execute("UPDATE sweeps SET state = 'cancelled', ended_at = ?, error = 'cancelled by user'"
+                           " WHERE id = ?", (time.time(), row["id"]))
+                return "cancelled"
+            if row["state"] == "running":
+                db.execute("UPDATE sweeps SET cancel_requested = 1 WHERE id = ?", (row["id"],))
+                return "cancelling"
+            raise QueueError(f"sweep {row['id']} is already {row['state']}")
+
+    # reads -----------------------------------------------------------------------------------
+    @staticmethod
+    def _get(db: sqlite3.Connection, key: str) -> sqlite3.Row | None:
+        return db.execute("SELECT * FROM sweeps WHERE id = ? OR job_id = ?", (key, key)).fetchone()
+
+    def get(self, key: str) -> sqlite3.Row | None:
+        return self._get(self.db, key)
+
+    def list(self, states: tuple[str, ...] = STATES) -> list[sqlite3.Row]:
+        marks = ",".join("?" * len(states))
+        return self.db.execute(f"SELECT * FROM sweeps WHERE state IN ({marks}) ORDER BY seq", states).fetchall()
+
+    def counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT state, COUNT(*) FROM sweeps GROUP BY state").fetchall()
+        return {s: 0 for s in STATES} | {r[0]: r[1] for r in rows}

@@ -1,0 +1,80 @@
+"""Daemon settings (pydantic-settings): packaged etc/sweepd.toml < user file < SWEEPD_* < --config.
+
+Each file is checked on its own first, so an error names the file that holds it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from sweepd import configfile
+from sweepd.configfile import ConfigError
+
+_files: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("settings_files", default=())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SWEEPD_", extra="forbid", validate_default=True)
+
+    root: str = ""
+    gpus: list[int] = Field(default_factory=lambda: [0], min_length=1)
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpu_indices(cls, v: list[int]) -> list[int]:
+        if any(g < 0 for g in v):
+            raise ValueError(f"GPU indices are 0 or more; got {v}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"a GPU appears more than once in {v}")
+        return v
+    reconcile_interval_s: float = Field(2.0, gt=0, le=3600)
+    max_request_bytes: int = Field(1 << 20, gt=0)
+    on_interrupted: Literal["resume", "leave"] = "resume"
+    max_resumes: int = Field(3, ge=0)
+    stop_timeout_s: float = Field(240.0, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        # earlier wins: init > --config > environment > user file > packaged defaults.
+        # Outside load() (model_validate of one file's values) only the given values count.
+        if not _files.get():
+            return (init_settings,)
+        etc, user, *config = _files.get()
+        return (init_settings, *[TomlConfigSettingsSource(settings_cls, f) for f in config], env_settings,
+                TomlConfigSettingsSource(settings_cls, user), TomlConfigSettingsSource(settings_cls, etc))
+
+
+def packaged_defaults() -> Path:
+    return Path(str(resources.files("sweepd.etc").joinpath("sweepd.toml")))
+
+
+def user_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "sweepd" / "sweepd.toml"
+
+
+def load(config: Path | None = None) -> Settings:
+    files = [packaged_defaults(), user_file()] + ([Path(config)] if config else [])
+    for f in files:
+        if f.exists() or f == config:
+            data = configfile.read_data(f)
+            try:
+                Settings.model_validate(data)  # only this file's values (and defaults): errors name the file
+            except ValidationError as e:
+                raise ConfigError(str(f), configfile.problems_from(e)) from None
+    token = _files.set(tuple(files))
+    try:
+        return Settings()
+    except ValidationError as e:
+        raise ConfigError("settings (SWEEPD_* environment)", configfile.problems_from(e)) from None
+    finally:
+        _files.reset(token)
