@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SWEEPD_", extra="forbid", validate_default=True)
 
     root: str = ""
-    gpus: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    gpus: list[int] = Field(default_factory=lambda: [0])
 
     @field_validator("gpus")
     @classmethod

@@ -68,10 +68,10 @@ class Outcome:
 
 class Spool:
     def __init__(self, root: Path, state: Path, queue: Queue, max_bytes: int = 1 << 20,
-                 gpu_indices: tuple[int, ...] = (0,)):
+                 gpu_indices: tuple[int, ...] | None = (0,)):
         self.incoming, self.accepted, self.rejected = (root / "spool" / d for d in ("incoming", "accepted", "rejected"))
         self.state, self.queue, self.max_bytes = state, queue, max_bytes
-        self.gpu_indices = gpu_indices
+        self.gpu_indices = gpu_indices  # None: queue only, any index is fine
 
     def ensure(self) -> None:
         for d in (self.incoming, self.accepted, self.rejected):
@@ -100,10 +100,10 @@ class Spool:
             return self._reject(path, [f"(file): {st.st_size} bytes is over the limit of {self.max_bytes}"])
         try:
             req = configfile.validate(SweepRequest, configfile.read_data(path), path.name)
-            if req.gpu.index is not None and req.gpu.index not in self.gpu_indices:
+            if self.gpu_indices and req.gpu.index is not None and req.gpu.index not in self.gpu_indices:
                 return self._reject(path, [f"gpu.index: {req.gpu.index}: this daemon runs sweeps on GPU(s) "
                                            f"{list(self.gpu_indices)} (settings: gpus)"])
-            check_clocks(req, self.gpu_indices[0])
+            check_clocks(req, self.gpu_indices[0] if self.gpu_indices else None)
         except ConfigError as e:
             return self._reject(path, e.problems)
         except ClockPlanError as e:
