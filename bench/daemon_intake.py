@@ -39,7 +39,6 @@ def start(root: Path, settings: str) -> subprocess.Popen:
     cfg.write_text(settings)
     proc = subprocess.Popen([sys.executable, "-m", "sweepd", "serve", "--root", str(root), "--config", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    db = root / "state" / "queue.sqlite"
     while not (root / "state" / "daemon.json").exists():
         time.sleep(0.05)
     return proc

@@ -28,8 +28,9 @@ class Daemon:
         self._closed = False
         # drain the socket all the time, as systemd does
         threading.Thread(target=self._drain, daemon=True).start()
+        self.config_home = root.parent / f"{root.name}-xdg-config"  # no real user's policies or settings
         self.env = sweepd_env(fake_nvml=fake_nvml, NOTIFY_SOCKET=str(self.sock_path), WATCHDOG_USEC="4000000",
-                              **(extra_env or {}))
+                              XDG_CONFIG_HOME=str(self.config_home), **(extra_env or {}))
         self.proc: subprocess.Popen | None = None
 
     def start(self, *args: str, wait_ready: bool = True) -> "Daemon":

@@ -245,3 +245,37 @@ def test_journal_priorities_when_stderr_is_the_journal(tmp_path):
     lines = r.stderr.splitlines()
     assert any(line.startswith("<4>rejected bad.toml") for line in lines), lines
     assert any(line.startswith("<6>") for line in lines)
+
+
+def test_daemon_enforces_storage_policy_on_cap_crossing_and_survives_a_bad_edit(daemon_factory, tmp_path):
+    from storage_helpers import make_job, tree_hashes
+
+    d = daemon_factory()
+    policies = d.config_home / "sweepd" / "policies"
+    policies.mkdir(parents=True)
+    job_bytes = 24 * 4000
+    (policies / "cap.toml").write_text(f'[[rules]]\nname = "cap"\nmax_bytes = {int(job_bytes * 2.5)}\n'
+                                       'schedule = {{ every = "1h" }}\n'.replace("{{", "{").replace("}}", "}"))
+    d.start()
+    images = d.root / "images"
+    for j, age in [("old", 5), ("mid", 4), ("new", 3)]:
+        make_job(images, j, age_days=age)
+    end = time.monotonic() + 30
+    while time.monotonic() < end and (images / "job_old").exists():
+        time.sleep(0.2)
+    assert not (images / "job_old").exists(), d.output()
+    assert {f.split("/")[0] for f in tree_hashes(images)} == {"job_mid", "job_new"}
+    assert any(p.name.startswith("job_old-") for p in (d.root / "archive").glob("*.tar.zst"))
+    # a bad edit: reported, the daemon stays up, the last valid policy stays in force
+    (policies / "cap.toml").write_text('[[rules]]\nname = "cap"\nmax_bytes = "a lot"\n')
+    end = time.monotonic() + 20
+    st = {}
+    while time.monotonic() < end and not st.get("policy_error"):
+        time.sleep(0.3)
+        st = json.loads(sweepd("status", "--root", d.root, "--json", env=d.env).stdout)
+    assert "max_bytes" in (st.get("policy_error") or ""), st
+    make_job(images, "newer", age_days=1)
+    end = time.monotonic() + 30
+    while time.monotonic() < end and (images / "job_mid").exists():
+        time.sleep(0.2)
+    assert not (images / "job_mid").exists() and d.proc.poll() is None

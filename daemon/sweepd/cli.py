@@ -98,7 +98,7 @@ def guarded(fn) -> int:
         for p in e.problems:
             err.print(f"[bold red]error:[/] {e.source}: {p}", highlight=False)
         return EXIT_INPUT
-    except (ClockPlanError, JobConflict, ValueError) as e:
+    except (ClockPlanError, JobConflict, ValueError) as e:  # PolicyError is a ValueError
         return fail(str(e), EXIT_INPUT)
     except GpuPermissionError as e:
         return fail(str(e), EXIT_GPU)
@@ -186,4 +186,4 @@ def main() -> None:
 
 
 # The daemon and client commands register themselves on `app`.
-from sweepd import client, service  # noqa: E402,F401
+from sweepd import client, service, storage_cli  # noqa: E402,F401

@@ -103,7 +103,7 @@ def status(sweep: Optional[str] = typer.Argument(None, help="sweep id or job id"
         except (OSError, ValueError):
             daemon = {}
         out = {"daemon_pid": pid, "daemon_status": daemon.get("status"), "settings_error": daemon.get("settings_error"),
-               "counts": q.counts(), "root": str(layout.root)}
+               "policy_error": daemon.get("policy_error"), "counts": q.counts(), "root": str(layout.root)}
         if as_json:
             print(json.dumps(out, indent=2))
             return 0
@@ -111,8 +111,10 @@ def status(sweep: Optional[str] = typer.Argument(None, help="sweep id or job id"
                       highlight=False)
         if out["daemon_status"]:
             console.print(f"status: {out['daemon_status']}", highlight=False)
-        if out["settings_error"]:
-            console.print(f"[red]settings error:[/] {out['settings_error']}", highlight=False)
+        for what in ("settings", "policy"):
+            if out[f"{what}_error"]:
+                console.print(f"[red]{what} error (the last valid {what} stays in force):[/] {out[f'{what}_error']}",
+                              highlight=False)
         console.print("sweeps: " + ", ".join(f"{n} {s}" for s, n in out["counts"].items() if n) or "sweeps: none",
                       highlight=False)
         return 0

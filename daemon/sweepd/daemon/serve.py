@@ -27,6 +27,7 @@ from sweepd.paths import Layout
 from sweepd.queue import Queue
 from sweepd.settings import Settings
 from sweepd.spool import Spool
+from sweepd.storage.units import human
 
 log = logging.getLogger("sweepd")
 
@@ -53,6 +54,7 @@ class Daemon:
         self.notifier = Notifier()
         self.observer = None
         self._last_scan = 0.0
+        self._last_line = ""
 
     # setup -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -66,6 +68,10 @@ class Daemon:
         if self.spool.reconcile_accepted():
             log.warning("queued accepted requests that had no queue entry (crash during intake)")
         self.watch()
+        from sweepd.storage.enforce import StorageManager
+
+        self.storage = StorageManager(self.layout)
+        self.storage.start()
         for sig, handler in ((signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop),
                              (signal.SIGHUP, self._on_hup), (signal.SIGCHLD, self._on_child)):
             signal.signal(sig, handler)
@@ -168,6 +174,7 @@ class Daemon:
             self.spool.max_bytes = new.max_request_bytes
             journal.setup(new.log_level)
             log.info("reloaded settings")
+        self.storage.load()  # the last valid policy stays in force if the files do not validate
         self.notifier.ready()
 
     def report(self) -> None:
@@ -179,12 +186,17 @@ class Daemon:
             parts.append(f"{slot}: job {r.job_id}{where}{last}")
         counts = self.queue.counts()
         line = "; ".join(parts or ["idle"]) + f"; {counts['queued']} queued"
+        if self.storage.policies:
+            line += f"; images {human(self.storage.usage())}"
         if self.settings_error:
             line += "; SETTINGS ERROR (old settings in force)"
-        if line != self.notifier._last_status:
+        if self.storage.error:
+            line += "; POLICY ERROR (old policy in force)"
+        if line != self._last_line:
+            self._last_line = line
             atomic.write_json(self.layout.state / "daemon.json",
                               {"pid": os.getpid(), "status": line, "settings_error": self.settings_error,
-                               "updated": time.time()})
+                               "policy_error": self.storage.error, "updated": time.time()})
         self.notifier.status(line)
         self.notifier.watchdog()
 
@@ -195,6 +207,7 @@ class Daemon:
             self.observer.stop()
             self.observer.join(timeout=5)
         self.pool.stop_all(self.settings.stop_timeout_s)
+        self.storage.stop()
         self.queue.close()
         self.lock.release()
         log.info("stopped")

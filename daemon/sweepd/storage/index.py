@@ -1,0 +1,153 @@
+"""What is on disk under a rule's path: one Unit per job folder (or loose entry), with its files.
+
+Scans never follow symbolic links (a link is counted as skipped, never entered or deleted).
+The daemon keeps an index current from watchdog events (:meth:`PathIndex.update`) and corrects
+it with a periodic full scan.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KEEP_FILE = ".keep"
+
+
+@dataclass
+class Unit:
+    name: str  # the entry directly under the rule path: job_<ID>, or a loose file or folder
+    path: str
+    files: dict[str, tuple[int, float]] = field(default_factory=dict)  # relative path -> (bytes, mtime)
+    keep_flag: bool = False
+    links_skipped: int = 0
+    _agg: tuple[int, float, float] | None = field(default=None, repr=False)  # bytes, newest, oldest
+
+    def touched(self) -> None:
+        self._agg = None
+
+    @property
+    def agg(self) -> tuple[int, float, float]:
+        if self._agg is None:
+            sizes = [s for s, _ in self.files.values()]
+            times = [m for _, m in self.files.values()]
+            self._agg = (sum(sizes), max(times, default=0.0), min(times, default=0.0))
+        return self._agg
+
+    @property
+    def job_id(self) -> str | None:
+        return self.name[4:] if self.name.startswith("job_") else None
+
+    @property
+    def bytes(self) -> int:
+        return self.agg[0]
+
+    @property
+    def nfiles(self) -> int:
+        return len(self.files)
+
+    @property
+    def newest(self) -> float:
+        return self.agg[1]
+
+    @property
+    def oldest(self) -> float:
+        return self.agg[2]
+
+
+class PathIndex:
+    def __init__(self, path: Path, include: list[str] | None = None, exclude: list[str] | None = None):
+        self.path = str(Path(path))
+        self.include = include or ["*"]
+        self.exclude = exclude or []
+        self.units: dict[str, Unit] = {}
+
+    def wanted(self, rel: str) -> bool:
+        name = rel.rsplit("/", 1)[-1]
+        if name == KEEP_FILE:
+            return False
+        return any(fnmatch.fnmatchcase(rel, g) for g in self.include) and \
+            not any(fnmatch.fnmatchcase(rel, g) for g in self.exclude)
+
+    # full scan -------------------------------------------------------------------------------
+    def scan(self) -> "PathIndex":
+        self.units = {}
+        try:
+            top = list(os.scandir(self.path))
+        except FileNotFoundError:
+            return self
+        for entry in top:
+            unit = Unit(entry.name, entry.path)
+            if entry.is_symlink():
+                unit.links_skipped += 1
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                unit.keep_flag = os.path.lexists(os.path.join(entry.path, KEEP_FILE))
+                self._walk(unit, entry.path, entry.name)
+            elif entry.is_file(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
+                if self.wanted(entry.name):
+                    unit.files[""] = (st.st_size, st.st_mtime)
+            self.units[entry.name] = unit
+        return self
+
+    def _walk(self, unit: Unit, top: str, top_rel: str) -> None:
+        stack = [(top, "")]
+        files, wanted = unit.files, self.wanted
+        while stack:
+            d, rel = stack.pop()
+            try:
+                it = os.scandir(d)
+            except (FileNotFoundError, NotADirectoryError, PermissionError):
+                continue
+            with it:
+                for e in it:
+                    r = f"{rel}{e.name}"
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append((e.path, r + "/"))
+                    elif e.is_file(follow_symlinks=False):
+                        if wanted(f"{top_rel}/{r}"):
+                            st = e.stat(follow_symlinks=False)
+                            files[r] = (st.st_size, st.st_mtime)
+                    elif e.is_symlink():
+                        unit.links_skipped += 1
+
+    # incremental -----------------------------------------------------------------------------
+    def update(self, abs_path: str) -> None:
+        """Bring one path's entry up to date (from a watchdog event)."""
+        rel = os.path.relpath(abs_path, self.path)
+        if rel.startswith("..") or rel == ".":
+            return
+        top, _, inner = rel.partition("/")
+        unit = self.units.get(top)
+        if unit is None:
+            unit = self.units[top] = Unit(top, os.path.join(self.path, top))
+        unit.touched()
+        if inner == KEEP_FILE:
+            unit.keep_flag = os.path.lexists(abs_path)
+            return
+        try:
+            st = os.lstat(abs_path)
+        except FileNotFoundError:
+            gone = [k for k in unit.files if k == inner or k.startswith(inner + "/")] if inner else list(unit.files)
+            for k in gone:
+                del unit.files[k]
+            return
+        if stat.S_ISREG(st.st_mode) and self.wanted(rel):
+            unit.files[inner] = (st.st_size, st.st_mtime)
+        elif stat.S_ISDIR(st.st_mode):
+            sub = PathIndex(self.path, self.include, self.exclude)
+            u = Unit(top, unit.path)
+            sub._walk(u, abs_path, rel) if inner else None
+            unit.files.update({f"{inner}/{k}" if inner else k: v for k, v in u.files.items()})
+
+    # totals ----------------------------------------------------------------------------------
+    @property
+    def bytes(self) -> int:
+        return sum(u.bytes for u in self.units.values())
+
+    @property
+    def nfiles(self) -> int:
+        return sum(u.nfiles for u in self.units.values())

@@ -1,0 +1,237 @@
+"""Plan, then apply: what each rule would do, and why, before anything is touched.
+
+Rules run in file order; each sees the effect of the actions planned before it. Within a rule:
+per-job trims first, then age, then the path's caps (max_bytes, max_files, min_free), evicting
+whole jobs oldest first (by their newest file). Protected jobs (queued or running in the queue,
+or holding a `.keep` file) are never touched. Metrics under results/ are outside every rule
+unless a rule sets allow_results = true.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from sweepd.paths import Layout
+from sweepd.storage.index import PathIndex, Unit
+from sweepd.storage.policy import Rule
+from sweepd.storage.units import human
+
+_CLOCK_DIR = re.compile(r"^(\d+)MHz$")
+_TRIAL = re.compile(r"_t(\d+)_")
+
+
+class PolicyError(ValueError):
+    """A rule that sweepd refuses to apply (unsafe root, and the like)."""
+
+
+@dataclass
+class Action:
+    rule: str
+    kind: str  # archive_then_delete | archive | delete
+    root: str  # the rule path the unit lives in
+    unit: str
+    job_id: str | None
+    files: list[str]  # exactly the files this action touches, relative to the unit
+    whole: bool
+    bytes: int
+    nfiles: int
+    reason: str
+    archive_dir: str = ""
+    zstd_level: int = 3
+    zstd_threads: int = -1
+    source: str = ""  # the policy file
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(a.bytes for a in self.actions if a.kind != "archive")
+
+
+def resolve_root(layout: Layout, rule: Rule, raw: str) -> Path:
+    """A rule path, made absolute and checked: never /, $HOME itself, the archive, state/ or results/."""
+    p = Path(raw).expanduser()
+    p = Path(os.path.realpath(p if p.is_absolute() else layout.root / p))
+    archive = Path(os.path.realpath(archive_dir(layout, rule)))
+    home = Path(os.path.realpath(Path.home()))
+    bad = {Path("/"): "the filesystem root", home: "your home directory itself"}
+    if p in bad:
+        raise PolicyError(f"rule {rule.name!r}: paths: {raw!r}: refusing to manage {bad[p]}")
+    for name, other in (("the archive directory", archive), ("sweepd's state/", layout.state)):
+        other = Path(os.path.realpath(other))
+        if p == other or other.is_relative_to(p) or p.is_relative_to(other):
+            raise PolicyError(f"rule {rule.name!r}: paths: {raw!r}: overlaps {name} ({other})")
+    results = Path(os.path.realpath(layout.results))
+    if not rule.allow_results and (p == results or results.is_relative_to(p) or p.is_relative_to(results)):
+        raise PolicyError(f"rule {rule.name!r}: paths: {raw!r}: overlaps results/ ({results}), where metrics live; "
+                          "set allow_results = true to manage it")
+    return p
+
+
+def archive_dir(layout: Layout, rule: Rule) -> Path:
+    p = Path(rule.archive_dir).expanduser()
+    return p if p.is_absolute() else layout.root / p
+
+
+def kept_by(keep: str | int, files: list[str]) -> set[str]:
+    """The files a per-job trim keeps: representative clocks, first trials, the first N per clock, or nothing."""
+    if isinstance(keep, int):
+        per_dir: dict[str, list[str]] = {}
+        for f in sorted(files):
+            per_dir.setdefault(f.rsplit("/", 1)[0] if "/" in f else "", []).append(f)
+        return {f for fs in per_dir.values() for f in fs[:keep]}
+    if keep == "none":
+        return set()
+    if keep == "first_trial":
+        return {f for f in files if not (m := _TRIAL.search(f.rsplit("/", 1)[-1])) or m.group(1) == "1"}
+    clocks = sorted({int(m.group(1)) for f in files if (m := _CLOCK_DIR.match(f.split("/", 1)[0]))}, reverse=True)
+    chosen = {c for i, c in enumerate(clocks) if i % 10 == 0} | ({clocks[0], clocks[-1]} if clocks else set())
+    return {f for f in files if not (m := _CLOCK_DIR.match(f.split("/", 1)[0])) or int(m.group(1)) in chosen}
+
+
+class Planner:
+    def __init__(self, layout: Layout, protected: set[str], index_for: Callable[[Rule, Path], PathIndex],
+                 free_bytes: Callable[[Path], tuple[int, int]] | None = None, now: float | None = None):
+        self.layout, self.protected, self.index_for = layout, protected, index_for
+        self.free_bytes = free_bytes or _statvfs
+        self.now = time.time() if now is None else now
+        self.gone: dict[tuple[str, str], set[str]] = {}  # (root, unit) -> files planned away
+        self.freed_on: dict[int, int] = {}  # st_dev -> bytes planned to be freed there
+
+    def remaining(self, root: str, unit: Unit) -> dict[str, tuple[int, float]]:
+        gone = self.gone.get((root, unit.name))
+        if not gone:
+            return unit.files
+        return {k: v for k, v in unit.files.items() if k not in gone}
+
+    def plan(self, rules: list[tuple[Rule, str]]) -> Plan:
+        out = Plan()
+        for rule, source in rules:
+            for raw in rule.paths:
+                root = resolve_root(self.layout, rule, raw)
+                self._rule(rule, source, root, self.index_for(rule, root), out)
+        return out
+
+    def _protected(self, unit: Unit) -> str | None:
+        if unit.keep_flag:
+            return "holds a .keep file"
+        if unit.job_id is not None and unit.job_id in self.protected:
+            return "is queued or running"
+        return None
+
+    def _act(self, out: Plan, rule: Rule, source: str, root: Path, unit: Unit, files: dict, reason: str,
+             whole: bool) -> None:
+        nbytes = sum(s for s, _ in files.values())
+        out.actions.append(Action(rule.name, rule.action, str(root), unit.name, unit.job_id,
+                                  sorted(files), whole, nbytes, len(files), reason,
+                                  str(archive_dir(self.layout, rule)), rule.zstd_level, rule.zstd_threads, source))
+        if rule.spec.deletes:
+            self.gone.setdefault((str(root), unit.name), set()).update(files)
+            dev = _dev(root)
+            self.freed_on[dev] = self.freed_on.get(dev, 0) + nbytes
+
+    def _rule(self, rule: Rule, source: str, root: Path, idx: PathIndex, out: Plan) -> None:
+        units = []
+        for unit in idx.units.values():
+            why = self._protected(unit)
+            if why and self.remaining(str(root), unit):
+                out.notes.append(f"rule {rule.name}: {unit.name} {why}: not touched")
+            elif self.remaining(str(root), unit):
+                units.append(unit)
+        r = str(root)
+        if rule.per_job:
+            pj = rule.per_job
+            for unit in units:
+                files = self.remaining(r, unit)
+                size = sum(s for s, _ in files.values())
+                over = [f"{human(size)} > max_bytes {human(pj.max_bytes)}" if pj.max_bytes and size > pj.max_bytes else "",
+                        f"{len(files)} files > max_files {pj.max_files}" if pj.max_files and len(files) > pj.max_files else ""]
+                over = [o for o in over if o]
+                if (pj.max_bytes or pj.max_files) and not over:
+                    continue
+                keep = pj.keep if pj.keep is not None else pj.keep_samples
+                if keep is None:
+                    self._act(out, rule, source, root, unit, files, f"job over its per-job cap ({'; '.join(over)})",
+                              whole=True)
+                    continue
+                kept = kept_by(keep, list(files))
+                trim = {k: v for k, v in files.items() if k not in kept}
+                if trim:
+                    why = f"per-job keep = {keep}" + (f" ({'; '.join(over)})" if over else "")
+                    self._act(out, rule, source, root, unit, trim, why, whole=len(trim) == len(files))
+        if rule.max_age:
+            limit = self.now - rule.max_age
+            for unit in units:
+                files = self.remaining(r, unit)
+                newest = max((m for _, m in files.values()), default=self.now)
+                if files and newest < limit:
+                    days = (self.now - newest) / 86400
+                    self._act(out, rule, source, root, unit, files,
+                              f"newest file is {days:.1f} days old > max_age {rule.max_age / 86400:g} days", whole=True)
+        self._caps(rule, source, root, idx, units, out)
+
+    def _caps(self, rule: Rule, source: str, root: Path, idx: PathIndex, units: list[Unit], out: Plan) -> None:
+        if not (rule.max_bytes or rule.max_files or rule.min_free):
+            return
+        if not rule.spec.deletes:
+            out.notes.append(f"rule {rule.name}: action = \"{rule.action}\" frees nothing: its caps are not enforced")
+            return
+        r = str(root)
+        total_b = sum(sum(s for s, _ in self.remaining(r, u).values()) for u in idx.units.values())
+        total_f = sum(len(self.remaining(r, u)) for u in idx.units.values())
+        free, size = self.free_bytes(root)
+        free += self.freed_on.get(_dev(root), 0)
+        need_free = (rule.min_free * size if rule.min_free and rule.min_free < 1 else rule.min_free) or 0
+
+        def over() -> list[str]:
+            out_ = []
+            if rule.max_bytes and total_b > rule.max_bytes:
+                out_.append(f"{human(total_b)} > max_bytes {human(rule.max_bytes)}")
+            if rule.max_files and total_f > rule.max_files:
+                out_.append(f"{total_f} files > max_files {rule.max_files}")
+            if need_free and free < need_free:
+                out_.append(f"free {human(free)} < min_free {human(need_free)}")
+            return out_
+
+        for unit in sorted(units, key=lambda u: (max((m for _, m in self.remaining(r, u).values()), default=0),
+                                                 u.name)):
+            why = over()
+            if not why:
+                return
+            files = self.remaining(r, unit)
+            if not files:
+                continue
+            self._act(out, rule, source, root, unit, files, f"{root.name}/ over its cap ({'; '.join(why)}); "
+                      "oldest job first", whole=True)
+            total_b -= sum(s for s, _ in files.values())
+            total_f -= len(files)
+            free += sum(s for s, _ in files.values())
+        if over():
+            out.notes.append(f"rule {rule.name}: still over after every unprotected job: {'; '.join(over())}")
+
+
+def _dev(path: Path) -> int:
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return -1
+
+
+def _statvfs(path: Path) -> tuple[int, int]:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return (0, 0)
+    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize

@@ -1,0 +1,283 @@
+"""`sweepd policy ...`, `sweepd storage ...` and `sweepd archive ...`: the storage manager's commands."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from sweepd import paths
+from sweepd.cli import EXIT_FAILED, EXIT_INPUT, RootOpt, app, console, err, fail, guarded
+from sweepd.configfile import ConfigError
+from sweepd.storage import archive as archive_mod
+from sweepd.storage.context import IndexCache, load_policies, make_plan, policy_files, user_policy_dir
+from sweepd.storage.planner import Action, Plan, PolicyError, resolve_root
+from sweepd.storage.units import human
+
+policy_app = typer.Typer(help="Check retention policy files.", no_args_is_help=True)
+storage_app = typer.Typer(help="Plan, apply and report retention policies.", no_args_is_help=True)
+archive_app = typer.Typer(help="List and restore archived images.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+app.add_typer(storage_app, name="storage")
+app.add_typer(archive_app, name="archive")
+
+PolicyOpt = typer.Option(None, "--policy", help="policy file (repeatable; default: ~/.config/sweepd/policies/*.toml)")
+
+
+def _policies(explicit: list[Path] | None, layout: paths.Layout):
+    files = policy_files(explicit)
+    if not files:
+        raise ValueError(f"no policy: give --policy FILE or put policy files in {user_policy_dir()} "
+                         "(examples ship in the project's policies/ folder)")
+    pols = load_policies(files)
+    for _, pol in pols:
+        for rule in pol.rules:
+            for raw in rule.paths:
+                resolve_root(layout, rule, raw)
+    return pols
+
+
+def _print_plan(plan: Plan) -> None:
+    if not plan.actions:
+        console.print("nothing to do: every rule holds", highlight=False)
+    t = Table(title="storage plan", title_justify="left")
+    for col in ("action", "unit", "files", "bytes", "rule", "why"):
+        t.add_column(col)
+    for a in plan.actions:
+        t.add_row(a.kind, f"{Path(a.root).name}/{a.unit}" + ("" if a.whole else " (part)"), str(a.nfiles),
+                  human(a.bytes), a.rule, a.reason)
+    if plan.actions:
+        console.print(t)
+        console.print(f"frees {human(plan.bytes)}", highlight=False)
+    for n in plan.notes:
+        console.print(f"note: {n}", highlight=False)
+
+
+@policy_app.command("check")
+def policy_check(files: list[Path], root: Optional[Path] = RootOpt) -> None:
+    """Validate policy files: every problem with its file, field path and value."""
+    layout = paths.Layout.resolve(root)
+    bad = 0
+    for f in files:
+        try:
+            (_, pol), = load_policies([f])
+            for rule in pol.rules:
+                for raw in rule.paths:
+                    resolve_root(layout, rule, raw)
+        except ConfigError as e:
+            bad += 1
+            for p in e.problems:
+                err.print(f"{e.source}: {p}", highlight=False)
+        except PolicyError as e:
+            bad += 1
+            err.print(f"{f}: {e}", highlight=False)
+        else:
+            console.print(f"{f}: ok ({len(pol.rules)} rule{'s' if len(pol.rules) != 1 else ''})", highlight=False)
+    raise typer.Exit(EXIT_INPUT if bad else 0)
+
+
+@storage_app.command("plan")
+def storage_plan(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path] = RootOpt,
+                 as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every action the policies would take now, with the rule and the reason. Touches nothing."""
+    layout = paths.Layout.resolve(root)
+
+    def go() -> int:
+        plan = make_plan(layout, _policies(policy, layout))
+        if as_json:
+            print(json.dumps({"actions": [a.to_json() for a in plan.actions], "notes": plan.notes}, indent=1))
+        else:
+            _print_plan(plan)
+        return 0
+
+    raise typer.Exit(guarded(go))
+
+
+@storage_app.command("apply")
+def storage_apply(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path] = RootOpt,
+                  plan_file: Optional[Path] = typer.Option(None, "--plan", help="apply this saved plan (storage plan --json)"),
+                  dry_run: bool = typer.Option(False, "--dry-run", help="show what would run, touch nothing")) -> None:
+    """Carry out the plan (archive, verify, then delete)."""
+    from sweepd.storage.apply import apply
+
+    layout = paths.Layout.resolve(root)
+
+    def go() -> int:
+        if plan_file:
+            data = json.loads(plan_file.read_text())
+            plan = Plan([Action(**a) for a in data["actions"]], data.get("notes", []))
+        else:
+            plan = make_plan(layout, _policies(policy, layout))
+        _print_plan(plan)
+        out = apply(plan, layout.state, simulate=dry_run)
+        verb = "would run" if dry_run else "done"
+        console.print(f"{verb}: {len(out.done)} action(s); failed: {len(out.failed)}", highlight=False)
+        for a, e in out.failed:
+            err.print(f"failed: {a.kind} {a.unit}: {e}", highlight=False)
+        return EXIT_FAILED if out.failed else 0
+
+    raise typer.Exit(guarded(go))
+
+
+@storage_app.command("report")
+def storage_report(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path] = RootOpt,
+                   as_json: bool = typer.Option(False, "--json")) -> None:
+    """Bytes, files, oldest file and archived share per rule path and per job, against the caps."""
+    layout = paths.Layout.resolve(root)
+
+    def go() -> int:
+        cache, rows = IndexCache(), []
+        for _, pol in _policies(policy, layout):
+            for rule in pol.rules:
+                for raw in rule.paths:
+                    rp = resolve_root(layout, rule, raw)
+                    idx = cache.get(rule, rp)
+                    archived = {}
+                    for m in archive_mod.manifests(Path(rule.archive_dir) if Path(rule.archive_dir).is_absolute()
+                                                   else layout.root / rule.archive_dir):
+                        archived[m["unit"]] = archived.get(m["unit"], 0) + sum(x["size"] for x in m["members"])
+                    jobs = [{"unit": u.name, "bytes": u.bytes, "files": u.nfiles, "archived_bytes": archived.get(u.name, 0),
+                             "oldest": u.oldest, "protected": u.keep_flag} for u in idx.units.values()]
+                    arch = sum(archived.values())
+                    rows.append({"rule": rule.name, "path": str(rp), "bytes": idx.bytes, "files": idx.nfiles,
+                                 "oldest": min((j["oldest"] for j in jobs if j["files"]), default=None),
+                                 "archived_share": arch / (arch + idx.bytes) if arch + idx.bytes else 0.0,
+                                 "max_bytes": rule.max_bytes, "max_files": rule.max_files, "jobs": jobs})
+        if as_json:
+            print(json.dumps(rows, indent=1))
+            return 0
+        for r in rows:
+            cap = f" / max {human(r['max_bytes'])}" if r["max_bytes"] else ""
+            capf = f" / max {r['max_files']}" if r["max_files"] else ""
+            oldest = time.strftime("%Y-%m-%d", time.localtime(r["oldest"])) if r["oldest"] else "-"
+            console.print(f"rule {r['rule']}: {r['path']}: {human(r['bytes'])}{cap}, {r['files']} files{capf}, "
+                          f"oldest {oldest}, archived {r['archived_share'] * 100:.0f} %", highlight=False)
+            t = Table(show_header=True)
+            for col in ("job", "bytes", "files", "archived", "oldest file"):
+                t.add_column(col)
+            for j in sorted(r["jobs"], key=lambda j: j["oldest"]):
+                t.add_row(j["unit"] + (" (.keep)" if j["protected"] else ""), human(j["bytes"]), str(j["files"]),
+                          human(j["archived_bytes"]),
+                          time.strftime("%Y-%m-%d %H:%M", time.localtime(j["oldest"])) if j["files"] else "-")
+            console.print(t)
+        return 0
+
+    raise typer.Exit(guarded(go))
+
+
+@storage_app.command("clean")
+def storage_clean(
+    root: Optional[Path] = RootOpt,
+    job_id: Optional[str] = typer.Option(None, "--job-id", help="only this job"),
+    older_than: Optional[float] = typer.Option(None, "--older-than", metavar="DAYS"),
+    size_limit: Optional[str] = typer.Option(None, "--size-limit", metavar="10G"),
+    keep_samples: Optional[int] = typer.Option(None, "--keep-samples", metavar="N", help="keep N images per clock"),
+    archive: bool = typer.Option(False, "--archive", help="archive before deleting"),
+    dry_run: bool = typer.Option(False, "--dry-run"),
+) -> None:
+    """The old cleanup script's flags, as an ad-hoc policy: only what the limits select is removed."""
+    from sweepd import configfile
+    from sweepd.storage.apply import apply
+    from sweepd.storage.policy import Policy
+
+    layout = paths.Layout.resolve(root)
+
+    def go() -> int:
+        if older_than is None and size_limit is None and keep_samples is None:
+            return fail("nothing to do: give --older-than, --size-limit or --keep-samples", EXIT_INPUT)
+        rule = {"name": "clean", "paths": [str(layout.images)], "action": "archive_then_delete" if archive else "delete",
+                "confirm_delete": not archive}
+        if job_id:
+            rule["include"] = [f"job_{paths.check_job_id(job_id)}/*"]
+        if older_than is not None:
+            rule["max_age"] = f"{older_than}d"
+        if size_limit is not None:
+            rule["max_bytes"] = size_limit.upper().rstrip("B") + ("iB" if size_limit[-1:].isalpha() else "")
+        if keep_samples is not None:
+            rule["per_job"] = {"keep_samples": keep_samples}
+        pol = configfile.validate(Policy, {"rules": [rule]}, "command line")
+        plan = make_plan(layout, [(Path("command line"), pol)])
+        _print_plan(plan)
+        out = apply(plan, layout.state, simulate=dry_run)
+        console.print(f"{'would run' if dry_run else 'done'}: {len(out.done)} action(s); failed: {len(out.failed)}",
+                      highlight=False)
+        return EXIT_FAILED if out.failed else 0
+
+    raise typer.Exit(guarded(go))
+
+
+@storage_app.command("watch")
+def storage_watch(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path] = RootOpt) -> None:
+    """Enforce the policies on their schedules and on cap crossings until stopped (what `serve` does too)."""
+    import signal
+    import threading
+
+    from sweepd.daemon import journal
+    from sweepd.storage.enforce import StorageManager
+
+    journal.setup("info")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    mgr = StorageManager(paths.Layout.resolve(root), policy)
+    mgr.start()
+    try:
+        while not stop.wait(1):
+            pass
+    finally:
+        mgr.stop()
+
+
+def _archive_dir(root: Optional[Path], archive_dir: Optional[Path]) -> Path:
+    return archive_dir or paths.Layout.resolve(root).root / "archive"
+
+
+@archive_app.command("list")
+def archive_list(root: Optional[Path] = RootOpt, archive_dir: Optional[Path] = typer.Option(None, "--archive-dir"),
+                 as_json: bool = typer.Option(False, "--json")) -> None:
+    """Archives with their job, member count, size and creation time."""
+    ms = archive_mod.manifests(_archive_dir(root, archive_dir))
+    if as_json:
+        print(json.dumps(ms, indent=1))
+        return
+    t = Table(title=f"archives in {_archive_dir(root, archive_dir)}", title_justify="left")
+    for col in ("archive", "job", "files", "images bytes", "archive bytes", "created", "rule"):
+        t.add_column(col)
+    for m in ms:
+        t.add_row(m["archive"], m["unit"], str(len(m["members"])), human(sum(x["size"] for x in m["members"])),
+                  human(m["bytes"]), m["created"], str(m.get("rule", "")))
+    console.print(t)
+
+
+@archive_app.command("restore")
+def archive_restore(job: str, root: Optional[Path] = RootOpt, to: Optional[Path] = typer.Option(None, "--to"),
+                    archive_dir: Optional[Path] = typer.Option(None, "--archive-dir"),
+                    force: bool = typer.Option(False, "--force", help="overwrite files that differ")) -> None:
+    """Give a job's archived images back, byte for byte (to where they were, or --to DIR)."""
+    def go() -> int:
+        adir = _archive_dir(root, archive_dir)
+        unit = job if job.startswith("job_") else f"job_{job}"
+        ms = [m for m in archive_mod.manifests(adir) if m["unit"] == unit]
+        if not ms:
+            return fail(f"no archive of {unit} in {adir}", EXIT_INPUT)
+        n = 0
+        for m in ms:
+            target = to or Path(m["source_dir"])
+            written = archive_mod.restore(adir / m["archive"], target, force=force)
+            for x in m["members"]:
+                got = archive_mod.sha256_file(target / x["name"])
+                if got != x["sha256"]:
+                    return fail(f"{target / x['name']}: sha256 differs from the archive's manifest", EXIT_FAILED)
+            n += len(written)
+        console.print(f"restored {n} file(s) of {unit} from {len(ms)} archive(s)", highlight=False)
+        return 0
+
+    try:
+        code = guarded(go)
+    except archive_mod.ArchiveError as e:
+        code = fail(str(e), EXIT_FAILED)
+    raise typer.Exit(code)

@@ -1,0 +1,192 @@
+"""Archive-then-delete as a transaction: kill it at every step and nothing is lost; a full archive
+filesystem fails the action with the sources untouched; restore is byte-identical and refuses
+members that would land outside its target."""
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import textwrap
+
+import pytest
+import zstandard
+
+from conftest import sweepd, sweepd_env
+from sweepd.storage import archive
+from storage_helpers import make_job, tree_hashes, write_policy
+
+STEPS = ["mid_write", "after_write", "after_verify", "after_rename", "after_manifest", "mid_delete"]
+
+
+def root_with_jobs(tmp_path):
+    root = tmp_path / "root"
+    originals = {}
+    for j, age in [("a", 9), ("b", 8)]:
+        originals.update(make_job(root / "images", j, age_days=age))
+    policy = write_policy(tmp_path / "p.toml", '[[rules]]\nname = "age"\nmax_age = "1d"\n')
+    return root, policy, originals
+
+
+def nothing_lost(root, originals, tmp_path):
+    """Every original file is either still in place or in a verified, restorable archive."""
+    present = tree_hashes(root / "images")
+    restored = tmp_path / "check"
+    shutil.rmtree(restored, ignore_errors=True)
+    for m in archive.manifests(root / "archive"):
+        archive.verify(root / "archive" / m["archive"], [archive.Member(**x) for x in m["members"]])
+        archive.restore(root / "archive" / m["archive"], restored)
+    archived = tree_hashes(restored) if restored.exists() else {}
+    for f, h in originals.items():
+        assert present.get(f) == h or archived.get(f) == h, f"lost {f}"
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_kill_at_each_step_then_rerun_loses_nothing(tmp_path, step):
+    root, policy, originals = root_with_jobs(tmp_path)
+    r = sweepd("storage", "apply", "--policy", policy, "--root", root, env=sweepd_env(SWEEPD_CRASH_AT=step))
+    assert r.returncode == 137, r.stderr  # died at the step, like kill -9
+    nothing_lost(root, originals, tmp_path)
+    if step in ("mid_write", "after_write", "after_verify"):
+        assert tree_hashes(root / "images") == originals  # sources untouched before the archive is final
+    r = sweepd("storage", "apply", "--policy", policy, "--root", root)
+    assert r.returncode == 0, r.stderr
+    assert tree_hashes(root / "images") == {}
+    assert not list((root / "archive").glob("*.partial"))
+    nothing_lost(root, originals, tmp_path)
+    assert len(archive.manifests(root / "archive")) == 2
+
+
+def test_restore_round_trip_through_the_cli(tmp_path):
+    root, policy, originals = root_with_jobs(tmp_path)
+    assert sweepd("storage", "apply", "--policy", policy, "--root", root).returncode == 0
+    listing = json.loads(sweepd("archive", "list", "--root", root, "--json").stdout)
+    assert sorted(m["unit"] for m in listing) == ["job_a", "job_b"]
+    r = sweepd("archive", "restore", "a", "--root", root)
+    assert r.returncode == 0 and "restored 24 file(s) of job_a" in r.stdout
+    assert tree_hashes(root / "images") == {f: h for f, h in originals.items() if f.startswith("job_a/")}
+    r = sweepd("archive", "restore", "nope", "--root", root)
+    assert r.returncode == 2 and "no archive of job_nope" in r.stderr
+
+
+def test_restore_refuses_a_file_that_differs_unless_forced(tmp_path):
+    root, policy, originals = root_with_jobs(tmp_path)
+    sweepd("storage", "apply", "--policy", policy, "--root", root)
+    victim = root / "images/job_a/945MHz/945MHz_t1_i000_s42.png"
+    victim.parent.mkdir(parents=True)
+    victim.write_bytes(b"changed")
+    r = sweepd("archive", "restore", "job_a", "--root", root)
+    assert r.returncode == 1 and "exists with other content" in r.stderr
+    assert sweepd("archive", "restore", "job_a", "--root", root, "--force").returncode == 0
+    assert tree_hashes(root / "images/job_a")["945MHz/945MHz_t1_i000_s42.png"] == originals["job_a/945MHz/945MHz_t1_i000_s42.png"]
+
+
+def evil_archive(path, member: tarfile.TarInfo, data=b"evil"):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        if member.isfile():
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+        else:
+            tar.addfile(member)
+    path.write_bytes(zstandard.ZstdCompressor().compress(buf.getvalue()))
+    return path
+
+
+@pytest.mark.parametrize("name, kind, link, needle", [
+    ("/etc/evil", tarfile.REGTYPE, "", "absolute"),
+    ("job_x/../../evil", tarfile.REGTYPE, "", "climbing"),
+    ("job_x/link", tarfile.SYMTYPE, "/etc/passwd", "leaves the target"),
+    ("job_x/link", tarfile.SYMTYPE, "../../../outside", "leaves the target"),
+    ("job_x/hard", tarfile.LNKTYPE, "/etc/passwd", "refusing link member"),
+])
+def test_restore_refuses_members_that_leave_the_target(tmp_path, name, kind, link, needle):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    path = evil_archive(tmp_path / "evil.tar.zst", info)
+    with pytest.raises(archive.ArchiveError, match=needle):
+        archive.restore(path, tmp_path / "target")
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "outside").exists()
+
+
+ENOSPC_SCRIPT = textwrap.dedent("""
+    import json, os, subprocess, sys
+    from pathlib import Path
+    from sweepd.storage import archive
+    unit, arch, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    arch.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(arch)], check=True)
+    if mode == "mid_write":
+        archive._room = lambda d, need: None  # let the write start: the kernel's ENOSPC must be handled
+    files = sorted(str(p.relative_to(unit)) for p in unit.rglob("*.png"))
+    try:
+        archive.archive(unit, files, arch)
+        print(json.dumps({"ok": True}))
+    except archive.ArchiveError as e:
+        print(json.dumps({"ok": False, "error": str(e), "left": os.listdir(arch)}))
+""")
+
+
+@pytest.mark.parametrize("mode", ["precheck", "mid_write"])
+def test_full_archive_filesystem_fails_the_action_and_keeps_the_sources(tmp_path, mode):
+    unshare = shutil.which("unshare")
+    if os.geteuid() != 0 and not unshare:
+        pytest.skip("needs root or unshare to mount a small tmpfs: CI runs as root")
+    originals = make_job(tmp_path / "images", "a", size=20_000, incompressible=True)  # like real PNGs
+    cmd = [sys.executable, "-c", ENOSPC_SCRIPT, str(tmp_path / "images/job_a"), str(tmp_path / "archive"), mode]
+    if os.geteuid() != 0:
+        cmd = [unshare, "-rm", *cmd]
+    else:
+        cmd = [unshare, "-m", *cmd] if unshare else cmd  # a private mount namespace: nothing leaks
+    r = subprocess.run(cmd, capture_output=True, text=True, env=sweepd_env(), timeout=60)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["ok"] is False
+    assert ("has" in res["error"] and "bytes free" in res["error"]) if mode == "precheck" else "full" in res["error"]
+    assert "sources left untouched" in res["error"] and res["left"] == []
+    assert tree_hashes(tmp_path / "images") == originals
+
+
+def test_clean_flags_only_remove_what_the_limits_select(tmp_path):
+    root = tmp_path / "root"
+    old = make_job(root / "images", "old", age_days=10)
+    new = make_job(root / "images", "new", age_days=1)
+    r = sweepd("storage", "clean", "--root", root)
+    assert r.returncode == 2 and "nothing to do" in r.stderr
+    r = sweepd("storage", "clean", "--older-than", "5", "--dry-run", "--root", root)
+    assert r.returncode == 0 and "would run: 1" in r.stdout
+    assert tree_hashes(root / "images") == old | new
+    r = sweepd("storage", "clean", "--older-than", "5", "--archive", "--root", root)
+    assert r.returncode == 0, r.stderr
+    assert tree_hashes(root / "images") == new
+    assert [m["unit"] for m in archive.manifests(root / "archive")] == ["job_old"]
+    r = sweepd("storage", "clean", "--job-id", "new", "--keep-samples", "1", "--root", root)
+    assert r.returncode == 0
+    left = tree_hashes(root / "images")
+    assert len(left) == 4 and all(f.endswith("_t1_i000_s42.png") for f in left)  # one per clock, deleted as asked
+
+
+def test_plan_json_then_apply_exactly_that_plan(tmp_path):
+    root, policy, originals = root_with_jobs(tmp_path)
+    r = sweepd("storage", "plan", "--policy", policy, "--root", root, "--json")
+    plan = json.loads(r.stdout)
+    assert [a["unit"] for a in plan["actions"]] == ["job_a", "job_b"]
+    plan["actions"] = plan["actions"][:1]  # apply only the first action of the saved plan
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    r = sweepd("storage", "apply", "--plan", tmp_path / "plan.json", "--root", root)
+    assert r.returncode == 0
+    assert {f.split("/")[0] for f in tree_hashes(root / "images")} == {"job_b"}
+    audit = [json.loads(line) for line in (root / "state/audit.jsonl").read_text().splitlines()]
+    assert [a["event"] for a in audit] == ["storage_archive_then_delete"] and audit[0]["unit"] == "job_a"
+
+
+def test_report_shows_usage_against_caps(tmp_path):
+    root = tmp_path / "root"
+    make_job(root / "images", "a", age_days=3)
+    policy = write_policy(tmp_path / "p.toml", '[[rules]]\nname = "cap"\nmax_bytes = "10MiB"\n')
+    r = sweepd("storage", "report", "--policy", policy, "--root", root, "--json")
+    [row] = json.loads(r.stdout)
+    assert row["files"] == 24 and row["max_bytes"] == 10 * 2**20 and row["jobs"][0]["unit"] == "job_a"
+    assert "max 10.0 MiB" in sweepd("storage", "report", "--policy", policy, "--root", root).stdout
