@@ -2,6 +2,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,17 @@ mode = "{images}"
 {extra}
 """)
     return path
+
+
+def wait_for_rows(path: Path, n: int, proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
+    """Wait until a CSV has at least n data rows (a sweep is that far along)."""
+    from sweepd import atomic
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if len(atomic.read_csv(path)) >= n:
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process exited {proc.returncode} before {path} had {n} rows")
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never reached {n} rows")

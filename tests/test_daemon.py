@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import sweepd, sweepd_env, write_request
+from conftest import sweepd, sweepd_env, wait_for_rows, write_request
 from daemon_helpers import Daemon
 from sweepd import atomic
 
@@ -94,9 +94,7 @@ def test_cancel_stops_a_running_sweep_and_resets_clocks(daemon_factory, tmp_path
     sweep_id = submit(d.root, req, env=d.env)
     row = d.wait_state(sweep_id, ("running",))
     results = d.root / "results" / f"job_{row['job_id']}"
-    end = time.monotonic() + 120
-    while time.monotonic() < end and len(atomic.read_csv(results / "trials.csv")) < 1:
-        time.sleep(0.1)
+    wait_for_rows(results / "trials.csv", 1)
     r = sweepd("cancel", sweep_id, "--root", d.root)
     assert r.returncode == 0 and "cancelling" in r.stdout
     row = d.wait_state(sweep_id, ("cancelled", "done", "failed"))
@@ -115,9 +113,7 @@ def test_kill_9_of_the_daemon_mid_sweep_then_restart_finishes_the_sweep(daemon_f
     sweep_id = submit(d.root, req)
     row = d.wait_state(sweep_id, ("running",))
     trials = d.root / "results" / f"job_{row['job_id']}" / "trials.csv"
-    end = time.monotonic() + 120
-    while time.monotonic() < end and len(atomic.read_csv(trials)) < 3:
-        time.sleep(0.05)
+    wait_for_rows(trials, 3)
     d.signal(signal.SIGKILL)
     d.proc.wait()
     d.log.close()
@@ -134,9 +130,7 @@ def test_kill_9_of_a_worker_is_resumed_by_the_daemon(daemon_factory, tmp_path):
     sweep_id = submit(d.root, req)
     row = d.wait_state(sweep_id, ("running",))
     trials = d.root / "results" / f"job_{row['job_id']}" / "trials.csv"
-    end = time.monotonic() + 120
-    while time.monotonic() < end and len(atomic.read_csv(trials)) < 1:
-        time.sleep(0.05)
+    wait_for_rows(trials, 1)
     pid = d.queue().get(sweep_id)["pid"]
     os.kill(pid, signal.SIGKILL)
     row = d.wait_state(sweep_id, ("done", "failed"), timeout=240)
@@ -176,9 +170,7 @@ def test_sigterm_stops_the_running_sweep_after_its_trial_and_it_resumes_on_resta
     sweep_id = submit(d.root, req)
     row = d.wait_state(sweep_id, ("running",))
     trials = d.root / "results" / f"job_{row['job_id']}" / "trials.csv"
-    end = time.monotonic() + 120
-    while time.monotonic() < end and len(atomic.read_csv(trials)) < 1:
-        time.sleep(0.05)
+    wait_for_rows(trials, 1)
     t0 = time.monotonic()
     assert d.stop() == 0 and time.monotonic() - t0 < 60
     assert "STOPPING=1" in d.read_messages()

@@ -190,3 +190,26 @@ def test_report_shows_usage_against_caps(tmp_path):
     [row] = json.loads(r.stdout)
     assert row["files"] == 24 and row["max_bytes"] == 10 * 2**20 and row["jobs"][0]["unit"] == "job_a"
     assert "max 10.0 MiB" in sweepd("storage", "report", "--policy", policy, "--root", root).stdout
+
+
+def test_shipped_research_policy_brings_a_root_under_its_cap(tmp_path):
+    """policies/research.toml as shipped, with only its 200 GiB cap scaled down to this test's size."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "policies/research.toml").read_text()
+    assert 'max_bytes = "200GiB"' in text
+    policy = write_policy(tmp_path / "research.toml", text.replace('max_bytes = "200GiB"', 'max_bytes = "200KiB"', 1))
+    root = tmp_path / "root"
+    originals = {}
+    for j, age in [("a", 6), ("b", 5), ("c", 4), ("d", 3)]:
+        originals.update(make_job(root / "images", j, age_days=age, size=4000))
+    used = sum((root / "images" / f).stat().st_size for f in originals)
+    assert used > 200 * 1024
+    plan = sweepd("storage", "plan", "--policy", policy, "--root", root, "--json")
+    actions = json.loads(plan.stdout)["actions"]
+    assert [a["unit"] for a in actions][:2] == ["job_a", "job_b"]
+    assert all("over its cap" in a["reason"] and a["rule"] == "images-quota" for a in actions)
+    assert sweepd("storage", "apply", "--policy", policy, "--root", root).returncode == 0
+    left = tree_hashes(root / "images")
+    assert sum((root / "images" / f).stat().st_size for f in left) <= 200 * 1024
+    nothing_lost(root, originals, tmp_path)

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from conftest import sweepd, sweepd_env, write_request
+from conftest import sweepd, sweepd_env, wait_for_rows, write_request
 from sweepd import atomic
 from sweepd.engine.store import IMAGE_FIELDS, TRIAL_FIELDS
 from sweepd.engine.summary import SUMMARY_FIELDS
@@ -74,16 +74,6 @@ def test_failed_trial_is_recorded_and_kept_out_of_the_summary(tmp_path):
     assert {s["freq_mhz"]: s["n"] for s in summary} == {"1410": "2", "945": "3"}
     assert not [i for i in images if (i["freq_mhz"], i["trial"]) == ("1410", "2")]
     assert {t["simulated"] for t in trials} == {"false"}
-
-
-def wait_for_rows(path, n, proc, timeout=120):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if len(atomic.read_csv(path)) >= n:
-            return
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.05)
-    raise AssertionError(f"{path} never reached {n} rows")
 
 
 def start(req, root, job, env=None):

@@ -24,24 +24,13 @@ from sweepd.daemon.worker import read_status
 from sweepd.daemon.workers import WorkerPool, resume_or_fail
 from sweepd.engine.runner import repair_locks
 from sweepd.paths import Layout
+from sweepd.procs import pid_alive
 from sweepd.queue import Queue
 from sweepd.settings import Settings
 from sweepd.spool import Spool
 from sweepd.storage.units import human
 
 log = logging.getLogger("sweepd")
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Daemon:
@@ -81,9 +70,9 @@ class Daemon:
         for row in self.queue.list(("running",)):
             pid = row["pid"]
             deadline = time.monotonic() + self.settings.stop_timeout_s
-            while _pid_alive(pid) and time.monotonic() < deadline:  # told to stop when the old daemon died
+            while pid_alive(pid) and time.monotonic() < deadline:  # told to stop when the old daemon died
                 time.sleep(0.2)
-            if _pid_alive(pid):
+            if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
             self.queue.finish(row["id"], "interrupted", None, "the daemon stopped while this sweep ran")
             log.warning("sweep %s was running when the daemon stopped: interrupted", row["id"])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from sweepd import atomic
+from sweepd.procs import pid_alive
 from sweepd.gpu.base import GpuDevice, GpuError
 
 log = logging.getLogger(__name__)
@@ -30,16 +31,6 @@ class GpuBusyError(GpuError):
 
 def _record_path(records: Path, uuid: str) -> Path:
     return records / f"{uuid}.json"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_records(records: Path) -> list[dict]:
@@ -57,7 +48,7 @@ def repair_stale_locks(records: Path, opener: Callable[[dict], GpuDevice]) -> li
     done = []
     host = socket.gethostname()
     for rec in read_records(records):
-        if rec.get("host") != host or _pid_alive(int(rec.get("pid", 0))):
+        if rec.get("host") != host or pid_alive(int(rec.get("pid", 0))):
             continue
         try:
             with opener(rec) as dev:
@@ -82,7 +73,7 @@ class ClockGuard:
     def __enter__(self) -> "ClockGuard":
         for rec in read_records(self.records):
             if rec.get("uuid") == self.device.uuid and rec.get("host") == socket.gethostname() \
-                    and rec.get("pid") != os.getpid() and _pid_alive(int(rec.get("pid", 0))):
+                    and rec.get("pid") != os.getpid() and pid_alive(int(rec.get("pid", 0))):
                 raise GpuBusyError(f"{self.device.name} ({self.device.uuid}) is being swept by pid {rec['pid']}")
         atexit.register(self.release)
         return self

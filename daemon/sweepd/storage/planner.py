@@ -2,7 +2,8 @@
 
 Rules run in file order; each sees the effect of the actions planned before it. Within a rule:
 per-job trims first, then age, then the path's caps (max_bytes, max_files, min_free), evicting
-whole jobs oldest first (by their newest file). Protected jobs (queued or running in the queue,
+whole jobs oldest first. A job's age is that of its newest file (when the sweep last wrote), and a
+trim does not change it. Protected jobs (queued or running in the queue,
 or holding a `.keep` file) are never touched. Metrics under results/ are outside every rule
 unless a rule sets allow_results = true.
 """
@@ -85,6 +86,13 @@ def archive_dir(layout: Layout, rule: Rule) -> Path:
     return p if p.is_absolute() else layout.root / p
 
 
+def kept_dirs(keep: str, dirs: list[str]) -> set[str]:
+    """For keep = representative: the clock folders kept (max, min, every 10th); other folders are kept too."""
+    clocks = sorted((int(m.group(1)) for d in dirs if (m := _CLOCK_DIR.match(d))), reverse=True)
+    chosen = {c for i, c in enumerate(clocks) if i % 10 == 0} | ({clocks[0], clocks[-1]} if clocks else set())
+    return {d for d in dirs if not (m := _CLOCK_DIR.match(d)) or int(m.group(1)) in chosen}
+
+
 def kept_by(keep: str | int, files: list[str]) -> set[str]:
     """The files a per-job trim keeps: representative clocks, first trials, the first N per clock, or nothing."""
     if isinstance(keep, int):
@@ -96,9 +104,8 @@ def kept_by(keep: str | int, files: list[str]) -> set[str]:
         return set()
     if keep == "first_trial":
         return {f for f in files if not (m := _TRIAL.search(f.rsplit("/", 1)[-1])) or m.group(1) == "1"}
-    clocks = sorted({int(m.group(1)) for f in files if (m := _CLOCK_DIR.match(f.split("/", 1)[0]))}, reverse=True)
-    chosen = {c for i, c in enumerate(clocks) if i % 10 == 0} | ({clocks[0], clocks[-1]} if clocks else set())
-    return {f for f in files if not (m := _CLOCK_DIR.match(f.split("/", 1)[0])) or int(m.group(1)) in chosen}
+    dirs = kept_dirs(keep, list({f.split("/", 1)[0] if "/" in f else "" for f in files}))
+    return {f for f in files if (f.split("/", 1)[0] if "/" in f else "") in dirs}
 
 
 class Planner:
@@ -108,6 +115,7 @@ class Planner:
         self.free_bytes = free_bytes or _statvfs
         self.now = time.time() if now is None else now
         self.gone: dict[tuple[str, str], set[str]] = {}  # (root, unit) -> files planned away
+        self.gone_size: dict[tuple[str, str], tuple[int, int]] = {}  # (root, unit) -> (bytes, files) planned away
         self.freed_on: dict[int, int] = {}  # st_dev -> bytes planned to be freed there
 
     def remaining(self, root: str, unit: Unit) -> dict[str, tuple[int, float]]:
@@ -115,6 +123,11 @@ class Planner:
         if not gone:
             return unit.files
         return {k: v for k, v in unit.files.items() if k not in gone}
+
+    def usage(self, root: str, unit: Unit) -> tuple[int, int, float]:
+        """(bytes, files, age) of what is left of a unit. A job's age is its newest file's, trimmed or not."""
+        gb, gf = self.gone_size.get((root, unit.name), (0, 0))
+        return unit.bytes - gb, unit.nfiles - gf, unit.newest
 
     def plan(self, rules: list[tuple[Rule, str]]) -> Plan:
         out = Plan()
@@ -131,52 +144,65 @@ class Planner:
             return "is queued or running"
         return None
 
-    def _act(self, out: Plan, rule: Rule, source: str, root: Path, unit: Unit, files: dict, reason: str,
-             whole: bool) -> None:
-        nbytes = sum(s for s, _ in files.values())
+    def _act(self, out: Plan, rule: Rule, source: str, root: Path, unit: Unit, files, reason: str,
+             whole: bool, nbytes: int | None = None) -> None:
+        """Plan one action on `files` (names, or a name -> (bytes, mtime) mapping) of a unit."""
+        if nbytes is None:
+            sizes = unit.files
+            nbytes = sum(sizes[k][0] for k in files)
         out.actions.append(Action(rule.name, rule.action, str(root), unit.name, unit.job_id,
                                   sorted(files), whole, nbytes, len(files), reason,
                                   str(archive_dir(self.layout, rule)), rule.zstd_level, rule.zstd_threads, source))
         if rule.spec.deletes:
-            self.gone.setdefault((str(root), unit.name), set()).update(files)
+            key = (str(root), unit.name)
+            self.gone.setdefault(key, set()).update(files)
+            gb, gf = self.gone_size.get(key, (0, 0))
+            self.gone_size[key] = (gb + nbytes, gf + len(files))
             dev = _dev(root)
             self.freed_on[dev] = self.freed_on.get(dev, 0) + nbytes
 
     def _rule(self, rule: Rule, source: str, root: Path, idx: PathIndex, out: Plan) -> None:
         units = []
+        r = str(root)
         for unit in idx.units.values():
             why = self._protected(unit)
-            if why and self.remaining(str(root), unit):
+            if why and self.usage(r, unit)[1]:
                 out.notes.append(f"rule {rule.name}: {unit.name} {why}: not touched")
-            elif self.remaining(str(root), unit):
+            elif self.usage(r, unit)[1]:
                 units.append(unit)
-        r = str(root)
         if rule.per_job:
             pj = rule.per_job
             for unit in units:
-                files = self.remaining(r, unit)
-                size = sum(s for s, _ in files.values())
+                size, nfiles, _ = self.usage(r, unit)
                 over = [f"{human(size)} > max_bytes {human(pj.max_bytes)}" if pj.max_bytes and size > pj.max_bytes else "",
-                        f"{len(files)} files > max_files {pj.max_files}" if pj.max_files and len(files) > pj.max_files else ""]
+                        f"{nfiles} files > max_files {pj.max_files}" if pj.max_files and nfiles > pj.max_files else ""]
                 over = [o for o in over if o]
                 if (pj.max_bytes or pj.max_files) and not over:
                     continue
                 keep = pj.keep if pj.keep is not None else pj.keep_samples
+                files = self.remaining(r, unit)
                 if keep is None:
                     self._act(out, rule, source, root, unit, files, f"job over its per-job cap ({'; '.join(over)})",
                               whole=True)
                     continue
-                kept = kept_by(keep, list(files))
-                trim = {k: v for k, v in files.items() if k not in kept}
+                if keep == "representative" and files is unit.files:  # folder by folder: no per-file work
+                    dirs = unit.dirs
+                    kept_d = kept_dirs(keep, list(dirs))
+                    if len(kept_d) == len(dirs):
+                        continue
+                    trim = [k for d in dirs if d not in kept_d for k in dirs[d]]
+                else:
+                    kept = kept_by(keep, list(files))
+                    trim = [k for k in files if k not in kept]
                 if trim:
                     why = f"per-job keep = {keep}" + (f" ({'; '.join(over)})" if over else "")
                     self._act(out, rule, source, root, unit, trim, why, whole=len(trim) == len(files))
         if rule.max_age:
             limit = self.now - rule.max_age
             for unit in units:
-                files = self.remaining(r, unit)
-                newest = max((m for _, m in files.values()), default=self.now)
-                if files and newest < limit:
+                _, nfiles, newest = self.usage(r, unit)
+                if nfiles and newest < limit:
+                    files = self.remaining(r, unit)
                     days = (self.now - newest) / 86400
                     self._act(out, rule, source, root, unit, files,
                               f"newest file is {days:.1f} days old > max_age {rule.max_age / 86400:g} days", whole=True)
@@ -189,8 +215,9 @@ class Planner:
             out.notes.append(f"rule {rule.name}: action = \"{rule.action}\" frees nothing: its caps are not enforced")
             return
         r = str(root)
-        total_b = sum(sum(s for s, _ in self.remaining(r, u).values()) for u in idx.units.values())
-        total_f = sum(len(self.remaining(r, u)) for u in idx.units.values())
+        usage = {u.name: self.usage(r, u) for u in idx.units.values()}
+        total_b = sum(b for b, _, _ in usage.values())
+        total_f = sum(f for _, f, _ in usage.values())
         free, size = self.free_bytes(root)
         free += self.freed_on.get(_dev(root), 0)
         need_free = (rule.min_free * size if rule.min_free and rule.min_free < 1 else rule.min_free) or 0
@@ -205,19 +232,18 @@ class Planner:
                 out_.append(f"free {human(free)} < min_free {human(need_free)}")
             return out_
 
-        for unit in sorted(units, key=lambda u: (max((m for _, m in self.remaining(r, u).values()), default=0),
-                                                 u.name)):
+        for unit in sorted(units, key=lambda u: (usage[u.name][2], u.name)):
             why = over()
             if not why:
                 return
-            files = self.remaining(r, unit)
-            if not files:
+            nbytes, nfiles, _ = usage[unit.name]
+            if not nfiles:
                 continue
-            self._act(out, rule, source, root, unit, files, f"{root.name}/ over its cap ({'; '.join(why)}); "
-                      "oldest job first", whole=True)
-            total_b -= sum(s for s, _ in files.values())
-            total_f -= len(files)
-            free += sum(s for s, _ in files.values())
+            self._act(out, rule, source, root, unit, self.remaining(r, unit),
+                      f"{root.name}/ over its cap ({'; '.join(why)}); oldest job first", whole=True, nbytes=nbytes)
+            total_b -= nbytes
+            total_f -= nfiles
+            free += nbytes
         if over():
             out.notes.append(f"rule {rule.name}: still over after every unprotected job: {'; '.join(over())}")
 
