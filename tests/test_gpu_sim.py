@@ -3,7 +3,7 @@
 import pytest
 
 from sweepd.freqplan import plan_clocks
-from sweepd.gpu.sim import SimulatedGpu
+from sweepd.gpu.sim import HEADROOM, SimulatedGpu
 from sweepd.gpu.simmodel import anchors, calibrate
 from sweepd.request import Frequencies
 
@@ -56,19 +56,25 @@ def test_busy_stretches_work_by_the_slowdown_and_draws_busy_power():
     with gpu.busy():
         t.now += 1.0  # the real work took 1 s
     elapsed = t.now - start
-    assert elapsed == pytest.approx(gpu.model.slowdown(510))
+    assert elapsed == pytest.approx(gpu.model.slowdown(510) * HEADROOM)
     t.now += 0.1 - (t.now - 1000.0) % 0.1 + 1e-9  # to the next published step
     joules = (gpu.energy_mj() - e0) / 1000
     assert joules >= gpu.model.busy_power_w(510) * elapsed * 0.95
     assert gpu.power_w() == gpu.model.p_idle_w
 
 
-def test_max_clock_is_not_stretched_and_unsupported_lock_is_refused():
+def test_jitter_is_absorbed_and_a_long_stall_still_shows():
     t = FakeTime()
-    gpu = SimulatedGpu("H100", clock=t.clock, sleep=t.sleep)
-    with gpu.busy():
-        t.now += 2.0
-    assert t.now == pytest.approx(1002.0)
+    gpu = SimulatedGpu("H100", clock=t.clock, sleep=t.sleep)  # at its max clock: slowdown 1
+    durations = []
+    for real in (1.0, 1.1, 0.9, 1.05, 3.0):  # CPU jitter, then a stall
+        start = t.now
+        with gpu.busy():
+            t.now += real
+        durations.append(t.now - start)
+    assert durations[0] == pytest.approx(1.25) and durations[1] == pytest.approx(1.25)
+    assert durations[2] == pytest.approx(0.9 * 1.25) and durations[3] == pytest.approx(0.9 * 1.25)
+    assert durations[4] == pytest.approx(3.0)  # longer than the headroom: it shows, as on a real machine
     with pytest.raises(Exception, match="not a supported core clock"):
         gpu.lock_clocks(1000)
 

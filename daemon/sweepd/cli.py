@@ -25,8 +25,8 @@ from sweepd.request import SweepRequest, load_request
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="DVFS energy sweeps of Stable Diffusion on NVIDIA GPUs (or a simulated one).")
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)  # an error line is never wrapped: it stays greppable
 
 EXIT_FAILED, EXIT_INPUT, EXIT_GPU, EXIT_INTERRUPTED = 1, 2, 3, 4
 
@@ -61,11 +61,15 @@ def apply_flags(request: SweepRequest, no_save_images: bool, custom: str | None)
     return configfile.validate(SweepRequest, data, "command line")
 
 
-def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None) -> int:
+def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, force: bool = False) -> int:
     from sweepd.engine import runner
     from sweepd.progress import ConsoleObserver, optima_lines, summary_table
 
     job = runner.resolve_job_id(request, job_id)
+    if not force and not (layout.job_results(job) / "sweep.json").exists():  # a resume already has its room
+        from sweepd.report.fit import check
+
+        check(request, layout)
     device, plan, _ = runner.prepare(request, layout, job)  # fails fast on a bad GPU or clock
     simulated = device.simulated
     device.close()
@@ -81,6 +85,8 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None) -> 
         for line in optima_lines(rows):
             console.print(line + (" (simulated)" if simulated else ""), highlight=False)
     console.print(f"results: {outcome.store.dir}\nimages:  {outcome.store.images_dir}", highlight=False)
+    if (outcome.store.dir / "report.html").exists():
+        console.print(f"report:  {outcome.store.dir / 'report.html'}", highlight=False)
     if outcome.status == "done":
         return 0
     err.print(f"sweep {outcome.status}: {outcome.error}", highlight=False)
@@ -115,6 +121,7 @@ def run(
     no_save_images: bool = typer.Option(False, "--no-save-images", help="measure only (images.mode = benchmark)"),
     custom_frequencies: Optional[str] = typer.Option(None, "--custom-frequencies", metavar="'510,960,1410'",
                                                      help="sweep these clocks (frequencies.mode = custom)"),
+    force: bool = typer.Option(False, "--force", help="run even if the images would not fit"),
     verbose: bool = typer.Option(False, "-v", "--verbose"),
 ) -> None:
     """Run a sweep in the foreground."""
@@ -127,11 +134,11 @@ def run(
             if not manifest.exists():
                 raise ValueError(f"--resume {resume}: no sweep at {manifest}")
             req = configfile.validate(SweepRequest, json.loads(manifest.read_text())["request"], str(manifest))
-            return execute(req, layout, resume)
+            return execute(req, layout, resume, force=True)
         if request_file is None:
             raise ValueError("give a request file, or --resume JOB")
         req = apply_flags(load_request(request_file), no_save_images, custom_frequencies)
-        return execute(req, layout, job_id)
+        return execute(req, layout, job_id, force)
 
     raise typer.Exit(guarded(go))
 
@@ -186,4 +193,4 @@ def main() -> None:
 
 
 # The daemon and client commands register themselves on `app`.
-from sweepd import client, service, storage_cli  # noqa: E402,F401
+from sweepd import client, report_cli, service, storage_cli  # noqa: E402,F401

@@ -48,7 +48,8 @@ def _progress(p: dict) -> str:
 
 
 @app.command()
-def submit(request_file: Path, root: Optional[Path] = RootOpt) -> None:
+def submit(request_file: Path, root: Optional[Path] = RootOpt,
+           force: bool = typer.Option(False, "--force", help="submit even if the images would not fit")) -> None:
     """Validate a request, then drop it into the spool atomically; prints the sweep id."""
     from sweepd import configfile
     from sweepd.request import SweepRequest
@@ -58,6 +59,10 @@ def submit(request_file: Path, root: Optional[Path] = RootOpt) -> None:
         req = configfile.load(SweepRequest, request_file)
         check_clocks(req)
         layout = _layout(root)
+        if not force:
+            from sweepd.report.fit import check
+
+            check(req, layout)
         incoming = layout.root / "spool" / "incoming"
         incoming.mkdir(parents=True, exist_ok=True)
         sweep_id = new_sweep_id()

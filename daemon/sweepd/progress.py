@@ -54,7 +54,7 @@ def summary_table(rows: list[dict], simulated: bool, title: str) -> Table:
         t.add_row(r["freq_mhz"] or "baseline", str(r["n"]),
                   f"{r['s_per_image_mean']:.3f} ± {r['s_per_image_std']:.3f}",
                   f"{r['j_per_image_mean']:.2f} ± {r['j_per_image_std']:.2f}", f"{r['cv'] * 100:.1f}%",
-                  f"{r['avg_power_w']:.0f}", f"{r['edp']:.3g}", f"{-r['energy_saving_pct_vs_max']:+.1f}%",
+                  f"{r['avg_power_w']:.0f}", f"{r['edp']:.3g}", f"{0.0 - r['energy_saving_pct_vs_max'] + 0.0:+.1f}%",
                   f"{r['time_change_pct_vs_max']:+.1f}%")
     return t
 

@@ -115,6 +115,8 @@ class Protocol(_Section):
     warmup: int = Field(1, ge=0, le=100, description="images generated, unmeasured, after each clock change")
     trials: int = Field(3, ge=1, le=100)
     min_window_s: float = Field(2.0, gt=0, le=3600)
+    images_per_trial: int | None = Field(None, ge=1, le=10000,
+                                         description="a fixed count; default: as many as fill min_window_s")
     settle_s: float = Field(1.0, ge=0, le=600)
     cooldown_s: float = Field(0.0, ge=0, le=3600)
 

@@ -7,6 +7,7 @@ model loads, so a bad request fails in a second, not after a minute of loading.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from sweepd import paths
@@ -80,7 +81,7 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
             with ClockGuard(device, layout.gpu_locks) as guard:
                 workload = Workload(request.workload, paths.cache_dir(), gpu_uuid=device.uuid,
                                     simulated=device.simulated)
-                store.update(workload=workload.info())
+                store.update(workload=workload.info(), model_loaded_unix=time.time())
                 Sweep(request, device, store, plan, guard, stop, observer).run(workload)
             store.set_status("done")
             return Outcome("done", store, plan, resumed=resumed)
@@ -94,3 +95,16 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
             return Outcome("failed", store, plan, msg, resumed)
         finally:
             stop.restore()
+            write_report(store)
+
+
+def write_report(store: JobStore) -> None:
+    """report.html and the plots, whenever a sweep ends with something measured; never fails the sweep."""
+    if not store.trials:
+        return
+    try:
+        from sweepd.report.build import build
+
+        build(store.dir)
+    except Exception as e:  # a plot must never turn a finished sweep into a failed one
+        log.warning("could not write the report for job %s: %s: %s", store.job_id, type(e).__name__, e)

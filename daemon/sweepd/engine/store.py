@@ -89,7 +89,7 @@ class JobStore:
             "plan_mhz": [p.freq_mhz for p in plan], "images_per_trial": None,
             "versions": {"sweepd": __version__, "python": platform.python_version()},
             "results_dir": str(self.dir), "images_dir": str(self.images_dir),
-            "started_at": now_iso(), "ended_at": None, "error": None,
+            "started_at": now_iso(), "ended_at": None, "error": None, "started_unix": time.time(),
         }
         self.write_manifest()
         return False
@@ -123,8 +123,9 @@ class JobStore:
         self.write_manifest()
 
     def set_status(self, status: str, error: str | None = None) -> None:
-        ended = now_iso() if status in ("done", "failed", "interrupted") else None
-        self.update(status=status, error=error, ended_at=ended)
+        final = status in ("done", "failed", "interrupted")
+        self.update(status=status, error=error, ended_at=now_iso() if final else None,
+                    ended_unix=time.time() if final else None)
 
     # rows ------------------------------------------------------------------------------------
     def commit_trial(self, trial_row: dict, image_rows: list[dict]) -> None:

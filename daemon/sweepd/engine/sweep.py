@@ -29,6 +29,10 @@ from sweepd.request import SweepRequest
 
 log = logging.getLogger(__name__)
 
+FIRST_WARMUP_BATCHES = 3
+FIRST_WARMUP_MAX = 30
+FIRST_WARMUP_MAX_S = 10.0
+
 
 class Observer(Protocol):
     def clock_started(self, k: int, n: int, point: ClockPoint) -> None: ...
@@ -53,6 +57,7 @@ class Sweep:
     observer: Observer
     sleep: object = time.sleep
     reference: dict[int, np.ndarray] = field(default_factory=dict)
+    _warmed: bool = False
 
     @property
     def controls_clocks(self) -> bool:
@@ -92,10 +97,26 @@ class Sweep:
                 self.observer.clock_done(k, len(self.plan), point, summary)
 
     def _warm_up(self, workload: Workload) -> None:
+        """Unmeasured images after a clock change. First runs are slower (allocator, kernel selection),
+        and the first clock is the reference every saving is measured against: there, warm-up goes on
+        until FIRST_WARMUP_BATCHES batches in a row run within 10 % of the fastest (at most
+        FIRST_WARMUP_MAX batches or FIRST_WARMUP_MAX_S seconds)."""
         w, b = self.request.protocol.warmup, self.request.workload.batch_size
-        for start in range(0, w, b):
-            workload.generate(0, min(b, w - start))
-        workload.synchronize()
+        first, self._warmed = not self._warmed, True
+        times: list[float] = []
+        start = time.perf_counter()
+        while True:
+            done = len(times) * b
+            steady = len(times) >= FIRST_WARMUP_BATCHES and \
+                all(t <= 1.1 * min(times) for t in times[-FIRST_WARMUP_BATCHES:])
+            if done >= w and (not first or not w or steady or len(times) >= FIRST_WARMUP_MAX
+                              or time.perf_counter() - start > FIRST_WARMUP_MAX_S):
+                return
+            t0 = time.perf_counter()
+            with self.device.busy():  # warm-up is GPU work too: the GPU draws power and heats up
+                workload.generate(0, b if first else min(b, w - done))
+                workload.synchronize()
+            times.append(time.perf_counter() - t0)
 
     def _trial(self, workload: Workload, sampler: Sampler, k: int, point: ClockPoint, trial: int):
         req = self.request
@@ -134,13 +155,16 @@ class Sweep:
         """One measured window. Returns (images, elapsed ns, energy mJ, start ns, end ns)."""
         req = self.request
         b, min_ns = req.workload.batch_size, int(req.protocol.min_window_s * 1e9)
-        target = self.store.manifest.get("images_per_trial") or 0
+        fixed = req.protocol.images_per_trial
+        target = fixed or self.store.manifest.get("images_per_trial") or 0
+        if fixed:
+            min_ns = 0  # a fixed count: exactly that many images per trial, however long they take
         images: list[np.ndarray] = []
         workload.synchronize()
         e0, t0 = self.device.energy_mj(), time.perf_counter_ns()
         while len(images) < target or time.perf_counter_ns() - t0 < min_ns:
             with self.device.busy():
-                images.extend(workload.generate(len(images), b))
+                images.extend(workload.generate(len(images), min(b, target - len(images)) if fixed else b))
                 workload.synchronize()
         t1 = time.perf_counter_ns()
         e1 = self.device.energy_mj()

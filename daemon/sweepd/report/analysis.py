@@ -1,0 +1,87 @@
+"""Which clock, and what it saves: optima by energy, EDP and ED2P, each with and without a slowdown
+bound, and the flags that say when not to trust a number."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sweepd.engine.summary import summarize
+from sweepd.report.data import JobResults
+
+METRICS = {"energy": "j_per_image_mean", "edp": "edp", "ed2p": "ed2p"}
+
+
+@dataclass
+class Optimum:
+    metric: str  # energy | edp | ed2p
+    bounded: bool
+    freq: str
+    energy_saving_pct: float
+    time_change_pct: float
+    j_per_image: float
+    s_per_image: float
+
+
+@dataclass
+class Analysis:
+    job: JobResults
+    rows: list[dict]
+    baseline: str  # the reference clock (the highest measured)
+    bound_pct: float
+    optima: list[Optimum] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+
+    def best(self, metric: str, bounded: bool) -> Optimum | None:
+        return next((o for o in self.optima if o.metric == metric and o.bounded == bounded), None)
+
+    def to_json(self) -> dict:
+        return {"job_id": self.job.job_id, "sweep_id": self.job.manifest.get("sweep_id"), "gpu": self.job.gpu_name,
+                "simulated": self.job.simulated, "baseline_mhz": self.baseline, "slowdown_bound_pct": self.bound_pct,
+                "clocks": self.rows, "optima": [o.__dict__ for o in self.optima], "flags": self.flags}
+
+
+def analyse(job: JobResults, bound_pct: float = 5.0, cv_limit: float = 0.05, lock_tolerance_mhz: int = 15) -> Analysis:
+    order = job.plan_keys or sorted({t["freq_mhz"] for t in job.trials}, key=lambda k: -int(k or 0))
+    rows = summarize(job.trials, order)
+    a = Analysis(job, rows, rows[0]["freq_mhz"] if rows else "", bound_pct)
+    for name, col in METRICS.items():
+        for bounded in (False, True):
+            pool = [r for r in rows if not bounded or r["time_change_pct_vs_max"] <= bound_pct]
+            if pool:
+                r = min(pool, key=lambda r: r[col])
+                a.optima.append(Optimum(name, bounded, r["freq_mhz"], r["energy_saving_pct_vs_max"],
+                                        r["time_change_pct_vs_max"], r["j_per_image_mean"], r["s_per_image_mean"]))
+    a.flags = flags(job, rows, cv_limit, lock_tolerance_mhz)
+    return a
+
+
+def flags(job: JobResults, rows: list[dict], cv_limit: float, tol: int) -> list[str]:
+    out = []
+    controlled = job.manifest["request"]["gpu"]["clock_control"] == "lock" and \
+        job.manifest["request"]["frequencies"]["mode"] != "baseline"
+    missed: dict[str, list[str]] = {}
+    for t in job.trials:
+        if t["status"] != "ok" or not controlled or not t["observed_sm_clock_mhz"] or not t["freq_mhz"]:
+            continue
+        if abs(int(t["observed_sm_clock_mhz"]) - int(t["freq_mhz"])) > tol:
+            missed.setdefault(t["freq_mhz"], []).append(
+                f"trial {t['trial']} ran at {t['observed_sm_clock_mhz']} MHz"
+                + (f" ({t['throttle_reasons']})" if t["throttle_reasons"] else ""))
+    for f, what in missed.items():
+        out.append(f"{f} MHz: the observed clock missed the lock: " + "; ".join(what))
+    for r in rows:
+        if r["cv"] > cv_limit:
+            out.append(f"{r['freq_mhz'] or 'baseline'} MHz: J/image varies by CV {r['cv'] * 100:.1f}% "
+                       f"(> {cv_limit * 100:.0f}%) over {r['n']} trials")
+    failed = [t for t in job.trials if t["status"] != "ok"]
+    for t in failed:
+        out.append(f"{t['freq_mhz'] or 'baseline'} MHz trial {t['trial']} failed: {t['error']} (not in the table)")
+    differ: dict[str, int] = {}
+    for im in job.images:
+        if im["psnr_vs_ref"] not in ("inf", ""):
+            differ[im["freq_mhz"]] = differ.get(im["freq_mhz"], 0) + 1
+    for f, n in differ.items():
+        out.append(f"{f or 'baseline'} MHz: {n} image(s) differ from the reference clock's (PSNR < inf)")
+    if job.manifest.get("status") != "done":
+        out.append(f"the sweep is {job.manifest.get('status')}: the table covers the clocks measured so far")
+    return out

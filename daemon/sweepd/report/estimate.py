@@ -1,0 +1,184 @@
+"""Before a sweep: how many clocks, trials and images; how long; how many image bytes and files per
+image mode; and whether they fit the free space and the storage policy caps.
+
+Time and image sizes come from earlier sweeps of the same model, steps and resolution on the same
+GPU when there are any (per-clock times from their summary.csv, per-image sizes from their saved
+PNGs, fixed costs from their wall time); otherwise from the simulated GPU model calibrated to real
+Stable Diffusion runs (time) and from the resolution (bytes).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sweepd.freqplan import ClockPoint, plan_clocks
+from sweepd.gpu.base import GpuDevice
+from sweepd.paths import Layout
+from sweepd.report.data import JobResults, all_jobs
+from sweepd.request import SweepRequest
+
+MODES = ("benchmark", "research", "archive")
+# Seconds per denoising step at 512x512 at the max clock, from the measured SD v1.4 runs (50 steps)
+# in gpu/data/anchor-sd-results.json; the tiny model's from this project's 2-core CPU runs at 64x64.
+S_PER_STEP_512 = {"A100": 11.0 / 50, "H100": 8.75 / 50, "V100": 14.0 / 50}
+TINY_S_PER_STEP_64 = 0.02
+BYTES_PER_PIXEL = {"tiny": 3.0, "model": 1.5}  # random-weight noise vs real pictures (360-500 KB at 512x512)
+STARTUP_S = 15.0  # interpreter, torch import and model load, without history
+STARTUP_PROCESS_S = 1.0  # interpreter start before sweep.json exists (measured runs start the clock later)
+
+
+@dataclass
+class ModeEstimate:
+    mode: str
+    images_saved: int
+    bytes: int
+    files: int
+    fits: bool
+    why: str = ""
+
+
+@dataclass
+class Estimate:
+    gpu: str
+    simulated: bool
+    clocks: int
+    trials: int
+    images_per_trial: int
+    images_generated: int
+    duration_s: float
+    time_source: str
+    bytes_per_image: int
+    bytes_source: str
+    free_bytes: int
+    caps: list[str] = field(default_factory=list)
+    modes: list[ModeEstimate] = field(default_factory=list)
+    request_mode: str = "research"
+
+    def mode(self, name: str) -> ModeEstimate:
+        return next(m for m in self.modes if m.mode == name)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _same_workload(job: JobResults, req: SweepRequest, gpu_name: str) -> bool:
+    w, h = job.manifest["request"]["workload"], req.workload
+    return (job.gpu_name == gpu_name and w["model"] == h.model and w["steps"] == h.steps and w["width"] == h.width
+            and w["height"] == h.height and w["batch_size"] == h.batch_size and w["scheduler"] == h.scheduler
+            and job.manifest.get("status") == "done" and job.manifest.get("ended_unix") is not None)
+
+
+def _sim_model_for(gpu_name: str):
+    from sweepd.gpu.simmodel import calibrate
+
+    for key in ("H100", "A100", "V100"):
+        if key in gpu_name:
+            return key, calibrate(key)
+    return None, None
+
+
+def _interp(points: dict[int, float], f: int) -> float:
+    xs = sorted(points)
+    if f <= xs[0]:
+        return points[xs[0]]
+    if f >= xs[-1]:
+        return points[xs[-1]]
+    for a, b in zip(xs, xs[1:], strict=False):
+        if a <= f <= b:
+            return points[a] + (points[b] - points[a]) * (f - a) / (b - a)
+    return points[xs[-1]]
+
+
+def representative(n: int) -> int:
+    return len({k for k in range(n) if k == 0 or k == n - 1 or k % 10 == 0})
+
+
+def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: list[tuple[str, int | None, int | None, int, int]]
+             | None = None) -> Estimate:
+    """policy_caps: (rule name, max_bytes, max_files, bytes used now, files used now) of rules covering images/."""
+    plan: list[ClockPoint] = plan_clocks(req.frequencies, device)
+    p, w = req.protocol, req.workload
+    history = [j for j in all_jobs(layout) if _same_workload(j, req, device.name)]
+    keys = [pt.freq_mhz for pt in plan]
+    if history:
+        job = history[-1]
+        from sweepd.engine.summary import summarize
+
+        rows = summarize(job.trials, job.plan_keys)
+        s_by_f = {int(r["freq_mhz"] or 0): r["s_per_image_mean"] for r in rows}
+        s_img = [_interp(s_by_f, f or 0) for f in keys]
+        m = job.manifest
+        windows = sum(float(t["time_s"]) for t in job.trials if t["status"] == "ok")
+        started, ended = m["started_unix"], m["ended_unix"]
+        hp = m["request"]["protocol"]
+        hn = len(job.plan_keys)
+        waits = hn * (hp["settle_s"] + hp["cooldown_s"] * (hp["trials"] - 1))
+        warm = sum(s_by_f.values()) / max(len(s_by_f), 1) * hp["warmup"] * hn
+        fixed = m.get("model_loaded_unix", started) - started + STARTUP_PROCESS_S  # interpreter + model load
+        per_trial = max(0.0, (ended - m.get("model_loaded_unix", started)) - windows - waits - warm) / \
+            max(len(job.trials), 1)  # writing rows, images and summaries
+        n = p.images_per_trial or m.get("images_per_trial") or 1
+        if not p.images_per_trial and p.min_window_s != hp["min_window_s"]:
+            n = max(w.batch_size, math.ceil(p.min_window_s / s_img[0] / w.batch_size) * w.batch_size)
+        time_source = f"measured: job {job.job_id} on {job.gpu_name}"
+    else:
+        name, model = _sim_model_for(device.name)
+        if w.model == "tiny":
+            s_max = TINY_S_PER_STEP_64 * w.steps * (w.width * w.height) / 64**2
+        else:
+            s_max = S_PER_STEP_512.get(name or "A100") * w.steps * (w.width * w.height) / 512**2
+        s_img = [s_max * (model.slowdown(f) if model and f else 1.0) for f in keys]
+        n = p.images_per_trial or max(w.batch_size, math.ceil(p.min_window_s / s_max / w.batch_size) * w.batch_size)
+        fixed, per_trial = STARTUP_S, 0.0
+        time_source = f"modelled: no earlier sweep of this workload on {device.name}"
+    window = [n * s if p.images_per_trial else max(p.min_window_s, n * s) for s in s_img]
+    warm0 = 6 * w.batch_size if p.warmup else 0  # the first clock warms up until timings settle
+    duration = fixed + warm0 * s_img[0] + sum(p.settle_s + p.warmup * s + p.trials * (t + per_trial)
+                                              + p.cooldown_s * (p.trials - 1) for s, t in zip(s_img, window, strict=True))
+    size, size_source = _bytes_per_image(history, req)
+    free = _free(layout.images)
+    out = Estimate(device.name, device.simulated, len(plan), p.trials, n, len(plan) * p.trials * n, duration,
+                   time_source, size, size_source, free, request_mode=req.images.mode)
+    saved = {"benchmark": 0, "research": n * representative(len(plan)), "archive": n * len(plan) * p.trials}
+    for mode in MODES:
+        nbytes, files = saved[mode] * size, saved[mode]
+        why = []
+        if nbytes > free:
+            why.append(f"needs {nbytes} bytes, {free} free on {layout.images}")
+        for rule, max_b, max_f, used_b, used_f in policy_caps or []:
+            if max_b is not None and used_b + nbytes > max_b:
+                why.append(f"policy rule {rule}: {used_b} + {nbytes} bytes > max_bytes {max_b}")
+            if max_f is not None and used_f + files > max_f:
+                why.append(f"policy rule {rule}: {used_f} + {files} files > max_files {max_f}")
+        out.modes.append(ModeEstimate(mode, saved[mode], nbytes, files, not why, "; ".join(why)))
+        for c in why:
+            if c not in out.caps:
+                out.caps.append(c)
+    return out
+
+
+def _bytes_per_image(history: list[JobResults], req: SweepRequest) -> tuple[int, str]:
+    sizes = []
+    for job in reversed(history):
+        for im in job.images:
+            if im["saved_path"]:
+                try:
+                    sizes.append(os.path.getsize(im["saved_path"]))
+                except OSError:
+                    continue
+        if sizes:
+            return int(sum(sizes) / len(sizes)), f"measured: {len(sizes)} PNGs of job {job.job_id}"
+    w = req.workload
+    bpp = BYTES_PER_PIXEL["tiny" if w.model == "tiny" else "model"]
+    return int(w.width * w.height * bpp), f"from the resolution ({bpp:g} bytes per pixel)"
+
+
+def _free(path: Path) -> int:
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    st = os.statvfs(p)
+    return st.f_bavail * st.f_frsize

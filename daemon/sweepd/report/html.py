@@ -1,0 +1,68 @@
+"""report.html: one self-contained file (plots embedded, no network) with the table, the optima,
+the flags and the contact sheet. Every text from the request is escaped."""
+
+from __future__ import annotations
+
+import base64
+import time
+from html import escape
+from pathlib import Path
+
+from sweepd import atomic
+from sweepd.report.analysis import Analysis
+
+CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}
+table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f0f0f0}.sim{background:#fff3cd;border:1px solid #e0c060;padding:0.6em;font-weight:bold}
+.flag{color:#a04000}img{max-width:100%}"""
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def render(a: Analysis, plots: list[Path]) -> str:
+    j = a.job
+    w = j.manifest["request"]["workload"]
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>sweepd report: job {escape(j.job_id)}</title>"
+             f"<style>{CSS}</style></head><body>",
+             f"<h1>Sweep report: job {escape(j.job_id)}</h1>"]
+    if j.simulated:
+        parts.append("<p class='sim'>SIMULATED GPU: these figures come from sweepd's simulated "
+                     f"{escape(j.gpu_name)}, not from real hardware.</p>")
+    parts.append(f"<p>{escape(w['model'])}, {w['width']}x{w['height']}, {w['steps']} steps, prompt "
+                 f"<q>{escape(str(w['prompt']))}</q>; GPU {escape(j.gpu_name)} ({escape(j.manifest.get('backend', ''))}); "
+                 f"status {escape(str(j.manifest.get('status')))}; sweep {escape(str(j.manifest.get('sweep_id')))}</p>")
+    parts.append(f"<h2>Optimal clock</h2><p>Baseline: {escape(a.baseline or 'baseline')} MHz (the highest clock "
+                 f"measured). Slowdown bound: +{a.bound_pct:g}% time.</p><table><tr><th>criterion</th><th>clock MHz</th>"
+                 "<th>energy vs baseline</th><th>time vs baseline</th></tr>")
+    for o in a.optima:
+        name = {"energy": "minimum energy", "edp": "minimum EDP", "ed2p": "minimum ED2P"}[o.metric]
+        if o.bounded:
+            name += f" within +{a.bound_pct:g}% time"
+        parts.append(f"<tr><td style='text-align:left'>{name}</td><td>{escape(o.freq or 'baseline')}</td>"
+                     f"<td>{0.0 - o.energy_saving_pct + 0.0:+.1f}%</td><td>{o.time_change_pct:+.1f}%</td></tr>")
+    parts.append("</table>")
+    parts.append("<h2>Flags</h2>" + ("<ul>" + "".join(f"<li class='flag'>{escape(f)}</li>" for f in a.flags) + "</ul>"
+                                     if a.flags else "<p>none</p>"))
+    parts.append("<h2>Per clock</h2><table><tr><th>clock MHz</th><th>n</th><th>s/image</th><th>J/image</th><th>CV</th>"
+                 "<th>W</th><th>EDP</th><th>ED2P</th><th>energy vs max</th><th>time vs max</th></tr>")
+    for r in a.rows:
+        parts.append(f"<tr><td>{escape(r['freq_mhz'] or 'baseline')}</td><td>{r['n']}</td>"
+                     f"<td>{r['s_per_image_mean']:.4f} ± {r['s_per_image_std']:.4f}</td>"
+                     f"<td>{r['j_per_image_mean']:.2f} ± {r['j_per_image_std']:.2f}</td><td>{r['cv'] * 100:.1f}%</td>"
+                     f"<td>{r['avg_power_w']:.0f}</td><td>{r['edp']:.4g}</td><td>{r['ed2p']:.4g}</td>"
+                     f"<td>{0.0 - r['energy_saving_pct_vs_max'] + 0.0:+.1f}%</td><td>{r['time_change_pct_vs_max']:+.1f}%</td></tr>")
+    parts.append("</table><h2>Plots</h2>")
+    for p in plots:
+        if p.suffix == ".png":
+            parts.append(f"<figure>{_img(p)}</figure>")
+    parts.append(f"<p><small>written by sweepd on {time.strftime('%Y-%m-%d %H:%M')}</small></p></body></html>")
+    return "\n".join(parts)
+
+
+def write(a: Analysis, plots: list[Path]) -> Path:
+    path = a.job.dir / "report.html"
+    atomic.write_text(path, render(a, plots))
+    return path

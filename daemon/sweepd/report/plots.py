@@ -1,0 +1,134 @@
+"""Plots of a sweep, as PNG and SVG in its results folder. Only measured rows are drawn; a sweep
+with nothing measured gets no plot. A simulated sweep says so in every title."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from sweepd.report.analysis import Analysis  # noqa: E402
+
+
+def _title(a: Analysis, what: str) -> str:
+    tag = " (SIMULATED GPU)" if a.job.simulated else ""
+    return f"{what}: {a.job.gpu_name}{tag}\njob {a.job.job_id}"
+
+
+def _save(fig, out: Path, stem: str) -> list[Path]:
+    paths = [out / f"{stem}.png", out / f"{stem}.svg"]
+    for p in paths:
+        fig.savefig(p, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _clocks(a: Analysis) -> np.ndarray:
+    return np.array([float(r["freq_mhz"]) if r["freq_mhz"] else np.nan for r in a.rows])
+
+
+def energy_time(a: Analysis, out: Path) -> list[Path]:
+    f = _clocks(a)
+    j = np.array([r["j_per_image_mean"] for r in a.rows])
+    js = np.array([r["j_per_image_std"] for r in a.rows])
+    s = np.array([r["s_per_image_mean"] for r in a.rows])
+    ss = np.array([r["s_per_image_std"] for r in a.rows])
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)
+    ax1.errorbar(f, j, yerr=js, marker="o", ms=3, capsize=2, color="tab:red")
+    ax1.set_ylabel("energy per image (J)")
+    ax2.errorbar(f, s, yerr=ss, marker="o", ms=3, capsize=2, color="tab:blue")
+    ax2.set_ylabel("time per image (s)")
+    ax2.set_xlabel("core clock (MHz)")
+    base_s = a.rows[0]["s_per_image_mean"]
+    ax2.axhline(base_s * (1 + a.bound_pct / 100), ls="--", color="gray",
+                label=f"slowdown bound +{a.bound_pct:g}% vs {a.baseline} MHz")
+    styles = {"energy": ("v", "tab:green"), "edp": ("*", "tab:purple"), "ed2p": ("D", "tab:orange")}
+    for o in a.optima:
+        if not o.freq or o.bounded:
+            continue
+        m, c = styles[o.metric]
+        ax1.plot(float(o.freq), o.j_per_image, m, color=c, ms=11, label=f"min {o.metric.upper()}: {o.freq} MHz")
+    for o in a.optima:
+        if o.freq and o.bounded and o.metric == "edp":
+            ax2.plot(float(o.freq), o.s_per_image, "*", color="black", ms=11,
+                     label=f"min EDP within bound: {o.freq} MHz")
+    ax1.legend(fontsize=8)
+    ax2.legend(fontsize=8)
+    ax1.set_title(_title(a, "Energy and time per image vs clock"), fontsize=10)
+    return _save(fig, out, "energy_time")
+
+
+def power(a: Analysis, out: Path) -> list[Path]:
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    ax.plot(_clocks(a), [r["avg_power_w"] for r in a.rows], marker="o", ms=3)
+    ax.set_xlabel("core clock (MHz)")
+    ax.set_ylabel("average power (W)")
+    ax.set_title(_title(a, "Average power vs clock"), fontsize=10)
+    return _save(fig, out, "power")
+
+
+def energy_vs_time(a: Analysis, out: Path) -> list[Path]:
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    sc = ax.scatter([r["s_per_image_mean"] for r in a.rows], [r["j_per_image_mean"] for r in a.rows],
+                    c=_clocks(a), cmap="viridis")
+    fig.colorbar(sc, ax=ax, label="core clock (MHz)")
+    ax.set_xlabel("time per image (s)")
+    ax.set_ylabel("energy per image (J)")
+    ax.set_title(_title(a, "Energy vs time"), fontsize=10)
+    return _save(fig, out, "energy_vs_time")
+
+
+def contact_sheet(a: Analysis, out: Path, per_clock: int = 4) -> list[Path]:
+    """The saved images by clock (first trial), one row per clock."""
+    by_clock: dict[str, list[str]] = {}
+    for im in a.job.images:
+        if im["saved_path"] and Path(im["saved_path"]).exists():
+            by_clock.setdefault(im["freq_mhz"], []).append(im["saved_path"])
+    if not by_clock:
+        return []
+    clocks = [k for k in a.job.plan_keys if k in by_clock] or list(by_clock)
+    cols = min(per_clock, max(len(v) for v in by_clock.values()))
+    fig, axes = plt.subplots(len(clocks), cols, figsize=(1.6 * cols + 1, 1.6 * len(clocks) + 0.6), squeeze=False)
+    for i, c in enumerate(clocks):
+        for k in range(cols):
+            ax = axes[i][k]
+            ax.axis("off")
+            if k < len(by_clock[c]):
+                with Image.open(by_clock[c][k]) as im:
+                    ax.imshow(np.asarray(im.convert("RGB")))
+            if k == 0:
+                ax.set_title(f"{c or 'baseline'} MHz", fontsize=8, loc="left")
+    fig.suptitle(_title(a, "Saved images by clock"), fontsize=10)
+    return _save(fig, out, "contact_sheet")
+
+
+def all_plots(a: Analysis, out: Path) -> list[Path]:
+    if not a.rows:
+        return []
+    return energy_time(a, out) + power(a, out) + energy_vs_time(a, out) + contact_sheet(a, out)
+
+
+def compare(analyses: list[Analysis], out: Path) -> list[Path]:
+    """Normalised curves of several sweeps on one plot: energy and time relative to each one's max clock."""
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7.5, 6.5), sharex=True)
+    for a in analyses:
+        if not a.rows:
+            continue
+        f = _clocks(a)
+        lab = f"{a.job.job_id}: {a.job.gpu_name}" + (" (sim)" if a.job.simulated else "")
+        ax1.plot(f, [r["j_per_image_mean"] / a.rows[0]["j_per_image_mean"] for r in a.rows], marker="o", ms=3,
+                 label=lab)
+        ax2.plot(f, [r["s_per_image_mean"] / a.rows[0]["s_per_image_mean"] for r in a.rows], marker="o", ms=3,
+                 label=lab)
+    ax1.set_ylabel("energy / energy at max clock")
+    ax2.set_ylabel("time / time at max clock")
+    ax2.set_xlabel("core clock (MHz)")
+    ax1.legend(fontsize=8)
+    sim = any(a.job.simulated for a in analyses)
+    ax1.set_title("Sweeps compared" + (" (includes SIMULATED GPUs)" if sim else ""), fontsize=10)
+    return _save(fig, out, "compare")

@@ -1,0 +1,137 @@
+"""`sweepd report` and `sweepd estimate`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from sweepd import paths
+from sweepd.cli import RootOpt, app, console, guarded
+from sweepd.storage.units import human
+
+_NAMES = {"energy": "minimum energy", "edp": "minimum EDP", "ed2p": "minimum ED2P"}
+
+
+@app.command()
+def report(
+    jobs: list[str] = typer.Argument(..., help="job_<ID>, job id or sweep id; several to compare"),
+    root: Optional[Path] = RootOpt,
+    bound: float = typer.Option(5.0, "--bound", help="slowdown bound in % vs the max clock"),
+    cv: float = typer.Option(5.0, "--cv", help="flag clocks whose J/image CV is above this %"),
+    as_json: bool = typer.Option(False, "--json"), as_csv: bool = typer.Option(False, "--csv"),
+) -> None:
+    """The optimal clock and what it saves; plots and report.html in the job's results folder."""
+    from sweepd.progress import summary_table
+    from sweepd.report import plots
+    from sweepd.report.build import build
+    from sweepd.report.data import find
+
+    layout = paths.Layout.resolve(root)
+
+    def go() -> int:
+        built = [build(find(layout, j), bound, cv / 100) for j in jobs]
+        analyses = [b[0] for b in built]
+        if as_json:
+            print(json.dumps([a.to_json() for a in analyses] if len(analyses) > 1 else analyses[0].to_json(), indent=1))
+            return 0
+        if as_csv:
+            w = csv.writer(sys.stdout)
+            w.writerow(["job_id", "simulated", *analyses[0].rows[0].keys()] if analyses[0].rows else ["job_id"])
+            for a in analyses:
+                for r in a.rows:
+                    w.writerow([a.job.job_id, a.job.simulated, *r.values()])
+            return 0
+        for a, _plots, page in built:
+            if a.rows:
+                console.print(summary_table(a.rows, a.job.simulated, a.job.label))
+            console.print(f"baseline: {a.baseline or 'baseline'} MHz (the highest clock measured); "
+                          f"slowdown bound +{bound:g}%", highlight=False)
+            for o in a.optima:
+                name = _NAMES[o.metric] + (f" within +{bound:g}% time" if o.bounded else "")
+                console.print(f"{name}: {o.freq or 'baseline'} MHz, {o.energy_saving_pct:.1f}% less energy, "
+                              f"{o.time_change_pct:+.1f}% time" + (" (simulated)" if a.job.simulated else ""),
+                              highlight=False)
+            for f in a.flags:
+                console.print(f"[yellow]flag:[/] {f}", highlight=False)
+            console.print(f"report: {page}", highlight=False)
+        if len(analyses) > 1:
+            t = Table(title="sweeps compared", title_justify="left")
+            for col in ("job", "GPU", "baseline MHz", "min EDP MHz", "energy", "time", "min energy MHz", "energy"):
+                t.add_column(col)
+            for a in analyses:
+                e, d = a.best("energy", False), a.best("edp", False)
+                t.add_row(a.job.job_id, a.job.gpu_name + (" (sim)" if a.job.simulated else ""), a.baseline,
+                          d.freq if d else "-", f"{-d.energy_saving_pct:+.1f}%" if d else "-",
+                          f"{d.time_change_pct:+.1f}%" if d else "-", e.freq if e else "-",
+                          f"{-e.energy_saving_pct:+.1f}%" if e else "-")
+            console.print(t)
+            out = layout.results / ("compare_" + "_".join(a.job.job_id for a in analyses))[:200]
+            out.mkdir(parents=True, exist_ok=True)
+            files = plots.compare(analyses, out)
+            console.print(f"compared curves: {files[0]}", highlight=False)
+        return 0
+
+    raise typer.Exit(guarded(go))
+
+
+def estimate_table() -> str:
+    """The README's storage table: a full SD 1.5 sweep (512x512, 50 steps, 5 trials, every clock >= 510 MHz)."""
+    import tempfile
+
+    from sweepd.gpu.sim import SimulatedGpu
+    from sweepd.report.estimate import estimate
+    from sweepd.request import SweepRequest
+
+    lines = ["| GPU (clocks >= 510 MHz) | images generated | benchmark | research | archive | duration |",
+             "|---|---:|---:|---:|---:|---:|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        layout = paths.Layout.resolve(tmp)
+        for gpu in ("H100", "A100", "V100"):
+            req = SweepRequest.model_validate({"workload": {"model": "runwayml/stable-diffusion-v1-5"},
+                                               "gpu": {"backend": "sim", "sim_model": gpu}, "protocol": {"trials": 5}})
+            e = estimate(req, layout, SimulatedGpu(gpu))
+            cells = [f"{m.images_saved} files, {human(m.bytes)}" for m in e.modes]
+            lines.append(f"| {gpu} ({e.clocks}) | {e.images_generated} | {' | '.join(cells)} | {e.duration_s / 3600:.1f} h |")
+    return "\n".join(lines)
+
+
+@app.command()
+def estimate(
+    request_file: Optional[Path] = typer.Argument(None, help="sweep request"),
+    root: Optional[Path] = RootOpt,
+    as_json: bool = typer.Option(False, "--json"),
+    table: bool = typer.Option(False, "--table", help="print the README's storage table for H100/A100/V100"),
+) -> None:
+    """Before running: clocks, trials, images, duration, and image bytes and files per mode against the room."""
+    from sweepd.report.fit import estimate_request
+    from sweepd.request import load_request
+
+    def go() -> int:
+        if table:
+            print(estimate_table())
+            return 0
+        if request_file is None:
+            raise ValueError("give a request file (or --table)")
+        e = estimate_request(load_request(request_file), paths.Layout.resolve(root))
+        if as_json:
+            print(json.dumps(e.to_json(), indent=1))
+            return 0
+        sim = " [SIMULATED GPU]" if e.simulated else ""
+        console.print(f"{e.gpu}{sim}: {e.clocks} clocks x {e.trials} trials x {e.images_per_trial} images = "
+                      f"{e.images_generated} images; about {e.duration_s / 60:.1f} min ({e.time_source})",
+                      highlight=False)
+        console.print(f"{human(e.bytes_per_image)} per image ({e.bytes_source}); {human(e.free_bytes)} free",
+                      highlight=False)
+        for m in e.modes:
+            mark = "fits" if m.fits else f"DOES NOT FIT: {m.why}"
+            req = "  <- this request" if m.mode == e.request_mode else ""
+            console.print(f"  {m.mode:<9} {m.images_saved:>6} files {human(m.bytes):>10}  {mark}{req}", highlight=False)
+        return 0
+
+    raise typer.Exit(guarded(go))

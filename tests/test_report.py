@@ -1,0 +1,157 @@
+"""Reports and estimates, on simulated sweeps whose optimum is known in advance."""
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import sweepd, sweepd_env, write_request
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """One real tiny-model sweep on the simulated A100, where 945 MHz is the calibrated EDP optimum."""
+    tmp = tmp_path_factory.mktemp("report")
+    req = write_request(tmp / "r.toml", clocks=(1410, 945, 510), trials=3)
+    req.write_text(req.read_text().replace("min_window_s = 0.3", "min_window_s = 1.0").replace("warmup = 1",
+                                                                                                 "warmup = 10"))
+    env = sweepd_env(XDG_CONFIG_HOME=str(tmp / "xdg"))
+    r = sweepd("run", req, "--root", tmp / "root", "--job-id", "cal", env=env)
+    assert r.returncode == 0, r.stderr
+    return tmp, env
+
+
+def test_report_finds_the_known_optimum_and_labels_simulation(swept):
+    tmp, env = swept
+    r = sweepd("report", "job_cal", "--root", tmp / "root", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    a = json.loads(r.stdout)
+    best = {(o["metric"], o["bounded"]): o for o in a["optima"]}
+    rows = {c["freq_mhz"]: c for c in a["clocks"]}
+    # what must hold whatever the CPU's timing noise: each optimum is its metric's argmin, within its bound
+    for (metric, bounded), o in best.items():
+        col = {"energy": "j_per_image_mean", "edp": "edp", "ed2p": "ed2p"}[metric]
+        pool = [c for c in rows.values() if not bounded or c["time_change_pct_vs_max"] <= 5.0]
+        assert o["freq"] == min(pool, key=lambda c: c[col])["freq_mhz"]
+        assert not bounded or o["time_change_pct"] <= 5.0
+    # the calibrated physics, with margins wider than the noise: 945 MHz uses ~26 % less energy than 1410
+    assert best[("energy", False)]["freq"] == "945" and 5 < best[("energy", False)]["energy_saving_pct"] < 45
+    assert rows["510"]["j_per_image_mean"] > rows["945"]["j_per_image_mean"]
+    assert a["baseline_mhz"] == "1410" and a["simulated"] is True and a["slowdown_bound_pct"] == 5.0
+    text = sweepd("report", "cal", "--root", tmp / "root", env=env).stdout
+    assert "minimum energy: 945 MHz" in text and "(simulated)" in text and "baseline: 1410 MHz" in text
+    d = tmp / "root/results/job_cal"
+    for stem in ("energy_time", "power", "energy_vs_time", "contact_sheet"):
+        assert (d / f"{stem}.png").stat().st_size > 1000 and (d / f"{stem}.svg").exists()
+        if stem != "contact_sheet":
+            assert "SIMULATED GPU" in (d / f"{stem}.svg").read_text()
+    csv_out = sweepd("report", "job_cal", "--root", tmp / "root", "--csv", env=env).stdout.splitlines()
+    assert csv_out[0].startswith("job_id,simulated,freq_mhz") and len(csv_out) == 4
+
+
+def test_report_html_is_written_at_the_end_and_renders_in_chromium(swept):
+    tmp, _ = swept
+    page = tmp / "root/results/job_cal/report.html"
+    html = page.read_text()  # written by the sweep itself, before any `sweepd report`
+    assert "SIMULATED GPU" in html and "minimum EDP" in html and html.count("data:image/png;base64,") == 4
+    assert not re.search(r"""(src|href)=["']?https?:""", html)  # self-contained: nothing from the network
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("LOUD SKIP: Debian's chromium is not installed here; .ci/run installs it so CI renders the report")
+    r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={tmp / 'chromium-profile'}", "--dump-dom", page.as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    dom = r.stdout
+    assert "Sweep report: job cal" in dom and "minimum EDP" in dom and dom.count("<img") == 4
+    shot = tmp / "report.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", f"--user-data-dir={tmp / 'chromium-profile2'}",
+                    f"--screenshot={shot}", "--window-size=1000,1400", page.as_uri()], capture_output=True, timeout=120)
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        assert len(set(im.convert("L").resize((50, 70)).getdata())) > 10  # something was drawn, not a blank page
+
+
+def test_failed_trials_and_missed_locks_are_flagged(tmp_path):
+    req = write_request(tmp_path / "r.toml", backend="nvml", clocks=(1410, 945), trials=3)
+    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100", FAKE_NVML_ENERGY_FAIL_AT="3", FAKE_NVML_CAP_MHZ="1200",
+                     XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+    assert sweepd("run", req, "--root", tmp_path / "root", "--job-id", "fl", env=env).returncode == 0
+    a = json.loads(sweepd("report", "fl", "--root", tmp_path / "root", "--json", env=env).stdout)
+    flags = "\n".join(a["flags"])
+    assert "1410 MHz: the observed clock missed the lock" in flags and "ran at 1200 MHz (sw_power_cap)" in flags
+    assert "1410 MHz trial 2 failed" in flags and "945 MHz: the observed clock" not in flags
+    assert {r["freq_mhz"]: r["n"] for r in a["clocks"]} == {"1410": 2, "945": 3}
+    assert a["simulated"] is False
+
+
+def test_compare_puts_sweeps_side_by_side(swept, tmp_path):
+    tmp, env = swept
+    req = write_request(tmp_path / "v.toml", clocks=(1380, 1095, 510), trials=2)
+    req.write_text(req.read_text().replace('sim_model = "A100"', 'sim_model = "V100"'))
+    assert sweepd("run", req, "--root", tmp / "root", "--job-id", "v100", env=env).returncode == 0
+    r = sweepd("report", "cal", "v100", "--root", tmp / "root", env=env)
+    assert r.returncode == 0 and "sweeps compared" in r.stdout
+    assert (tmp / "root/results/compare_cal_v100/compare.png").exists()
+    assert "Tesla V100" in r.stdout
+
+
+def test_unknown_job_is_a_clear_error(tmp_path):
+    r = sweepd("report", "nope", "--root", tmp_path)
+    assert r.returncode == 2 and "no sweep 'nope'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_estimate_matches_what_the_sweep_then_wrote(tmp_path):
+    """An earlier sweep of the workload, then the estimate of a different sweep, then that sweep, back to back."""
+    env = sweepd_env(XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+    root = tmp_path / "root"
+
+    def request(name, clocks, trials, mode):
+        req = write_request(tmp_path / name, clocks=clocks, trials=trials, images=mode)
+        req.write_text(req.read_text().replace("min_window_s = 0.3", "min_window_s = 0.3\nimages_per_trial = 8"))
+        return req
+
+    hist = request("h.toml", (1410, 945, 510), 2, "research")
+    assert sweepd("run", hist, "--root", root, "--job-id", "h", env=env).returncode == 0
+    b = request("b.toml", (1410, 1200, 945, 705, 510), 3, "archive")
+    e = json.loads(sweepd("estimate", b, "--root", root, "--json", env=env).stdout)
+    assert e["time_source"].startswith("measured: job h") and e["bytes_source"].startswith("measured")
+    t0 = time.monotonic()
+    assert sweepd("run", b, "--root", root, "--job-id", "b", env=env).returncode == 0
+    wall = time.monotonic() - t0
+    images = list((root / "images/job_b").rglob("*.png"))
+    real_bytes = sum(p.stat().st_size for p in images)
+    archive = next(m for m in e["modes"] if m["mode"] == "archive")
+    assert archive["files"] == len(images) == 5 * 3 * 8
+    assert abs(archive["bytes"] - real_bytes) <= 0.2 * real_bytes
+    assert abs(e["duration_s"] - wall) <= 0.2 * wall, (e["duration_s"], wall)
+
+
+def test_a_request_that_cannot_fit_is_refused_with_the_mode_that_would(tmp_path):
+    xdg = tmp_path / "xdg"
+    (xdg / "sweepd/policies").mkdir(parents=True)
+    (xdg / "sweepd/policies/cap.toml").write_text('[[rules]]\nname = "tight"\nmax_bytes = "1KiB"\n')
+    env = sweepd_env(XDG_CONFIG_HOME=str(xdg))
+    req = write_request(tmp_path / "r.toml", clocks=(1410, 945), trials=2, images="archive")
+    for cmd in (("submit", req), ("run", req)):
+        r = sweepd(*cmd, "--root", tmp_path / "root", env=env)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "would not fit" in r.stderr and "policy rule tight" in r.stderr
+        assert 'images.mode = "benchmark" would fit' in r.stderr and "--force" in r.stderr
+    assert not (tmp_path / "root/results").exists()
+    assert sweepd("submit", req, "--root", tmp_path / "root", "--force", env=env).returncode == 0
+
+
+def test_readme_storage_table_is_the_commands_output():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = sweepd("estimate", "--table").stdout.strip()
+    assert table and table in readme
