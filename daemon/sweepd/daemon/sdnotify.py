@@ -23,10 +23,6 @@ class Notifier:
         self._last_ping = 0.0
         self._last_status = ""
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.addr)
-
     def send(self, *lines: str) -> None:
         if not self.addr:
             return
