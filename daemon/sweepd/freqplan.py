@@ -28,6 +28,11 @@ class ClockPoint:
         return "" if self.freq_mhz is None else str(self.freq_mhz)
 
 
+def representative(n: int) -> set[int]:
+    """Positions (0 = highest clock) whose images research mode keeps: the max, the min and every 10th."""
+    return {k for k in range(n) if k % 10 == 0} | ({n - 1} if n else set())
+
+
 class ClockPlanError(ValueError):
     def __init__(self, field: str, value: object, reason: str):
         self.field, self.value, self.reason = field, value, reason

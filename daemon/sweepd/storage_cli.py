@@ -261,7 +261,7 @@ def archive_restore(job: str, root: Optional[Path] = RootOpt, to: Optional[Path]
     def go() -> int:
         adir = _archive_dir(root, archive_dir)
         unit = job if job.startswith("job_") else f"job_{job}"
-        ms = [m for m in archive_mod.manifests(adir) if m["unit"] == unit]
+        ms = [m for m in archive_mod.manifests(adir, unit) if m["unit"] == unit]
         if not ms:
             return fail(f"no archive of {unit} in {adir}", EXIT_INPUT)
         n = 0

@@ -21,7 +21,7 @@ import numpy as np
 from sweepd.engine import imaging
 from sweepd.engine.stop import StopFlag, StopRequested
 from sweepd.engine.store import JobStore
-from sweepd.freqplan import ClockPoint
+from sweepd.freqplan import ClockPoint, representative
 from sweepd.gpu.base import BENIGN_REASONS, GpuDevice, decode_reasons
 from sweepd.gpu.locks import ClockGuard
 from sweepd.gpu.sampler import Sampler
@@ -63,12 +63,9 @@ class Sweep:
     def controls_clocks(self) -> bool:
         return self.request.gpu.clock_control == "lock" and self.request.frequencies.mode != "baseline"
 
-    def representative(self, k: int) -> bool:
-        return k == 0 or k == len(self.plan) - 1 or k % 10 == 0
-
     def keeps_images(self, k: int, trial: int) -> bool:
         mode = self.request.images.mode
-        return mode == "archive" or (mode == "research" and trial == 1 and self.representative(k))
+        return mode == "archive" or (mode == "research" and trial == 1 and k in representative(len(self.plan)))
 
     # ----------------------------------------------------------------------------------------
     def run(self, workload: Workload) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sweepd.engine.summary import summarize
+from sweepd.engine.summary import optimum, summarize
 from sweepd.report.data import JobResults
 
 METRICS = {"energy": "j_per_image_mean", "edp": "edp", "ed2p": "ed2p"}
@@ -46,9 +46,8 @@ def analyse(job: JobResults, bound_pct: float = 5.0, cv_limit: float = 0.05, loc
     a = Analysis(job, rows, rows[0]["freq_mhz"] if rows else "", bound_pct)
     for name, col in METRICS.items():
         for bounded in (False, True):
-            pool = [r for r in rows if not bounded or r["time_change_pct_vs_max"] <= bound_pct]
-            if pool:
-                r = min(pool, key=lambda r: r[col])
+            r = optimum([r for r in rows if not bounded or r["time_change_pct_vs_max"] <= bound_pct], col)
+            if r is not None:
                 a.optima.append(Optimum(name, bounded, r["freq_mhz"], r["energy_saving_pct_vs_max"],
                                         r["time_change_pct_vs_max"], r["j_per_image_mean"], r["s_per_image_mean"]))
     a.flags = flags(job, rows, cv_limit, lock_tolerance_mhz)

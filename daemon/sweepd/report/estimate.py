@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sweepd.freqplan import ClockPoint, plan_clocks
+from sweepd.freqplan import ClockPoint, plan_clocks, representative
 from sweepd.gpu.base import GpuDevice
 from sweepd.paths import Layout
 from sweepd.report.data import JobResults, all_jobs
@@ -92,10 +92,6 @@ def _interp(points: dict[int, float], f: int) -> float:
     return points[xs[-1]]
 
 
-def representative(n: int) -> int:
-    return len({k for k in range(n) if k == 0 or k == n - 1 or k % 10 == 0})
-
-
 def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: list[tuple[str, int | None, int | None, int, int]]
              | None = None) -> Estimate:
     """policy_caps: (rule name, max_bytes, max_files, bytes used now, files used now) of rules covering images/."""
@@ -142,7 +138,7 @@ def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: 
     free = _free(layout.images)
     out = Estimate(device.name, device.simulated, len(plan), p.trials, n, len(plan) * p.trials * n, duration,
                    time_source, size, size_source, free, request_mode=req.images.mode)
-    saved = {"benchmark": 0, "research": n * representative(len(plan)), "archive": n * len(plan) * p.trials}
+    saved = {"benchmark": 0, "research": n * len(representative(len(plan))), "archive": n * len(plan) * p.trials}
     for mode in MODES:
         nbytes, files = saved[mode] * size, saved[mode]
         why = []

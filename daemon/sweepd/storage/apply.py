@@ -4,6 +4,7 @@ action still runs. Every action goes to state/audit.jsonl."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -54,8 +55,8 @@ def run_action(a: Action, state: Path, simulate: bool = False) -> None:
     if a.kind in ("archive", "archive_then_delete"):
         path = archive.archive(unit, files, Path(a.archive_dir), level=a.zstd_level, threads=a.zstd_threads,
                                meta={"rule": a.rule, "policy": a.source, "reason": a.reason, "job_id": a.job_id})
-        members = archive.manifests(path.parent)
-        members = next(m["members"] for m in members if m["archive"] == path.name)
+        manifest = path.with_name(path.name.removesuffix(archive.SUFFIX) + ".manifest.json")
+        members = json.loads(manifest.read_text())["members"]
         removed = archive.delete_sources(unit, files, members) if a.kind == "archive_then_delete" else 0
         audit.record(state, f"storage_{a.kind}", rule=a.rule, unit=a.unit, job_id=a.job_id, archive=str(path),
                      files=len(files), bytes=a.bytes, removed=removed, reason=a.reason, policy=a.source)

@@ -136,7 +136,7 @@ def _expected_from_sources(unit_dir: Path, files: list[str]) -> list[Member]:
 
 def covering(archive_dir: Path, unit_dir: Path, files: list[str]) -> Path | None:
     """An existing archive holding every one of these files as they are now (a run killed while deleting)."""
-    for m in manifests(archive_dir):
+    for m in manifests(archive_dir, unit_dir.name):
         if m.get("unit") != unit_dir.name or m.get("source_dir") != str(unit_dir.parent):
             continue
         have = {x["name"]: x for x in m["members"]}
@@ -224,9 +224,10 @@ def prune_dirs(unit_dir: Path, files: list[str]) -> None:
 
 
 # listing and restoring -------------------------------------------------------------------------
-def manifests(archive_dir: Path) -> list[dict]:
+def manifests(archive_dir: Path, unit: str | None = None) -> list[dict]:
+    """The manifests in an archive folder; only one unit's (archives are named <unit>-<hash>) when given."""
     out = []
-    for p in sorted(Path(archive_dir).glob("*.manifest.json")):
+    for p in sorted(Path(archive_dir).glob(f"{unit}-*.manifest.json" if unit else "*.manifest.json")):
         try:
             out.append(json.loads(p.read_text()) | {"manifest": str(p)})
         except (OSError, ValueError):

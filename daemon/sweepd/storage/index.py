@@ -167,11 +167,12 @@ class PathIndex:
             return
         if stat.S_ISREG(st.st_mode) and self.wanted(rel):
             unit.files[inner] = (st.st_size, st.st_mtime)
-        elif stat.S_ISDIR(st.st_mode):
-            sub = PathIndex(self.path, self.include, self.exclude)
-            u = Unit(top, unit.path)
-            sub._walk(u, abs_path, rel) if inner else None
-            unit.files.update({f"{inner}/{k}" if inner else k: v for k, v in u.files.items()})
+        elif stat.S_ISDIR(st.st_mode):  # a folder arrived (moved in, or a whole job folder): index its files
+            found = Unit(top, abs_path)
+            self._walk(found, abs_path, rel)
+            unit.files.update({f"{inner}/{k}" if inner else k: v for k, v in found.files.items()})
+            if not inner:
+                unit.keep_flag = os.path.lexists(os.path.join(abs_path, KEEP_FILE))
 
     # totals ----------------------------------------------------------------------------------
     @property

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from sweepd.freqplan import representative
 from sweepd.paths import Layout
 from sweepd.storage.index import PathIndex, Unit
 from sweepd.storage.policy import Rule
@@ -89,7 +90,7 @@ def archive_dir(layout: Layout, rule: Rule) -> Path:
 def kept_dirs(keep: str, dirs: list[str]) -> set[str]:
     """For keep = representative: the clock folders kept (max, min, every 10th); other folders are kept too."""
     clocks = sorted((int(m.group(1)) for d in dirs if (m := _CLOCK_DIR.match(d))), reverse=True)
-    chosen = {c for i, c in enumerate(clocks) if i % 10 == 0} | ({clocks[0], clocks[-1]} if clocks else set())
+    chosen = {clocks[i] for i in representative(len(clocks))}
     return {d for d in dirs if not (m := _CLOCK_DIR.match(d)) or int(m.group(1)) in chosen}
 
 
