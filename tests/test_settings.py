@@ -19,9 +19,10 @@ def xdg(tmp_path, monkeypatch):
 
 def test_packaged_file_documents_exactly_the_model_defaults(xdg):
     data = tomllib.loads(settings.packaged_defaults().read_text())
-    defaults = {name: f.get_default(call_default_factory=True) for name, f in settings.Settings.model_fields.items()}
+    defaults = settings.Settings.model_construct().model_dump()
     assert settings.Settings.model_validate(data).model_dump() == defaults
     assert set(data) == set(defaults)
+    assert set(data["slurm"]) == set(defaults["slurm"])
     assert settings.load().gpus == [0]
 
 
@@ -60,3 +61,21 @@ def test_bad_environment_value(xdg, monkeypatch):
 def test_missing_config_file_is_an_error(xdg, tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         settings.load(tmp_path / "nope.toml")
+
+
+def test_a_partial_slurm_section_in_the_user_file_keeps_the_other_defaults(xdg, monkeypatch):
+    xdg.write_text('executor = "slurm"\n[slurm]\npartition = "gpu-a100"\nsbatch = ["--qos=short"]\n')
+    monkeypatch.setenv("SWEEPD_SLURM__MAX_RETRIES", "5")
+    s = settings.load()
+    assert s.executor == "slurm"
+    assert (s.slurm.partition, s.slurm.sbatch, s.slurm.max_retries, s.slurm.gres) == \
+        ("gpu-a100", ["--qos=short"], 5, "gpu:1")
+
+
+def test_slurm_settings_errors_name_the_file_field_and_value(xdg):
+    xdg.write_text('[slurm]\nsbatch = ["--qos=x\\necho pwned"]\npartition = "a b"\n')
+    with pytest.raises(ConfigError) as e:
+        settings.load()
+    text = str(e.value)
+    assert str(xdg) in text and "slurm.sbatch" in text and "line breaks" in text
+    assert "slurm.partition" in text and "'a b'" in text

@@ -3,6 +3,10 @@
 States: queued -> running -> done | failed | cancelled | interrupted; interrupted -> queued on
 resume. The next sweep is the highest priority, then the oldest (FIFO). Keep this file on a local
 disk: SQLite's locking is not safe on NFS or Lustre.
+
+A sweep run by SLURM (executor 'slurm') is `running` from its submission until its shards are
+merged; table `shards` holds one row per array task with the SLURM job it runs as now.
+Schema history: 1 (0.1): sweeps; 2: sweeps.executor, sweeps.slurm_job_id, shards.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 FINAL = ("done", "failed", "cancelled")
+SHARD_STATES = ("pending", "running", "done", "interrupted", "failed", "cancelled")
+SHARD_FINAL = ("done", "failed", "cancelled")
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -41,6 +47,24 @@ CREATE TABLE IF NOT EXISTS sweeps (
 );
 CREATE INDEX IF NOT EXISTS sweeps_next ON sweeps (state, priority DESC, seq);
 """
+MIGRATIONS = {  # from version n-1 to n
+    2: f"""
+ALTER TABLE sweeps ADD COLUMN executor TEXT NOT NULL DEFAULT 'local';
+ALTER TABLE sweeps ADD COLUMN slurm_job_id TEXT;
+CREATE TABLE shards (
+    sweep_id TEXT NOT NULL REFERENCES sweeps (id),
+    shard INTEGER NOT NULL,
+    slurm_id TEXT,
+    state TEXT NOT NULL CHECK (state IN {SHARD_STATES}),
+    slurm_state TEXT,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    error TEXT,
+    history TEXT NOT NULL DEFAULT '[]',
+    updated_at REAL,
+    PRIMARY KEY (sweep_id, shard)
+);
+""",
+}
 
 
 class QueueError(Exception):
@@ -64,9 +88,12 @@ class Queue:
             raise QueueError(f"{self.path} has schema {version}; this sweepd knows up to {SCHEMA_VERSION}: upgrade sweepd")
         if version < SCHEMA_VERSION:
             with self.tx() as db:
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                steps = [SCHEMA] if version == 0 else []
+                steps += [MIGRATIONS[v] for v in range(max(version, 1) + 1, SCHEMA_VERSION + 1)]
+                for script in steps:
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -84,22 +111,24 @@ class Queue:
 
     # writes ----------------------------------------------------------------------------------
     def add(self, sweep_id: str, job_id: str, request: dict, *, priority: int = 0, gpu_index: int | None = None,
-            source: str = "", spool_path: str = "") -> None:
+            source: str = "", spool_path: str = "", executor: str = "local") -> None:
         try:
             with self.tx() as db:
                 db.execute("INSERT INTO sweeps (id, job_id, state, priority, gpu_index, request, source, spool_path,"
-                           " submitted_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                           " submitted_at, executor) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                            (sweep_id, job_id, priority, gpu_index, json.dumps(request), source, spool_path,
-                            time.time()))
+                            time.time(), executor))
         except sqlite3.IntegrityError:
             other = self.get(job_id)
             raise DuplicateJob(f"job_id {job_id!r} is already used by sweep {other['id'] if other else '?'}") from None
 
-    def claim_next(self, worker: str, gpu_index: int | None) -> sqlite3.Row | None:
-        """Take the next queued sweep this worker can run (any GPU, or its GPU index) and mark it running."""
+    def claim_next(self, worker: str, gpu_index: int | None, executor: str = "local") -> sqlite3.Row | None:
+        """Take the next queued sweep this worker can run (any GPU, or its GPU index) and mark it running.
+        For executor 'slurm', gpu_index is None and any queued SLURM sweep is taken."""
         with self.tx() as db:
-            row = db.execute("SELECT * FROM sweeps WHERE state = 'queued' AND (gpu_index IS NULL OR gpu_index = ?)"
-                             " ORDER BY priority DESC, seq LIMIT 1", (gpu_index,)).fetchone()
+            row = db.execute("SELECT * FROM sweeps WHERE state = 'queued' AND executor = ? AND"
+                             " (gpu_index IS NULL OR gpu_index = ? OR executor = 'slurm')"
+                             " ORDER BY priority DESC, seq LIMIT 1", (executor, gpu_index)).fetchone()
             if row is None:
                 return None
             # pinned to this GPU from now on: a resumed sweep must continue on the GPU it started on
@@ -138,6 +167,54 @@ class Queue:
                 db.execute("UPDATE sweeps SET cancel_requested = 1 WHERE id = ?", (row["id"],))
                 return "cancelling"
             raise QueueError(f"sweep {row['id']} is already {row['state']}")
+
+    # SLURM ------------------------------------------------------------------------------------
+    def set_submitted(self, sweep_id: str, job_id: str, slurm_job_id: str, shards: dict[int, str],
+                      minutes: int | None = None) -> None:
+        """The array is submitted: the sweep takes SLURM's job id (unless it has its own) and one row per task."""
+        now = time.time()
+        with self.tx() as db:
+            db.execute("UPDATE sweeps SET job_id = ?, slurm_job_id = ? WHERE id = ?", (job_id, slurm_job_id, sweep_id))
+            for k, slurm_id in shards.items():
+                db.execute("INSERT OR REPLACE INTO shards (sweep_id, shard, slurm_id, state, slurm_state, attempts,"
+                           " history, updated_at) VALUES (?, ?, ?, 'pending', 'PENDING', 1, ?, ?)",
+                           (sweep_id, k, slurm_id,
+                            json.dumps([{"slurm_id": slurm_id, "submitted": now, "minutes": minutes}]), now))
+
+    def shards(self, sweep_id: str) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM shards WHERE sweep_id = ? ORDER BY shard", (sweep_id,)).fetchall()
+
+    def update_shard(self, sweep_id: str, shard: int, *, state: str | None = None, slurm_state: str | None = None,
+                     error: str | None = None, resubmitted_as: str | None = None, ended: dict | None = None,
+                     minutes: int | None = None) -> None:
+        """Record what SLURM says of a shard; `ended` closes its current attempt in the history,
+        `resubmitted_as` starts a new attempt under a new SLURM job."""
+        with self.tx() as db:
+            row = db.execute("SELECT * FROM shards WHERE sweep_id = ? AND shard = ?", (sweep_id, shard)).fetchone()
+            history = json.loads(row["history"])
+            if ended:
+                history[-1].update(ended, ended=time.time())
+            fields = {"updated_at": time.time()}
+            if state is not None:
+                assert state in SHARD_STATES
+                fields["state"] = state
+            if slurm_state is not None:
+                fields["slurm_state"] = slurm_state
+            if error is not None:
+                fields["error"] = error
+            if resubmitted_as:
+                history.append({"slurm_id": resubmitted_as, "submitted": time.time(), "minutes": minutes})
+                fields |= {"slurm_id": resubmitted_as, "attempts": row["attempts"] + 1, "state": "pending",
+                           "slurm_state": "PENDING"}
+            fields["history"] = json.dumps(history)
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            db.execute(f"UPDATE shards SET {sets} WHERE sweep_id = ? AND shard = ?", (*fields.values(), sweep_id, shard))
+
+    def back_to_queue(self, sweep_id: str, error: str) -> None:
+        """A submission that SLURM did not take (controller unreachable): try again later."""
+        with self.tx() as db:
+            db.execute("UPDATE sweeps SET state = 'queued', error = ?, started_at = NULL WHERE id = ?",
+                       (error, sweep_id))
 
     # reads -----------------------------------------------------------------------------------
     @staticmethod

@@ -17,6 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sweepd import configfile
 from sweepd.paths import check_job_id
 
+SLURM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
+# Options sweepd sets itself in the job script: asked for here they would break the sweep's bookkeeping.
+SWEEPD_SBATCH = {"array": "split", "a": "split", "output": None, "o": None, "error": None, "e": None,
+                 "time": "time_limit_minutes", "t": "time_limit_minutes", "parsable": None, "wrap": None,
+                 "job-name": None, "J": None, "partition": "partition", "p": "partition", "account": "account",
+                 "A": "account", "gres": "gres (daemon setting)", "open-mode": None}
 SCHEDULERS = ("default", "ddim", "ddpm", "pndm", "euler", "euler_a", "dpmpp_2m", "heun", "unipc")
 
 
@@ -125,6 +131,20 @@ class Images(_Section):
     mode: Literal["benchmark", "research", "archive"] = "research"
 
 
+class Slurm(_Section):
+    """Per-request SLURM options (``executor = "slurm"``); each one wins over the daemon's settings."""
+    partition: str | None = Field(None, pattern=SLURM_NAME)
+    account: str | None = Field(None, pattern=SLURM_NAME)
+    time_limit_minutes: int | None = Field(None, ge=1, le=60 * 24 * 30,
+                                           description="default: the estimate plus the margin in the settings")
+    sbatch: list[str] = Field(default_factory=list, description='extra "#SBATCH" options, e.g. "--constraint=a100"')
+
+    @field_validator("sbatch")
+    @classmethod
+    def _sbatch(cls, v: list[str]) -> list[str]:
+        return check_sbatch_options(v)
+
+
 class SweepRequest(_Section):
     workload: Workload = Workload()
     gpu: Gpu = Gpu()
@@ -133,16 +153,51 @@ class SweepRequest(_Section):
     images: Images = Images()
     job_id: str | None = None
     priority: int = Field(0, ge=-1000, le=1000, description="higher runs first in the daemon's queue")
+    executor: Literal["local", "slurm"] | None = Field(None, description="default: the daemon's setting")
+    split: int = Field(1, ge=1, le=64, description="run as a SLURM job array of this many shards")
+    slurm: Slurm = Slurm()
 
     @field_validator("job_id")
     @classmethod
     def _job_id(cls, v: str | None) -> str | None:
         return None if v is None else check_job_id(v)
 
+    @model_validator(mode="after")
+    def _split_needs_slurm(self) -> "SweepRequest":
+        if self.split > 1 and self.executor == "local":
+            raise ValueError(f'split = {self.split} runs shards as a SLURM job array: it needs executor = "slurm"')
+        return self
+
     def fingerprint(self) -> str:
-        """Identifies what is measured (not the job id or priority), to match a sweep on resume."""
-        data = self.model_dump(mode="json", exclude={"job_id", "priority"})
+        """Identifies what is measured (not the job id, priority or where it runs), to match a sweep on resume."""
+        # Which GPU (index, uuid) is not part of it: the store checks the GPU's UUID itself, and a
+        # SLURM shard runs on whichever GPU it is given.
+        data = self.model_dump(mode="json", exclude={"job_id": True, "priority": True, "executor": True,
+                                                     "split": True, "slurm": True, "gpu": {"index", "uuid"}})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def check_sbatch_options(options: list[str]) -> list[str]:
+    """Extra ``#SBATCH`` options: one line each, an option SLURM knows the form of, none that sweepd sets.
+
+    They are written into the job script as ``#SBATCH <option>`` lines, so a line break would put
+    text into the script's shell code: refused, as is any control character.
+    """
+    import re
+
+    for opt in options:
+        if not isinstance(opt, str) or any(ord(c) < 32 or ord(c) == 127 for c in opt):
+            raise ValueError(f"{opt!r}: one option per entry, without line breaks or control characters")
+        m = re.match(r"^(--[A-Za-z][A-Za-z0-9-]*|-[A-Za-z])(?:([= ])(.*))?$", opt)
+        if not m:
+            raise ValueError(f"{opt!r}: write an sbatch option, e.g. '--constraint=a100' or '--qos=short'")
+        name = m.group(1).lstrip("-")
+        if name in SWEEPD_SBATCH:
+            instead = SWEEPD_SBATCH[name]
+            raise ValueError(f"{opt!r}: sweepd sets --{name} itself" + (f"; use {instead}" if instead else ""))
+        if len(opt) > 500:
+            raise ValueError(f"{opt[:40]!r}...: longer than 500 characters")
+    return options
 
 
 def load_request(path: Path) -> SweepRequest:

@@ -11,20 +11,55 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from sweepd import configfile
 from sweepd.configfile import ConfigError
+from sweepd.request import SLURM_NAME, check_sbatch_options
 
 _files: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("settings_files", default=())
 
 
+class SlurmSettings(BaseModel):
+    """How sweeps become SLURM jobs (``executor = "slurm"``). A request's own [slurm] values win."""
+    model_config = ConfigDict(extra="forbid")
+
+    partition: str = Field("", pattern=r"^$|" + SLURM_NAME)
+    account: str = Field("", pattern=r"^$|" + SLURM_NAME)
+    gres: str = Field("gpu:1", pattern=r"^[A-Za-z0-9_.:,-]{1,100}$")
+    sbatch: list[str] = Field(default_factory=list)
+    time_margin: float = Field(0.5, ge=0, le=10)
+    time_extra_minutes: int = Field(5, ge=0, le=1440)
+    time_min_minutes: int = Field(10, ge=1)
+    time_max_minutes: int = Field(0, ge=0)
+    max_retries: int = Field(3, ge=0, le=100)
+    poll_interval_s: float = Field(10.0, gt=0, le=3600)
+    python: str = ""
+    node_state_dir: str = ""
+    template: str = ""
+
+    @field_validator("sbatch")
+    @classmethod
+    def _sbatch(cls, v: list[str]) -> list[str]:
+        return check_sbatch_options(v)
+
+    @field_validator("python", "node_state_dir", "template")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if v and (not v.startswith("/") or any(ord(c) < 32 for c in v)):
+            raise ValueError(f"{v!r}: give an absolute path (or leave it empty for the default)")
+        return v
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SWEEPD_", extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(env_prefix="SWEEPD_", extra="forbid", validate_default=True,
+                                      env_nested_delimiter="__")
 
     root: str = ""
     gpus: list[int] = Field(default_factory=lambda: [0])
+    executor: Literal["local", "slurm"] = "local"
+    slurm: SlurmSettings = SlurmSettings()
 
     @field_validator("gpus")
     @classmethod
