@@ -22,6 +22,7 @@ from sweepd.engine.store import JobConflict
 from sweepd.freqplan import ClockPlanError
 from sweepd.gpu.base import GpuError, GpuPermissionError
 from sweepd.request import SweepRequest, load_request
+from sweepd.slurm.commands import SlurmError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="DVFS energy sweeps of Stable Diffusion on NVIDIA GPUs (or a simulated one).")
@@ -110,6 +111,8 @@ def guarded(fn) -> int:
         return fail(str(e), EXIT_GPU)
     except GpuError as e:
         return fail(f"GPU: {e}", EXIT_GPU)
+    except SlurmError as e:
+        return fail(f"SLURM: {e}", 1)
 
 
 @app.command()
@@ -138,6 +141,9 @@ def run(
         if request_file is None:
             raise ValueError("give a request file, or --resume JOB")
         req = apply_flags(load_request(request_file), no_save_images, custom_frequencies)
+        if req.split > 1:  # `run` measures here, on one GPU; `executor` only matters to the daemon
+            raise ValueError(f"split: {req.split}: a split sweep runs as a SLURM job array; submit it to a daemon "
+                             'with executor = "slurm" (sweepd submit), or set split = 1 to run it here')
         return execute(req, layout, job_id, force)
 
     raise typer.Exit(guarded(go))

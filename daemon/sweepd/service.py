@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from sweepd import paths, settings as settings_mod
-from sweepd.cli import EXIT_INPUT, ImagesOpt, ResultsOpt, RootOpt, app, console, err, guarded
+from sweepd.cli import EXIT_INPUT, ImagesOpt, ResultsOpt, RootOpt, app, console, err, fail, guarded
 
 
 def layout_for(root: Optional[Path], images: Optional[Path], results: Optional[Path],
@@ -43,12 +43,39 @@ def serve(
 
 
 @app.command(hidden=True)
-def worker(sweep_id: str, root: Optional[Path] = RootOpt, images_dir: Optional[Path] = ImagesOpt,
-           results_dir: Optional[Path] = ResultsOpt) -> None:
-    """Run one queued sweep (started by the daemon)."""
+def worker(sweep_id: Optional[str] = typer.Argument(None), root: Optional[Path] = RootOpt,
+           images_dir: Optional[Path] = ImagesOpt, results_dir: Optional[Path] = ResultsOpt,
+           spec: Optional[Path] = typer.Option(None, "--spec", help="SLURM: the request file the daemon wrote"),
+           shard: int = typer.Option(0, "--shard", help="SLURM: which shard of a split sweep"),
+           job_id: Optional[str] = typer.Option(None, "--job-id", help="SLURM: resume this job's shard")) -> None:
+    """Run one queued sweep (started by the daemon), or with --spec one shard of a SLURM sweep."""
+    layout = paths.Layout.resolve(root, images_dir, results_dir)
+    if spec is not None:
+        from sweepd.slurm.node import main as node_main
+
+        raise typer.Exit(node_main(spec, shard, layout, job_id))
+    if not sweep_id:
+        raise typer.Exit(fail("give a sweep id (or --spec FILE under SLURM)", EXIT_INPUT))
     from sweepd.daemon.worker import main
 
-    raise typer.Exit(main(sweep_id, paths.Layout.resolve(root, images_dir, results_dir)))
+    raise typer.Exit(main(sweep_id, layout))
+
+
+@app.command()
+def merge(job: str = typer.Argument(..., help="the job id of a split sweep (its SLURM job id)"),
+          root: Optional[Path] = RootOpt, images_dir: Optional[Path] = ImagesOpt,
+          results_dir: Optional[Path] = ResultsOpt) -> None:
+    """Merge a split sweep's shards (results/job_<ID>/shards/*) into one result and report.
+
+    The daemon runs this when every shard is done; run it by hand to merge again."""
+    from sweepd.slurm.merge import merge_and_report
+
+    def go() -> int:
+        top = merge_and_report(paths.Layout.resolve(root, images_dir, results_dir), job.removeprefix("job_"))
+        console.print(f"merged into {top}", highlight=False)
+        return 0
+
+    raise typer.Exit(guarded(go))
 
 
 @app.command("install-service")

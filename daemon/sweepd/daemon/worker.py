@@ -33,8 +33,12 @@ def status_path(layout: Layout, job_id: str) -> Path:
 
 
 def read_status(layout: Layout, job_id: str) -> dict:
+    return read_status_file(status_path(layout, job_id))
+
+
+def read_status_file(path: Path) -> dict:
     try:
-        return json.loads(status_path(layout, job_id).read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
 
@@ -42,11 +46,11 @@ def read_status(layout: Layout, job_id: str) -> dict:
 class StatusFileObserver:
     """Implements :class:`sweepd.engine.sweep.Observer` by rewriting status.json."""
 
-    def __init__(self, layout: Layout, job_id: str, sweep_id: str, trials_per_clock: int):
-        self.path = status_path(layout, job_id)
+    def __init__(self, path: Path, job_id: str, sweep_id: str, trials_per_clock: int, **extra: object):
+        self.path = path
         self.state = {"sweep_id": sweep_id, "job_id": job_id, "pid": os.getpid(), "state": "starting",
                       "clock": 0, "clocks": 0, "freq": None, "trials_done": 0, "trials_per_clock": trials_per_clock,
-                      "last_j_per_image": None}
+                      "last_j_per_image": None, **extra}
         self.write()
 
     def write(self, **fields: object) -> None:
@@ -81,7 +85,7 @@ def main(sweep_id: str, layout: Layout) -> int:
         return EXIT_INPUT
     try:
         req = request_for(row)
-        obs = StatusFileObserver(layout, row["job_id"], sweep_id, req.protocol.trials)
+        obs = StatusFileObserver(status_path(layout, row["job_id"]), row["job_id"], sweep_id, req.protocol.trials)
         outcome = runner.run(req, layout, row["job_id"], obs, sweep_id=sweep_id)
     except (ConfigError, ClockPlanError, JobConflict, ValueError) as e:
         log.error("%s", e)

@@ -55,12 +55,27 @@ def resolve_job_id(request: SweepRequest, override: str | None = None) -> str:
     return paths.check_job_id(override or request.job_id or paths.job_id_from_env() or paths.new_local_job_id())
 
 
-def prepare(request: SweepRequest, layout: Layout, job_id: str) -> tuple[GpuDevice, list[ClockPoint], JobStore]:
-    """Open the GPU and check the clocks and the job id; writes nothing. The caller closes the device."""
+def shard_plan(plan: list, shard: int, shards: int) -> list:
+    """Shard k of n takes clocks k, k+n, k+2n, ... (highest first): every shard sees high and low clocks,
+    and shard 0 measures the highest, the baseline every saving is measured against."""
+    return plan[shard::shards]
+
+
+def prepare(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int, int] | None = None
+            ) -> tuple[GpuDevice, list[ClockPoint], JobStore]:
+    """Open the GPU and check the clocks and the job id; writes nothing. The caller closes the device.
+    With ``shard`` (k, n): only that shard's share of the clocks."""
     device = open_for(request)
     try:
         plan = plan_clocks(request.frequencies, device)
-        store = JobStore(layout, job_id)
+        if shard is not None:
+            if not 0 <= shard[0] < shard[1] or shard[1] > len(plan):
+                raise ValueError(f"shard {shard[0]} of {shard[1]}: the sweep has {len(plan)} clocks; "
+                                 "split must be at most the number of clocks")
+            full, plan = plan, shard_plan(plan, *shard)
+        store = JobStore(layout, job_id, shard)
+        if shard is not None:
+            store.full_plan_mhz = [p.freq_mhz for p in full]
         return device, plan, store
     except BaseException:
         device.close()
@@ -68,10 +83,10 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str) -> tuple[GpuDevi
 
 
 def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
-        stop: StopFlag | None = None, sweep_id: str | None = None) -> Outcome:
+        stop: StopFlag | None = None, sweep_id: str | None = None, shard: tuple[int, int] | None = None) -> Outcome:
     from sweepd.workload.pipeline import Workload  # torch is imported here, in the sweep process only
 
-    device, plan, store = prepare(request, layout, job_id)
+    device, plan, store = prepare(request, layout, job_id, shard)
     stop = stop or StopFlag()
     with device:
         repair_locks(layout)
@@ -82,7 +97,7 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
                 workload = Workload(request.workload, paths.cache_dir(), gpu_uuid=device.uuid,
                                     simulated=device.simulated)
                 store.update(workload=workload.info(), model_loaded_unix=time.time())
-                Sweep(request, device, store, plan, guard, stop, observer).run(workload)
+                Sweep(request, device, store, plan, guard, stop, observer, shard=shard or (0, 1)).run(workload)
             store.set_status("done")
             return Outcome("done", store, plan, resumed=resumed)
         except (StopRequested, KeyboardInterrupt) as e:
@@ -95,7 +110,8 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
             return Outcome("failed", store, plan, msg, resumed)
         finally:
             stop.restore()
-            write_report(store)
+            if shard is None:  # a shard's report is the merged one
+                write_report(store)
 
 
 def write_report(store: JobStore) -> None:

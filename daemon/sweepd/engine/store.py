@@ -29,6 +29,10 @@ IMAGE_FIELDS = ["sweep_id", "job_id", "simulated", "freq_mhz", "trial", "index",
 POWER_FIELDS = ["freq_mhz", "t_s", "power_w", "temp_c", "sm_clock_mhz", "throttle_reasons", "simulated"]
 
 
+def shard_dir(layout: Layout, job_id: str, shard: int) -> Path:
+    return layout.job_results(job_id) / "shards" / str(int(shard))
+
+
 class JobConflict(Exception):
     """The job id is taken by a finished sweep or by a different request."""
 
@@ -38,10 +42,14 @@ def now_iso() -> str:
 
 
 class JobStore:
-    def __init__(self, layout: Layout, job_id: str):
-        self.job_id = job_id
-        self.dir = layout.job_results(job_id)
+    """One job's results; a shard of a split sweep keeps its own under job_<ID>/shards/<k>/ (merged
+    into job_<ID>/ at the end) and writes its images into the job's images folder like any sweep."""
+
+    def __init__(self, layout: Layout, job_id: str, shard: tuple[int, int] | None = None):
+        self.job_id, self.shard = job_id, shard
+        self.dir = layout.job_results(job_id) if shard is None else shard_dir(layout, job_id, shard[0])
         self.images_dir = layout.job_images(job_id)
+        self.full_plan_mhz: list[int | None] = []  # a shard's: the whole sweep's clocks
         self.manifest: dict = {}
         self.trials: list[dict] = []
         self.images: list[dict] = []
@@ -74,7 +82,12 @@ class JobStore:
                                   "use another job id")
             if old.get("status") == "done":
                 raise JobConflict(f"job {self.job_id} is already done ({self.dir}); use another job id")
-            if old.get("gpu", {}).get("uuid") != gpu.get("uuid"):
+            moved = old.get("gpu", {}).get("uuid") != gpu.get("uuid")
+            if moved and self.shard is not None and old.get("gpu", {}).get("name") == gpu.get("name"):
+                # a resubmitted shard runs wherever SLURM puts it: each row names its GPU
+                old["gpus_used"] = [*old.get("gpus_used", [old.get("gpu")]), gpu]
+                old["gpu"] = gpu
+            elif moved:
                 raise JobConflict(f"job {self.job_id} was measured on GPU {old.get('gpu', {}).get('uuid')}, "
                                   f"not {gpu.get('uuid')}; a resumed sweep must stay on one GPU")
             self.manifest = old
@@ -91,6 +104,8 @@ class JobStore:
             "results_dir": str(self.dir), "images_dir": str(self.images_dir),
             "started_at": now_iso(), "ended_at": None, "error": None, "started_unix": time.time(),
         }
+        if self.shard is not None:
+            self.manifest |= {"shard": self.shard[0], "shards": self.shard[1], "plan_mhz_all": self.full_plan_mhz}
         self.write_manifest()
         return False
 

@@ -56,6 +56,7 @@ class Sweep:
     stop: StopFlag
     observer: Observer
     sleep: object = time.sleep
+    shard: tuple[int, int] = (0, 1)  # (k, n): this plan is clocks k, k+n, ... of the whole sweep
     reference: dict[int, np.ndarray] = field(default_factory=dict)
     _warmed: bool = False
 
@@ -65,7 +66,9 @@ class Sweep:
 
     def keeps_images(self, k: int, trial: int) -> bool:
         mode = self.request.images.mode
-        return mode == "archive" or (mode == "research" and trial == 1 and k in representative(len(self.plan)))
+        s, n = self.shard
+        whole = len(self.store.manifest.get("plan_mhz_all") or self.plan)
+        return mode == "archive" or (mode == "research" and trial == 1 and k * n + s in representative(whole))
 
     # ----------------------------------------------------------------------------------------
     def run(self, workload: Workload) -> None:

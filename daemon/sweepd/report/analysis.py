@@ -81,6 +81,13 @@ def flags(job: JobResults, rows: list[dict], cv_limit: float, tol: int) -> list[
             differ[im["freq_mhz"]] = differ.get(im["freq_mhz"], 0) + 1
     for f, n in differ.items():
         out.append(f"{f or 'baseline'} MHz: {n} image(s) differ from the reference clock's (PSNR < inf)")
+    if job.manifest.get("merged_shards"):
+        shards = job.manifest.get("shards", [])
+        counts = sorted({s.get("images_per_trial") for s in shards if s.get("images_per_trial")})
+        out.append(f"measured in {job.manifest['merged_shards']} shards (a SLURM job array) on "
+                   f"{len(job.manifest.get('gpus', []))} GPU(s): each trial row names its GPU; image PSNR is "
+                   "against each shard's own first clock" + (f"; images per trial differ by shard: {counts}"
+                                                             if len(counts) > 1 else ""))
     if job.manifest.get("status") != "done":
         out.append(f"the sweep is {job.manifest.get('status')}: the table covers the clocks measured so far")
     return out

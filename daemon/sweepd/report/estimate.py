@@ -68,7 +68,8 @@ def _same_workload(job: JobResults, req: SweepRequest, gpu_name: str) -> bool:
     w, h = job.manifest["request"]["workload"], req.workload
     return (job.gpu_name == gpu_name and w["model"] == h.model and w["steps"] == h.steps and w["width"] == h.width
             and w["height"] == h.height and w["batch_size"] == h.batch_size and w["scheduler"] == h.scheduler
-            and job.manifest.get("status") == "done" and job.manifest.get("ended_unix") is not None)
+            and job.manifest.get("status") == "done" and job.manifest.get("ended_unix") is not None
+            and not job.manifest.get("merged_shards"))  # shards ran side by side: their wall time is not one GPU's
 
 
 def _sim_model_for(gpu_name: str):

@@ -1,0 +1,83 @@
+"""`sweepd worker --spec FILE --shard K`: one shard of a SLURM sweep, run by the job script on a node.
+
+It reads the request from the spec file the daemon wrote (never the daemon's queue: that SQLite
+file stays on the daemon's local disk), measures its share of the clocks into
+results/job_<ID>/shards/<K>/ and reports progress in status.json there, written atomically. The job
+id is SLURM's array job id, or --job-id on a resubmission. Exit codes are the local worker's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+
+from sweepd import paths
+from sweepd.configfile import ConfigError
+from sweepd.daemon.worker import EXIT_DONE, EXIT_FAILED, EXIT_GPU, EXIT_INPUT, EXIT_INTERRUPTED, StatusFileObserver
+from sweepd.engine import runner
+from sweepd.engine.store import JobConflict, shard_dir
+from sweepd.freqplan import ClockPlanError
+from sweepd.gpu.base import GpuError
+from sweepd.paths import Layout
+from sweepd.request import SweepRequest
+
+log = logging.getLogger(__name__)
+
+
+def allocated_gpu(req: SweepRequest, env: dict | None = None) -> SweepRequest:
+    """Run on the GPU SLURM allocated (SLURM_JOB_GPUS / CUDA_VISIBLE_DEVICES) unless the request names one."""
+    env = os.environ if env is None else env
+    if req.gpu.index is not None or req.gpu.uuid:
+        return req
+    visible = env.get("SLURM_JOB_GPUS") or env.get("SLURM_STEP_GPUS") or env.get("CUDA_VISIBLE_DEVICES") or ""
+    first = visible.split(",")[0].strip()
+    gpu = req.gpu.model_copy()
+    if first.startswith(("GPU-", "MIG-")):
+        gpu = gpu.model_validate(gpu.model_dump() | {"uuid": first})
+    elif first.isdigit():
+        gpu = gpu.model_validate(gpu.model_dump() | {"index": int(first)})
+    return req.model_copy(update={"gpu": gpu})
+
+
+def job_id_for(spec: dict, override: str | None, env: dict | None = None) -> str:
+    env = os.environ if env is None else env
+    job_id = override or spec.get("job_id") or env.get("SLURM_ARRAY_JOB_ID") or env.get("SLURM_JOB_ID")
+    if not job_id:
+        raise ValueError("no job id: run under SLURM (SLURM_ARRAY_JOB_ID) or pass --job-id")
+    return paths.check_job_id(job_id)
+
+
+def main(spec_path: Path, shard: int, layout: Layout, job_id: str | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s sweepd worker: %(levelname)s: %(message)s")
+    obs = None
+    try:
+        spec = json.loads(Path(spec_path).read_text())
+        req = allocated_gpu(SweepRequest.model_validate(spec["request"]))
+        sweep_id, split = spec["sweep_id"], int(spec.get("split") or req.split)
+        if not 0 <= shard < split:
+            raise ValueError(f"--shard {shard}: this sweep has shards 0 to {split - 1}")
+        job = job_id_for(spec, job_id)
+        where = {"shard": shard, "shards": split, "node": socket.gethostname(),
+                 "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+                 "slurm_array_task": "_".join(filter(None, (os.environ.get("SLURM_ARRAY_JOB_ID"),
+                                                            os.environ.get("SLURM_ARRAY_TASK_ID"))))}
+        obs = StatusFileObserver(shard_dir(layout, job, shard) / "status.json", job, sweep_id, req.protocol.trials,
+                                 **where)
+        log.info("sweep %s job %s shard %d/%d on %s", sweep_id, job, shard, split, where["node"])
+        outcome = runner.run(req, layout, job, obs, sweep_id=sweep_id, shard=(shard, split))
+    except (OSError, KeyError, ConfigError, ClockPlanError, JobConflict, ValueError) as e:
+        log.error("%s", e)
+        if obs is not None:
+            obs.write(state="failed", error=str(e), input_error=True)
+        return EXIT_INPUT
+    except GpuError as e:
+        log.error("GPU: %s", e)
+        if obs is not None:
+            obs.write(state="failed", error=f"GPU: {e}")
+        return EXIT_GPU
+    obs.write(state=outcome.status, error=outcome.error)
+    log.info("shard %d of sweep %s %s%s", shard, sweep_id, outcome.status, f": {outcome.error}" if outcome.error else "")
+    return {"done": EXIT_DONE, "interrupted": EXIT_INTERRUPTED}.get(outcome.status, EXIT_FAILED)
