@@ -68,10 +68,11 @@ class Outcome:
 
 class Spool:
     def __init__(self, root: Path, state: Path, queue: Queue, max_bytes: int = 1 << 20,
-                 gpu_indices: tuple[int, ...] | None = (0,)):
+                 gpu_indices: tuple[int, ...] | None = (0,), executor: str = "local"):
         self.incoming, self.accepted, self.rejected = (root / "spool" / d for d in ("incoming", "accepted", "rejected"))
         self.state, self.queue, self.max_bytes = state, queue, max_bytes
         self.gpu_indices = gpu_indices  # None: queue only, any index is fine
+        self.executor = executor  # the daemon's setting; a request's own `executor` wins
 
     def ensure(self) -> None:
         for d in (self.incoming, self.accepted, self.rejected):
@@ -100,16 +101,20 @@ class Spool:
             return self._reject(path, [f"(file): {st.st_size} bytes is over the limit of {self.max_bytes}"])
         try:
             req = configfile.validate(SweepRequest, configfile.read_data(path), path.name)
-            if self.gpu_indices and req.gpu.index is not None and req.gpu.index not in self.gpu_indices:
-                return self._reject(path, [f"gpu.index: {req.gpu.index}: this daemon runs sweeps on GPU(s) "
-                                           f"{list(self.gpu_indices)} (settings: gpus)"])
-            check_clocks(req, self.gpu_indices[0] if self.gpu_indices else None)
+            executor = req.executor or self.executor
+            problems = self.check_executor(req, executor)
+            if problems:
+                return self._reject(path, problems)
+            if executor == "local":
+                check_clocks(req, self.gpu_indices[0] if self.gpu_indices else None)
+            elif req.gpu.backend == "sim":  # a real GPU's clocks are checked on the node
+                check_clocks(req)
         except ConfigError as e:
             return self._reject(path, e.problems)
         except ClockPlanError as e:
             return self._reject(path, [str(e)])
         sweep_id = path.stem if SWEEP_ID_RE.match(path.stem) and not self.queue.get(path.stem) else new_sweep_id()
-        job_id = req.job_id or paths.new_local_job_id()
+        job_id = self.job_id_for(req, executor, sweep_id)
         if self.queue.get(job_id):
             return self._reject(path, [f"job_id: {job_id!r}: already used by sweep {self.queue.get(job_id)['id']}"])
         target = self.accepted / f"{sweep_id}{path.suffix.lower()}"
@@ -117,10 +122,37 @@ class Spool:
         atomic.fsync_dir(self.accepted)
         return self._enqueue(target, req, sweep_id, job_id, path.name)
 
+    def check_executor(self, req: SweepRequest, executor: str) -> list[str]:
+        if executor == "local":
+            if req.split > 1:
+                return [f'split: {req.split}: shards run as a SLURM job array; this daemon\'s executor is "local" '
+                        '(set executor = "slurm" in the request or in the settings)']
+            if self.gpu_indices and req.gpu.index is not None and req.gpu.index not in self.gpu_indices:
+                return [f"gpu.index: {req.gpu.index}: this daemon runs sweeps on GPU(s) "
+                        f"{list(self.gpu_indices)} (settings: gpus)"]
+            return []
+        from sweepd.slurm import commands
+
+        if not commands.available():
+            return [f'executor: "{executor}": sbatch and squeue are not on this machine\'s PATH '
+                    "(run the daemon on a SLURM login node, or use executor = \"local\")"]
+        return []
+
+    @staticmethod
+    def job_id_for(req: SweepRequest, executor: str, sweep_id: str) -> str:
+        """The request's job id; else a local one, or for SLURM a placeholder until sbatch gives the
+        array's job id (the results go to job_<SLURM_JOB_ID>/)."""
+        if req.job_id:
+            return req.job_id
+        return f"slurm-pending-{sweep_id}" if executor == "slurm" else paths.new_local_job_id()
+
     def _enqueue(self, target: Path, req: SweepRequest, sweep_id: str, job_id: str, source: str) -> Outcome:
+        executor = req.executor or self.executor
         try:
-            self.queue.add(sweep_id, job_id, req.model_dump(mode="json", by_alias=True) | {"job_id": job_id},
-                           priority=req.priority, gpu_index=req.gpu.index, source=source, spool_path=str(target))
+            self.queue.add(sweep_id, job_id, req.model_dump(mode="json", by_alias=True)
+                           | {"job_id": job_id if executor == "local" else req.job_id},
+                           priority=req.priority, gpu_index=req.gpu.index if executor == "local" else None,
+                           source=source, spool_path=str(target), executor=executor)
         except DuplicateJob as e:
             return self._reject(target, [f"job_id: {job_id!r}: {e}"], name=source)
         audit.record(self.state, "accepted", sweep_id=sweep_id, job_id=job_id, source=source)
@@ -153,7 +185,11 @@ class Spool:
             except ConfigError as e:
                 self._reject(path, e.problems)
                 continue
-            job_id = req.job_id or paths.new_local_job_id()
+            problems = self.check_executor(req, req.executor or self.executor)
+            if problems:
+                self._reject(path, problems)
+                continue
+            job_id = self.job_id_for(req, req.executor or self.executor, path.stem)
             self._enqueue(path, req, path.stem, job_id, path.name)
             n += 1
         return n

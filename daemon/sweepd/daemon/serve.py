@@ -27,6 +27,7 @@ from sweepd.paths import Layout
 from sweepd.procs import pid_alive
 from sweepd.queue import Queue
 from sweepd.settings import Settings
+from sweepd.slurm.executor import SlurmExecutor
 from sweepd.spool import Spool
 from sweepd.storage.units import human
 
@@ -47,11 +48,13 @@ class Daemon:
 
     # setup -----------------------------------------------------------------------------------
     def start(self) -> None:
+        self.check_state_disk()
         self.lock = PidLock(self.layout.state / "daemon.lock").acquire()
         self.queue = Queue(self.layout.state / "queue.sqlite")
         self.pool = WorkerPool(self.layout, self.queue, self.settings)
+        self.slurm = SlurmExecutor(self.layout, self.queue, self.settings)
         self.spool = Spool(self.layout.root, self.layout.state, self.queue, self.settings.max_request_bytes,
-                           gpu_indices=tuple(self.pool.slots.values()) or None)
+                           gpu_indices=tuple(self.pool.slots.values()) or None, executor=self.settings.executor)
         self.spool.ensure()
         self.recover()
         if self.spool.reconcile_accepted():
@@ -65,9 +68,21 @@ class Daemon:
                              (signal.SIGHUP, self._on_hup), (signal.SIGCHLD, self._on_child)):
             signal.signal(sig, handler)
 
+    def check_state_disk(self) -> None:
+        """The queue is SQLite: its locking is unsafe on NFS/Lustre, so state/ must be on a local disk."""
+        self.layout.state.mkdir(parents=True, exist_ok=True)
+        kind = fstype.fs_type(self.layout.state)
+        if kind in fstype.NETWORK_FS:
+            raise ConfigError("settings", [f"root: {str(self.layout.root)!r}: state/ is on {kind}, where SQLite's "
+                                           "locking is unsafe: put the root on a local disk and images/ and "
+                                           "results/ on the shared filesystem (--images-dir, --results-dir)"])
+
     def recover(self) -> None:
-        """After a crash: sweeps left `running` are interrupted; stale clock locks are reset; resume."""
+        """After a crash: local sweeps left `running` are interrupted; stale clock locks are reset; resume.
+        SLURM sweeps went on without the daemon: the executor picks them up where SLURM says they are."""
         for row in self.queue.list(("running",)):
+            if row["executor"] != "local":
+                continue
             pid = row["pid"]
             deadline = time.monotonic() + self.settings.stop_timeout_s
             while pid_alive(pid) and time.monotonic() < deadline:  # told to stop when the old daemon died
@@ -78,7 +93,8 @@ class Daemon:
             log.warning("sweep %s was running when the daemon stopped: interrupted", row["id"])
         repair_locks(self.layout)
         for row in self.queue.list(("interrupted",)):
-            resume_or_fail(self.queue, self.settings, row["id"])
+            if row["executor"] == "local":
+                resume_or_fail(self.queue, self.settings, row["id"])
 
     def watch(self) -> None:
         incoming = self.spool.incoming
@@ -123,15 +139,23 @@ class Daemon:
         try:
             while not self.stopping:
                 self.step()
-                if self.once and self.pool.idle() and (not self.pool.slots or not self.queue.counts()["queued"]):
+                if self.once and self.pool.idle() and not self.slurm.busy() and \
+                        (not self.pool.slots or not self.local_queued()):
                     break
                 self.waker.wait(self.tick())
         finally:
             self.shutdown()
         return 0
 
+    def local_queued(self) -> bool:
+        return any(r["executor"] == "local" for r in self.queue.list(("queued",)))
+
     def tick(self) -> float:
         tick = min(self.settings.reconcile_interval_s, 1.0 if self.pool.running else 5.0)
+        if self.slurm.merges:
+            tick = min(tick, 0.5)
+        elif self.slurm.sweeps():
+            tick = min(tick, self.settings.slurm.poll_interval_s)
         if self.notifier.watchdog_interval_s:
             tick = min(tick, self.notifier.watchdog_interval_s)
         return tick
@@ -147,6 +171,7 @@ class Daemon:
         self.pool.handle_cancels()
         if not self.stopping:
             self.pool.start_ready()
+            self.slurm.step()
         self.report()
 
     def reload(self) -> None:
@@ -159,8 +184,8 @@ class Daemon:
             log.error("reload: settings not changed, the new ones do not validate:\n%s", e)
         else:
             self.settings_error = None
-            self.settings = self.pool.settings = new
-            self.spool.max_bytes = new.max_request_bytes
+            self.settings = self.pool.settings = self.slurm.settings = new
+            self.spool.max_bytes, self.spool.executor = new.max_request_bytes, new.executor
             journal.setup(new.log_level)
             log.info("reloaded settings")
         self.storage.load()  # the last valid policy stays in force if the files do not validate
@@ -173,6 +198,11 @@ class Daemon:
             where = f" clock {st['clock']}/{st['clocks']} {st.get('freq')}" if st.get("clocks") else " starting"
             last = f" {st['last_j_per_image']:.1f} J/img" if st.get("last_j_per_image") else ""
             parts.append(f"{slot}: job {r.job_id}{where}{last}")
+        for row in self.slurm.sweeps():
+            shards = self.queue.shards(row["id"])
+            n = {s: sum(1 for sh in shards if sh["state"] == s) for s in ("running", "pending", "done")}
+            parts.append(f"slurm job {row['job_id']}: " + ", ".join(f"{v} {k}" for k, v in n.items() if v)
+                         + (" (merging)" if row["id"] in self.slurm.merges else ""))
         counts = self.queue.counts()
         line = "; ".join(parts or ["idle"]) + f"; {counts['queued']} queued"
         if self.storage.policies:
@@ -196,6 +226,7 @@ class Daemon:
             self.observer.stop()
             self.observer.join(timeout=5)
         self.pool.stop_all(self.settings.stop_timeout_s)
+        self.slurm.stop()  # SLURM jobs go on; the next daemon follows them
         self.storage.stop()
         self.queue.close()
         self.lock.release()

@@ -27,18 +27,44 @@ def rules_of(policies: list[tuple[Path, Policy]]) -> list[tuple[Rule, str]]:
     return [(rule, str(path)) for path, pol in policies for rule in pol.rules]
 
 
-def protected_jobs(layout: Layout) -> set[str]:
-    """Jobs that are queued or running in this root's queue: never touched."""
-    db = layout.state / "queue.sqlite"
-    if not db.exists():
-        return set()
-    from sweepd.queue import Queue
+class ProtectionUnknown(ValueError):
+    """SLURM is here but did not say which jobs are pending or running: nothing may be deleted."""
 
-    q = Queue(db)
+
+def protected_jobs(layout: Layout) -> set[str]:
+    """Jobs never touched: queued or running in this root's queue (a SLURM sweep is `running` from its
+    submission until its merge), and every pending or running SLURM job of this user, whoever
+    submitted it (a `sweepd run` inside one's own sbatch script writes to job_<SLURM_JOB_ID>)."""
+    out: set[str] = set()
+    db = layout.state / "queue.sqlite"
+    if db.exists():
+        from sweepd.queue import Queue
+
+        q = Queue(db)
+        try:
+            out = {r["job_id"] for r in q.list(("queued", "running"))}
+        finally:
+            q.close()
+    return out | slurm_active_jobs()
+
+
+def slurm_active_jobs() -> set[str]:
+    """Ids of this user's pending and running SLURM jobs: 123, and for array tasks 123_4 and 123."""
+    from sweepd.slurm import commands
+
+    if not commands.available():
+        return set()
     try:
-        return {r["job_id"] for r in q.list(("queued", "running"))}
-    finally:
-        q.close()
+        jobs = commands.squeue()
+    except commands.SlurmError as e:
+        raise ProtectionUnknown(f"cannot tell which SLURM jobs are pending or running ({e}): "
+                                "nothing is deleted until squeue answers") from None
+    out = set()
+    for j in jobs.values():
+        if j.active:
+            out.add(j.job_id)
+            out.add(j.job_id.split("_")[0])
+    return out
 
 
 class IndexCache:

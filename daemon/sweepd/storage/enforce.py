@@ -106,9 +106,14 @@ class StorageManager:
             rules = [(r, s) for r, s in rules_of(self.policies) if names is None or r.name in names]
             if not rules:
                 return
-            from sweepd.storage.context import protected_jobs
+            from sweepd.storage.context import ProtectionUnknown, protected_jobs
 
-            plan = Planner(self.layout, protected_jobs(self.layout), self.cache.get).plan(rules)
+            try:
+                protected = protected_jobs(self.layout)
+            except ProtectionUnknown as e:
+                log.error("storage (%s): %s", why, e)
+                return
+            plan = Planner(self.layout, protected, self.cache.get).plan(rules)
             for note in plan.notes:
                 log.info("storage: %s", note)
             if plan.actions:

@@ -142,7 +142,7 @@ class Planner:
         if unit.keep_flag:
             return "holds a .keep file"
         if unit.job_id is not None and unit.job_id in self.protected:
-            return "is queued or running"
+            return "is queued or running (sweepd queue or SLURM)"
         return None
 
     def _act(self, out: Plan, rule: Rule, source: str, root: Path, unit: Unit, files, reason: str,

@@ -1,0 +1,301 @@
+"""The daemon's SLURM side: submit queued SLURM sweeps as job arrays, follow their shards, resubmit the
+ones that were killed, cancel on request, and merge when every shard is done.
+
+The sweep's row stays `running` from submission until the merge ends; each shard's row says what
+SLURM last said of it. Job states come from one `squeue` call per poll (scontrol or sacct for jobs
+it no longer lists), read together with the status.json each shard's worker writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import IO
+
+from sweepd import audit
+from sweepd.daemon.worker import read_status_file
+from sweepd.engine.store import shard_dir
+from sweepd.paths import Layout
+from sweepd.queue import SHARD_FINAL, Queue
+from sweepd.request import SweepRequest
+from sweepd.settings import Settings
+from sweepd.slurm import commands
+from sweepd.slurm.commands import JobState, SlurmError, SlurmUnreachable
+from sweepd.slurm.script import JobScript, TemplateError, time_limit_minutes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Merge:
+    proc: subprocess.Popen
+    log: IO[bytes]
+    path: str
+
+
+@dataclass
+class SlurmExecutor:
+    layout: Layout
+    queue: Queue
+    settings: Settings
+    merges: dict[str, Merge] = field(default_factory=dict)
+    cancelled: set[str] = field(default_factory=set)
+    last_poll: float = 0.0
+    warned: str = ""
+
+    # what the daemon asks --------------------------------------------------------------------
+    def sweeps(self) -> list:
+        return [r for r in self.queue.list(("running",)) if r["executor"] == "slurm"]
+
+    def busy(self) -> bool:
+        return bool(self.merges or self.sweeps() or
+                    any(r["executor"] == "slurm" for r in self.queue.list(("queued",))))
+
+    def step(self) -> None:
+        self.submit_ready()
+        self.reap_merges()
+        if time.monotonic() - self.last_poll >= self.settings.slurm.poll_interval_s:
+            self.poll()
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)  # the job must not talk to the daemon's systemd
+        return env
+
+    # submitting ------------------------------------------------------------------------------
+    def submit_ready(self) -> None:
+        while (row := self.queue.claim_next("slurm", None, executor="slurm")) is not None:
+            if not self.submit(row):
+                break
+
+    def script(self, row) -> JobScript:
+        req = SweepRequest.model_validate(json.loads(row["request"]))
+        return JobScript(row["id"], req, self.settings.slurm, self.layout)
+
+    def estimate_s(self, req: SweepRequest) -> float | None:
+        """One shard's expected run time (the simulated GPU's clock table stands in for the node's)."""
+        try:
+            from sweepd.gpu.sim import SimulatedGpu
+            from sweepd.report.estimate import STARTUP_S, estimate
+
+            e = estimate(req, self.layout, SimulatedGpu(req.gpu.sim_model))
+            return STARTUP_S + (e.duration_s - STARTUP_S) / req.split
+        except Exception as e:  # an estimate must never stop a submission: the minimum applies
+            log.warning("no time estimate for the SLURM job (%s): using slurm.time_min_minutes", e)
+            return None
+
+    def submit(self, row) -> bool:
+        """First submission: the whole array. False when SLURM did not answer (try again later)."""
+        sid = row["id"]
+        try:
+            js = self.script(row)
+            user_job = js.req.job_id
+            js.write_spec(user_job)
+            minutes = time_limit_minutes(js.req, self.settings.slurm, self.estimate_s(js.req))
+            path = js.write(1, f"0-{js.req.split - 1}", minutes)
+            array = commands.sbatch(path, options=[f"--output={js.log_pattern()}"], env=self.env())
+        except SlurmUnreachable as e:
+            self.queue.back_to_queue(sid, f"waiting for SLURM: {e}")
+            self._warn(f"SLURM did not take sweep {sid}, trying again: {e}")
+            return False
+        except (SlurmError, TemplateError, OSError, ValueError) as e:
+            self.queue.finish(sid, "failed", None, f"not submitted: {e}")
+            audit.record(self.layout.state, "failed", sweep_id=sid, error=str(e))
+            log.error("sweep %s: not submitted: %s", sid, e)
+            return True
+        job = user_job or array
+        self.queue.set_submitted(sid, job, array, {k: f"{array}_{k}" for k in range(js.req.split)}, minutes)
+        audit.record(self.layout.state, "submitted", sweep_id=sid, job_id=job, slurm_job_id=array,
+                     shards=js.req.split, time_limit_min=minutes)
+        log.info("sweep %s submitted to SLURM as job %s (%d shard(s), %d min each)", sid, array, js.req.split, minutes)
+        return True
+
+    def resubmit(self, row, sh, killed_by_time_limit: bool) -> None:
+        """Shard k again, as a one-task array, resuming from its last completed clock."""
+        sid, k = row["id"], sh["shard"]
+        js = self.script(row)
+        last = json.loads(sh["history"])[-1].get("minutes") or self.settings.slurm.time_min_minutes
+        minutes = time_limit_minutes(js.req, self.settings.slurm, self.estimate_s(js.req))
+        if killed_by_time_limit and not js.req.slurm.time_limit_minutes:
+            minutes = max(minutes, 2 * last)  # the estimate was short: give the rest more room
+        try:
+            path = js.write(sh["attempts"] + 1, str(k), minutes)
+            new = commands.sbatch(path, args=["--job-id", row["job_id"]], options=[f"--output={js.log_pattern()}"],
+                                  env=self.env())
+        except SlurmError as e:
+            self._warn(f"sweep {sid} shard {k}: resubmission failed, trying again: {e}")
+            return
+        self.queue.update_shard(sid, k, resubmitted_as=f"{new}_{k}", minutes=minutes)
+        audit.record(self.layout.state, "resubmitted", sweep_id=sid, job_id=row["job_id"], shard=k,
+                     slurm_id=f"{new}_{k}", attempt=sh["attempts"] + 1)
+        log.info("sweep %s shard %d resubmitted as SLURM job %s_%d (attempt %d, %d min)", sid, k, new, k,
+                 sh["attempts"] + 1, minutes)
+
+    # following -------------------------------------------------------------------------------
+    def poll(self) -> None:
+        self.last_poll = time.monotonic()
+        rows = self.sweeps()
+        if not rows:
+            return
+        try:
+            known = commands.squeue()
+        except SlurmError as e:
+            self._warn(f"squeue: {e}; SLURM sweeps keep their last known state")
+            return
+        self.warned = ""
+        for row in rows:
+            try:
+                self.follow(row, known)
+            except SlurmUnreachable as e:
+                self._warn(f"sweep {row['id']}: {e}")
+                return
+
+    def follow(self, row, known: dict[str, JobState]) -> None:
+        sid = row["id"]
+        if row["slurm_job_id"] is None:
+            self.adopt(row, known)
+            return
+        if row["cancel_requested"] and sid not in self.cancelled:
+            self.cancel(row)
+        for sh in self.queue.shards(sid):
+            if sh["state"] in SHARD_FINAL:
+                continue
+            if sh["state"] == "interrupted":  # its resubmission failed earlier: again
+                self.retry_or_fail(row, sh, sh["error"] or "interrupted", killed_by_time_limit=False)
+                continue
+            status = read_status_file(shard_dir(self.layout, row["job_id"], sh["shard"]) / "status.json")
+            js = commands.job_state(sh["slurm_id"], known)
+            if js is None:  # forgotten by SLURM and no accounting: the status file tells how it ended
+                js = JobState(sh["slurm_id"], "", "COMPLETED" if status.get("state") == "done" else "UNKNOWN", "")
+            if js.active:
+                state = "pending" if js.state in ("PENDING", "CONFIGURING") else "running"
+                said = js.state + (f" ({js.reason})" if js.reason not in ("", "None", "(null)") else "")
+                if (state, said) != (sh["state"], sh["slurm_state"]):
+                    self.queue.update_shard(sid, sh["shard"], state=state, slurm_state=said)
+                continue
+            self.ended(row, sh, js, status)
+        self.finish_if_over(row)
+
+    def ended(self, row, sh, js: JobState, status: dict) -> None:
+        sid, k = row["id"], sh["shard"]
+        ended = {"slurm_state": js.state, "worker_state": status.get("state")}
+        if status.get("state") == "done" and js.state in ("COMPLETED", "UNKNOWN"):
+            self.queue.update_shard(sid, k, state="done", slurm_state=js.state, ended=ended)
+            log.info("sweep %s shard %d done (SLURM job %s)", sid, k, sh["slurm_id"])
+            return
+        if row["cancel_requested"]:
+            self.queue.update_shard(sid, k, state="cancelled", slurm_state=js.state, ended=ended,
+                                    error="cancelled by user")
+            return
+        why = f"SLURM job {sh['slurm_id']} ended {js.state}" + (f" ({js.reason})" if js.reason not in
+                                                                  ("", "None", "(null)") else "")
+        if status.get("error"):
+            why += f"; worker: {status['error']}"
+        self.queue.update_shard(sid, k, state="interrupted", slurm_state=js.state, ended=ended, error=why)
+        audit.record(self.layout.state, "shard interrupted", sweep_id=sid, shard=k, slurm_id=sh["slurm_id"], why=why)
+        log.warning("sweep %s shard %d interrupted: %s", sid, k, why)
+        if status.get("input_error"):
+            self.queue.update_shard(sid, k, state="failed", error=why + " (not retried: the request is at fault)")
+            return
+        fresh = next(s for s in self.queue.shards(sid) if s["shard"] == k)
+        self.retry_or_fail(row, fresh, why, killed_by_time_limit=js.state in ("TIMEOUT", "DEADLINE"))
+
+    def retry_or_fail(self, row, sh, why: str, killed_by_time_limit: bool) -> None:
+        if sh["attempts"] - 1 >= self.settings.slurm.max_retries:
+            self.queue.update_shard(row["id"], sh["shard"], state="failed",
+                                    error=f"{why}; gave up after {sh['attempts']} attempts (slurm.max_retries)")
+            return
+        self.resubmit(row, sh, killed_by_time_limit)
+
+    def finish_if_over(self, row) -> None:
+        sid, shards = row["id"], self.queue.shards(row["id"])
+        if not shards or any(sh["state"] not in SHARD_FINAL for sh in shards):
+            return
+        states = [sh["state"] for sh in shards]
+        if all(s == "done" for s in states):
+            if sid not in self.merges:
+                self.start_merge(row)
+            return
+        if row["cancel_requested"]:
+            self._finish(row, "cancelled", "cancelled by user")
+        else:
+            failed = "; ".join(f"shard {sh['shard']}: {sh['error']}" for sh in shards if sh["state"] == "failed")
+            self._finish(row, "failed", failed or "a shard did not finish")
+
+    def _finish(self, row, state: str, error: str | None) -> None:
+        self.queue.finish(row["id"], state, None, error)
+        audit.record(self.layout.state, state, sweep_id=row["id"], job_id=row["job_id"], error=error)
+        log.info("sweep %s %s%s", row["id"], state, f": {error}" if error else "")
+
+    def adopt(self, row, known: dict[str, JobState]) -> None:
+        """A sweep claimed but not recorded as submitted (the daemon died around sbatch): find its
+        array by job name, or submit it again."""
+        tasks = [j for j in known.values() if j.name == f"sweepd-{row['id']}" and "_" in j.job_id]
+        if not tasks:
+            self.queue.back_to_queue(row["id"], "resubmitting: the daemon stopped while submitting it")
+            return
+        array = tasks[0].job_id.split("_")[0]
+        req = SweepRequest.model_validate(json.loads(row["request"]))
+        self.queue.set_submitted(row["id"], req.job_id or array, array, {k: f"{array}_{k}" for k in range(req.split)})
+        log.warning("sweep %s: found its SLURM job %s after a restart", row["id"], array)
+
+    # cancelling and merging ------------------------------------------------------------------
+    def cancel(self, row) -> None:
+        cancel_shards(self.queue, row)
+        self.cancelled.add(row["id"])
+
+    def start_merge(self, row) -> None:
+        js = self.script(row)
+        js.dir.mkdir(parents=True, exist_ok=True)
+        logf = open(js.dir / "merge.log", "ab")
+        argv = [sys.executable, "-m", "sweepd", "merge", row["job_id"], "--root", str(self.layout.root),
+                "--images-dir", str(self.layout.images), "--results-dir", str(self.layout.results)]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=self.env())
+        self.merges[row["id"]] = Merge(proc, logf, str(js.dir / "merge.log"))
+        log.info("sweep %s: all shards done; merging into %s", row["id"], self.layout.job_results(row["job_id"]))
+
+    def reap_merges(self) -> None:
+        for sid, m in list(self.merges.items()):
+            rc = m.proc.poll()
+            if rc is None:
+                continue
+            del self.merges[sid]
+            m.log.close()
+            row = self.queue.get(sid)
+            if rc == 0:
+                self._finish(row, "done", None)
+            else:
+                tail = open(m.path, errors="replace").read().strip().splitlines()[-1:] or ["merge failed"]
+                self._finish(row, "failed", f"merge: {tail[0]} (log: {m.path})")
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """At shutdown: SLURM jobs go on; a merge is waited for briefly (it is run again after a restart)."""
+        deadline = time.monotonic() + timeout_s
+        while self.merges and time.monotonic() < deadline:
+            self.reap_merges()
+            time.sleep(0.1)
+        for m in self.merges.values():
+            m.proc.kill()
+            m.proc.wait()
+            m.log.close()
+        self.merges.clear()
+
+    def _warn(self, msg: str) -> None:
+        if msg != self.warned:
+            log.warning("%s", msg)
+            self.warned = msg
+
+
+def cancel_shards(queue: Queue, row) -> list[str]:
+    """scancel every shard still pending or running; their workers stop after the current trial."""
+    ids = [sh["slurm_id"] for sh in queue.shards(row["id"]) if sh["state"] in ("pending", "running")]
+    commands.scancel(ids)
+    for sh in queue.shards(row["id"]):
+        if sh["state"] == "interrupted":  # nothing runs: cancelled at once
+            queue.update_shard(row["id"], sh["shard"], state="cancelled", error="cancelled by user")
+    return ids
