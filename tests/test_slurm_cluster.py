@@ -222,3 +222,25 @@ def test_pending_and_running_slurm_jobs_are_protected_from_storage_policies(daem
     finally:
         subprocess.run(["scancel", job], timeout=30)
     wait_for(lambda: job not in protected_jobs(layout), 30, "the cancelled job to lose its protection")
+
+
+def test_a_submission_while_the_controller_is_down_waits_and_then_goes_through(daemon, tmp_path):
+    """Last in this file: it stops and restarts slurmctld."""
+    if os.geteuid() != 0 or not shutil.which("slurmctld", path="/usr/sbin:/usr/bin"):
+        pytest.skip("stopping and starting slurmctld needs root")
+    subprocess.run(["pkill", "-x", "slurmctld"], check=True)
+    wait_for(lambda: subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode != 0, 30,
+             "slurmctld to stop")
+    try:
+        sid = submit(daemon, request(tmp_path / "outage.toml", (1410, 510)))
+        q = daemon.queue()
+        row = wait_for(lambda: (r := q.get(sid)) is not None and "waiting for SLURM" in (r["error"] or "") and r,
+                       120, "the failed submission to be noted")
+        assert row["state"] == "queued" and row["slurm_job_id"] is None  # kept, not failed, not dropped
+        shown = sweepd("status", sid, "--root", daemon.root, env=daemon.env).stdout
+        assert "state: queued" in shown and "waiting for SLURM" in shown
+    finally:
+        subprocess.run([shutil.which("slurmctld", path="/usr/sbin:/usr/bin")], check=True)
+    wait_for(lambda: slurm_down_reason() is None, 60, "slurmctld to take jobs again")
+    row = daemon.wait_state(sid, ("done", "failed", "cancelled"), timeout=240)
+    assert row["state"] == "done" and row["slurm_job_id"], row

@@ -57,7 +57,9 @@ def _progress(p: dict) -> str:
 def _shards_line(d: dict) -> str:
     """One line for a SLURM sweep: its job and each shard's state."""
     if not d.get("slurm_job_id"):
-        return "waiting to be submitted to SLURM" if d["state"] == "queued" else (d["error"] or "")
+        if d["state"] == "queued":
+            return "to be submitted to SLURM" + (f" ({d['error']})" if d["error"] else "")
+        return d["error"] or ""
     parts = []
     for sh in d.get("shards", []):
         what = _progress(sh["progress"]) if sh["progress"].get("clocks") else (sh["slurm_state"] or sh["state"])

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-TIMEOUT_S = 30.0
+TIMEOUT_S = 20.0  # two calls in one daemon step stay well inside the unit's WatchdogSec=60
 # States in which a job still holds (or waits for) resources; every other state is final.
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
           "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD"}

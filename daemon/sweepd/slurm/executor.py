@@ -46,6 +46,7 @@ class SlurmExecutor:
     merges: dict[str, Merge] = field(default_factory=dict)
     cancelled: set[str] = field(default_factory=set)
     last_poll: float = 0.0
+    submit_after: float = 0.0  # after SLURM did not answer a submission: wait a poll interval
     warned: str = ""
 
     # what the daemon asks --------------------------------------------------------------------
@@ -69,8 +70,11 @@ class SlurmExecutor:
 
     # submitting ------------------------------------------------------------------------------
     def submit_ready(self) -> None:
+        if time.monotonic() < self.submit_after:
+            return
         while (row := self.queue.claim_next("slurm", None, executor="slurm")) is not None:
             if not self.submit(row):
+                self.submit_after = time.monotonic() + self.settings.slurm.poll_interval_s
                 break
 
     def script(self, row) -> JobScript:
@@ -123,6 +127,8 @@ class SlurmExecutor:
         minutes = time_limit_minutes(js.req, self.settings.slurm, self.estimate_s(js.req))
         if killed_by_time_limit and not js.req.slurm.time_limit_minutes:
             minutes = max(minutes, 2 * last)  # the estimate was short: give the rest more room
+            if self.settings.slurm.time_max_minutes:
+                minutes = min(minutes, self.settings.slurm.time_max_minutes)
         try:
             path = js.write(sh["attempts"] + 1, str(k), minutes)
             new = commands.sbatch(path, args=["--job-id", row["job_id"]], options=[f"--output={js.log_pattern()}"],
