@@ -224,3 +224,17 @@ def test_merge_names_the_shards_that_are_missing_or_unfinished(tmp_path):
     assert "shard(s) [1, 2] have no results" in r.stderr and "0 (interrupted) not done" in r.stderr
     assert not (layout.results / "job_5/sweep.json").exists()
 
+
+
+def test_estimate_of_a_slurm_sweep_gives_each_shards_time_and_job_time_limit(tmp_path):
+    f = tmp_path / "r.toml"
+    f.write_text('executor = "slurm"\nsplit = 2\n' + write_request(tmp_path / "base.toml", clocks=(1410, 945, 510))
+                 .read_text())
+    env = sweepd_env(XDG_CONFIG_HOME=str(tmp_path / "xdg"), SWEEPD_SLURM__TIME_MIN_MINUTES="7")
+    r = sweepd("estimate", f, "--root", tmp_path / "root", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["slurm"]["shards"] == 2 and out["slurm"]["time_limit_minutes"] == 7  # a short sweep: the minimum
+    assert out["slurm"]["shard_s"] < out["duration_s"]
+    text = sweepd("estimate", f, "--root", tmp_path / "root", env=env).stdout
+    assert "SLURM: 2 shard(s) of about" in text and "time limit 7 min per job" in text

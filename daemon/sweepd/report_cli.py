@@ -101,6 +101,18 @@ def estimate_table() -> str:
     return "\n".join(lines)
 
 
+def _slurm_plan(req, duration_s: float) -> dict | None:
+    """For a sweep that will run on SLURM: each shard's duration and the time limit its job gets."""
+    from sweepd import settings as settings_mod
+    from sweepd.slurm.script import shard_seconds, time_limit_minutes
+
+    s = settings_mod.load()
+    if (req.executor or s.executor) != "slurm":
+        return None
+    shard_s = shard_seconds(duration_s, req.split)
+    return {"shards": req.split, "shard_s": shard_s, "time_limit_minutes": time_limit_minutes(req, s.slurm, shard_s)}
+
+
 @app.command()
 def estimate(
     request_file: Optional[Path] = typer.Argument(None, help="sweep request"),
@@ -118,9 +130,11 @@ def estimate(
             return 0
         if request_file is None:
             raise ValueError("give a request file (or --table)")
-        e = estimate_request(load_request(request_file), paths.Layout.resolve(root))
+        req = load_request(request_file)
+        e = estimate_request(req, paths.Layout.resolve(root))
+        slurm = _slurm_plan(req, e.duration_s)
         if as_json:
-            print(json.dumps(e.to_json(), indent=1))
+            print(json.dumps(e.to_json() | ({"slurm": slurm} if slurm else {}), indent=1))
             return 0
         sim = " [SIMULATED GPU]" if e.simulated else ""
         console.print(f"{e.gpu}{sim}: {e.clocks} clocks x {e.trials} trials x {e.images_per_trial} images = "
@@ -132,6 +146,9 @@ def estimate(
             mark = "fits" if m.fits else f"DOES NOT FIT: {m.why}"
             req = "  <- this request" if m.mode == e.request_mode else ""
             console.print(f"  {m.mode:<9} {m.images_saved:>6} files {human(m.bytes):>10}  {mark}{req}", highlight=False)
+        if slurm:
+            console.print(f"SLURM: {slurm['shards']} shard(s) of about {slurm['shard_s'] / 60:.1f} min each; "
+                          f"time limit {slurm['time_limit_minutes']} min per job", highlight=False)
         return 0
 
     raise typer.Exit(guarded(go))

@@ -26,7 +26,7 @@ from sweepd.request import SweepRequest
 from sweepd.settings import Settings
 from sweepd.slurm import commands
 from sweepd.slurm.commands import JobState, SlurmError, SlurmUnreachable
-from sweepd.slurm.script import JobScript, TemplateError, time_limit_minutes
+from sweepd.slurm.script import JobScript, TemplateError, shard_seconds, time_limit_minutes
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +85,9 @@ class SlurmExecutor:
         """One shard's expected run time (the simulated GPU's clock table stands in for the node's)."""
         try:
             from sweepd.gpu.sim import SimulatedGpu
-            from sweepd.report.estimate import STARTUP_S, estimate
+            from sweepd.report.estimate import estimate
 
-            e = estimate(req, self.layout, SimulatedGpu(req.gpu.sim_model))
-            return STARTUP_S + (e.duration_s - STARTUP_S) / req.split
+            return shard_seconds(estimate(req, self.layout, SimulatedGpu(req.gpu.sim_model)).duration_s, req.split)
         except Exception as e:  # an estimate must never stop a submission: the minimum applies
             log.warning("no time estimate for the SLURM job (%s): using slurm.time_min_minutes", e)
             return None

@@ -50,6 +50,13 @@ def template_text(s: SlurmSettings) -> str:
     return text
 
 
+def shard_seconds(duration_s: float, split: int) -> float:
+    """One shard's share of a sweep's estimated duration: each shard starts up and loads the model."""
+    from sweepd.report.estimate import STARTUP_S
+
+    return STARTUP_S + max(0.0, duration_s - STARTUP_S) / split
+
+
 def time_limit_minutes(req: SweepRequest, s: SlurmSettings, estimate_s: float | None) -> int:
     """The request's limit, else the estimate for one shard times (1 + margin) plus the extra minutes,
     at least time_min_minutes (and at most time_max_minutes when set)."""
