@@ -208,6 +208,14 @@ def test_two_shards_run_by_the_node_worker_merge_into_one_sweep(tmp_path):
     rep = sweepd("report", "900", "--root", layout.root, "--json")
     assert rep.returncode == 0, rep.stderr
     assert json.loads(rep.stdout)["job_id"] == "900" and len(json.loads(rep.stdout)["clocks"]) == 5
+    # a resubmission that raced its predecessor's end (SLURM's time limit as the worker exited) finds the
+    # shard done and does nothing
+    env = sweepd_env(SLURM_ARRAY_JOB_ID="905", SLURM_ARRAY_TASK_ID="1", SLURM_JOB_ID="905")
+    r = sweepd("worker", "--spec", js.spec, "--shard", 1, "--job-id", "900", "--root", tmp_path / "node",
+               "--images-dir", layout.images, "--results-dir", layout.results, env=env)
+    assert r.returncode == 0 and "already done" in r.stderr, r.stderr
+    st = json.loads((layout.results / "job_900/shards/1/status.json").read_text())
+    assert (st["state"], st["slurm_array_task"]) == ("done", "905_1")
     again = sweepd("merge", "job_900", "--root", layout.root, "--images-dir", layout.images,
                    "--results-dir", layout.results)
     assert again.returncode == 0 and atomic.read_csv(top / "trials.csv") == trials  # merging again: same files

@@ -193,9 +193,14 @@ def cancel(sweep: str, root: Optional[Path] = RootOpt) -> None:
         if outcome == "cancelling" and row["executor"] == "slurm":
             from sweepd.slurm.executor import cancel_shards
 
-            ids = cancel_shards(q, row)  # the daemon does it too, should this fail or no daemon run
-            note = f" (scancel {' '.join(ids)}; each stops after its current trial)" if ids else \
-                " (the daemon cancels it once SLURM has taken it)"
+            from sweepd.slurm.commands import SlurmError
+
+            try:
+                ids = cancel_shards(q, row)  # the daemon does it too, should this fail or no daemon run
+                note = f" (scancel {' '.join(ids)}; each stops after its current trial)" if ids else \
+                    " (the daemon cancels it once SLURM has taken it)"
+            except SlurmError as e:
+                note = f" (scancel failed: {e}; the daemon tries again)"
         console.print(f"{sweep}: {outcome}{note}", highlight=False)
         return 0
 

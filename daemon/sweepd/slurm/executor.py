@@ -159,6 +159,8 @@ class SlurmExecutor:
             except SlurmUnreachable as e:
                 self._warn(f"sweep {row['id']}: {e}")
                 return
+            except (SlurmError, OSError) as e:  # one sweep's trouble must not stop the daemon or the others
+                self._warn(f"sweep {row['id']}: {e}")
 
     def follow(self, row, known: dict[str, JobState]) -> None:
         sid = row["id"]
@@ -174,6 +176,8 @@ class SlurmExecutor:
                 self.retry_or_fail(row, sh, sh["error"] or "interrupted", killed_by_time_limit=False)
                 continue
             status = read_status_file(shard_dir(self.layout, row["job_id"], sh["shard"]) / "status.json")
+            if status.get("slurm_array_task") != sh["slurm_id"]:
+                status = {}  # written by an earlier attempt: says nothing of this one
             js = commands.job_state(sh["slurm_id"], known)
             if js is None:  # forgotten by SLURM and no accounting: the status file tells how it ended
                 js = JobState(sh["slurm_id"], "", "COMPLETED" if status.get("state") == "done" else "UNKNOWN", "")
@@ -189,9 +193,10 @@ class SlurmExecutor:
     def ended(self, row, sh, js: JobState, status: dict) -> None:
         sid, k = row["id"], sh["shard"]
         ended = {"slurm_state": js.state, "worker_state": status.get("state")}
-        if status.get("state") == "done" and js.state in ("COMPLETED", "UNKNOWN"):
+        if status.get("state") == "done" or self.shard_status(row, k) == "done":
+            # the shard's results are complete, even when SLURM's time limit struck as the worker exited
             self.queue.update_shard(sid, k, state="done", slurm_state=js.state, ended=ended)
-            log.info("sweep %s shard %d done (SLURM job %s)", sid, k, sh["slurm_id"])
+            log.info("sweep %s shard %d done (SLURM job %s, %s)", sid, k, sh["slurm_id"], js.state)
             return
         if row["cancel_requested"]:
             self.queue.update_shard(sid, k, state="cancelled", slurm_state=js.state, ended=ended,
@@ -209,6 +214,13 @@ class SlurmExecutor:
             return
         fresh = next(s for s in self.queue.shards(sid) if s["shard"] == k)
         self.retry_or_fail(row, fresh, why, killed_by_time_limit=js.state in ("TIMEOUT", "DEADLINE"))
+
+    def shard_status(self, row, k: int) -> str | None:
+        """The status in the shard's sweep.json: "done" once its last clock is committed."""
+        try:
+            return json.loads((shard_dir(self.layout, row["job_id"], k) / "sweep.json").read_text()).get("status")
+        except (OSError, ValueError):
+            return None
 
     def retry_or_fail(self, row, sh, why: str, killed_by_time_limit: bool) -> None:
         if sh["attempts"] - 1 >= self.settings.slurm.max_retries:
@@ -251,7 +263,12 @@ class SlurmExecutor:
 
     # cancelling and merging ------------------------------------------------------------------
     def cancel(self, row) -> None:
-        cancel_shards(self.queue, row)
+        try:
+            cancel_shards(self.queue, row)
+        except SlurmUnreachable:
+            raise  # try again at the next poll
+        except SlurmError as e:  # e.g. a job that ended since the last poll: nothing left to stop
+            log.warning("sweep %s: %s", row["id"], e)
         self.cancelled.add(row["id"])
 
     def start_merge(self, row) -> None:

@@ -50,6 +50,14 @@ def job_id_for(spec: dict, override: str | None, env: dict | None = None) -> str
     return paths.check_job_id(job_id)
 
 
+def already_done(layout: Layout, job_id: str, shard: int, req: SweepRequest) -> bool:
+    try:
+        m = json.loads((shard_dir(layout, job_id, shard) / "sweep.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return m.get("status") == "done" and m.get("request_sha256") == req.fingerprint()
+
+
 def main(spec_path: Path, shard: int, layout: Layout, job_id: str | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sweepd worker: %(levelname)s: %(message)s")
     obs = None
@@ -66,6 +74,10 @@ def main(spec_path: Path, shard: int, layout: Layout, job_id: str | None = None)
                                                             os.environ.get("SLURM_ARRAY_TASK_ID"))))}
         obs = StatusFileObserver(shard_dir(layout, job, shard) / "status.json", job, sweep_id, req.protocol.trials,
                                  **where)
+        if already_done(layout, job, shard, req):  # a resubmission that raced the previous attempt's end
+            log.info("shard %d of sweep %s is already done", shard, sweep_id)
+            obs.write(state="done", error=None)
+            return EXIT_DONE
         log.info("sweep %s job %s shard %d/%d on %s", sweep_id, job, shard, split, where["node"])
         outcome = runner.run(req, layout, job, obs, sweep_id=sweep_id, shard=(shard, split))
     except (OSError, KeyError, ConfigError, ClockPlanError, JobConflict, ValueError) as e:
