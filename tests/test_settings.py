@@ -11,7 +11,8 @@ from sweepd.configfile import ConfigError
 @pytest.fixture
 def xdg(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    for var in ("SWEEPD_GPUS", "SWEEPD_RECONCILE_INTERVAL_S", "SWEEPD_MAX_RESUMES", "SWEEPD_ROOT"):
+    for var in ("SWEEPD_GPUS", "SWEEPD_RECONCILE_INTERVAL_S", "SWEEPD_MAX_RESUMES", "SWEEPD_ROOT", "SWEEPD_IMAGES_DIR",
+                "SWEEPD_RESULTS_DIR"):
         monkeypatch.delenv(var, raising=False)
     (tmp_path / "config/sweepd").mkdir(parents=True)
     return tmp_path / "config/sweepd/sweepd.toml"
@@ -79,3 +80,15 @@ def test_slurm_settings_errors_name_the_file_field_and_value(xdg):
     text = str(e.value)
     assert str(xdg) in text and "slurm.sbatch" in text and "line breaks" in text
     assert "slurm.partition" in text and "'a b'" in text
+
+
+def test_the_layout_takes_root_images_and_results_from_the_settings_file(xdg, tmp_path, monkeypatch):
+    from sweepd.paths import Layout
+
+    xdg.write_text(f'root = "{tmp_path}/r"\nimages_dir = "{tmp_path}/scratch"\nresults_dir = "{tmp_path}/proj"\n')
+    assert Layout.resolve() == Layout(tmp_path / "r", tmp_path / "scratch", tmp_path / "proj")
+    monkeypatch.setenv("SWEEPD_RESULTS_DIR", str(tmp_path / "env"))
+    assert Layout.resolve(images=tmp_path / "flag").images == tmp_path / "flag"   # the flag wins
+    assert Layout.resolve().results == tmp_path / "env"                           # then the environment
+    xdg.write_text("gpus = [-1]\n")  # a broken file: the defaults, and the commands that load settings say why
+    assert Layout.resolve(root=tmp_path / "x").images == tmp_path / "x/images"

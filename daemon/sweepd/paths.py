@@ -40,10 +40,15 @@ class Layout:
     @classmethod
     def resolve(cls, root: str | os.PathLike | None = None, images: str | os.PathLike | None = None,
                 results: str | os.PathLike | None = None) -> "Layout":
-        root_p = Path(root or os.environ.get("SWEEPD_ROOT") or default_root()).expanduser().absolute()
-        images_p = Path(images or os.environ.get("SWEEPD_IMAGES_DIR") or root_p / "images").expanduser().absolute()
-        results_p = Path(results or os.environ.get("SWEEPD_RESULTS_DIR") or root_p / "results").expanduser().absolute()
-        return cls(root_p, images_p, results_p)
+        """Each part: the flag, else SWEEPD_ROOT / SWEEPD_IMAGES_DIR / SWEEPD_RESULTS_DIR, else the
+        settings files' root / images_dir / results_dir, else the default (under the root)."""
+        conf = _configured() if None in (root, images, results) else {}
+        root_p = Path(root or os.environ.get("SWEEPD_ROOT") or conf.get("root") or default_root())
+        root_p = root_p.expanduser().absolute()
+        images_p = Path(images or os.environ.get("SWEEPD_IMAGES_DIR") or conf.get("images_dir") or root_p / "images")
+        results_p = Path(results or os.environ.get("SWEEPD_RESULTS_DIR") or conf.get("results_dir")
+                         or root_p / "results")
+        return cls(root_p, images_p.expanduser().absolute(), results_p.expanduser().absolute())
 
     @property
     def state(self) -> Path:
@@ -58,6 +63,19 @@ class Layout:
 
     def job_images(self, job_id: str) -> Path:
         return self.images / f"job_{check_job_id(job_id)}"
+
+
+def _configured() -> dict[str, str]:
+    """root, images_dir and results_dir from the settings files; none when they do not validate (the
+    commands that need settings report that themselves)."""
+    from sweepd import settings
+    from sweepd.configfile import ConfigError
+
+    try:
+        s = settings.load()
+    except ConfigError:
+        return {}
+    return {"root": s.root, "images_dir": s.images_dir, "results_dir": s.results_dir}
 
 
 def check_job_id(job_id: str) -> str:

@@ -16,7 +16,10 @@ from sweepd.cli import EXIT_INPUT, ImagesOpt, ResultsOpt, RootOpt, app, console,
 
 def layout_for(root: Optional[Path], images: Optional[Path], results: Optional[Path],
                s: settings_mod.Settings | None = None) -> paths.Layout:
-    return paths.Layout.resolve(root or (s.root if s and s.root else None), images, results)
+    if s is None:
+        return paths.Layout.resolve(root, images, results)
+    return paths.Layout.resolve(root or s.root or None, images or s.images_dir or None,
+                                results or s.results_dir or None)
 
 
 @app.command()

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
                                       env_nested_delimiter="__")
 
     root: str = ""
+    images_dir: str = ""
+    results_dir: str = ""
     gpus: list[int] = Field(default_factory=lambda: [0])
     executor: Literal["local", "slurm"] = "local"
     slurm: SlurmSettings = SlurmSettings()
