@@ -246,3 +246,12 @@ def test_estimate_of_a_slurm_sweep_gives_each_shards_time_and_job_time_limit(tmp
     assert out["slurm"]["shard_s"] < out["duration_s"]
     text = sweepd("estimate", f, "--root", tmp_path / "root", env=env).stdout
     assert "SLURM: 2 shard(s) of about" in text and "time limit 7 min per job" in text
+
+
+def test_submit_refuses_at_once_what_the_daemon_would_reject(tmp_path):
+    f = tmp_path / "r.toml"
+    f.write_text("split = 2\n" + write_request(tmp_path / "base.toml").read_text())
+    env = sweepd_env(XDG_CONFIG_HOME=str(tmp_path / "xdg"))  # the default executor: local
+    r = sweepd("submit", f, "--root", tmp_path / "root", env=env)
+    assert r.returncode == 2 and f"{f}: split: 2:" in r.stderr and 'executor = "slurm"' in r.stderr, r.stderr
+    assert not list((tmp_path / "root").rglob("*.toml"))  # nothing was dropped into the spool

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from sweepd import paths
 from sweepd.cli import EXIT_INPUT, RootOpt, app, console, fail, guarded
+from sweepd.configfile import ConfigError
 from sweepd.queue import FINAL, Queue, QueueError
 
 
@@ -78,8 +79,14 @@ def submit(request_file: Path, root: Optional[Path] = RootOpt,
     def go() -> int:
         req = configfile.load(SweepRequest, request_file)
         from sweepd import settings as settings_mod
+        from sweepd.spool import executor_problems
 
-        if (req.executor or settings_mod.load().executor) == "local" or req.gpu.backend == "sim":
+        s = settings_mod.load()
+        executor = req.executor or s.executor
+        problems = executor_problems(req, executor, tuple(s.gpus) or None)  # what the daemon would reject
+        if problems:
+            raise ConfigError(str(request_file), problems)
+        if executor == "local" or req.gpu.backend == "sim":
             check_clocks(req)  # a SLURM sweep's real GPU is on a node: its clocks are checked there
         layout = _layout(root)
         if not force:

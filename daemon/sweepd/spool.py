@@ -58,6 +58,24 @@ def check_clocks(req: SweepRequest, default_index: int | None = None) -> None:
     plan_clocks(req.frequencies, dev)
 
 
+def executor_problems(req: SweepRequest, executor: str, gpu_indices: tuple[int, ...] | None) -> list[str]:
+    """Why this daemon cannot run the request where it asks to run (empty: it can)."""
+    if executor == "local":
+        if req.split > 1:
+            return [f'split: {req.split}: shards run as a SLURM job array; this daemon\'s executor is "local" '
+                    '(set executor = "slurm" in the request or in the settings)']
+        if gpu_indices and req.gpu.index is not None and req.gpu.index not in gpu_indices:
+            return [f"gpu.index: {req.gpu.index}: this daemon runs sweeps on GPU(s) "
+                    f"{list(gpu_indices)} (settings: gpus)"]
+        return []
+    from sweepd.slurm import commands
+
+    if not commands.available():
+        return [f'executor: "{executor}": sbatch and squeue are not on this machine\'s PATH '
+                "(run the daemon on a SLURM login node, or use executor = \"local\")"]
+    return []
+
+
 @dataclass
 class Outcome:
     name: str
@@ -123,20 +141,7 @@ class Spool:
         return self._enqueue(target, req, sweep_id, job_id, path.name)
 
     def check_executor(self, req: SweepRequest, executor: str) -> list[str]:
-        if executor == "local":
-            if req.split > 1:
-                return [f'split: {req.split}: shards run as a SLURM job array; this daemon\'s executor is "local" '
-                        '(set executor = "slurm" in the request or in the settings)']
-            if self.gpu_indices and req.gpu.index is not None and req.gpu.index not in self.gpu_indices:
-                return [f"gpu.index: {req.gpu.index}: this daemon runs sweeps on GPU(s) "
-                        f"{list(self.gpu_indices)} (settings: gpus)"]
-            return []
-        from sweepd.slurm import commands
-
-        if not commands.available():
-            return [f'executor: "{executor}": sbatch and squeue are not on this machine\'s PATH '
-                    "(run the daemon on a SLURM login node, or use executor = \"local\")"]
-        return []
+        return executor_problems(req, executor, self.gpu_indices)
 
     @staticmethod
     def job_id_for(req: SweepRequest, executor: str, sweep_id: str) -> str:
