@@ -198,9 +198,8 @@ def cancel(sweep: str, root: Optional[Path] = RootOpt) -> None:
             return fail(str(e), EXIT_INPUT)
         row, note = q.get(sweep), " (stops after the current trial)" if outcome == "cancelling" else ""
         if outcome == "cancelling" and row["executor"] == "slurm":
-            from sweepd.slurm.executor import cancel_shards
-
             from sweepd.slurm.commands import SlurmError
+            from sweepd.slurm.executor import cancel_shards
 
             try:
                 ids = cancel_shards(q, row)  # the daemon does it too, should this fail or no daemon run

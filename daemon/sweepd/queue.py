@@ -124,10 +124,10 @@ class Queue:
 
     def claim_next(self, worker: str, gpu_index: int | None, executor: str = "local") -> sqlite3.Row | None:
         """Take the next queued sweep this worker can run (any GPU, or its GPU index) and mark it running.
-        For executor 'slurm', gpu_index is None and any queued SLURM sweep is taken."""
+        SLURM sweeps are queued without a GPU index: executor 'slurm' takes any of them."""
         with self.tx() as db:
             row = db.execute("SELECT * FROM sweeps WHERE state = 'queued' AND executor = ? AND"
-                             " (gpu_index IS NULL OR gpu_index = ? OR executor = 'slurm')"
+                             " (gpu_index IS NULL OR gpu_index = ?)"
                              " ORDER BY priority DESC, seq LIMIT 1", (executor, gpu_index)).fetchone()
             if row is None:
                 return None

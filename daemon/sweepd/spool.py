@@ -119,8 +119,8 @@ class Spool:
             return self._reject(path, [f"(file): {st.st_size} bytes is over the limit of {self.max_bytes}"])
         try:
             req = configfile.validate(SweepRequest, configfile.read_data(path), path.name)
-            executor = req.executor or self.executor
-            problems = self.check_executor(req, executor)
+            executor = self.executor_of(req)
+            problems = executor_problems(req, executor, self.gpu_indices)
             if problems:
                 return self._reject(path, problems)
             if executor == "local":
@@ -140,8 +140,8 @@ class Spool:
         atomic.fsync_dir(self.accepted)
         return self._enqueue(target, req, sweep_id, job_id, path.name)
 
-    def check_executor(self, req: SweepRequest, executor: str) -> list[str]:
-        return executor_problems(req, executor, self.gpu_indices)
+    def executor_of(self, req: SweepRequest) -> str:
+        return req.executor or self.executor
 
     @staticmethod
     def job_id_for(req: SweepRequest, executor: str, sweep_id: str) -> str:
@@ -152,7 +152,7 @@ class Spool:
         return f"slurm-pending-{sweep_id}" if executor == "slurm" else paths.new_local_job_id()
 
     def _enqueue(self, target: Path, req: SweepRequest, sweep_id: str, job_id: str, source: str) -> Outcome:
-        executor = req.executor or self.executor
+        executor = self.executor_of(req)
         try:
             self.queue.add(sweep_id, job_id, req.model_dump(mode="json", by_alias=True)
                            | {"job_id": job_id if executor == "local" else req.job_id},
@@ -190,11 +190,11 @@ class Spool:
             except ConfigError as e:
                 self._reject(path, e.problems)
                 continue
-            problems = self.check_executor(req, req.executor or self.executor)
+            problems = executor_problems(req, self.executor_of(req), self.gpu_indices)
             if problems:
                 self._reject(path, problems)
                 continue
-            job_id = self.job_id_for(req, req.executor or self.executor, path.stem)
+            job_id = self.job_id_for(req, self.executor_of(req), path.stem)
             self._enqueue(path, req, path.stem, job_id, path.name)
             n += 1
         return n

@@ -107,7 +107,7 @@ class WorkerPool:
             repair_locks(self.layout)
         else:
             state = "failed"
-            error = error or _last_error(self.layout.job_results(r.job_id) / "sweep.log")
+            error = error or last_error(self.layout.job_results(r.job_id) / "sweep.log")
         self.queue.finish(r.sweep_id, state, rc, error)
         audit.record(self.layout.state, state, sweep_id=r.sweep_id, job_id=r.job_id, exit_status=rc, error=error)
         log.info("sweep %s %s (exit %d)%s", r.sweep_id, state, rc, f": {error}" if error else "")
@@ -140,7 +140,8 @@ def resume_or_fail(queue: Queue, settings: Settings, sweep_id: str) -> None:
     log.info("sweep %s will resume from its last completed clock", sweep_id)
 
 
-def _last_error(path) -> str:
+def last_error(path) -> str:
+    """The last error line of a log (else its last line): the reason a child process gives."""
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError:

@@ -68,15 +68,13 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int
     device = open_for(request)
     try:
         plan = plan_clocks(request.frequencies, device)
-        if shard is not None:
-            if not 0 <= shard[0] < shard[1] or shard[1] > len(plan):
-                raise ValueError(f"shard {shard[0]} of {shard[1]}: the sweep has {len(plan)} clocks; "
-                                 "split must be at most the number of clocks")
-            full, plan = plan, shard_plan(plan, *shard)
-        store = JobStore(layout, job_id, shard)
-        if shard is not None:
-            store.full_plan_mhz = [p.freq_mhz for p in full]
-        return device, plan, store
+        if shard is None:
+            return device, plan, JobStore(layout, job_id)
+        if not 0 <= shard[0] < shard[1] or shard[1] > len(plan):
+            raise ValueError(f"shard {shard[0]} of {shard[1]}: the sweep has {len(plan)} clocks; "
+                             "split must be at most the number of clocks")
+        store = JobStore(layout, job_id, shard, [p.freq_mhz for p in plan])
+        return device, shard_plan(plan, *shard), store
     except BaseException:
         device.close()
         raise

@@ -45,11 +45,12 @@ class JobStore:
     """One job's results; a shard of a split sweep keeps its own under job_<ID>/shards/<k>/ (merged
     into job_<ID>/ at the end) and writes its images into the job's images folder like any sweep."""
 
-    def __init__(self, layout: Layout, job_id: str, shard: tuple[int, int] | None = None):
+    def __init__(self, layout: Layout, job_id: str, shard: tuple[int, int] | None = None,
+                 full_plan_mhz: list[int | None] | None = None):
         self.job_id, self.shard = job_id, shard
         self.dir = layout.job_results(job_id) if shard is None else shard_dir(layout, job_id, shard[0])
         self.images_dir = layout.job_images(job_id)
-        self.full_plan_mhz: list[int | None] = []  # a shard's: the whole sweep's clocks
+        self.full_plan_mhz = full_plan_mhz or []  # a shard's: the whole sweep's clocks
         self.manifest: dict = {}
         self.trials: list[dict] = []
         self.images: list[dict] = []

@@ -92,9 +92,7 @@ def scontrol_state(job_id: str) -> JobState | None:
     """One job from `scontrol show job`; None when the controller has forgotten it."""
     try:
         text = _run(["scontrol", "--oneliner", "show", "job", job_id])
-    except SlurmUnreachable:
-        raise
-    except SlurmError as e:
+    except SlurmError as e:  # SlurmUnreachable too: raised again
         if "invalid job id" in str(e).lower():
             return None
         raise

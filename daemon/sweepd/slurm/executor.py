@@ -15,10 +15,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 from sweepd import audit
 from sweepd.daemon.worker import read_status_file
+from sweepd.daemon.workers import last_error
 from sweepd.engine.store import shard_dir
 from sweepd.paths import Layout
 from sweepd.queue import SHARD_FINAL, Queue
@@ -26,7 +28,7 @@ from sweepd.request import SweepRequest
 from sweepd.settings import Settings
 from sweepd.slurm import commands
 from sweepd.slurm.commands import JobState, SlurmError, SlurmUnreachable
-from sweepd.slurm.script import JobScript, TemplateError, shard_seconds, time_limit_minutes
+from sweepd.slurm.script import JobScript, TemplateError, shard_seconds, submission_dir, time_limit_minutes
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ log = logging.getLogger(__name__)
 class Merge:
     proc: subprocess.Popen
     log: IO[bytes]
-    path: str
+    path: Path
 
 
 @dataclass
@@ -123,11 +125,9 @@ class SlurmExecutor:
         sid, k = row["id"], sh["shard"]
         js = self.script(row)
         last = json.loads(sh["history"])[-1].get("minutes") or self.settings.slurm.time_min_minutes
-        minutes = time_limit_minutes(js.req, self.settings.slurm, self.estimate_s(js.req))
-        if killed_by_time_limit and not js.req.slurm.time_limit_minutes:
-            minutes = max(minutes, 2 * last)  # the estimate was short: give the rest more room
-            if self.settings.slurm.time_max_minutes:
-                minutes = min(minutes, self.settings.slurm.time_max_minutes)
+        # killed by its time limit: the estimate was short, so the rest gets twice the room
+        minutes = time_limit_minutes(js.req, self.settings.slurm, self.estimate_s(js.req),
+                                     at_least=2 * last if killed_by_time_limit else 0)
         try:
             path = js.write(sh["attempts"] + 1, str(k), minutes)
             new = commands.sbatch(path, args=["--job-id", row["job_id"]], options=[f"--output={js.log_pattern()}"],
@@ -272,13 +272,13 @@ class SlurmExecutor:
         self.cancelled.add(row["id"])
 
     def start_merge(self, row) -> None:
-        js = self.script(row)
-        js.dir.mkdir(parents=True, exist_ok=True)
-        logf = open(js.dir / "merge.log", "ab")
+        path = submission_dir(self.layout, row["id"]) / "merge.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        logf = open(path, "ab")
         argv = [sys.executable, "-m", "sweepd", "merge", row["job_id"], "--root", str(self.layout.root),
                 "--images-dir", str(self.layout.images), "--results-dir", str(self.layout.results)]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=self.env())
-        self.merges[row["id"]] = Merge(proc, logf, str(js.dir / "merge.log"))
+        self.merges[row["id"]] = Merge(proc, logf, path)
         log.info("sweep %s: all shards done; merging into %s", row["id"], self.layout.job_results(row["job_id"]))
 
     def reap_merges(self) -> None:
@@ -292,8 +292,7 @@ class SlurmExecutor:
             if rc == 0:
                 self._finish(row, "done", None)
             else:
-                tail = open(m.path, errors="replace").read().strip().splitlines()[-1:] or ["merge failed"]
-                self._finish(row, "failed", f"merge: {tail[0]} (log: {m.path})")
+                self._finish(row, "failed", f"merge: {last_error(m.path)} (log: {m.path})")
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """At shutdown: SLURM jobs go on; a merge is waited for briefly (it is run again after a restart)."""
@@ -315,9 +314,10 @@ class SlurmExecutor:
 
 def cancel_shards(queue: Queue, row) -> list[str]:
     """scancel every shard still pending or running; their workers stop after the current trial."""
-    ids = [sh["slurm_id"] for sh in queue.shards(row["id"]) if sh["state"] in ("pending", "running")]
+    shards = queue.shards(row["id"])
+    ids = [sh["slurm_id"] for sh in shards if sh["state"] in ("pending", "running")]
     commands.scancel(ids)
-    for sh in queue.shards(row["id"]):
+    for sh in shards:
         if sh["state"] == "interrupted":  # nothing runs: cancelled at once
             queue.update_shard(row["id"], sh["shard"], state="cancelled", error="cancelled by user")
     return ids

@@ -34,12 +34,13 @@ def allocated_gpu(req: SweepRequest, env: dict | None = None) -> SweepRequest:
         return req
     visible = env.get("SLURM_JOB_GPUS") or env.get("SLURM_STEP_GPUS") or env.get("CUDA_VISIBLE_DEVICES") or ""
     first = visible.split(",")[0].strip()
-    gpu = req.gpu.model_copy()
     if first.startswith(("GPU-", "MIG-")):
-        gpu = gpu.model_validate(gpu.model_dump() | {"uuid": first})
+        chosen = {"uuid": first}
     elif first.isdigit():
-        gpu = gpu.model_validate(gpu.model_dump() | {"index": int(first)})
-    return req.model_copy(update={"gpu": gpu})
+        chosen = {"index": int(first)}
+    else:
+        return req
+    return req.model_copy(update={"gpu": req.gpu.model_validate(req.gpu.model_dump() | chosen)})
 
 
 def job_id_for(spec: dict, override: str | None, env: dict | None = None) -> str:

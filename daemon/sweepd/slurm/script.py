@@ -57,12 +57,12 @@ def shard_seconds(duration_s: float, split: int) -> float:
     return STARTUP_S + max(0.0, duration_s - STARTUP_S) / split
 
 
-def time_limit_minutes(req: SweepRequest, s: SlurmSettings, estimate_s: float | None) -> int:
+def time_limit_minutes(req: SweepRequest, s: SlurmSettings, estimate_s: float | None, at_least: int = 0) -> int:
     """The request's limit, else the estimate for one shard times (1 + margin) plus the extra minutes,
-    at least time_min_minutes (and at most time_max_minutes when set)."""
+    at least time_min_minutes and ``at_least`` (and at most time_max_minutes when set)."""
     if req.slurm.time_limit_minutes:
         return req.slurm.time_limit_minutes
-    minutes = s.time_min_minutes
+    minutes = max(s.time_min_minutes, at_least)
     if estimate_s is not None:
         minutes = max(minutes, math.ceil(estimate_s * (1 + s.time_margin) / 60) + s.time_extra_minutes)
     return min(minutes, s.time_max_minutes) if s.time_max_minutes else minutes
