@@ -16,6 +16,8 @@ import zstandard
 
 from conftest import sweepd, sweepd_env
 from sweepd.storage import archive
+from sweepd.storage.manifest import manifests
+from sweepd.storage.restore import restore
 from storage_helpers import make_job, tree_hashes, write_policy
 
 STEPS = ["mid_write", "after_write", "after_verify", "after_rename", "after_manifest", "mid_delete"]
@@ -35,9 +37,9 @@ def nothing_lost(root, originals, tmp_path):
     present = tree_hashes(root / "images")
     restored = tmp_path / "check"
     shutil.rmtree(restored, ignore_errors=True)
-    for m in archive.manifests(root / "archive"):
-        archive.verify(root / "archive" / m["archive"], [archive.Member(**x) for x in m["members"]])
-        archive.restore(root / "archive" / m["archive"], restored)
+    for m in manifests(root / "archive"):
+        archive.verify(root / "archive" / m.archive, m.members)
+        restore(root / "archive" / m.archive, restored)
     archived = tree_hashes(restored) if restored.exists() else {}
     for f, h in originals.items():
         assert present.get(f) == h or archived.get(f) == h, f"lost {f}"
@@ -56,7 +58,7 @@ def test_kill_at_each_step_then_rerun_loses_nothing(tmp_path, step):
     assert tree_hashes(root / "images") == {}
     assert not list((root / "archive").glob("*.partial"))
     nothing_lost(root, originals, tmp_path)
-    assert len(archive.manifests(root / "archive")) == 2
+    assert len(manifests(root / "archive")) == 2
 
 
 def test_restore_round_trip_through_the_cli(tmp_path):
@@ -107,7 +109,7 @@ def test_restore_refuses_members_that_leave_the_target(tmp_path, name, kind, lin
     info.type, info.linkname = kind, link
     path = evil_archive(tmp_path / "evil.tar.zst", info)
     with pytest.raises(archive.ArchiveError, match=needle):
-        archive.restore(path, tmp_path / "target")
+        restore(path, tmp_path / "target")
     assert not (tmp_path / "evil").exists() and not (tmp_path / "outside").exists()
 
 
@@ -122,7 +124,7 @@ ENOSPC_SCRIPT = textwrap.dedent("""
         archive._room = lambda d, need: None  # let the write start: the kernel's ENOSPC must be handled
     files = sorted(str(p.relative_to(unit)) for p in unit.rglob("*.png"))
     try:
-        archive.archive(unit, files, arch)
+        archive.archive(unit.parent, unit.name, files, arch)
         print(json.dumps({"ok": True}))
     except archive.ArchiveError as e:
         print(json.dumps({"ok": False, "error": str(e), "left": os.listdir(arch)}))
@@ -161,7 +163,7 @@ def test_clean_flags_only_remove_what_the_limits_select(tmp_path):
     r = sweepd("storage", "clean", "--older-than", "5", "--archive", "--root", root)
     assert r.returncode == 0, r.stderr
     assert tree_hashes(root / "images") == new
-    assert [m["unit"] for m in archive.manifests(root / "archive")] == ["job_old"]
+    assert [m.unit for m in manifests(root / "archive")] == ["job_old"]
     r = sweepd("storage", "clean", "--job-id", "new", "--keep-samples", "1", "--root", root)
     assert r.returncode == 0
     left = tree_hashes(root / "images")
@@ -175,8 +177,8 @@ def test_plan_json_then_apply_exactly_that_plan(tmp_path):
     assert [a["unit"] for a in plan["actions"]] == ["job_a", "job_b"]
     plan["actions"] = plan["actions"][:1]  # apply only the first action of the saved plan
     (tmp_path / "plan.json").write_text(json.dumps(plan))
-    r = sweepd("storage", "apply", "--plan", tmp_path / "plan.json", "--root", root)
-    assert r.returncode == 0
+    r = sweepd("storage", "apply", "--plan", tmp_path / "plan.json", "--policy", policy, "--root", root)
+    assert r.returncode == 0, r.stderr
     assert {f.split("/")[0] for f in tree_hashes(root / "images")} == {"job_b"}
     audit = [json.loads(line) for line in (root / "state/audit.jsonl").read_text().splitlines()]
     assert [a["event"] for a in audit] == ["storage_archive_then_delete"] and audit[0]["unit"] == "job_a"

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sweepd.paths import Layout
 from sweepd.queue import Queue
-from sweepd.storage import archive
+from sweepd.storage.manifest import manifests
+from sweepd.storage.restore import restore
 from sweepd.storage.apply import apply
 from sweepd.storage.context import IndexCache, make_plan
 from sweepd.storage.planner import kept_by
@@ -36,10 +37,10 @@ def test_cap_evicts_oldest_jobs_first_and_archives_them(tmp_path):
     plan = make_plan(layout, pol({"name": "cap", "max_bytes": one_job * 2}))
     assert [a.unit for a in plan.actions] == ["job_old"]
     assert "over its cap" in plan.actions[0].reason and "oldest job first" in plan.actions[0].reason
-    out = apply(plan, layout.state)
+    out = apply(plan, layout)
     assert not out.failed and not (layout.images / "job_old").exists()
-    [m] = archive.manifests(layout.root / "archive")
-    assert m["unit"] == "job_old" and len(m["members"]) == 24
+    [m] = manifests(layout.root / "archive")
+    assert m.unit == "job_old" and len(m.members) == 24
 
 
 def test_protected_jobs_are_never_touched(tmp_path):
@@ -101,7 +102,7 @@ def test_symlinks_are_never_followed(tmp_path):
     os.symlink(outside, layout.images / "job_linkdir")
     plan = make_plan(layout, pol({"name": "age", "max_age": "1d"}))
     assert [a.unit for a in plan.actions] == ["job_a"]
-    apply(plan, layout.state)
+    apply(plan, layout)
     assert (outside / "precious.png").read_bytes() == b"x" * 100_000
     assert (layout.images / "job_linkdir").is_symlink()
 
@@ -129,7 +130,7 @@ def test_caps_hold_after_apply_and_nothing_else_is_touched(tmp_path, jobs, cap_s
     cap = max(1, int(total_b * cap_share))
     rule = {"name": "cap", "max_files": max(1, int(len(before) * cap_share))} if use_files else \
         {"name": "cap", "max_bytes": cap}
-    out = apply(make_plan(layout, pol(rule)), layout.state)
+    out = apply(make_plan(layout, pol(rule)), layout)
     assert not out.failed
     after = tree_hashes(layout.images)
     # protected jobs untouched, byte for byte
@@ -143,8 +144,8 @@ def test_caps_hold_after_apply_and_nothing_else_is_touched(tmp_path, jobs, cap_s
         assert used <= cap or used == prot_b
     # nothing lost: every removed file is in a verified archive, byte for byte
     restored = base / "restored"
-    for m in archive.manifests(layout.root / "archive"):
-        archive.restore(layout.root / "archive" / m["archive"], restored)
+    for m in manifests(layout.root / "archive"):
+        restore(layout.root / "archive" / m.archive, restored)
     got = tree_hashes(restored) if restored.exists() else {}
     assert {f: h for f, h in before.items() if f not in after} == got
     assert (sentinel / "keep-me.png").read_bytes() == b"s" * 5000

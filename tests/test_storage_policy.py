@@ -67,7 +67,7 @@ def test_unsafe_roots_are_refused(tmp_path, raw, needle):
 def test_results_only_with_allow_results(tmp_path):
     layout = Layout.resolve(tmp_path / "root")
     rule = policy.Rule(name="r", paths=["results"], max_age="1d", allow_results=True)
-    assert resolve_root(layout, rule, "results") == (tmp_path / "root/results").resolve()
+    assert resolve_root(layout, rule, "results").path == (tmp_path / "root/results").resolve()
 
 
 def test_load_reports_bad_toml(tmp_path):

@@ -17,7 +17,80 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 MAX_FILE_BYTES = 1 << 20  # a request is a few hundred bytes; anything over 1 MiB is a mistake
+MAX_DEPTH = 32  # a request nests 3 deep; a parser recursing 1000 deep would end the process
 SUFFIXES = {".toml": "toml", ".json": "json", ".yaml": "yaml", ".yml": "yaml"}
+
+
+class _SafeYaml(yaml.SafeLoader):
+    """YAML without anchors/aliases (an alias bomb is 600 bytes that expand to gigabytes) and with a
+    depth limit (a deep document would recurse the composer into a RecursionError)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in sweepd files",
+                                              event.start_mark)
+        event = self.peek_event()
+        if getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(None, None, "anchors (&name) are not allowed in sweepd files",
+                                              event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
+                                                  event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def bracket_depth(text: str) -> int:
+    """How deep [ and { nest in TOML or JSON text, outside strings and comments: counted before the
+    parser runs, since both parsers recurse once per level."""
+    depth = deepest = 0
+    quote = ""
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if quote:
+            if c == "\\" and quote == '"':
+                i += 1
+            elif c == quote:
+                quote = ""
+        elif c in "\"'":
+            quote = c
+        elif c == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+        i += 1
+    return deepest
+
+
+def data_depth(data: Any) -> int:
+    """How deep parsed data nests (iteratively: the data may be deeper than the recursion limit)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        item, d = stack.pop()
+        if isinstance(item, dict):
+            items = list(item.values())
+        elif isinstance(item, list):
+            items = item
+        else:
+            continue
+        deepest = max(deepest, d)
+        if d > MAX_DEPTH:
+            return d
+        stack.extend((x, d + 1) for x in items)
+    return deepest
 
 
 class ConfigError(Exception):
@@ -54,18 +127,31 @@ def problems_from(err: ValidationError) -> list[str]:
 
 
 def parse_text(text: str, fmt: str, source: str) -> Any:
+    if fmt in ("toml", "json") and bracket_depth(text) > MAX_DEPTH:
+        raise ConfigError(source, [f"(file): nested more than {MAX_DEPTH} levels deep"])
     try:
         if fmt == "toml":
-            return tomllib.loads(text)
-        if fmt == "json":
-            return json.loads(text)
-        return yaml.safe_load(text)
+            data = tomllib.loads(text)
+        elif fmt == "json":
+            data = json.loads(text)
+        else:
+            data = yaml.load(text, Loader=_SafeYaml)  # noqa: S506 (a SafeLoader subclass)
+    except RecursionError:
+        raise ConfigError(source, [f"(file): nested more than {MAX_DEPTH} levels deep"]) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(source, [f"not valid TOML: {e}"]) from None
     except json.JSONDecodeError as e:
         raise ConfigError(source, [f"not valid JSON: {e}"]) from None
+    except yaml.MarkedYAMLError as e:
+        where = f" (line {e.problem_mark.line + 1})" if e.problem_mark else ""
+        raise ConfigError(source, [f"not valid YAML: {e.problem or e.context}{where}"]) from None
     except yaml.YAMLError as e:
         raise ConfigError(source, [f"not valid YAML: {str(e).splitlines()[0]}"]) from None
+    except ValueError as e:  # e.g. an integer literal of more digits than Python converts
+        raise ConfigError(source, [f"not valid {fmt.upper()}: {str(e).splitlines()[0][:200]}"]) from None
+    if data_depth(data) > MAX_DEPTH:
+        raise ConfigError(source, [f"(file): nested more than {MAX_DEPTH} levels deep"])
+    return data
 
 
 def read_data(path: Path) -> Any:
@@ -85,6 +171,8 @@ def read_data(path: Path) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(source, ["not UTF-8 text"]) from None
+    if not text.strip():
+        raise ConfigError(source, ["(file): empty: nothing to read"])
     return parse_text(text, fmt, source)
 
 

@@ -5,17 +5,27 @@ and rename it into place when complete (Maildir style), so sweepd never reads ha
 A valid request is moved to spool/accepted/<sweep-id>.<ext> and queued; an invalid one is moved to
 spool/rejected/<name> with <name>.error.txt beside it listing every problem. Nothing is dropped.
 
+A file written in place instead is taken only once it is complete: inotify saw it closed after
+writing, or its size, mtime and inode stayed the same for `spool_settle_s`. An empty file is
+rejected. No single file can stop the intake: size, nesting depth and YAML aliases are limited
+before parsing (:mod:`sweepd.configfile`), names too long or not UTF-8 are rejected under a safe
+name, and any other exception while taking one file in rejects that file with its reason (and is
+logged with its traceback, as the bug it is) while the loop goes on.
+
 Crash safety: the file is renamed into accepted/ before its queue row is written; a restart
 queues any accepted file without a row (:meth:`Spool.reconcile_accepted`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 import secrets
 import stat
+import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -29,12 +39,29 @@ from sweepd.request import SweepRequest
 
 log = logging.getLogger(__name__)
 
-SWEEP_ID_RE = re.compile(r"^[0-9a-f]{12}$")
+SWEEP_ID_RE = re.compile(r"[0-9a-f]{12}\Z")
 IGNORED_SUFFIXES = (".tmp", ".part")
+MAX_NAME_BYTES = 200  # rejected/<name>.error.txt must still fit in 255 bytes
 
 
 def ignored(name: str) -> bool:
     return name.startswith(".") or name.endswith(IGNORED_SUFFIXES) or name.endswith(".error.txt")
+
+
+def shown(name: str) -> str:
+    """A file name as text (bytes that are not UTF-8 shown as \\xNN)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def name_problem(name: str) -> str | None:
+    raw = name.encode("utf-8", "surrogateescape")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "(file name): not UTF-8: rename it"
+    if len(raw) > MAX_NAME_BYTES:
+        return f"(file name): {len(raw)} bytes long; the limit is {MAX_NAME_BYTES}"
+    return None
 
 
 def new_sweep_id() -> str:
@@ -86,11 +113,43 @@ class Outcome:
 
 class Spool:
     def __init__(self, root: Path, state: Path, queue: Queue, max_bytes: int = 1 << 20,
-                 gpu_indices: tuple[int, ...] | None = (0,), executor: str = "local"):
+                 gpu_indices: tuple[int, ...] | None = (0,), executor: str = "local", settle_s: float = 1.0,
+                 clock=time.monotonic):
         self.incoming, self.accepted, self.rejected = (root / "spool" / d for d in ("incoming", "accepted", "rejected"))
         self.state, self.queue, self.max_bytes = state, queue, max_bytes
         self.gpu_indices = gpu_indices  # None: queue only, any index is fine
         self.executor = executor  # the daemon's setting; a request's own `executor` wins
+        self.settle_s, self.clock = settle_s, clock
+        self._seen: dict[str, tuple[tuple[int, int, int], float]] = {}  # name -> (inode, size, mtime_ns), since
+        self._complete: set[str] = set()  # names inotify saw closed after writing, or renamed in
+        self._hints = threading.Lock()
+        self._stuck: set[tuple[str, int, int]] = set()  # files that could be neither taken nor rejected
+
+    # completeness ----------------------------------------------------------------------------
+    def hint_complete(self, name: str) -> None:
+        """From the watcher thread: `name` was renamed into incoming/ or closed after writing."""
+        if not ignored(name):
+            with self._hints:
+                self._complete.add(name)
+
+    @property
+    def waiting(self) -> bool:
+        """Files seen but not yet settled: the caller should scan again within settle_s."""
+        return bool(self._seen)
+
+    def _ready(self, path: Path, st: os.stat_result) -> bool:
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._hints:
+            complete = path.name in self._complete
+            self._complete.discard(path.name)
+        now = self.clock()
+        seen = self._seen.get(path.name)
+        if complete or (seen is not None and seen[0] == key and now - seen[1] >= self.settle_s):
+            self._seen.pop(path.name, None)
+            return True
+        if seen is None or seen[0] != key:
+            self._seen[path.name] = (key, now)
+        return False
 
     def ensure(self) -> None:
         for d in (self.incoming, self.accepted, self.rejected):
@@ -104,21 +163,58 @@ class Spool:
         return [Path(e.path) for e in entries if not ignored(e.name)]
 
     def scan(self) -> list[Outcome]:
-        return [self.take(p) for p in self.candidates()]
+        """Take in every complete file; files still being written wait for a later scan."""
+        names = {p.name for p in (cands := self.candidates())}
+        for gone in set(self._seen) - names:
+            del self._seen[gone]
+        with self._hints:
+            self._complete &= names
+        out = []
+        for p in cands:
+            try:
+                st = p.lstat()
+            except FileNotFoundError:
+                continue
+            if (p.name, st.st_ino, st.st_mtime_ns) in self._stuck:
+                continue
+            if stat.S_ISREG(st.st_mode) and not self._ready(p, st):
+                continue
+            out.append(self.take_safely(p, st))
+        return out
+
+    def take_safely(self, path: Path, st: os.stat_result) -> Outcome:
+        """take(), and whatever goes wrong with this one file, reject it with the reason and go on."""
+        try:
+            return self.take(path)
+        except Exception as e:  # a bug, or the filesystem failing under us: this file only
+            log.exception("taking in %s failed", shown(path.name))
+            try:
+                return self._reject(path, [f"(file): sweepd could not take it in: {type(e).__name__}: {e}"])
+            except Exception:
+                log.exception("cannot move %s to rejected/ either: it stays in incoming/ and is skipped until "
+                              "it changes", shown(path.name))
+                self._stuck.add((path.name, st.st_ino, st.st_mtime_ns))
+                return Outcome(shown(path.name), False, problems=["could not be taken in or rejected"])
 
     # one file --------------------------------------------------------------------------------
     def take(self, path: Path) -> Outcome:
         try:
             st = path.lstat()
         except FileNotFoundError:
-            return Outcome(path.name, False, problems=["vanished before it was read"])
+            return Outcome(shown(path.name), False, problems=["vanished before it was read"])
+        if (problem := name_problem(path.name)) is not None:
+            return self._reject(path, [problem])
         if not stat.S_ISREG(st.st_mode):
             return self._reject(path, ["(file): not a regular file (a directory, link or device); "
                                        "drop request files only"])
         if st.st_size > self.max_bytes:
             return self._reject(path, [f"(file): {st.st_size} bytes is over the limit of {self.max_bytes}"])
         try:
-            req = configfile.validate(SweepRequest, configfile.read_data(path), path.name)
+            data = configfile.read_data(path)
+            if data == {}:
+                raise ConfigError(path.name, ["(file): no settings in it (an empty request would run a default "
+                                              "full sweep): write the request, then rename it into incoming/"])
+            req = configfile.validate(SweepRequest, data, path.name)
             executor = self.executor_of(req)
             problems = executor_problems(req, executor, self.gpu_indices)
             if problems:
@@ -166,17 +262,21 @@ class Spool:
 
     def _reject(self, path: Path, problems: list[str], name: str | None = None) -> Outcome:
         name = name or path.name
+        text_name = shown(name)
+        if name_problem(name) is not None:  # keep what it was in the error file; store it under a name that works
+            suffix = Path(text_name).suffix if len(Path(text_name).suffix) <= 8 else ""
+            name = f"rejected-{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:12]}{suffix}"
         target = self.rejected / name
         n = 1
         while target.exists() or target.with_name(target.name + ".error.txt").exists():
             target = self.rejected / f"{Path(name).stem}.{n}{Path(name).suffix}"
             n += 1
-        text = f"sweepd rejected {name}:\n" + "".join(f"  {p}\n" for p in problems)
+        text = f"sweepd rejected {text_name}:\n" + "".join(f"  {p}\n" for p in problems)
         atomic.write_text(target.with_name(target.name + ".error.txt"), text)
         os.replace(path, target)
-        audit.record(self.state, "rejected", source=name, moved_to=str(target), problems=problems)
-        log.warning("rejected %s: %s", name, "; ".join(problems))
-        return Outcome(name, False, problems=problems)
+        audit.record(self.state, "rejected", source=text_name, moved_to=str(target), problems=problems)
+        log.warning("rejected %s: %s", text_name, "; ".join(problems))
+        return Outcome(text_name, False, problems=problems)
 
     # after a crash ---------------------------------------------------------------------------
     def reconcile_accepted(self) -> int:
@@ -189,6 +289,10 @@ class Spool:
                 req = configfile.load(SweepRequest, path)
             except ConfigError as e:
                 self._reject(path, e.problems)
+                continue
+            except Exception as e:  # a bug: this file is rejected, the others still go on
+                log.exception("re-reading accepted %s failed", path.name)
+                self._reject(path, [f"(file): sweepd could not read it back: {type(e).__name__}: {e}"])
                 continue
             problems = executor_problems(req, self.executor_of(req), self.gpu_indices)
             if problems:

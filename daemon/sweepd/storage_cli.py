@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -13,9 +14,12 @@ from rich.table import Table
 from sweepd import paths
 from sweepd.cli import EXIT_FAILED, EXIT_INPUT, RootOpt, app, console, err, fail, guarded
 from sweepd.configfile import ConfigError
-from sweepd.storage import archive as archive_mod
-from sweepd.storage.context import IndexCache, load_policies, make_plan, policy_files, user_policy_dir
-from sweepd.storage.planner import Action, Plan, PolicyError, resolve_root
+from sweepd.storage import manifest as manifest_mod
+from sweepd.storage.archive import ArchiveError
+from sweepd.storage.context import (IndexCache, load_policies, make_plan, policy_files, protected_jobs,
+                                    protection_now, storage_lock, user_policy_dir)
+from sweepd.storage.lock import StorageBusy
+from sweepd.storage.planner import Plan, PolicyError, resolve_root
 from sweepd.storage.units import human
 
 policy_app = typer.Typer(help="Check retention policy files.", no_args_is_help=True)
@@ -99,28 +103,47 @@ def storage_plan(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path] 
 
 @storage_app.command("apply")
 def storage_apply(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path] = RootOpt,
-                  plan_file: Optional[Path] = typer.Option(None, "--plan", help="apply this saved plan (storage plan --json)"),
+                  plan_file: Optional[Path] = typer.Option(None, "--plan", help="apply this saved plan (storage plan --json), "
+                                                           "narrowed to what the current policy would do"),
                   dry_run: bool = typer.Option(False, "--dry-run", help="show what would run, touch nothing")) -> None:
-    """Carry out the plan (archive, verify, then delete)."""
+    """Carry out the plan (archive, verify, then delete), holding the root's storage lock."""
+    from sweepd.storage import saved
     from sweepd.storage.apply import apply
 
     layout = paths.Layout.resolve(root)
 
     def go() -> int:
-        if plan_file:
-            data = json.loads(plan_file.read_text())
-            plan = Plan([Action(**a) for a in data["actions"]], data.get("notes", []))
-        else:
-            plan = make_plan(layout, _policies(policy, layout))
-        _print_plan(plan)
-        out = apply(plan, layout.state, simulate=dry_run)
+        with _locked(layout):
+            pols = _policies(policy, layout)
+            prot = protected_jobs(layout)
+            plan = make_plan(layout, pols, protected=prot)
+            if plan_file:
+                wanted = saved.load(plan_file)
+                now = {}
+                for a in wanted.actions:
+                    now.update(protection_now(layout, a.root, {a.unit}, prot))
+                plan = saved.reconcile(wanted, plan, now, str(plan_file))
+            _print_plan(plan)
+            out = apply(plan, layout, simulate=dry_run)
         verb = "would run" if dry_run else "done"
-        console.print(f"{verb}: {len(out.done)} action(s); failed: {len(out.failed)}", highlight=False)
+        console.print(f"{verb}: {len(out.done)} action(s)" + (f"; failed: {len(out.failed)}" if out.failed else ""),
+                      highlight=False)
         for a, e in out.failed:
             err.print(f"failed: {a.kind} {a.unit}: {e}", highlight=False)
         return EXIT_FAILED if out.failed else 0
 
-    raise typer.Exit(guarded(go))
+    raise typer.Exit(_storage_guarded(go))
+
+
+def _locked(layout: paths.Layout):
+    return storage_lock(layout, waiting=lambda msg: err.print(msg, highlight=False))
+
+
+def _storage_guarded(go) -> int:
+    try:
+        return guarded(go)
+    except (StorageBusy, ArchiveError) as e:
+        return fail(str(e), EXIT_FAILED)
 
 
 @storage_app.command("report")
@@ -134,12 +157,13 @@ def storage_report(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path
         for _, pol in _policies(policy, layout):
             for rule in pol.rules:
                 for raw in rule.paths:
-                    rp = resolve_root(layout, rule, raw)
-                    idx = cache.get(rule, rp)
+                    scope = resolve_root(layout, rule, raw)
+                    rp = scope.path
+                    idx = cache.get(rule, scope)
                     archived = {}
-                    for m in archive_mod.manifests(Path(rule.archive_dir) if Path(rule.archive_dir).is_absolute()
-                                                   else layout.root / rule.archive_dir):
-                        archived[m["unit"]] = archived.get(m["unit"], 0) + sum(x["size"] for x in m["members"])
+                    for m in manifest_mod.manifests(Path(rule.archive_dir) if Path(rule.archive_dir).is_absolute()
+                                                    else layout.root / rule.archive_dir):
+                        archived[m.unit] = archived.get(m.unit, 0) + m.member_bytes
                     jobs = [{"unit": u.name, "bytes": u.bytes, "files": u.nfiles, "archived_bytes": archived.get(u.name, 0),
                              "oldest": u.oldest, "protected": u.keep_flag} for u in idx.units.values()]
                     arch = sum(archived.values())
@@ -200,14 +224,15 @@ def storage_clean(
         if keep_samples is not None:
             rule["per_job"] = {"keep_samples": keep_samples}
         pol = configfile.validate(Policy, {"rules": [rule]}, "command line")
-        plan = make_plan(layout, [(Path("command line"), pol)])
-        _print_plan(plan)
-        out = apply(plan, layout.state, simulate=dry_run)
-        console.print(f"{'would run' if dry_run else 'done'}: {len(out.done)} action(s); failed: {len(out.failed)}",
-                      highlight=False)
+        with _locked(layout):
+            plan = make_plan(layout, [(Path("command line"), pol)])
+            _print_plan(plan)
+            out = apply(plan, layout, simulate=dry_run)
+        console.print(f"{'would run' if dry_run else 'done'}: {len(out.done)} action(s)"
+                      + (f"; failed: {len(out.failed)}" if out.failed else ""), highlight=False)
         return EXIT_FAILED if out.failed else 0
 
-    raise typer.Exit(guarded(go))
+    raise typer.Exit(_storage_guarded(go))
 
 
 @storage_app.command("watch")
@@ -240,44 +265,67 @@ def _archive_dir(root: Optional[Path], archive_dir: Optional[Path]) -> Path:
 def archive_list(root: Optional[Path] = RootOpt, archive_dir: Optional[Path] = typer.Option(None, "--archive-dir"),
                  as_json: bool = typer.Option(False, "--json")) -> None:
     """Archives with their job, member count, size and creation time."""
-    ms = archive_mod.manifests(_archive_dir(root, archive_dir))
+    ms = manifest_mod.manifests(_archive_dir(root, archive_dir))
     if as_json:
-        print(json.dumps(ms, indent=1))
+        print(json.dumps([m.model_dump() | {"manifest": m.manifest} for m in ms], indent=1))
         return
     t = Table(title=f"archives in {_archive_dir(root, archive_dir)}", title_justify="left")
     for col in ("archive", "job", "files", "images bytes", "archive bytes", "created", "rule"):
         t.add_column(col)
     for m in ms:
-        t.add_row(m["archive"], m["unit"], str(len(m["members"])), human(sum(x["size"] for x in m["members"])),
-                  human(m["bytes"]), m["created"], str(m.get("rule", "")))
+        t.add_row(m.archive, m.unit, str(len(m.members)), human(m.member_bytes), human(m.bytes), m.created,
+                  str(m.rule or ""))
     console.print(t)
 
 
+def restore_target(layout: paths.Layout, m: manifest_mod.ArchiveManifest) -> Path:
+    """Where a unit goes back to: the folder it came from when that is this root's images/ or results/;
+    a manifest naming any other folder is not followed (images/ instead, with a warning)."""
+    from sweepd.storage.apply import bases
+
+    src = Path(os.path.realpath(m.source_dir))
+    if src in bases(layout):
+        return src
+    err.print(f"warning: {m.manifest}: source_dir {m.source_dir!r} is not this root's images/ or results/: "
+              f"restoring into {layout.images} instead", highlight=False)
+    return layout.images
+
+
 @archive_app.command("restore")
-def archive_restore(job: str, root: Optional[Path] = RootOpt, to: Optional[Path] = typer.Option(None, "--to"),
+def archive_restore(job: str = typer.Argument(..., help="the unit: job_<ID>, the job id, or another archived folder"),
+                    root: Optional[Path] = RootOpt, to: Optional[Path] = typer.Option(None, "--to"),
                     archive_dir: Optional[Path] = typer.Option(None, "--archive-dir"),
                     force: bool = typer.Option(False, "--force", help="overwrite files that differ")) -> None:
     """Give a job's archived images back, byte for byte (to where they were, or --to DIR)."""
+    from sweepd.storage.archive import sha256_file
+    from sweepd.storage.restore import restore
+
+    layout = paths.Layout.resolve(root)
+
     def go() -> int:
         adir = _archive_dir(root, archive_dir)
-        unit = job if job.startswith("job_") else f"job_{job}"
-        ms = [m for m in archive_mod.manifests(adir, unit) if m["unit"] == unit]
+        unit, ms = job, []
+        for name in (job, f"job_{job}"):
+            if "/" not in name and name not in (".", ".."):
+                ms = manifest_mod.manifests(adir, name)
+                if ms:
+                    unit = name
+                    break
         if not ms:
-            return fail(f"no archive of {unit} in {adir}", EXIT_INPUT)
+            return fail(f"no archive of {job if job.startswith('job_') else 'job_' + job} in {adir}", EXIT_INPUT)
         n = 0
         for m in ms:
-            target = to or Path(m["source_dir"])
-            written = archive_mod.restore(adir / m["archive"], target, force=force)
-            for x in m["members"]:
-                got = archive_mod.sha256_file(target / x["name"])
-                if got != x["sha256"]:
-                    return fail(f"{target / x['name']}: sha256 differs from the archive's manifest", EXIT_FAILED)
+            target = to or restore_target(layout, m)
+            written = restore(adir / m.archive, target, unit=unit, force=force)
+            for x in m.members:  # the manifest agrees with what came out of the archive
+                if x.name.startswith(f"{unit}/") and ".." not in x.name.split("/") and \
+                        sha256_file(target / x.name) != x.sha256:
+                    return fail(f"{target / x.name}: sha256 differs from the archive's manifest", EXIT_FAILED)
             n += len(written)
         console.print(f"restored {n} file(s) of {unit} from {len(ms)} archive(s)", highlight=False)
+        if to is None:
+            console.print(f"to keep it from being archived again: touch {layout.images / unit / '.keep'}",
+                          highlight=False)
         return 0
 
-    try:
-        code = guarded(go)
-    except archive_mod.ArchiveError as e:
-        code = fail(str(e), EXIT_FAILED)
-    raise typer.Exit(code)
+    raise typer.Exit(_storage_guarded(go))

@@ -54,7 +54,8 @@ class Daemon:
         self.pool = WorkerPool(self.layout, self.queue, self.settings)
         self.slurm = SlurmExecutor(self.layout, self.queue, self.settings)
         self.spool = Spool(self.layout.root, self.layout.state, self.queue, self.settings.max_request_bytes,
-                           gpu_indices=tuple(self.pool.slots.values()) or None, executor=self.settings.executor)
+                           gpu_indices=tuple(self.pool.slots.values()) or None, executor=self.settings.executor,
+                           settle_s=self.settings.spool_settle_s)
         self.spool.ensure()
         self.recover()
         if self.spool.reconcile_accepted():
@@ -105,11 +106,18 @@ class Daemon:
         from watchdog.events import FileSystemEventHandler
         from watchdog.observers import Observer
 
-        waker = self.waker
+        waker, spool, incoming_dir = self.waker, self.spool, str(incoming)
 
         class Hint(FileSystemEventHandler):
             def on_any_event(self, event) -> None:
-                waker.notify()
+                try:
+                    # complete: renamed into incoming/, or closed after writing (IN_CLOSE_WRITE)
+                    done = event.dest_path if event.event_type == "moved" else \
+                        event.src_path if event.event_type == "closed" else ""
+                    if done and os.path.dirname(done) == incoming_dir:
+                        spool.hint_complete(os.path.basename(done))
+                finally:
+                    waker.notify()
 
         # Watch all of spool/, not just incoming/: the daemon's own moves to accepted/ and rejected/ then
         # pair up at once. An unpaired MOVED_FROM would sit 0.5 s in watchdog's move-grouping queue and
@@ -139,7 +147,7 @@ class Daemon:
         try:
             while not self.stopping:
                 self.step()
-                if self.once and self.pool.idle() and not self.slurm.busy() and \
+                if self.once and self.pool.idle() and not self.slurm.busy() and not self.spool.waiting and \
                         (not self.pool.slots or not self.local_queued()):
                     break
                 self.waker.wait(self.tick())
@@ -158,15 +166,21 @@ class Daemon:
             tick = min(tick, self.settings.slurm.poll_interval_s)
         if self.notifier.watchdog_interval_s:
             tick = min(tick, self.notifier.watchdog_interval_s)
+        if self.spool.waiting:  # a file still being written: look again once it may have settled
+            tick = min(tick, self.settings.spool_settle_s / 2)
         return tick
 
     def step(self) -> None:
         if self.reload_requested:
             self.reload()
         now = time.monotonic()
-        if self.waker.pending or now - self._last_scan >= self.settings.reconcile_interval_s or self._last_scan == 0:
+        if self.waker.pending or self.spool.waiting or now - self._last_scan >= self.settings.reconcile_interval_s \
+                or self._last_scan == 0:
             self._last_scan = now
-            self.spool.scan()
+            try:
+                self.spool.scan()
+            except Exception:  # a bug outside any one file (each file's own are handled in scan): logged, go on
+                log.exception("spool intake failed; trying again at the next scan")
         self.pool.reap()
         self.pool.handle_cancels()
         if not self.stopping:
@@ -186,6 +200,7 @@ class Daemon:
             self.settings_error = None
             self.settings = self.pool.settings = self.slurm.settings = new
             self.spool.max_bytes, self.spool.executor = new.max_request_bytes, new.executor
+            self.spool.settle_s = new.spool_settle_s
             journal.setup(new.log_level)
             log.info("reloaded settings")
         self.storage.load()  # the last valid policy stays in force if the files do not validate

@@ -31,11 +31,11 @@ def policy_caps(layout: Layout) -> list[tuple[str, int | None, int | None, int, 
             continue
         for raw in rule.paths:
             try:
-                root = resolve_root(layout, rule, raw)
+                scope = resolve_root(layout, rule, raw)
             except PolicyError:
                 continue
-            if images == root or images.is_relative_to(root):
-                idx = cache.get(rule, root)
+            if images == scope.path:
+                idx = cache.get(rule, scope)
                 out.append((rule.name, rule.max_bytes, rule.max_files, idx.bytes, idx.nfiles))
     return out
 

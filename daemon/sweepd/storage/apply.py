@@ -1,18 +1,25 @@
 """Carry out a plan, action by action. With simulate=True nothing is touched: each action is only
 reported, the way it would run. A failed action leaves its sources as they were and the next
-action still runs. Every action goes to state/audit.jsonl."""
+action still runs. Every action goes to state/audit.jsonl.
+
+The caller holds the root's storage lock (:func:`sweepd.storage.context.storage_lock`) from the
+plan to the end of the apply. Each action acts only on a unit directly under images/ (or
+results/), walking every path without following links (:mod:`sweepd.storage.safefs`).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweepd import audit
+from sweepd.paths import Layout
 from sweepd.storage import archive
 from sweepd.storage.planner import Action, Plan
+from sweepd.storage.safefs import UnitDir, UnsafePath
 
 log = logging.getLogger(__name__)
 
@@ -23,59 +30,61 @@ class Outcome:
     failed: list[tuple[Action, str]] = field(default_factory=list)
 
 
-def _unit_dir(a: Action) -> Path:
-    root = Path(os.path.realpath(a.root))
-    unit = root / a.unit
-    if unit.is_symlink() or not Path(os.path.realpath(unit)).is_relative_to(root) or unit.parent != root:
-        raise archive.ArchiveError(f"{unit} is a link or leaves {root}: not touched")
-    return unit
+def bases(layout: Layout) -> set[Path]:
+    """The folders whose entries policies may act on."""
+    return {Path(os.path.realpath(layout.images)), Path(os.path.realpath(layout.results))}
 
 
-def _files(unit: Path, a: Action) -> list[str]:
-    """The action's files, each checked to be a regular file inside the unit (never through a link)."""
+def _present(a: Action) -> list[str]:
+    """The action's files that are still regular files in the unit; a link anywhere fails the action."""
     out = []
-    for rel in a.files:
-        p = unit / rel if rel else unit
-        if p.is_symlink() or not os.path.realpath(p).startswith(os.path.realpath(unit)):
-            raise archive.ArchiveError(f"{p} is a link or leaves {unit}: not touched")
-        if p.is_file():
-            out.append(rel)
+    with UnitDir(Path(a.root), a.unit) as unit:
+        for rel in a.files:
+            try:
+                st = unit.lstat(rel)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                raise UnsafePath(f"{unit.path / rel} is a link: not touched")
+            if stat.S_ISREG(st.st_mode):
+                out.append(rel)
     return out
 
 
-def run_action(a: Action, state: Path, simulate: bool = False) -> None:
-    unit = _unit_dir(a)
+def run_action(a: Action, layout: Layout, simulate: bool = False) -> None:
+    if Path(a.root) not in bases(layout):
+        raise UnsafePath(f"{a.root} is not this root's images/ or results/: not touched")
     if simulate:
         log.info("would %s %s/%s: %d files, %d bytes (%s)", a.kind, Path(a.root).name, a.unit, a.nfiles, a.bytes,
                  a.reason)
         return
-    files = _files(unit, a)
+    try:
+        files = _present(a)
+    except FileNotFoundError:
+        return  # the whole unit is gone already
     if not files:
         return
+    base, state = Path(a.root), layout.state
     if a.kind in ("archive", "archive_then_delete"):
-        path = archive.archive(unit, files, Path(a.archive_dir), level=a.zstd_level, threads=a.zstd_threads,
+        done = archive.archive(base, a.unit, files, Path(a.archive_dir), level=a.zstd_level, threads=a.zstd_threads,
                                meta={"rule": a.rule, "policy": a.source, "reason": a.reason, "job_id": a.job_id})
-        manifest = path.with_name(path.name.removesuffix(archive.SUFFIX) + ".manifest.json")
-        members = json.loads(manifest.read_text())["members"]
-        removed = archive.delete_sources(unit, files, members) if a.kind == "archive_then_delete" else 0
-        audit.record(state, f"storage_{a.kind}", rule=a.rule, unit=a.unit, job_id=a.job_id, archive=str(path),
+        removed = archive.delete_sources(base, a.unit, files, done) if a.kind == "archive_then_delete" else 0
+        audit.record(state, f"storage_{a.kind}", rule=a.rule, unit=a.unit, job_id=a.job_id, archive=str(done.path),
                      files=len(files), bytes=a.bytes, removed=removed, reason=a.reason, policy=a.source)
     elif a.kind == "delete":
-        for rel in files:
-            (unit / rel).unlink()
-        archive.prune_dirs(unit, files)
+        removed = archive.delete_files(base, a.unit, files)
         audit.record(state, "storage_delete", rule=a.rule, unit=a.unit, job_id=a.job_id, files=len(files),
-                     bytes=a.bytes, reason=a.reason, policy=a.source)
+                     bytes=a.bytes, removed=removed, reason=a.reason, policy=a.source)
 
 
-def apply(plan: Plan, state: Path, simulate: bool = False) -> Outcome:
+def apply(plan: Plan, layout: Layout, simulate: bool = False) -> Outcome:
     out = Outcome()
     for a in plan.actions:
         try:
-            run_action(a, state, simulate)
+            run_action(a, layout, simulate)
             out.done.append(a)
-        except (archive.ArchiveError, OSError) as e:
+        except (archive.ArchiveError, UnsafePath, OSError) as e:
             log.error("%s of %s/%s failed: %s", a.kind, Path(a.root).name, a.unit, e)
-            audit.record(state, "storage_failed", rule=a.rule, unit=a.unit, kind=a.kind, error=str(e))
+            audit.record(layout.state, "storage_failed", rule=a.rule, unit=a.unit, kind=a.kind, error=str(e))
             out.failed.append((a, str(e)))
     return out

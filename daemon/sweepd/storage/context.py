@@ -7,8 +7,9 @@ from pathlib import Path
 
 from sweepd.paths import Layout
 from sweepd.storage import policy as policy_mod
-from sweepd.storage.index import PathIndex
-from sweepd.storage.planner import Plan, Planner
+from sweepd.storage.index import KEEP_FILE, PathIndex
+from sweepd.storage.lock import StorageLock
+from sweepd.storage.planner import Plan, Planner, Scope
 from sweepd.storage.policy import Policy, Rule
 
 
@@ -73,11 +74,27 @@ class IndexCache:
     def __init__(self) -> None:
         self.indexes: dict[tuple, PathIndex] = {}
 
-    def get(self, rule: Rule, root: Path) -> PathIndex:
-        key = (str(root), tuple(rule.include), tuple(rule.exclude))
+    def get(self, rule: Rule, scope: Scope) -> PathIndex:
+        key = (str(scope.base), scope.within, tuple(rule.include), tuple(rule.exclude))
         if key not in self.indexes:
-            self.indexes[key] = PathIndex(root, rule.include, rule.exclude).scan()
+            self.indexes[key] = PathIndex(scope.base, rule.include, rule.exclude, scope.within).scan()
         return self.indexes[key]
+
+
+def storage_lock(layout: Layout, timeout_s: float = 600.0, waiting=None) -> StorageLock:
+    """The root's storage lock, held (see :mod:`sweepd.storage.lock`); release it, or use it in `with`."""
+    return StorageLock(layout.state).acquire(timeout_s, waiting)
+
+
+def protection_now(layout: Layout, root: str, units: set[str], protected: set[str]) -> dict[str, str]:
+    """Why each of these units is protected now (for checking a saved plan); unprotected ones are absent."""
+    out = {}
+    for u in units:
+        if os.path.lexists(Path(root) / u / KEEP_FILE):
+            out[u] = "holds a .keep file"
+        elif u.startswith("job_") and u[4:] in protected:
+            out[u] = "is queued or running (sweepd queue or SLURM)"
+    return out
 
 
 def make_plan(layout: Layout, policies: list[tuple[Path, Policy]], cache: IndexCache | None = None,

@@ -1,6 +1,9 @@
-"""What is on disk under a rule's path: one Unit per job folder (or loose entry), with its files.
+"""What is on disk under a rule's path: one Unit per folder directly under the base (a job folder), with its files.
 
-Scans never follow symbolic links (a link is counted as skipped, never entered or deleted).
+A rule that names a folder inside a job (`within`) still gets whole-job units, holding only the
+files under that folder. Loose files directly under the base belong to no job and are left alone.
+Scans never follow symbolic links (a link is counted as skipped, never entered or deleted), and
+a file or folder vanishing mid-scan is simply not counted.
 The daemon keeps an index current from watchdog events (:meth:`PathIndex.update`) and corrects
 it with a periodic full scan.
 """
@@ -71,8 +74,12 @@ class Unit:
 
 
 class PathIndex:
-    def __init__(self, path: Path, include: list[str] | None = None, exclude: list[str] | None = None):
+    def __init__(self, path: Path, include: list[str] | None = None, exclude: list[str] | None = None,
+                 within: str = ""):
         self.path = str(Path(path))
+        self.within = within.strip("/")
+        self._top, _, inner = self.within.partition("/")
+        self._inner = inner + "/" if inner else ""
         self.include = include or ["*"]
         self.exclude = exclude or []
         self.units: dict[str, Unit] = {}
@@ -88,26 +95,35 @@ class PathIndex:
             return True
         return bool(self._inc.match(rel)) and not (self._exc and self._exc.match(rel))
 
+    def _narrow(self, unit: Unit) -> Unit:
+        """Only the files under `within` (when the rule names a folder inside a job)."""
+        if self._inner:
+            unit.files = {k: v for k, v in unit.files.items() if k.startswith(self._inner)}
+            unit.touched()
+        return unit
+
+    def _concerns(self, rel: str) -> bool:
+        if not self.within:
+            return True
+        return rel == self.within or rel.startswith(self.within + "/") or self.within.startswith(rel + "/")
+
     # full scan -------------------------------------------------------------------------------
     def scan(self) -> "PathIndex":
         self.units = {}
         try:
-            top = list(os.scandir(self.path))
-        except FileNotFoundError:
+            top = [e for e in os.scandir(self.path) if not self._top or e.name == self._top]
+        except (FileNotFoundError, NotADirectoryError):
             return self
         for entry in top:
-            unit = Unit(entry.name, entry.path)
-            if entry.is_symlink():
-                unit.links_skipped += 1
+            try:
+                if entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
+                    continue  # a link, or a loose file: no job's
+            except OSError:
                 continue
-            if entry.is_dir(follow_symlinks=False):
-                unit.keep_flag = os.path.lexists(os.path.join(entry.path, KEEP_FILE))
-                self._walk(unit, entry.path, entry.name)
-            elif entry.is_file(follow_symlinks=False):
-                st = entry.stat(follow_symlinks=False)
-                if self.wanted(entry.name):
-                    unit.files[""] = (st.st_size, st.st_mtime)
-            self.units[entry.name] = unit
+            unit = Unit(entry.name, entry.path)
+            unit.keep_flag = os.path.lexists(os.path.join(entry.path, KEEP_FILE))
+            self._walk(unit, entry.path, entry.name)
+            self.units[entry.name] = self._narrow(unit)
         return self
 
     def _walk(self, unit: Unit, top: str, top_rel: str) -> None:
@@ -128,10 +144,13 @@ class PathIndex:
             try:
                 with os.scandir(fd) as it:
                     for e in it:
-                        if e.is_dir(follow_symlinks=False):
-                            stack.append((f"{d}/{e.name}", f"{rel}{e.name}/"))
+                        try:
+                            if e.is_dir(follow_symlinks=False):
+                                stack.append((f"{d}/{e.name}", f"{rel}{e.name}/"))
+                                continue
+                            st = e.stat(follow_symlinks=False)
+                        except OSError:  # vanished (or unreadable) between listing and stat
                             continue
-                        st = e.stat(follow_symlinks=False)
                         if S_ISREG(st.st_mode):
                             r = rel + e.name
                             if (every and e.name != KEEP_FILE) or wanted(f"{top_rel}/{r}"):
@@ -148,9 +167,11 @@ class PathIndex:
     def update(self, abs_path: str) -> None:
         """Bring one path's entry up to date (from a watchdog event)."""
         rel = os.path.relpath(abs_path, self.path)
-        if rel.startswith("..") or rel == ".":
+        if rel.startswith("..") or rel == "." or not self._concerns(rel):
             return
         top, _, inner = rel.partition("/")
+        if not inner and not os.path.isdir(abs_path) and top not in self.units:
+            return  # a loose file directly under the base: no job's
         unit = self.units.get(top)
         if unit is None:
             unit = self.units[top] = Unit(top, os.path.join(self.path, top))
@@ -160,12 +181,14 @@ class PathIndex:
             return
         try:
             st = os.lstat(abs_path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             gone = [k for k in unit.files if k == inner or k.startswith(inner + "/")] if inner else list(unit.files)
             for k in gone:
                 del unit.files[k]
+            if not inner:
+                del self.units[top]
             return
-        if stat.S_ISREG(st.st_mode) and self.wanted(rel):
+        if stat.S_ISREG(st.st_mode) and inner and self.wanted(rel):
             unit.files[inner] = (st.st_size, st.st_mtime)
         elif stat.S_ISDIR(st.st_mode):  # a folder arrived (moved in, or a whole job folder): index its files
             found = Unit(top, abs_path)
@@ -173,6 +196,7 @@ class PathIndex:
             unit.files.update({f"{inner}/{k}" if inner else k: v for k, v in found.files.items()})
             if not inner:
                 unit.keep_flag = os.path.lexists(os.path.join(abs_path, KEEP_FILE))
+        self._narrow(unit)
 
     # totals ----------------------------------------------------------------------------------
     @property

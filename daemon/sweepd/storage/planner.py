@@ -1,6 +1,8 @@
 """Plan, then apply: what each rule would do, and why, before anything is touched.
 
-Rules run in file order; each sees the effect of the actions planned before it. Within a rule:
+A rule path names images/ (or results/ with allow_results), or a folder inside it; either way the
+units acted on are whole job folders directly under that base, so protection and restore always
+work per job. Rules run in file order; each sees the effect of the actions planned before it. Within a rule:
 per-job trims first, then age, then the path's caps (max_bytes, max_files, min_free), evicting
 whole jobs oldest first. A job's age is that of its newest file (when the sweep last wrote), and a
 trim does not change it. Protected jobs (queued or running in the queue,
@@ -13,9 +15,11 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from pydantic import BaseModel, ConfigDict
 
 from sweepd.freqplan import representative
 from sweepd.paths import Layout
@@ -31,12 +35,13 @@ class PolicyError(ValueError):
     """A rule that sweepd refuses to apply (unsafe root, and the like)."""
 
 
-@dataclass
-class Action:
+class Action(BaseModel):
+    """One step of a plan; also what `storage plan --json` writes and `storage apply --plan` reads back."""
+    model_config = ConfigDict(extra="forbid")
     rule: str
     kind: str  # archive_then_delete | archive | delete
-    root: str  # the rule path the unit lives in
-    unit: str
+    root: str  # the base folder the unit lives in: images/ (or results/ with allow_results)
+    unit: str  # a whole job folder (or another folder) directly under root
     job_id: str | None
     files: list[str]  # exactly the files this action touches, relative to the unit
     whole: bool
@@ -49,7 +54,7 @@ class Action:
     source: str = ""  # the policy file
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return self.model_dump()
 
 
 @dataclass
@@ -62,8 +67,26 @@ class Plan:
         return sum(a.bytes for a in self.actions if a.kind != "archive")
 
 
-def resolve_root(layout: Layout, rule: Rule, raw: str) -> Path:
-    """A rule path, made absolute and checked: never /, $HOME itself, the archive, state/ or results/."""
+@dataclass(frozen=True)
+class Scope:
+    """Where a rule path points: the base folder whose entries are the units (images/, or results/
+    with allow_results), and the part of it the rule narrows to ('' for all; 'job_7' or
+    'job_7/1410MHz' for one job or a folder of one). Units are whole jobs whatever level a rule names."""
+    base: Path
+    within: str = ""
+
+    @property
+    def path(self) -> Path:
+        return self.base / self.within if self.within else self.base
+
+
+def _overlaps(p: Path, other: Path) -> bool:
+    return p == other or other.is_relative_to(p) or p.is_relative_to(other)
+
+
+def resolve_root(layout: Layout, rule: Rule, raw: str) -> Scope:
+    """A rule path, made absolute and checked: it must lie under images/ (or results/ with allow_results),
+    be a folder where it exists, and never touch /, $HOME itself, the archive, state/ or spool/."""
     p = Path(raw).expanduser()
     p = Path(os.path.realpath(p if p.is_absolute() else layout.root / p))
     archive = Path(os.path.realpath(archive_dir(layout, rule)))
@@ -71,15 +94,25 @@ def resolve_root(layout: Layout, rule: Rule, raw: str) -> Path:
     bad = {Path("/"): "the filesystem root", home: "your home directory itself"}
     if p in bad:
         raise PolicyError(f"rule {rule.name!r}: paths: {raw!r}: refusing to manage {bad[p]}")
-    for name, other in (("the archive directory", archive), ("sweepd's state/", layout.state)):
+    for name, other in (("the archive directory", archive), ("sweepd's state/", layout.state),
+                        ("sweepd's spool/", layout.root / "spool")):
         other = Path(os.path.realpath(other))
-        if p == other or other.is_relative_to(p) or p.is_relative_to(other):
+        if _overlaps(p, other):
             raise PolicyError(f"rule {rule.name!r}: paths: {raw!r}: overlaps {name} ({other})")
-    results = Path(os.path.realpath(layout.results))
-    if not rule.allow_results and (p == results or results.is_relative_to(p) or p.is_relative_to(results)):
+    images, results = (Path(os.path.realpath(x)) for x in (layout.images, layout.results))
+    if p.is_relative_to(images):
+        base = images
+    elif _overlaps(p, results) and not rule.allow_results:
         raise PolicyError(f"rule {rule.name!r}: paths: {raw!r}: overlaps results/ ({results}), where metrics live; "
                           "set allow_results = true to manage it")
-    return p
+    elif p.is_relative_to(results):
+        base = results
+    else:
+        raise PolicyError(f"rule {rule.name!r}: paths: {raw!r}: {p} is not under images/ ({images}): rules manage "
+                          "image folders (and results/ with allow_results = true), nothing else")
+    if os.path.lexists(p) and not p.is_dir():
+        raise PolicyError(f"rule {rule.name!r}: paths: {raw!r}: {p} is not a folder")
+    return Scope(base, "" if p == base else str(p.relative_to(base)))
 
 
 def archive_dir(layout: Layout, rule: Rule) -> Path:
@@ -110,7 +143,7 @@ def kept_by(keep: str | int, files: list[str]) -> set[str]:
 
 
 class Planner:
-    def __init__(self, layout: Layout, protected: set[str], index_for: Callable[[Rule, Path], PathIndex],
+    def __init__(self, layout: Layout, protected: set[str], index_for: Callable[[Rule, Scope], PathIndex],
                  free_bytes: Callable[[Path], tuple[int, int]] | None = None, now: float | None = None):
         self.layout, self.protected, self.index_for = layout, protected, index_for
         self.free_bytes = free_bytes or _statvfs
@@ -134,8 +167,8 @@ class Planner:
         out = Plan()
         for rule, source in rules:
             for raw in rule.paths:
-                root = resolve_root(self.layout, rule, raw)
-                self._rule(rule, source, root, self.index_for(rule, root), out)
+                scope = resolve_root(self.layout, rule, raw)
+                self._rule(rule, source, scope.base, self.index_for(rule, scope), out)
         return out
 
     def _protected(self, unit: Unit) -> str | None:
@@ -151,9 +184,10 @@ class Planner:
         if nbytes is None:
             sizes = unit.files
             nbytes = sum(sizes[k][0] for k in files)
-        out.actions.append(Action(rule.name, rule.action, str(root), unit.name, unit.job_id,
-                                  sorted(files), whole, nbytes, len(files), reason,
-                                  str(archive_dir(self.layout, rule)), rule.zstd_level, rule.zstd_threads, source))
+        out.actions.append(Action(rule=rule.name, kind=rule.action, root=str(root), unit=unit.name, job_id=unit.job_id,
+                                  files=sorted(files), whole=whole, bytes=nbytes, nfiles=len(files), reason=reason,
+                                  archive_dir=str(archive_dir(self.layout, rule)), zstd_level=rule.zstd_level,
+                                  zstd_threads=rule.zstd_threads, source=source))
         if rule.spec.deletes:
             key = (str(root), unit.name)
             self.gone.setdefault(key, set()).update(files)
@@ -241,7 +275,7 @@ class Planner:
             if not nfiles:
                 continue
             self._act(out, rule, source, root, unit, self.remaining(r, unit),
-                      f"{root.name}/ over its cap ({'; '.join(why)}); oldest job first", whole=True, nbytes=nbytes)
+                      f"{Path(idx.path, idx.within).name}/ over its cap ({'; '.join(why)}); oldest job first", whole=True, nbytes=nbytes)
             total_b -= nbytes
             total_f -= nfiles
             free += nbytes

@@ -2,28 +2,38 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
 from pydantic import BeforeValidator, ByteSize, TypeAdapter
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_DURATION = re.compile(r"\s*(\d{1,15}(?:\.\d{1,15})?)\s*(s|m|h|d|w)\s*\Z")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _BYTES = TypeAdapter(ByteSize)
 
 
+MIN_DURATION_S = 1.0
+MAX_DURATION_S = 100 * 365 * 86400.0  # a century: past it, a schedule or an age is a typo
+
+
 def parse_duration(value: object) -> float:
-    """'90s', '15m', '12h', '30d', '2w' -> seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value <= 0:
-            raise ValueError("a duration must be positive")
-        return float(value)
-    m = _DURATION.match(str(value))
-    if not m:
+    """'90s', '15m', '12h', '30d', '2w' (or a number of seconds) -> seconds: finite, at least 1 s, at most 100 years."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError("a duration is a number and a unit: s, m, h, d or w (e.g. \"30d\")")
-    seconds = float(m.group(1)) * _SECONDS[m.group(2)]
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(value)
+        if not m:
+            raise ValueError("a duration is a number and a unit: s, m, h, d or w (e.g. \"30d\")")
+        seconds = float(m.group(1)) * _SECONDS[m.group(2)]
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be finite")
+    if seconds < MIN_DURATION_S:
+        raise ValueError(f"a duration must be at least {MIN_DURATION_S:g} s")
+    if seconds > MAX_DURATION_S:
+        raise ValueError("a duration must be at most 100 years")
     return seconds
 
 
@@ -41,7 +51,10 @@ def parse_bytes(value: object) -> int:
 def parse_bytes_or_share(value: object) -> int | float:
     """'10%' -> 0.10 (a share of the filesystem); anything else -> bytes."""
     if isinstance(value, str) and value.strip().endswith("%"):
-        share = float(value.strip()[:-1]) / 100
+        try:
+            share = float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError("a share of the filesystem is a number and %, e.g. \"10%\"") from None
         if not 0 < share < 1:
             raise ValueError("a share of the filesystem is between 0% and 100%")
         return share

@@ -1,0 +1,174 @@
+"""Touching files inside a unit (a job folder) without ever following a link out of it.
+
+Every path is walked one component at a time from an open directory (``openat`` with
+``O_NOFOLLOW``), so a folder swapped for a symbolic link between plan and apply fails with
+:class:`UnsafePath` instead of leading into another job's files. Names come from plans and
+manifests, which are user-editable: each is checked to be relative, without ``.``/``..``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+
+
+class UnsafePath(Exception):
+    """A name that leaves its unit, or a link where a folder or file should be."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a file is now: a changed file (rewritten, replaced, grown) has another identity."""
+    ino: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> "Identity":
+        return cls(st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def check_name(rel: str, what: str = "name") -> list[str]:
+    """The components of a relative name; refuses absolute names, '.', '..', empty parts and NUL."""
+    if not isinstance(rel, str) or not rel or rel.startswith("/") or "\0" in rel:
+        raise UnsafePath(f"{what} {rel!r}: not a relative path")
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise UnsafePath(f"{what} {rel!r}: '.', '..' or an empty component")
+    return parts
+
+
+def check_unit_name(name: str) -> str:
+    """A unit is one entry directly under its rule's base folder."""
+    if len(check_name(name, "unit")) != 1:
+        raise UnsafePath(f"unit {name!r}: not a single folder name")
+    return name
+
+
+class UnitDir:
+    """An open unit folder: base/<unit>, opened without following links (the base is resolved first)."""
+
+    def __init__(self, base: Path, unit: str):
+        self.base = Path(os.path.realpath(base))
+        self.name = check_unit_name(unit)
+        self.path = self.base / unit
+        self.fd = -1
+        bfd = os.open(self.base, _DIR)
+        try:
+            self.fd = os.open(unit, _DIR, dir_fd=bfd)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafePath(f"{self.path} is a link or not a folder: not touched") from None
+            raise
+        finally:
+            os.close(bfd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> "UnitDir":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # walking ---------------------------------------------------------------------------------
+    def _parent(self, rel: str) -> tuple[int, str]:
+        """An fd of rel's folder (the caller closes it unless it is self.fd) and rel's last name."""
+        parts = check_name(rel)
+        fd = self.fd
+        try:
+            for p in parts[:-1]:
+                nfd = os.open(p, _DIR, dir_fd=fd)
+                if fd != self.fd:
+                    os.close(fd)
+                fd = nfd
+        except OSError as e:
+            if fd != self.fd:
+                os.close(fd)
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafePath(f"{self.path / rel}: a folder on the way is a link or not a folder") from None
+            raise
+        return fd, parts[-1]
+
+    def _done(self, fd: int) -> None:
+        if fd != self.fd:
+            os.close(fd)
+
+    def lstat(self, rel: str) -> os.stat_result:
+        fd, name = self._parent(rel)
+        try:
+            return os.stat(name, dir_fd=fd, follow_symlinks=False)
+        finally:
+            self._done(fd)
+
+    def open(self, rel: str):
+        """A binary file object of a regular file (never through a link), and its identity."""
+        fd, name = self._parent(rel)
+        try:
+            try:
+                ffd = os.open(name, _FILE, dir_fd=fd)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise UnsafePath(f"{self.path / rel} is a link: not touched") from None
+                raise
+        finally:
+            self._done(fd)
+        st = os.fstat(ffd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(ffd)
+            raise UnsafePath(f"{self.path / rel} is not a regular file: not touched")
+        os.set_blocking(ffd, True)
+        return os.fdopen(ffd, "rb"), st
+
+    def unlink_if(self, rel: str, identity: Identity) -> bool:
+        """Remove rel if it is still the very file that was archived; False if it is gone already.
+        Raises UnsafePath if it changed (another file, other size or mtime) since."""
+        fd, name = self._parent(rel)
+        try:
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return False
+            if not stat.S_ISREG(st.st_mode) or Identity.of(st) != identity:
+                raise UnsafePath(f"{self.path / rel} changed since it was archived: not deleted")
+            os.unlink(name, dir_fd=fd)
+            return True
+        finally:
+            self._done(fd)
+
+    def prune(self, rels: list[str]) -> None:
+        """Remove the folders that removing `rels` left empty, deepest first, then the unit itself."""
+        dirs = {tuple(check_name(r)[:-1]) for r in rels}
+        for parts in sorted(dirs, key=len, reverse=True):
+            for k in range(len(parts), 0, -1):
+                try:
+                    fd, name = self._parent("/".join(parts[:k]))
+                except (UnsafePath, OSError):
+                    break
+                try:
+                    os.rmdir(name, dir_fd=fd)
+                except OSError:
+                    break
+                finally:
+                    self._done(fd)
+        try:
+            bfd = os.open(self.base, _DIR)
+        except OSError:
+            return
+        try:
+            st = os.stat(self.name, dir_fd=bfd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                os.rmdir(self.name, dir_fd=bfd)
+        except OSError:
+            pass
+        finally:
+            os.close(bfd)
