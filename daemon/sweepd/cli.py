@@ -79,7 +79,7 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, for
                   f"results in {layout.job_results(job)}", highlight=False)
     with ConsoleObserver(console, len(plan) * request.protocol.trials, request.protocol.trials, simulated) as obs:
         outcome = runner.run(request, layout, job, obs)
-    rows = outcome.store.write_summary(plan)
+    rows = outcome.store.summary_rows(plan)  # display only: the sweep wrote summary.csv itself
     if rows:
         console.print(summary_table(rows, simulated, f"job {job}: {request.workload.model}, "
                                                      f"{outcome.store.manifest['gpu']['name']}"))
@@ -113,6 +113,9 @@ def guarded(fn) -> int:
         return fail(f"GPU: {e}", EXIT_GPU)
     except SlurmError as e:
         return fail(f"SLURM: {e}", 1)
+    except OSError as e:  # the filesystem said no (full, read-only, permissions): one line, not a traceback
+        where = f": {e.filename}" if e.filename else ""
+        return fail(f"{e.strerror or e}{where}", EXIT_FAILED)
 
 
 @app.command()

@@ -164,7 +164,8 @@ class Spool:
 
     def scan(self) -> list[Outcome]:
         """Take in every complete file; files still being written wait for a later scan."""
-        names = {p.name for p in (cands := self.candidates())}
+        cands = self.candidates()
+        names = {p.name for p in cands}
         for gone in set(self._seen) - names:
             del self._seen[gone]
         with self._hints:

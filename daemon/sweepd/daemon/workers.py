@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -15,19 +14,12 @@ from typing import IO
 from sweepd import audit
 from sweepd.daemon.worker import EXIT_DONE, EXIT_INTERRUPTED, read_status
 from sweepd.engine.runner import repair_locks
+from sweepd.engine.stop import PARENT_ENV
 from sweepd.paths import Layout
 from sweepd.queue import Queue
 from sweepd.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """If the daemon is killed (even SIGKILL), the worker gets SIGTERM: it stops after its trial."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 @dataclass
@@ -63,12 +55,13 @@ class WorkerPool:
         results = self.layout.job_results(row["job_id"])
         results.mkdir(parents=True, exist_ok=True)
         logf = open(results / "sweep.log", "ab")
+        # the worker sets its own parent-death signal (engine/stop.py): no preexec_fn in this threaded daemon
         env = os.environ | {"SWEEPD_IMAGES_DIR": str(self.layout.images), "SWEEPD_RESULTS_DIR": str(self.layout.results),
-                            "PYTHONUNBUFFERED": "1"}
+                            "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
         env.pop("NOTIFY_SOCKET", None)  # only the daemon talks to systemd
         proc = subprocess.Popen([sys.executable, "-m", "sweepd", "worker", row["id"], "--root", str(self.layout.root)],
                                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=_die_with_parent, start_new_session=True)
+                                start_new_session=True)
         self.queue.set_pid(row["id"], proc.pid)
         self.running[slot] = Running(row["id"], row["job_id"], proc, logf)
         audit.record(self.layout.state, "started", sweep_id=row["id"], job_id=row["job_id"], worker=slot, pid=proc.pid)
@@ -101,6 +94,10 @@ class WorkerPool:
             state = "done"
         elif rc == EXIT_INTERRUPTED:
             state = "cancelled" if row["cancel_requested"] else "interrupted"
+        elif rc < 0 and row["cancel_requested"]:  # cancelled before its stop handler was in place
+            state = "cancelled"
+            error = f"cancelled by user (the worker ended by {signal.Signals(-rc).name} while starting)"
+            repair_locks(self.layout)
         elif rc < 0:  # killed by a signal: SIGKILL, OOM killer, segfault
             state = "interrupted"
             error = f"worker killed by {signal.Signals(-rc).name}"

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from sweepd import paths
-from sweepd.engine.stop import StopFlag, StopRequested
+from sweepd.engine.stop import StopFlag, StopRequested, early
 from sweepd.engine.store import JobStore
 from sweepd.engine.sweep import Observer, Sweep
 from sweepd.freqplan import ClockPoint, plan_clocks
@@ -85,13 +85,14 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
     from sweepd.workload.pipeline import Workload  # torch is imported here, in the sweep process only
 
     device, plan, store = prepare(request, layout, job_id, shard)
-    stop = stop or StopFlag()
+    stop = stop or early() or StopFlag()
     with device:
         repair_locks(layout)
         resumed = store.open(request, device.info(), plan, sweep_id)
         stop.install()
         try:
             with ClockGuard(device, layout.gpu_locks) as guard:
+                stop.check()  # cancelled while starting: do not load the model for nothing
                 workload = Workload(request.workload, paths.cache_dir(), gpu_uuid=device.uuid,
                                     simulated=device.simulated)
                 store.update(workload=workload.info(), model_loaded_unix=time.time())
@@ -99,17 +100,31 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
             store.set_status("done")
             return Outcome("done", store, plan, resumed=resumed)
         except (StopRequested, KeyboardInterrupt) as e:
-            store.set_status("interrupted", f"stopped by {e or 'request'}")
+            _final_status(store, "interrupted", f"stopped by {e or 'request'}")
             return Outcome("interrupted", store, plan, f"stopped by {e or 'request'}", resumed)
+        except OSError as e:  # results could not be written (disk full, quota, read-only)
+            where = f": {e.filename}" if e.filename else ""
+            msg = f"cannot write results ({e.strerror or e}{where}); what was committed before is kept and resumes"
+            log.error("sweep %s failed: %s", job_id, msg)
+            _final_status(store, "failed", msg)
+            return Outcome("failed", store, plan, msg, resumed)
         except Exception as e:
             msg = f"{type(e).__name__}: {e}"
             log.error("sweep %s failed: %s", job_id, msg)
-            store.set_status("failed", msg)
+            _final_status(store, "failed", msg)
             return Outcome("failed", store, plan, msg, resumed)
         finally:
             stop.restore()
             if shard is None:  # a shard's report is the merged one
                 write_report(store)
+
+
+def _final_status(store: JobStore, status: str, error: str) -> None:
+    """sweep.json's last word, if the disk still takes it; else the last one written stands (never 'done')."""
+    try:
+        store.set_status(status, error)
+    except OSError as e:
+        log.error("could not record %s in sweep.json: %s", status, e.strerror or e)
 
 
 def write_report(store: JobStore) -> None:

@@ -7,7 +7,9 @@ marked ``interrupted`` and can be resumed); a second one stops at once, still th
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
 import threading
 
@@ -54,3 +56,29 @@ class StopFlag:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
         self._previous.clear()
+
+
+_EARLY: StopFlag | None = None
+PR_SET_PDEATHSIG = 1
+PARENT_ENV = "SWEEPD_DAEMON_PID"
+
+
+def install_early() -> StopFlag:
+    """First thing in a worker process: SIGTERM/SIGINT already mean "stop after the current trial",
+    and the daemon's death (even SIGKILL) sends this process SIGTERM (PR_SET_PDEATHSIG), set here in
+    the child itself rather than in a preexec_fn of the threaded daemon."""
+    global _EARLY
+    _EARLY = StopFlag().install()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+    parent = os.environ.get(PARENT_ENV, "")
+    if parent.isdigit() and os.getppid() != int(parent):  # the daemon died before the line above
+        _EARLY.request("the daemon that started this worker is gone")
+    return _EARLY
+
+
+def early() -> StopFlag | None:
+    """The flag install_early() set up in this process, if any: a stop asked for during start-up is kept."""
+    return _EARLY

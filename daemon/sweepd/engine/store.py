@@ -156,7 +156,11 @@ class JobStore:
         atomic.write_csv(self.dir / "power.csv", POWER_FIELDS, self.power)
         return self.write_summary(plan)
 
+    def summary_rows(self, plan: list[ClockPoint]) -> list[dict]:
+        """The per-clock summary as it stands (summary.csv holds the same, written at each clock's end)."""
+        return summarize(self.trials, [p.key for p in plan])
+
     def write_summary(self, plan: list[ClockPoint]) -> list[dict]:
-        rows = summarize(self.trials, [p.key for p in plan])
+        rows = self.summary_rows(plan)
         atomic.write_csv(self.dir / "summary.csv", SUMMARY_FIELDS, rows)
         return rows

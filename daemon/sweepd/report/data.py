@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweepd import atomic
+from sweepd import atomic, paths
 from sweepd.paths import Layout
 
 
@@ -50,6 +50,11 @@ def load(path: Path) -> JobResults:
 
 def find(layout: Layout, key: str) -> JobResults:
     """A job by its folder name (job_1234), its job id (1234) or its sweep id."""
+    short = key if len(key) <= 80 else key[:77] + "..."
+    try:
+        paths.check_job_id(key.removeprefix("job_"))
+    except ValueError:
+        raise JobNotFound(f"no sweep {short!r}: not a job id (1-64 letters, digits, '.', '_' or '-')") from None
     for candidate in (layout.results / key, layout.results / f"job_{key}"):
         if (candidate / "sweep.json").exists() and candidate.parent == layout.results:
             return load(candidate)
@@ -59,7 +64,7 @@ def find(layout: Layout, key: str) -> JobResults:
                 return load(manifest.parent)
         except (OSError, ValueError):
             continue
-    raise JobNotFound(f"no sweep {key!r} under {layout.results} (give job_<ID>, the job id or the sweep id)")
+    raise JobNotFound(f"no sweep {short!r} under {layout.results} (give job_<ID>, the job id or the sweep id)")
 
 
 def all_jobs(layout: Layout) -> list[JobResults]:

@@ -3,6 +3,7 @@ with nothing measured gets no plot. A simulated sweep says so in every title."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from sweepd import atomic  # noqa: E402
 from sweepd.report.analysis import Analysis  # noqa: E402
 
 
@@ -21,10 +23,16 @@ def _title(a: Analysis, what: str) -> str:
 
 
 def _save(fig, out: Path, stem: str) -> list[Path]:
+    """Each format rendered in memory, then written atomically: a full disk leaves the old plot or none,
+    never a 0-byte or truncated one."""
     paths = [out / f"{stem}.png", out / f"{stem}.svg"]
-    for p in paths:
-        fig.savefig(p, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        for p in paths:
+            buf = io.BytesIO()
+            fig.savefig(buf, format=p.suffix[1:], dpi=110, bbox_inches="tight")
+            atomic.write_bytes(p, buf.getvalue())
+    finally:
+        plt.close(fig)
     return paths
 
 
