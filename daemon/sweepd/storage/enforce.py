@@ -158,7 +158,8 @@ class StorageManager:
             rules = [(r, s) for r, s in rules_of(self.policies) if names is None or r.name in names]
             if not rules:
                 return
-                        from sweepd.storage.context import ProtectionUnknown, protected_jobs
+            from sweepd.storage.apply import apply
+            from sweepd.storage.context import ProtectionUnknown, protected_jobs
 
             try:
                 held = storage_lock(self.layout, LOCK_WAIT_S)
