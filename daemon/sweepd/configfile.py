@@ -76,8 +76,9 @@ def bracket_depth(text: str) -> int:
 
 
 def data_depth(data: Any) -> int:
-    """How deep parsed data nests (iteratively: the data may be deeper than the recursion limit)."""
-    deepest, stack = 0, [(data, 1)]
+    """How deep parsed data nests below the top-level table (iteratively: the data may be deeper than the
+    recursion limit)."""
+    deepest, stack = 0, [(data, 0)]
     while stack:
         item, d = stack.pop()
         if isinstance(item, dict):

@@ -88,7 +88,8 @@ def install_service(
 ) -> None:
     """Write the systemd user unit for `sweepd serve` and print how to enable it."""
     text = resources.files("sweepd.systemd").joinpath("sweepd.service").read_text()
-    exe = shutil.which("sweepd") or str(Path(sys.argv[0]).resolve())
+    # the console script on PATH; else this very interpreter (`python -m sweepd` has no script of its own)
+    exe = shutil.which("sweepd") or f"{sys.executable} -m sweepd"
     start = f"{exe} serve" + (f" --root {Path(root).expanduser().absolute()}" if root else "")
     text = text.replace("ExecStart=/usr/bin/env sweepd serve", f"ExecStart={start}")
     unit_dir.mkdir(parents=True, exist_ok=True)
