@@ -296,3 +296,30 @@ def test_restore_streams_a_large_member_in_flat_memory(tmp_path):
     rss_kib = int(r.stdout.strip().splitlines()[-1])
     assert rss_kib < 200 * 1024, f"restore took {rss_kib / 1024:.0f} MiB for a {size >> 20} MiB member"
     assert (tmp_path / "out/job_big/huge.bin").stat().st_size == size
+
+
+@pytest.mark.parametrize("how", ["keep", "queued"])
+def test_protection_is_checked_again_at_each_action(tmp_path, how):
+    """Between the plan and its action a job may gain a .keep or a sweep (the daemon's plans included)."""
+    from pathlib import Path
+
+    from sweepd.paths import Layout
+    from sweepd.storage.apply import apply
+    from sweepd.storage.context import make_plan
+    from sweepd.storage.policy import Policy
+
+    layout = Layout.resolve(tmp_path / "root")
+    make_job(layout.images, "late", age_days=60)
+    before = tree_hashes(layout.images)
+    plan = make_plan(layout, [(Path("p.toml"), Policy.model_validate({"rules": [{"name": "age", "max_age": "30d"}]}))],
+                     protected=set())
+    assert [a.unit for a in plan.actions] == ["job_late"]
+    if how == "keep":
+        (layout.images / "job_late/.keep").touch()
+    else:
+        q = Queue(layout.state / "queue.sqlite")
+        q.add("dddddddddddd", "late", {})
+        q.close()
+    out = apply(plan, layout)
+    assert not out.done and not out.failed and len(out.skipped) == 1
+    assert tree_hashes(layout.images) == before

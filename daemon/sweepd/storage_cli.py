@@ -130,6 +130,8 @@ def storage_apply(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path]
                       highlight=False)
         for a, e in out.failed:
             err.print(f"failed: {a.kind} {a.unit}: {e}", highlight=False)
+        for a, e in out.skipped:
+            console.print(f"note: {e}", highlight=False)
         return EXIT_FAILED if out.failed else 0
 
     raise typer.Exit(_storage_guarded(go))

@@ -44,7 +44,7 @@ class Daemon:
         self.notifier = Notifier()
         self.observer = None
         self._last_scan = 0.0
-        self._last_line = ""
+        self._last_line: tuple = ()
 
     # setup -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -226,8 +226,8 @@ class Daemon:
             line += "; SETTINGS ERROR (old settings in force)"
         if self.storage.error:
             line += "; POLICY ERROR (old policy in force)"
-        if line != self._last_line:
-            self._last_line = line
+        if (line, self.settings_error, self.storage.error) != self._last_line:
+            self._last_line = (line, self.settings_error, self.storage.error)
             atomic.write_json(self.layout.state / "daemon.json",
                               {"pid": os.getpid(), "status": line, "settings_error": self.settings_error,
                                "policy_error": self.storage.error, "updated": time.time()})

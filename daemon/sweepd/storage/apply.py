@@ -18,6 +18,7 @@ from pathlib import Path
 from sweepd import audit
 from sweepd.paths import Layout
 from sweepd.storage import archive
+from sweepd.storage.index import KEEP_FILE
 from sweepd.storage.planner import Action, Plan
 from sweepd.storage.safefs import UnitDir, UnsafePath
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 class Outcome:
     done: list[Action] = field(default_factory=list)
     failed: list[tuple[Action, str]] = field(default_factory=list)
+    skipped: list[tuple[Action, str]] = field(default_factory=list)  # protected since the plan was made
 
 
 def bases(layout: Layout) -> set[Path]:
@@ -51,9 +53,33 @@ def _present(a: Action) -> list[str]:
     return out
 
 
+def protected_now(a: Action, layout: Layout) -> str | None:
+    """Protection checked again right before acting (a .keep or a sweep may have come since planning)."""
+    if os.path.lexists(Path(a.root) / a.unit / KEEP_FILE):
+        return "holds a .keep file"
+    db = layout.state / "queue.sqlite"
+    if a.job_id is not None and db.exists():
+        from sweepd.queue import Queue
+
+        q = Queue(db)
+        try:
+            row = q.get(a.job_id)
+        finally:
+            q.close()
+        if row is not None and row["job_id"] == a.job_id and row["state"] in ("queued", "running"):
+            return f"is {row['state']} (sweep {row['id']})"
+    return None
+
+
+class Protected(Exception):
+    pass
+
+
 def run_action(a: Action, layout: Layout, simulate: bool = False) -> None:
     if Path(a.root) not in bases(layout):
         raise UnsafePath(f"{a.root} is not this root's images/ or results/: not touched")
+    if (why := protected_now(a, layout)) is not None:
+        raise Protected(f"{a.unit} {why} now: skipped")
     if simulate:
         log.info("would %s %s/%s: %d files, %d bytes (%s)", a.kind, Path(a.root).name, a.unit, a.nfiles, a.bytes,
                  a.reason)
@@ -83,6 +109,9 @@ def apply(plan: Plan, layout: Layout, simulate: bool = False) -> Outcome:
         try:
             run_action(a, layout, simulate)
             out.done.append(a)
+        except Protected as e:
+            log.info("%s", e)
+            out.skipped.append((a, str(e)))
         except (archive.ArchiveError, UnsafePath, OSError) as e:
             log.error("%s of %s/%s failed: %s", a.kind, Path(a.root).name, a.unit, e)
             audit.record(layout.state, "storage_failed", rule=a.rule, unit=a.unit, kind=a.kind, error=str(e))

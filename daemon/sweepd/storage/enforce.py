@@ -95,7 +95,11 @@ class StorageManager:
         log.info("storage policies in force: %s", ", ".join(str(p) for p, _ in pols) or "none")
         if self.scheduler.running:
             self._schedule()
-            self._watch_paths()
+            try:
+                self._watch_paths()
+            except Exception as e:
+                self.error = f"storage: cannot watch: {type(e).__name__}: {e}"
+                log.exception("storage: watching the rule paths failed; scheduled runs go on")
         return True
 
     def _schedule(self) -> None:
@@ -136,8 +140,12 @@ class StorageManager:
                                                            ev.scheduled_run_time), EVENT_JOB_MISSED)
         self.scheduler.start()
         self._schedule()
-        self._watch_policies()
-        self._watch_paths()
+        for step in (self._watch_policies, self._watch_paths):
+            try:
+                step()
+            except Exception as e:  # a folder that cannot be watched: reported, schedules still run
+                self.error = f"storage: cannot watch: {type(e).__name__}: {e}"
+                log.exception("storage: %s failed; scheduled runs go on", step.__name__)
 
     def stop(self) -> None:
         for t in self._timers.values():
