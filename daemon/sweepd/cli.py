@@ -6,6 +6,7 @@ when the model loads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -24,13 +25,18 @@ from sweepd.gpu.base import GpuError, GpuPermissionError
 from sweepd.request import SweepRequest, load_request
 from sweepd.slurm.commands import SlurmError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+# Plain click help (rich_markup_mode=None): typer's rich help prints a "<bool>" placeholder after every flag.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, rich_markup_mode=None,
                   help="DVFS energy sweeps of Stable Diffusion on NVIDIA GPUs (or a simulated one).")
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)  # an error line is never wrapped: it stays greppable
+# Piped or redirected output gets every value in full (rich would cut tables at 80 columns); a terminal
+# keeps its own width.
+_WIDE = 100_000
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else _WIDE)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else _WIDE)  # never wrapped: greppable
 
 EXIT_FAILED, EXIT_INPUT, EXIT_GPU, EXIT_INTERRUPTED = 1, 2, 3, 4
 
+VerboseOpt = typer.Option(False, "-v", "--verbose", help="log debug detail, library messages included")
 RootOpt = typer.Option(None, "--root", envvar="SWEEPD_ROOT", help="sweepd's root folder (default: XDG data dir)")
 ImagesOpt = typer.Option(None, "--images-dir", envvar="SWEEPD_IMAGES_DIR", help="images/ elsewhere (e.g. scratch)")
 ResultsOpt = typer.Option(None, "--results-dir", envvar="SWEEPD_RESULTS_DIR", help="results/ elsewhere")
@@ -42,10 +48,17 @@ def fail(message: str, code: int) -> int:
 
 
 def _setup_logging(verbose: bool) -> None:
+    """The terminal gets sweepd's own messages; the libraries' chatter (and the per-clock progress lines,
+    which the terminal shows its own way) goes to sweep.log only, or with -v to the terminal too."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="sweepd: %(levelname)s: %(message)s")
-    for noisy in ("diffusers", "transformers", "PIL", "urllib3", "filelock", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not verbose:
+        for h in logging.getLogger().handlers:
+            h.addFilter(lambda r: r.name.startswith("sweepd") and not r.name.startswith("sweepd.progress")
+                        or r.levelno >= logging.ERROR)
+    from sweepd import quiet
+
+    quiet.libraries(verbose)
 
 
 def apply_flags(request: SweepRequest, no_save_images: bool, custom: str | None) -> SweepRequest:
@@ -67,6 +80,8 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, for
     from sweepd.progress import ConsoleObserver, optima_lines, summary_table
 
     job = runner.resolve_job_id(request, job_id)
+    for folder in (layout.state, layout.results, layout.images):  # one clear line, before anything else
+        paths.ensure_writable(folder)
     if not force and not (layout.job_results(job) / "sweep.json").exists():  # a resume already has its room
         from sweepd.report.fit import check
 
@@ -77,7 +92,8 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, for
     tag = " on a SIMULATED GPU" if simulated else ""
     console.print(f"sweep job {job}: {len(plan)} clock(s) x {request.protocol.trials} trials{tag}; "
                   f"results in {layout.job_results(job)}", highlight=False)
-    with ConsoleObserver(console, len(plan) * request.protocol.trials, request.protocol.trials, simulated) as obs:
+    with ConsoleObserver(console, len(plan) * request.protocol.trials, request.protocol.trials, simulated) as obs, \
+            job_log(layout.job_results(job) / "sweep.log"):
         outcome = runner.run(request, layout, job, obs)
     rows = outcome.store.summary_rows(plan)  # display only: the sweep wrote summary.csv itself
     if rows:
@@ -85,7 +101,13 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, for
                                                      f"{outcome.store.manifest['gpu']['name']}"))
         for line in optima_lines(rows):
             console.print(line + (" (simulated)" if simulated else ""), highlight=False)
-    console.print(f"results: {outcome.store.dir}\nimages:  {outcome.store.images_dir}", highlight=False)
+        from sweepd.report.flags import doubts
+
+        for line in doubts(outcome.store.dir):  # whatever the report doubts, said here too
+            console.print(f"[yellow]flag:[/] {line}", highlight=False)
+    console.print(f"results: {outcome.store.dir}", highlight=False)
+    if outcome.store.images_dir.exists():
+        console.print(f"images:  {outcome.store.images_dir}", highlight=False)
     if (outcome.store.dir / "report.html").exists():
         console.print(f"report:  {outcome.store.dir / 'report.html'}", highlight=False)
     if outcome.status == "done":
@@ -95,6 +117,23 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, for
         err.print(f"resume with: sweepd run --resume {job}", highlight=False)
         return EXIT_INTERRUPTED
     return EXIT_FAILED
+
+
+@contextlib.contextmanager
+def job_log(path: Path):
+    """A foreground sweep logs to results/job_<ID>/sweep.log too (as a daemon's worker does), so that
+    `sweepd logs` shows it; the terminal keeps its own progress display."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s sweepd: %(levelname)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def guarded(fn) -> int:
@@ -128,7 +167,7 @@ def run(
     custom_frequencies: Optional[str] = typer.Option(None, "--custom-frequencies", metavar="'510,960,1410'",
                                                      help="sweep these clocks (frequencies.mode = custom)"),
     force: bool = typer.Option(False, "--force", help="run even if the images would not fit"),
-    verbose: bool = typer.Option(False, "-v", "--verbose"),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Run a sweep in the foreground."""
     _setup_logging(verbose)
@@ -144,6 +183,9 @@ def run(
         if request_file is None:
             raise ValueError("give a request file, or --resume JOB")
         req = apply_flags(load_request(request_file), no_save_images, custom_frequencies)
+        from sweepd.workload import modelcheck
+
+        modelcheck.check(req.workload.model, str(request_file))
         if req.split > 1:  # `run` measures here, on one GPU; `executor` only matters to the daemon
             raise ValueError(f"split: {req.split}: a split sweep runs as a SLURM job array; submit it to a daemon "
                              'with executor = "slurm" (sweepd submit), or set split = 1 to run it here')
@@ -153,7 +195,7 @@ def run(
 
 
 @app.command()
-def demo(root: Optional[Path] = RootOpt, verbose: bool = typer.Option(False, "-v", "--verbose")) -> None:
+def demo(root: Optional[Path] = RootOpt, verbose: bool = VerboseOpt) -> None:
     """Run examples/quickstart.toml: tiny model, simulated A100, 10 clocks (about a minute on 2 cores)."""
     _setup_logging(verbose)
     layout = paths.Layout.resolve(root)
@@ -186,8 +228,10 @@ def gpus(backend: str = typer.Option("auto", help="auto | nvml | sim"),
             console.print_json(json.dumps(out))
             return 0
         for d in out:
+            # the simulated boards are alternatives (gpu.sim_model), not several GPUs of one machine
+            label = f'sim_model = "{d["sim_model"]}"' if d["simulated"] else f"GPU {d['index']}"
             tag = "  [SIMULATED]" if d["simulated"] else ""
-            console.print(f"GPU {d['index']}: {d['name']}  {d['uuid']}  backend={d['backend']}{tag}", highlight=False)
+            console.print(f"{label}: {d['name']}  {d['uuid']}  backend={d['backend']}{tag}", highlight=False)
             for mem, clocks in d["clocks"].items():
                 sweep = [f for f in clocks if f >= 510]
                 console.print(f"  memory {mem} MHz: {len(clocks)} core clocks {clocks[0]}..{clocks[-1]} MHz "
@@ -195,6 +239,20 @@ def gpus(backend: str = typer.Option("auto", help="auto | nvml | sim"),
         return 0
 
     raise typer.Exit(guarded(go))
+
+
+def _version(value: bool) -> None:
+    if value:
+        from sweepd import __version__
+
+        print(f"sweepd {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _top(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="print the version and exit")) -> None:
+    """DVFS energy sweeps of Stable Diffusion on NVIDIA GPUs (or a simulated one)."""
 
 
 def main() -> None:

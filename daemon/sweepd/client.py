@@ -1,5 +1,7 @@
 """Client commands: submit, status, list, cancel, logs. They work through the root's files and
-queue database (no network port), so they work the same whether the daemon runs or not."""
+queue database (no network port), so they work the same whether the daemon runs or not. They see
+one catalogue (:mod:`sweepd.catalogue`): the queue, requests still waiting in spool/incoming/, and
+foreground `sweepd run` jobs. Only submit and cancel write; the others work on a read-only root."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import typer
 from rich.table import Table
 
 from sweepd import paths
-from sweepd.cli import EXIT_INPUT, RootOpt, app, console, fail, guarded
+from sweepd.cli import EXIT_INPUT, RootOpt, app, console, err, fail, guarded
 from sweepd.configfile import ConfigError
 from sweepd.queue import FINAL, Queue, QueueError
 
@@ -25,7 +27,33 @@ def _layout(root: Optional[Path]) -> paths.Layout:
 
 
 def _queue(layout: paths.Layout) -> Queue:
-    return Queue(layout.state / "queue.sqlite")
+    """The queue for writing (cancel): an unwritable root is one clear line, not a traceback."""
+    import sqlite3
+
+    try:
+        return Queue(layout.state / "queue.sqlite")
+    except (OSError, sqlite3.Error) as e:
+        raise paths.RootNotWritable(f"{layout.state}: {getattr(e, 'strerror', None) or e}: the queue cannot be "
+                                    "written there; choose a writable root with --root or SWEEPD_ROOT") from None
+
+
+def _reader(layout: paths.Layout) -> Queue | None:
+    from sweepd.catalogue import open_queue_readonly
+
+    return open_queue_readonly(layout)
+
+
+def _entry_dict(layout: paths.Layout, e) -> dict:
+    """A spool or foreground entry in the shape of a queue row's dict."""
+    return {"id": e.id, "job_id": e.job_id, "state": e.state, "origin": e.origin, "executor": "local",
+            "priority": 0, "submitted_at": e.submitted_at, "error": e.error, "progress": {},
+            "results_dir": str(layout.job_results(e.job_id)) if e.job_id else "",
+            "spool_path": e.path if e.origin == "spool" else ""}
+
+
+def _no_daemon_hint(layout: paths.Layout) -> str:
+    return (f"no daemon is running on {layout.root}: the request waits in spool/incoming/ until one takes it in; "
+            "start one with `sweepd serve` (or `sweepd serve --once` to run the queue and exit)")
 
 
 def _when(ts: float | None) -> str:
@@ -88,19 +116,27 @@ def submit(request_file: Path, root: Optional[Path] = RootOpt,
             raise ConfigError(str(request_file), problems)
         if executor == "local" or req.gpu.backend == "sim":
             check_clocks(req)  # a SLURM sweep's real GPU is on a node: its clocks are checked there
+        if executor == "local":  # a node may see other folders and caches than this login node
+            from sweepd.workload import modelcheck
+
+            modelcheck.check(req.workload.model, str(request_file))
         layout = _layout(root)
         if not force:
             from sweepd.report.fit import check
 
             check(req, layout)
         incoming = layout.root / "spool" / "incoming"
-        incoming.mkdir(parents=True, exist_ok=True)
+        paths.ensure_writable(incoming)
         sweep_id = new_sweep_id()
         final = incoming / f"{sweep_id}{request_file.suffix.lower()}"
         tmp = incoming / f".{final.name}.tmp"  # ignored by the daemon until renamed
         tmp.write_bytes(request_file.read_bytes())
         os.replace(tmp, final)
         console.print(sweep_id, highlight=False)
+        from sweepd.daemon.pidlock import daemon_pid
+
+        if not daemon_pid(layout.state / "daemon.lock"):
+            err.print(f"warning: {_no_daemon_hint(layout)}", highlight=False)
         return 0
 
     raise typer.Exit(guarded(go))
@@ -115,11 +151,13 @@ def status(sweep: Optional[str] = typer.Argument(None, help="sweep id or job id"
     layout = _layout(root)
 
     def go() -> int:
-        q = _queue(layout)
+        from sweepd import catalogue
+
+        q = _reader(layout)
         if sweep:
-            row = q.get(sweep)
+            row = q.get(sweep) if q is not None else None
             if row is None:
-                return fail(f"no sweep {sweep!r} in {layout.state / 'queue.sqlite'}", EXIT_INPUT)
+                return _status_other(layout, sweep, as_json)
             d = _row_dict(layout, row, q)
             if as_json:
                 print(json.dumps(d, indent=2))
@@ -133,20 +171,29 @@ def status(sweep: Optional[str] = typer.Argument(None, help="sweep id or job id"
                 console.print(f"{k:>12}: {_when(d[k])}", highlight=False)
             if d["progress"]:
                 console.print(f"{'progress':>12}: {_progress(d['progress'])}", highlight=False)
-            for sh in d.get("shards", []):
-                tries = [h["slurm_id"] + (f" {h.get('slurm_state')}" if h.get("ended") else "") for h in sh["history"]]
-                what = _progress(sh["progress"]) if sh["progress"] else (sh["slurm_state"] or "")
-                console.print(f"{'shard ' + str(sh['shard']):>12}: {sh['state']}, SLURM {sh['slurm_id']} {what}"
-                              + (f"; attempts: {', '.join(tries)}" if len(tries) > 1 else "")
-                              + (f"; {sh['error']}" if sh["error"] and sh["state"] != "done" else ""), highlight=False)
+            if d["executor"] == "slurm" and d.get("slurm_job_id"):
+                for sh in d["shards"]:
+                    tries = [f"{h['slurm_id']} {h['slurm_state'] or h['state']}" for h in sh["history"]]
+                    console.print(f"{'shard ' + str(sh['shard']):>12}: {sh['slurm_id'] or '-'} {sh['state']}"
+                                  + (f" ({_progress(sh['progress'])})" if sh["progress"].get("clocks") else "")
+                                  + (f"; attempts: {', '.join(tries)}" if len(tries) > 1 else "")
+                                  + (f"; {sh['error']}" if sh["error"] and sh["state"] != "done" else ""), highlight=False)
+            _print_doubts(layout, d["job_id"], d["state"])
             return 0
         pid = daemon_pid(layout.state / "daemon.lock")
         try:
             daemon = json.loads((layout.state / "daemon.json").read_text()) if pid else {}
         except (OSError, ValueError):
             daemon = {}
+        counts = q.counts() if q is not None else {}
+        others = catalogue.waiting_requests(layout) + catalogue.foreground_jobs(
+            layout, {r["job_id"] for r in q.list()} if q is not None else set())
+        for e in others:
+            counts[e.state] = counts.get(e.state, 0) + 1
         out = {"daemon_pid": pid, "daemon_status": daemon.get("status"), "settings_error": daemon.get("settings_error"),
-               "policy_error": daemon.get("policy_error"), "counts": q.counts(), "root": str(layout.root)}
+               "policy_error": daemon.get("policy_error"), "counts": counts, "root": str(layout.root)}
+        if q is not None:
+            q.close()
         if as_json:
             print(json.dumps(out, indent=2))
             return 0
@@ -158,32 +205,87 @@ def status(sweep: Optional[str] = typer.Argument(None, help="sweep id or job id"
             if out[f"{what}_error"]:
                 console.print(f"[red]{what} error (the last valid {what} stays in force):[/] {out[f'{what}_error']}",
                               highlight=False)
-        console.print("sweeps: " + ", ".join(f"{n} {s}" for s, n in out["counts"].items() if n) or "sweeps: none",
+        console.print("sweeps: " + (", ".join(f"{n} {s}" for s, n in out["counts"].items() if n) or "none"),
                       highlight=False)
+        if counts.get("waiting") and not pid:
+            console.print(f"note: {_no_daemon_hint(layout)}", highlight=False)
         return 0
 
     raise typer.Exit(guarded(go))
 
 
+def _status_other(layout: paths.Layout, key: str, as_json: bool) -> int:
+    """status of a sweep the queue does not hold: waiting in the spool, or run in the foreground."""
+    from sweepd import catalogue
+
+    e = catalogue.find(layout, key)
+    if e is None:
+        return fail(f"no sweep {key!r} under {layout.root} (queue, spool/incoming/ or results/)", EXIT_INPUT)
+    d = _entry_dict(layout, e)
+    if as_json:
+        print(json.dumps(d, indent=2))
+        return 0
+    for k in ("id", "job_id", "state", "origin", "error", "results_dir", "spool_path"):
+        if d[k]:
+            console.print(f"{k:>12}: {d[k]}", highlight=False)
+    console.print(f"{'submitted_at' if e.origin == 'spool' else 'started_at':>12}: {_when(d['submitted_at'])}",
+                  highlight=False)
+    if e.origin == "spool":
+        console.print(f"note: {_no_daemon_hint(layout)}", highlight=False)
+    else:
+        _print_doubts(layout, e.job_id, e.state)
+    return 0
+
+
+def _print_doubts(layout: paths.Layout, job_id: str, state: str) -> None:
+    """What the report knows is doubtful about a finished sweep's answer, said here too."""
+    if state not in ("done", "failed", "cancelled", "interrupted"):
+        return
+    from sweepd.report.flags import doubts
+
+    for line in doubts(layout.job_results(job_id)):
+        console.print(f"[yellow]flag:[/] {line}", highlight=False)
+
+
 @app.command("list")
 def list_(root: Optional[Path] = RootOpt, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Every sweep in the queue, oldest first."""
+    """Every sweep of the root, oldest first: queued or run by the daemon, waiting in spool/incoming/,
+    or run in the foreground (`sweepd run`)."""
+    from sweepd import catalogue
+
     layout = _layout(root)
-    q = _queue(layout)
-    rows = [_row_dict(layout, r, q) for r in q.list()]
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    t = Table(title=f"sweeps in {layout.root}", title_justify="left")
-    for col in ("sweep", "job", "state", "prio", "submitted", "progress / error"):
-        t.add_column(col)
-    for r in rows:
-        if r["executor"] == "slurm" and r["state"] in ("queued", "running"):
-            what = _shards_line(r)
-        else:
-            what = _progress(r["progress"]) if r["state"] == "running" else (r["error"] or "")
-        t.add_row(r["id"], r["job_id"], r["state"], str(r["priority"]), _when(r["submitted_at"]), what)
-    console.print(t)
+
+    def go() -> int:
+        q = _reader(layout)
+        rows = []
+        try:
+            for e in catalogue.entries(layout):
+                if e.origin == "queue" and q is not None:
+                    rows.append(_row_dict(layout, q.get(e.id), q) | {"origin": "queue"})
+                else:
+                    rows.append(_entry_dict(layout, e))
+        finally:
+            if q is not None:
+                q.close()
+        if as_json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        t = Table(title=f"sweeps in {layout.root}", title_justify="left")
+        for col in ("sweep", "job", "state", "by", "prio", "submitted", "progress / error"):
+            t.add_column(col)
+        for r in rows:
+            if r["executor"] == "slurm" and r["state"] in ("queued", "running"):
+                what = _shards_line(r)
+            elif r["state"] == "waiting":
+                what = "in spool/incoming/: no daemon has taken it in"
+            else:
+                what = _progress(r["progress"]) if r["state"] == "running" and r["progress"] else (r["error"] or "")
+            by = {"queue": "daemon" if r["executor"] == "local" else "slurm"}.get(r["origin"], r["origin"])
+            t.add_row(r["id"], r["job_id"], r["state"], by, str(r["priority"]), _when(r["submitted_at"]), what)
+        console.print(t)
+        return 0
+
+    raise typer.Exit(guarded(go))
 
 
 @app.command()
@@ -191,7 +293,14 @@ def cancel(sweep: str, root: Optional[Path] = RootOpt) -> None:
     """Cancel a sweep: a queued one at once, a running one after its current trial (clocks are reset).
     A SLURM sweep's jobs get scancel at once (SIGTERM, then SIGKILL after SLURM's KillWait)."""
     def go() -> int:
-        q = _queue(_layout(root))
+        layout = _layout(root)
+        reader = _reader(layout)
+        known = reader is not None and reader.get(sweep) is not None
+        if reader is not None:
+            reader.close()
+        if not known:
+            return _cancel_other(layout, sweep)
+        q = _queue(layout)
         try:
             outcome = q.request_cancel(sweep)
         except QueueError as e:
@@ -213,16 +322,46 @@ def cancel(sweep: str, root: Optional[Path] = RootOpt) -> None:
     raise typer.Exit(guarded(go))
 
 
+def _cancel_other(layout: paths.Layout, key: str) -> int:
+    from sweepd import catalogue
+
+    e = catalogue.find(layout, key)
+    if e is None:
+        return fail(f"no sweep {key!r} under {layout.root} (queue, spool/incoming/ or results/)", EXIT_INPUT)
+    if e.origin == "foreground":
+        if e.state != "running":
+            return fail(f"sweep {key} (run in the foreground) is already {e.state}", EXIT_INPUT)
+        return fail(f"sweep {key} runs in the foreground (sweepd run): stop it with Ctrl-C where it runs; "
+                    "it stops after its current trial and resets the clocks", EXIT_INPUT)
+    # waiting in spool/incoming/: moved aside (never deleted), so no daemon takes it in later
+    src = Path(e.path)
+    rejected = layout.root / "spool" / "rejected"
+    paths.ensure_writable(rejected)
+    target = rejected / src.name
+    n = 1
+    while target.exists():
+        target = rejected / f"{src.stem}.{n}{src.suffix}"
+        n += 1
+    from sweepd import atomic
+
+    atomic.write_text(target.with_name(target.name + ".error.txt"),
+                      f"sweepd: {src.name} was cancelled by user before any daemon took it in\n")
+    os.replace(src, target)
+    console.print(f"{key}: cancelled (it was waiting in spool/incoming/; the request is kept as {target})",
+                  highlight=False)
+    return 0
+
+
 @app.command()
 def logs(sweep: str, root: Optional[Path] = RootOpt,
          follow: bool = typer.Option(False, "--follow", "-f", help="keep printing until the sweep ends")) -> None:
     """A sweep's log: results/job_<ID>/sweep.log, or for a SLURM sweep each of its jobs' logs in
     results/slurm/<sweep id>/ (one per shard and attempt) and the merge's."""
     layout = _layout(root)
-    q = _queue(layout)
-    row = q.get(sweep)
+    q = _reader(layout)
+    row = q.get(sweep) if q is not None else None
     if row is None:
-        raise typer.Exit(fail(f"no sweep {sweep!r}", EXIT_INPUT))
+        raise typer.Exit(_logs_other(layout, sweep, follow))
     pos: dict[Path, int] = {}
 
     def files() -> list[Path]:
@@ -247,4 +386,31 @@ def logs(sweep: str, root: Optional[Path] = RootOpt,
             sys.stdout.flush()
         if not follow or q.get(sweep)["state"] in FINAL + ("interrupted",):
             break
+        time.sleep(0.5)
+
+
+def _logs_other(layout: paths.Layout, key: str, follow: bool) -> int:
+    from sweepd import catalogue
+
+    e = catalogue.find(layout, key)
+    if e is None:
+        return fail(f"no sweep {key!r} under {layout.root} (queue, spool/incoming/ or results/)", EXIT_INPUT)
+    if e.origin == "spool":
+        return fail(f"sweep {key} is waiting in spool/incoming/: no log until a daemon runs it. "
+                    f"{_no_daemon_hint(layout)}", EXIT_INPUT)
+    log = layout.job_results(e.job_id) / "sweep.log"
+    pos = 0
+    while True:
+        try:
+            with open(log, "rb") as fh:
+                fh.seek(pos)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return fail(f"sweep {key} ran in the foreground and wrote no log at {log}", EXIT_INPUT)
+        pos += len(chunk)
+        sys.stdout.write(chunk.decode(errors="replace"))
+        sys.stdout.flush()
+        again = catalogue.find(layout, key)
+        if not follow or again is None or again.state != "running":
+            return 0
         time.sleep(0.5)

@@ -78,6 +78,25 @@ def _configured() -> dict[str, str]:
     return {"root": s.root, "images_dir": s.images_dir, "results_dir": s.results_dir}
 
 
+class RootNotWritable(ValueError):
+    """A folder sweepd must write to cannot be written (read-only filesystem, permissions)."""
+
+
+def ensure_writable(folder: Path) -> Path:
+    """Create `folder` if needed and check that a file can be made in it; else one clear line (exit 2)."""
+    import tempfile
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".sweepd-write-check."):
+            pass
+    except OSError as e:
+        raise RootNotWritable(f"{folder}: {e.strerror or e}: sweepd cannot write there; choose a writable root with "
+                              "--root or SWEEPD_ROOT (or --images-dir / --results-dir for those folders)") from None
+    return folder
+
+
 def check_job_id(job_id: str) -> str:
     """A job id names a folder: letters, digits, '.', '_', '-'; no path tricks."""
     if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id) or ".." in job_id:

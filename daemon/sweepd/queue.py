@@ -99,6 +99,31 @@ class Queue:
     def close(self) -> None:
         self.db.close()
 
+    @classmethod
+    def reader(cls, path: Path) -> "Queue":
+        """Open for reading only: no folder, file or migration is made (a read-only root works too)."""
+        from urllib.parse import quote
+
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        for mode in ("mode=ro", "immutable=1"):  # immutable: a read-only filesystem, where WAL cannot make -shm
+            try:
+                db = sqlite3.connect(f"file:{quote(str(self.path))}?{mode}", uri=True, timeout=30,
+                                     isolation_level=None, check_same_thread=False)
+                db.row_factory = sqlite3.Row
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                break
+            except sqlite3.OperationalError as e:
+                error = e
+                continue
+        else:
+            raise QueueError(f"{self.path} cannot be read: {error}")
+        if version > SCHEMA_VERSION:
+            db.close()
+            raise QueueError(f"{self.path} has schema {version}; this sweepd knows up to {SCHEMA_VERSION}: upgrade sweepd")
+        self.db = db
+        return self
+
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         self.db.execute("BEGIN IMMEDIATE")

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from sweepd import paths
-from sweepd.cli import RootOpt, app, console, guarded
+from sweepd.cli import ImagesOpt, ResultsOpt, RootOpt, app, console, guarded
 from sweepd.storage.units import human
 
 _NAMES = {"energy": "minimum energy", "edp": "minimum EDP", "ed2p": "minimum ED2P"}
@@ -21,7 +21,7 @@ _NAMES = {"energy": "minimum energy", "edp": "minimum EDP", "ed2p": "minimum ED2
 @app.command()
 def report(
     jobs: list[str] = typer.Argument(..., help="job_<ID>, job id or sweep id; several to compare"),
-    root: Optional[Path] = RootOpt,
+    root: Optional[Path] = RootOpt, images_dir: Optional[Path] = ImagesOpt, results_dir: Optional[Path] = ResultsOpt,
     bound: float = typer.Option(5.0, "--bound", help="slowdown bound in % vs the max clock"),
     cv: float = typer.Option(5.0, "--cv", help="flag clocks whose J/image CV is above this %"),
     as_json: bool = typer.Option(False, "--json"), as_csv: bool = typer.Option(False, "--csv"),
@@ -32,21 +32,31 @@ def report(
     from sweepd.report.build import build
     from sweepd.report.data import find
 
-    layout = paths.Layout.resolve(root)
+    layout = paths.Layout.resolve(root, images_dir, results_dir)
 
     def go() -> int:
-        built = [build(find(layout, j), bound, cv / 100) for j in jobs]
-        analyses = [b[0] for b in built]
-        if as_json:
+        from sweepd.report.analysis import analyse
+
+        analyses = [analyse(find(layout, j), bound, cv / 100) for j in jobs]
+        if as_json:  # reading only: no plot or page is written, nothing heavy is imported
             print(json.dumps([a.to_json() for a in analyses] if len(analyses) > 1 else analyses[0].to_json(), indent=1))
             return 0
         if as_csv:
+            keys = [k for k in (analyses[0].rows[0].keys() if analyses[0].rows else []) if k not in ("job_id", "simulated")]
             w = csv.writer(sys.stdout)
-            w.writerow(["job_id", "simulated", *analyses[0].rows[0].keys()] if analyses[0].rows else ["job_id"])
+            w.writerow(["job_id", "simulated", *keys])
             for a in analyses:
                 for r in a.rows:
-                    w.writerow([a.job.job_id, a.job.simulated, *r.values()])
+                    w.writerow([a.job.job_id, "true" if a.job.simulated else "false", *(r[k] for k in keys)])
             return 0
+        built = []
+        for a in analyses:
+            try:
+                built.append(build(a.job, bound, cv / 100))
+            except OSError as e:  # a read-only results folder: the table still prints
+                built.append((a, [], None))
+                console.print(f"note: plots and report.html not written ({e.strerror or e}: {e.filename or ''})",
+                              highlight=False)
         for a, _plots, page in built:
             if a.rows:
                 console.print(summary_table(a.rows, a.job.simulated, a.job.label))
@@ -59,22 +69,27 @@ def report(
                               highlight=False)
             for f in a.flags:
                 console.print(f"[yellow]flag:[/] {f}", highlight=False)
-            console.print(f"report: {page}", highlight=False)
+            if page is not None:
+                console.print(f"report: {page}", highlight=False)
         if len(analyses) > 1:
             t = Table(title="sweeps compared", title_justify="left")
             for col in ("job", "GPU", "baseline MHz", "min EDP MHz", "energy", "time", "min energy MHz", "energy"):
                 t.add_column(col)
             for a in analyses:
                 e, d = a.best("energy", False), a.best("edp", False)
-                t.add_row(a.job.job_id, a.job.gpu_name + (" (sim)" if a.job.simulated else ""), a.baseline,
+                sim = " (simulated)" if a.job.simulated and "simulated" not in a.job.gpu_name else ""
+            t.add_row(a.job.job_id, a.job.gpu_name + sim, a.baseline,
                           d.freq if d else "-", f"{-d.energy_saving_pct:+.1f}%" if d else "-",
                           f"{d.time_change_pct:+.1f}%" if d else "-", e.freq if e else "-",
                           f"{-e.energy_saving_pct:+.1f}%" if e else "-")
             console.print(t)
             out = layout.results / ("compare_" + "_".join(a.job.job_id for a in analyses))[:200]
-            out.mkdir(parents=True, exist_ok=True)
-            files = plots.compare(analyses, out)
-            console.print(f"compared curves: {files[0]}", highlight=False)
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+                files = plots.compare(analyses, out)
+                console.print(f"compared curves: {files[0]}", highlight=False)
+            except OSError as e:
+                console.print(f"note: compared curves not written ({e.strerror or e})", highlight=False)
         return 0
 
     raise typer.Exit(guarded(go))
@@ -116,7 +131,7 @@ def _slurm_plan(req, duration_s: float) -> dict | None:
 @app.command()
 def estimate(
     request_file: Optional[Path] = typer.Argument(None, help="sweep request"),
-    root: Optional[Path] = RootOpt,
+    root: Optional[Path] = RootOpt, images_dir: Optional[Path] = ImagesOpt, results_dir: Optional[Path] = ResultsOpt,
     as_json: bool = typer.Option(False, "--json"),
     table: bool = typer.Option(False, "--table", help="print the README's storage table for H100/A100/V100"),
 ) -> None:
@@ -131,7 +146,7 @@ def estimate(
         if request_file is None:
             raise ValueError("give a request file (or --table)")
         req = load_request(request_file)
-        e = estimate_request(req, paths.Layout.resolve(root))
+        e = estimate_request(req, paths.Layout.resolve(root, images_dir, results_dir))
         slurm = _slurm_plan(req, e.duration_s)
         if as_json:
             print(json.dumps(e.to_json() | ({"slurm": slurm} if slurm else {}), indent=1))

@@ -36,8 +36,11 @@ def serve(
     def go() -> int:
         s = settings_mod.load(config)
         journal.setup(s.log_level)
+        layout = layout_for(root, images_dir, results_dir, s)
+        for folder in (layout.state, layout.root / "spool"):  # one clear line on an unwritable root
+            paths.ensure_writable(folder)
         try:
-            return Daemon(s, layout_for(root, images_dir, results_dir, s), config, once).run()
+            return Daemon(s, layout, config, once).run()
         except AlreadyRunning as e:
             err.print(f"[bold red]error:[/] {e}", highlight=False)
             return EXIT_INPUT
@@ -83,14 +86,20 @@ def merge(job: str = typer.Argument(..., help="the job id of a split sweep (its 
 
 @app.command("install-service")
 def install_service(
-    root: Optional[Path] = RootOpt,
+    root: Optional[Path] = RootOpt, images_dir: Optional[Path] = ImagesOpt, results_dir: Optional[Path] = ResultsOpt,
+    config: Optional[Path] = typer.Option(None, "--config", help="settings file the service reads (wins over all others)"),
     unit_dir: Path = typer.Option(Path.home() / ".config/systemd/user", help="where user units live"),
 ) -> None:
     """Write the systemd user unit for `sweepd serve` and print how to enable it."""
+    import shlex
+
     text = resources.files("sweepd.systemd").joinpath("sweepd.service").read_text()
     # the console script on PATH; else this very interpreter (`python -m sweepd` has no script of its own)
     exe = shutil.which("sweepd") or f"{sys.executable} -m sweepd"
-    start = f"{exe} serve" + (f" --root {Path(root).expanduser().absolute()}" if root else "")
+    args = [(flag, value) for flag, value in (("--root", root), ("--images-dir", images_dir),
+                                              ("--results-dir", results_dir), ("--config", config)) if value]
+    start = f"{exe} serve" + "".join(f" {flag} {shlex.quote(str(Path(v).expanduser().absolute()))}"
+                                     for flag, v in args)
     text = text.replace("ExecStart=/usr/bin/env sweepd serve", f"ExecStart={start}")
     unit_dir.mkdir(parents=True, exist_ok=True)
     target = unit_dir / "sweepd.service"

@@ -36,6 +36,7 @@ from sweepd.freqplan import ClockPlanError, plan_clocks
 from sweepd.gpu.base import GpuError
 from sweepd.queue import DuplicateJob, Queue
 from sweepd.request import SweepRequest
+from sweepd.workload import modelcheck
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,7 @@ class Spool:
                 return self._reject(path, problems)
             if executor == "local":
                 check_clocks(req, self.gpu_indices[0] if self.gpu_indices else None)
+                modelcheck.check(req.workload.model, path.name)
             elif req.gpu.backend == "sim":  # a real GPU's clocks are checked on the node
                 check_clocks(req)
         except ConfigError as e:

@@ -22,9 +22,9 @@ from sweepd.storage.lock import StorageBusy
 from sweepd.storage.planner import Plan, PolicyError, resolve_root
 from sweepd.storage.units import human
 
-policy_app = typer.Typer(help="Check retention policy files.", no_args_is_help=True)
-storage_app = typer.Typer(help="Plan, apply and report retention policies.", no_args_is_help=True)
-archive_app = typer.Typer(help="List and restore archived images.", no_args_is_help=True)
+policy_app = typer.Typer(help="Check retention policy files.", no_args_is_help=True, rich_markup_mode=None)
+storage_app = typer.Typer(help="Plan, apply and report retention policies.", no_args_is_help=True, rich_markup_mode=None)
+archive_app = typer.Typer(help="List and restore archived images.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(policy_app, name="policy")
 app.add_typer(storage_app, name="storage")
 app.add_typer(archive_app, name="archive")

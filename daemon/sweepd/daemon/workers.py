@@ -92,8 +92,10 @@ class WorkerPool:
         error = read_status(self.layout, r.job_id).get("error")
         if rc == EXIT_DONE:
             state = "done"
+        elif rc == EXIT_INTERRUPTED and row["cancel_requested"]:
+            state, error = "cancelled", "cancelled by user (stopped after its current trial; clocks reset)"
         elif rc == EXIT_INTERRUPTED:
-            state = "cancelled" if row["cancel_requested"] else "interrupted"
+            state = "interrupted"
         elif rc < 0 and row["cancel_requested"]:  # cancelled before its stop handler was in place
             state = "cancelled"
             error = f"cancelled by user (the worker ended by {signal.Signals(-rc).name} while starting)"

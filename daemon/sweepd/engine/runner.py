@@ -65,6 +65,9 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int
             ) -> tuple[GpuDevice, list[ClockPoint], JobStore]:
     """Open the GPU and check the clocks and the job id; writes nothing. The caller closes the device.
     With ``shard`` (k, n): only that shard's share of the clocks."""
+    from sweepd.workload import modelcheck
+
+    modelcheck.check(request.workload.model)  # before the GPU, the job folder or 8 s of model loading
     device = open_for(request)
     try:
         plan = plan_clocks(request.frequencies, device)

@@ -8,6 +8,7 @@ dropped and the clock is measured again: every (clock, trial) ends up in exactly
 
 from __future__ import annotations
 
+import os
 import platform
 import secrets
 import time
@@ -94,6 +95,7 @@ class JobStore:
             self.manifest = old
             self._load_rows(plan, request.protocol.trials)
             self.manifest["resumed_at"] = [*old.get("resumed_at", []), now_iso()]
+            self.manifest["pid"] = os.getpid()  # the process measuring now (a foreground job's liveness)
             self.set_status("running")
             return True
         self.manifest = {
@@ -104,6 +106,7 @@ class JobStore:
             "versions": {"sweepd": __version__, "python": platform.python_version()},
             "results_dir": str(self.dir), "images_dir": str(self.images_dir),
             "started_at": now_iso(), "ended_at": None, "error": None, "started_unix": time.time(),
+            "pid": os.getpid(),
         }
         if self.shard is not None:
             self.manifest |= {"shard": self.shard[0], "shards": self.shard[1], "plan_mhz_all": self.full_plan_mhz}

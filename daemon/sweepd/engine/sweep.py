@@ -28,6 +28,17 @@ from sweepd.gpu.sampler import Sampler
 from sweepd.request import SweepRequest
 
 log = logging.getLogger(__name__)
+progress_log = logging.getLogger("sweepd.progress")  # per-clock lines for sweep.log (the terminal has its own)
+
+
+def _log_clock(k: int, n: int, point: ClockPoint, summary: list[dict]) -> None:
+    row = next((r for r in summary if r["freq_mhz"] == point.key), None)
+    if row is None:
+        progress_log.info("clock %d/%d %s: every trial failed", k + 1, n, point.label)
+        return
+    progress_log.info("clock %d/%d %s: %d trials, %.3f s/image, %.2f J/image (CV %.1f%%), %.0f W", k + 1, n,
+                      point.label, row["n"], row["s_per_image_mean"], row["j_per_image_mean"], row["cv"] * 100,
+                      row["avg_power_w"])
 
 FIRST_WARMUP_BATCHES = 3
 FIRST_WARMUP_MAX = 30
@@ -95,6 +106,7 @@ class Sweep:
                         self.sleep(self.request.protocol.cooldown_s)
                 summary = self.store.commit_clock(self._power_rows(point, sampler.take()), self.plan)
                 self.observer.clock_done(k, len(self.plan), point, summary)
+                _log_clock(k, len(self.plan), point, summary)
 
     def _warm_up(self, workload: Workload) -> None:
         """Unmeasured images after a clock change. First runs are slower (allocator, kernel selection),

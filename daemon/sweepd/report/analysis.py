@@ -72,6 +72,18 @@ def flags(job: JobResults, rows: list[dict], cv_limit: float, tol: int) -> list[
         if r["cv"] > cv_limit:
             out.append(f"{r['freq_mhz'] or 'baseline'} MHz: J/image varies by CV {r['cv'] * 100:.1f}% "
                        f"(> {cv_limit * 100:.0f}%) over {r['n']} trials")
+    if rows and rows[0].get("s_per_image_mean"):
+        top = rows[0]
+        for r in rows[1:]:
+            if not r.get("s_per_image_mean") or not r["freq_mhz"] or not top["freq_mhz"]:
+                continue
+            if int(r["freq_mhz"]) >= int(top["freq_mhz"]):
+                continue
+            faster = (top["s_per_image_mean"] - r["s_per_image_mean"]) / top["s_per_image_mean"]
+            if faster > max(0.02, 2 * max(r["cv"], top["cv"])):
+                out.append(f"{r['freq_mhz']} MHz ran {faster * 100:.0f}% faster per image than {top['freq_mhz']} MHz: "
+                           "a lower clock cannot be faster, so timing noise (or a host-bound workload) is larger "
+                           "than the clock's effect; the savings here are doubtful")
     failed = [t for t in job.trials if t["status"] != "ok"]
     for t in failed:
         out.append(f"{t['freq_mhz'] or 'baseline'} MHz trial {t['trial']} failed: {t['error']} (not in the table)")

@@ -170,7 +170,8 @@ def _bytes_per_image(history: list[JobResults], req: SweepRequest) -> tuple[int,
             return int(sum(sizes) / len(sizes)), f"measured: {len(sizes)} PNGs of job {job.job_id}"
     w = req.workload
     bpp = BYTES_PER_PIXEL["tiny" if w.model == "tiny" else "model"]
-    return int(w.width * w.height * bpp), f"from the resolution ({bpp:g} bytes per pixel)"
+    why = "the tiny model's random-weight noise compresses poorly" if w.model == "tiny" else "real pictures"
+    return int(w.width * w.height * bpp), f"from the resolution: {bpp:g} bytes per pixel, {why}"
 
 
 def _free(path: Path) -> int:

@@ -53,14 +53,15 @@ def _torch_device(gpu_uuid: str | None, simulated: bool):
 class Workload:
     def __init__(self, spec: WorkloadSpec, cache: Path, gpu_uuid: str | None = None, simulated: bool = False):
         import torch
-        import diffusers
-        from diffusers import StableDiffusionPipeline
         from diffusers.utils import logging as dlogging
-
         from transformers.utils import logging as tlogging
 
-        dlogging.disable_progress_bar()
-        tlogging.disable_progress_bar()
+        for lib in (dlogging, tlogging):  # their chatter goes through sweepd's logging: sweep.log, not the terminal
+            lib.disable_default_handler()
+            lib.enable_propagation()
+            lib.disable_progress_bar()
+        import diffusers
+        from diffusers import StableDiffusionPipeline
         self.spec = spec
         self._torch = torch
         self.device = _torch_device(gpu_uuid, simulated)
