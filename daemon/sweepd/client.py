@@ -171,13 +171,12 @@ def status(sweep: Optional[str] = typer.Argument(None, help="sweep id or job id"
                 console.print(f"{k:>12}: {_when(d[k])}", highlight=False)
             if d["progress"]:
                 console.print(f"{'progress':>12}: {_progress(d['progress'])}", highlight=False)
-            if d["executor"] == "slurm" and d.get("slurm_job_id"):
-                for sh in d["shards"]:
-                    tries = [f"{h['slurm_id']} {h['slurm_state'] or h['state']}" for h in sh["history"]]
-                    console.print(f"{'shard ' + str(sh['shard']):>12}: {sh['slurm_id'] or '-'} {sh['state']}"
-                                  + (f" ({_progress(sh['progress'])})" if sh["progress"].get("clocks") else "")
-                                  + (f"; attempts: {', '.join(tries)}" if len(tries) > 1 else "")
-                                  + (f"; {sh['error']}" if sh["error"] and sh["state"] != "done" else ""), highlight=False)
+            for sh in d.get("shards", []):
+                tries = [h["slurm_id"] + (f" {h.get('slurm_state')}" if h.get("ended") else "") for h in sh["history"]]
+                what = _progress(sh["progress"]) if sh["progress"] else (sh["slurm_state"] or "")
+                console.print(f"{'shard ' + str(sh['shard']):>12}: {sh['state']}, SLURM {sh['slurm_id']} {what}"
+                              + (f"; attempts: {', '.join(tries)}" if len(tries) > 1 else "")
+                              + (f"; {sh['error']}" if sh["error"] and sh["state"] != "done" else ""), highlight=False)
             _print_doubts(layout, d["job_id"], d["state"])
             return 0
         pid = daemon_pid(layout.state / "daemon.lock")
