@@ -53,7 +53,8 @@ def test_submit_runs_to_done_with_status_list_and_logs(daemon_factory, tmp_path)
     st = json.loads(sweepd("status", sweep_id, "--root", d.root, "--json").stdout)
     assert st["state"] == "done" and st["exit_status"] == 0
     assert sweep_id in sweepd("list", "--root", d.root).stdout
-    assert "sweep " + sweep_id in sweepd("logs", sweep_id, "--root", d.root).stdout
+    log = sweepd("logs", sweep_id, "--root", d.root).stdout
+    assert "sweep " + sweep_id in log and "clock 1/2 1410MHz: 1 trials" in log and "clock 2/2 945MHz" in log
     overall = json.loads(sweepd("status", "--root", d.root, "--json").stdout)
     assert overall["daemon_pid"] == d.proc.pid and overall["counts"]["done"] == 1
     d.wait_message("STATUS=idle; 0 queued")
@@ -98,7 +99,7 @@ def test_cancel_stops_a_running_sweep_and_resets_clocks(daemon_factory, tmp_path
     r = sweepd("cancel", sweep_id, "--root", d.root)
     assert r.returncode == 0 and "cancelling" in r.stdout
     row = d.wait_state(sweep_id, ("cancelled", "done", "failed"))
-    assert row["state"] == "cancelled"
+    assert row["state"] == "cancelled" and row["error"].startswith("cancelled by user"), row
     calls = [json.loads(line)["call"] for line in log.read_text().splitlines()]
     assert calls[-2:] == ["nvmlDeviceResetGpuLockedClocks", "nvmlDeviceResetMemoryLockedClocks"]
     assert len(atomic.read_csv(results / "trials.csv")) < 15

@@ -103,7 +103,7 @@ def test_compare_puts_sweeps_side_by_side(swept, tmp_path):
     r = sweepd("report", "cal", "v100", "--root", tmp / "root", env=env)
     assert r.returncode == 0 and "sweeps compared" in r.stdout
     assert (tmp / "root/results/compare_cal_v100/compare.png").exists()
-    assert "Tesla V100" in r.stdout
+    assert "Tesla V100" in r.stdout and "(simulated) (sim" not in r.stdout
 
 
 def test_unknown_job_is_a_clear_error(tmp_path):

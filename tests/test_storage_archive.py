@@ -68,6 +68,7 @@ def test_restore_round_trip_through_the_cli(tmp_path):
     assert sorted(m["unit"] for m in listing) == ["job_a", "job_b"]
     r = sweepd("archive", "restore", "a", "--root", root)
     assert r.returncode == 0 and "restored 24 file(s) of job_a" in r.stdout
+    assert f"touch {root / 'images/job_a/.keep'}" in r.stdout  # how to keep it from being archived again
     assert tree_hashes(root / "images") == {f: h for f, h in originals.items() if f.startswith("job_a/")}
     r = sweepd("archive", "restore", "nope", "--root", root)
     assert r.returncode == 2 and "no archive of job_nope" in r.stderr
@@ -158,7 +159,7 @@ def test_clean_flags_only_remove_what_the_limits_select(tmp_path):
     r = sweepd("storage", "clean", "--root", root)
     assert r.returncode == 2 and "nothing to do" in r.stderr
     r = sweepd("storage", "clean", "--older-than", "5", "--dry-run", "--root", root)
-    assert r.returncode == 0 and "would run: 1" in r.stdout
+    assert r.returncode == 0 and "would run: 1" in r.stdout and "failed" not in r.stdout
     assert tree_hashes(root / "images") == old | new
     r = sweepd("storage", "clean", "--older-than", "5", "--archive", "--root", root)
     assert r.returncode == 0, r.stderr

@@ -127,6 +127,7 @@ def submit(request_file: Path, root: Optional[Path] = RootOpt,
             check(req, layout)
         incoming = layout.root / "spool" / "incoming"
         paths.ensure_writable(incoming)
+        incoming.mkdir(parents=True, exist_ok=True)
         sweep_id = new_sweep_id()
         final = incoming / f"{sweep_id}{request_file.suffix.lower()}"
         tmp = incoming / f".{final.name}.tmp"  # ignored by the daemon until renamed
@@ -336,6 +337,7 @@ def _cancel_other(layout: paths.Layout, key: str) -> int:
     src = Path(e.path)
     rejected = layout.root / "spool" / "rejected"
     paths.ensure_writable(rejected)
+    rejected.mkdir(parents=True, exist_ok=True)
     target = rejected / src.name
     n = 1
     while target.exists():

@@ -83,18 +83,21 @@ class RootNotWritable(ValueError):
 
 
 def ensure_writable(folder: Path) -> Path:
-    """Create `folder` if needed and check that a file can be made in it; else one clear line (exit 2)."""
-    import tempfile
-
+    """Check that sweepd could write `folder` (it, or the nearest folder above it that exists), creating
+    nothing; else one clear line (exit 2) naming it and what to do."""
     folder = Path(folder)
+    p = folder
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if os.access(p, os.W_OK | os.X_OK) and p.is_dir():
+        return folder
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".sweepd-write-check."):
-            pass
-    except OSError as e:
-        raise RootNotWritable(f"{folder}: {e.strerror or e}: sweepd cannot write there; choose a writable root with "
-                              "--root or SWEEPD_ROOT (or --images-dir / --results-dir for those folders)") from None
-    return folder
+        readonly = bool(os.statvfs(p).f_flag & os.ST_RDONLY)
+    except OSError:
+        readonly = False
+    why = "Read-only file system" if readonly else "Permission denied" if p.is_dir() else "not a folder"
+    raise RootNotWritable(f"{folder}: {why}{'' if p == folder else f' ({p})'}: sweepd cannot write there; choose a "
+                          "writable root with --root or SWEEPD_ROOT (or --images-dir / --results-dir for those folders)")
 
 
 def check_job_id(job_id: str) -> str:
