@@ -80,6 +80,22 @@ def test_a_file_is_taken_only_once_it_stopped_changing(tmp_path):
     assert s.queue.get(out.sweep_id)["job_id"] == "complete-at-last" and not s.waiting
 
 
+def test_a_writer_that_pauses_longer_than_the_settle_time_is_waited_for(tmp_path):
+    now = [100.0]
+    s = spool(tmp_path, settle_s=1.0, clock=lambda: now[0])
+    text = write_request(tmp_path / "r.toml").read_text()
+    with open(s.incoming / "paused.toml", "w") as fh:  # still open: its writer has more to say
+        fh.write(text[:40])
+        fh.flush()
+        assert s.scan() == []
+        now[0] += 5.0
+        assert s.scan() == [] and s.waiting  # unchanged for 5 s, but open for writing
+        fh.write(text[40:])
+    s.hint_complete("paused.toml")  # closed after writing
+    [out] = s.scan()
+    assert out.accepted, out.problems
+
+
 def test_closed_after_writing_is_complete_at_once(tmp_path):
     s = spool(tmp_path, settle_s=30.0)
     write_request(s.incoming / "now.toml")

@@ -323,3 +323,13 @@ def test_protection_is_checked_again_at_each_action(tmp_path, how):
     out = apply(plan, layout)
     assert not out.done and not out.failed and len(out.skipped) == 1
     assert tree_hashes(layout.images) == before
+
+
+@pytest.mark.parametrize("adir", ["spool/incoming", "spool", "state", "images/archive", "results/arch", "."])
+def test_an_archive_folder_inside_what_sweepd_reads_or_manages_is_refused(tmp_path, adir):
+    root = tmp_path / "root"
+    (root / "images").mkdir(parents=True)
+    p = write_policy(tmp_path / "p.toml", f'[[rules]]\nname = "r"\nmax_age = "1d"\narchive_dir = "{adir}"\n')
+    r = sweepd("policy", "check", p, "--root", root)
+    assert r.returncode == 2 and ("archive_dir" in r.stderr or "overlaps" in r.stderr), r.stderr
+    assert "Traceback" not in r.stderr

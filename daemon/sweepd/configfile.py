@@ -118,12 +118,18 @@ def short_value(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+MAX_PROBLEMS = 50  # a file of 100,000 unknown keys is reported by its first problems, not all of them
+
+
 def problems_from(err: ValidationError) -> list[str]:
     lines = []
-    for e in err.errors():
+    errors = err.errors()
+    for e in errors[:MAX_PROBLEMS]:
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         msg = e["msg"].removeprefix("Value error, ")
         lines.append(f"{format_loc(loc)}: {short_value(e.get('input'))}: {msg}")
+    if len(errors) > MAX_PROBLEMS:
+        lines.append(f"... and {len(errors) - MAX_PROBLEMS} more problems")
     return lines
 
 
@@ -155,7 +161,7 @@ def parse_text(text: str, fmt: str, source: str) -> Any:
     return data
 
 
-def read_data(path: Path) -> Any:
+def read_data(path: Path, max_bytes: int = MAX_FILE_BYTES) -> Any:
     path = Path(path)
     source = str(path)
     fmt = SUFFIXES.get(path.suffix.lower())
@@ -163,8 +169,8 @@ def read_data(path: Path) -> Any:
         raise ConfigError(source, [f"unknown file type {path.suffix!r}: use .toml, .json or .yaml"])
     try:
         size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ConfigError(source, [f"file is {size} bytes; the limit is {MAX_FILE_BYTES}"])
+        if size > max_bytes:
+            raise ConfigError(source, [f"file is {size} bytes; the limit is {max_bytes}"])
         raw = path.read_bytes()
     except OSError as e:
         raise ConfigError(source, [f"cannot read: {e.strerror or e}"]) from None

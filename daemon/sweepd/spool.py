@@ -18,6 +18,7 @@ queues any accepted file without a row (:meth:`Spool.reconcile_accepted`).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -63,6 +64,27 @@ def name_problem(name: str) -> str | None:
     if len(raw) > MAX_NAME_BYTES:
         return f"(file name): {len(raw)} bytes long; the limit is {MAX_NAME_BYTES}"
     return None
+
+
+def open_for_writing(path: Path) -> bool:
+    """Does some process hold this file open for writing (a writer that paused)? A read lease is granted
+    only when none does (fcntl F_SETLEASE). Where leases are not to be had (another owner, NFS), False:
+    the settle interval alone decides."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as e:
+        return e.errno in (errno.EAGAIN, errno.EBUSY)
+    else:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
 
 
 def new_sweep_id() -> str:
@@ -145,10 +167,11 @@ class Spool:
             self._complete.discard(path.name)
         now = self.clock()
         seen = self._seen.get(path.name)
-        if complete or (seen is not None and seen[0] == key and now - seen[1] >= self.settle_s):
+        if (complete or (seen is not None and seen[0] == key and now - seen[1] >= self.settle_s)) \
+                and not open_for_writing(path):
             self._seen.pop(path.name, None)
             return True
-        if seen is None or seen[0] != key:
+        if seen is None or seen[0] != key or complete:
             self._seen[path.name] = (key, now)
         return False
 
@@ -189,6 +212,8 @@ class Spool:
         try:
             return self.take(path)
         except Exception as e:  # a bug, or the filesystem failing under us: this file only
+            if not os.path.lexists(path):  # taken away under us (by its writer, or a second daemon): nothing to do
+                return Outcome(shown(path.name), False, problems=["vanished while it was read"])
             log.exception("taking in %s failed", shown(path.name))
             try:
                 return self._reject(path, [f"(file): sweepd could not take it in: {type(e).__name__}: {e}"])

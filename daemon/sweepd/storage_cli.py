@@ -299,9 +299,6 @@ def archive_restore(job: str = typer.Argument(..., help="the unit: job_<ID>, the
                     archive_dir: Optional[Path] = typer.Option(None, "--archive-dir"),
                     force: bool = typer.Option(False, "--force", help="overwrite files that differ")) -> None:
     """Give a job's archived images back, byte for byte (to where they were, or --to DIR)."""
-    from sweepd.storage.archive import sha256_file
-    from sweepd.storage.restore import restore
-
     layout = paths.Layout.resolve(root)
 
     def go() -> int:
@@ -316,14 +313,9 @@ def archive_restore(job: str = typer.Argument(..., help="the unit: job_<ID>, the
         if not ms:
             return fail(f"no archive of {job if job.startswith('job_') else 'job_' + job} in {adir}", EXIT_INPUT)
         n = 0
-        for m in ms:
-            target = to or restore_target(layout, m)
-            written = restore(adir / m.archive, target, unit=unit, force=force)
-            for x in m.members:  # the manifest agrees with what came out of the archive
-                if x.name.startswith(f"{unit}/") and ".." not in x.name.split("/") and \
-                        sha256_file(target / x.name) != x.sha256:
-                    return fail(f"{target / x.name}: sha256 differs from the archive's manifest", EXIT_FAILED)
-            n += len(written)
+        with _locked(layout):  # never while an archive or delete runs on this root
+            for m in ms:
+                n += _restore_one(layout, adir, m, unit, to, force)
         console.print(f"restored {n} file(s) of {unit} from {len(ms)} archive(s)", highlight=False)
         if to is None:
             console.print(f"to keep it from being archived again: touch {layout.images / unit / '.keep'}",
@@ -331,3 +323,16 @@ def archive_restore(job: str = typer.Argument(..., help="the unit: job_<ID>, the
         return 0
 
     raise typer.Exit(_storage_guarded(go))
+
+
+def _restore_one(layout, adir: Path, m, unit: str, to: Optional[Path], force: bool) -> int:
+    from sweepd.storage.archive import sha256_file
+    from sweepd.storage.restore import restore
+
+    target = to or restore_target(layout, m)
+    written = restore(adir / m.archive, target, unit=unit, force=force)
+    for x in m.members:  # the manifest agrees with what came out of the archive
+        if x.name.startswith(f"{unit}/") and ".." not in x.name.split("/") and \
+                sha256_file(target / x.name) != x.sha256:
+            raise ArchiveError(f"{target / x.name}: sha256 differs from the archive's manifest")
+    return len(written)

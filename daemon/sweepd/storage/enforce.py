@@ -88,6 +88,10 @@ class StorageManager:
             self.error = str(e)
             log.error("policy not changed: the new files do not validate:\n%s", e)
             return False
+        except Exception as e:  # a bug or an unreadable folder: reported, never the daemon's end
+            self.error = f"policy not changed: {type(e).__name__}: {e}"
+            log.exception("policy not changed")
+            return False
         self.error = None
         self.policies = pols
         with self.index_lock:

@@ -100,6 +100,11 @@ def resolve_root(layout: Layout, rule: Rule, raw: str) -> Scope:
         if _overlaps(p, other):
             raise PolicyError(f"rule {rule.name!r}: paths: {raw!r}: overlaps {name} ({other})")
     images, results = (Path(os.path.realpath(x)) for x in (layout.images, layout.results))
+    for name, other in (("spool/", layout.root / "spool"), ("state/", layout.state), ("images/", images),
+                        ("results/", results)):
+        if _overlaps(archive, Path(os.path.realpath(other))):
+            raise PolicyError(f"rule {rule.name!r}: archive_dir: {rule.archive_dir!r}: overlaps {name} ({other}): "
+                              "archives go to a folder of their own")
     if p.is_relative_to(images):
         base = images
     elif _overlaps(p, results) and not rule.allow_results:

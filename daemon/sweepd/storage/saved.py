@@ -27,8 +27,11 @@ class SavedPlan(BaseModel):
     notes: list[str] = []
 
 
+MAX_PLAN_BYTES = 512 << 20  # a plan lists every file it touches: a full cap eviction can list millions
+
+
 def load(path: Path) -> SavedPlan:
-    return configfile.load(SavedPlan, Path(path))
+    return configfile.validate(SavedPlan, configfile.read_data(Path(path), MAX_PLAN_BYTES), str(path))
 
 
 _SAME = ("root", "kind", "archive_dir", "zstd_level", "zstd_threads")
