@@ -174,3 +174,18 @@ def test_hostile_files_are_rejected_while_the_daemon_keeps_serving(tmp_path):
         assert sum(a["event"] == "rejected" for a in audit) == len(rejected)
     finally:
         d.close()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device-link", "folder"])
+def test_a_file_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_path, kind):
+    from sweepd.configfile import read_data
+
+    p = tmp_path / "odd.toml"
+    if kind == "fifo":
+        os.mkfifo(p)  # a plain read would wait for a writer forever
+    elif kind == "device-link":
+        os.symlink("/dev/zero", p)  # a plain read would never end
+    else:
+        p.mkdir()
+    with pytest.raises(ConfigError, match="not a regular file|cannot read"):
+        read_data(p)

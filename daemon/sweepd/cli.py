@@ -23,6 +23,7 @@ from sweepd.engine.store import JobConflict
 from sweepd.freqplan import ClockPlanError
 from sweepd.gpu.base import GpuError, GpuPermissionError
 from sweepd.request import SweepRequest, load_request
+from sweepd.queue import QueueError
 from sweepd.slurm.commands import SlurmError
 
 # Plain click help (rich_markup_mode=None): typer's rich help prints a "<bool>" placeholder after every flag.
@@ -152,6 +153,8 @@ def guarded(fn) -> int:
         return fail(f"GPU: {e}", EXIT_GPU)
     except SlurmError as e:
         return fail(f"SLURM: {e}", 1)
+    except QueueError as e:  # e.g. a queue written by a newer sweepd
+        return fail(str(e), EXIT_FAILED)
     except OSError as e:  # the filesystem said no (full, read-only, permissions): one line, not a traceback
         where = f": {e.filename}" if e.filename else ""
         return fail(f"{e.strerror or e}{where}", EXIT_FAILED)

@@ -7,6 +7,8 @@ traceback. Used for sweep requests now, and for settings and policy files later.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -161,19 +163,40 @@ def parse_text(text: str, fmt: str, source: str) -> Any:
     return data
 
 
+def _read_regular(path: Path, source: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most max_bytes. Opened without blocking (a FIFO swapped in would
+    hang a plain read) and checked on the open file, so a device or pipe is refused, never read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise ConfigError(source, [f"cannot read: {e.strerror or e}"]) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(source, ["(file): not a regular file (a directory, pipe or device)"])
+        if st.st_size > max_bytes:
+            raise ConfigError(source, [f"file is {st.st_size} bytes; the limit is {max_bytes}"])
+        os.set_blocking(fd, True)
+        chunks, total = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:  # it grew while being read
+                raise ConfigError(source, [f"file is over {max_bytes} bytes (it grew while being read)"])
+        return b"".join(chunks)
+    except OSError as e:
+        raise ConfigError(source, [f"cannot read: {e.strerror or e}"]) from None
+    finally:
+        os.close(fd)
+
+
 def read_data(path: Path, max_bytes: int = MAX_FILE_BYTES) -> Any:
     path = Path(path)
     source = str(path)
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise ConfigError(source, [f"unknown file type {path.suffix!r}: use .toml, .json or .yaml"])
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ConfigError(source, [f"file is {size} bytes; the limit is {max_bytes}"])
-        raw = path.read_bytes()
-    except OSError as e:
-        raise ConfigError(source, [f"cannot read: {e.strerror or e}"]) from None
+    raw = _read_regular(path, source, max_bytes)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
