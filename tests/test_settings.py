@@ -4,6 +4,7 @@ import tomllib
 
 import pytest
 
+from conftest import sweepd, sweepd_env
 from sweepd import settings
 from sweepd.configfile import ConfigError
 
@@ -83,12 +84,18 @@ def test_slurm_settings_errors_name_the_file_field_and_value(xdg):
 
 
 def test_the_layout_takes_root_images_and_results_from_the_settings_file(xdg, tmp_path, monkeypatch):
+    from sweepd.configfile import ConfigError
     from sweepd.paths import Layout
+    from sweepd.settings import layout
 
     xdg.write_text(f'root = "{tmp_path}/r"\nimages_dir = "{tmp_path}/scratch"\nresults_dir = "{tmp_path}/proj"\n')
-    assert Layout.resolve() == Layout(tmp_path / "r", tmp_path / "scratch", tmp_path / "proj")
+    assert layout() == Layout(tmp_path / "r", tmp_path / "scratch", tmp_path / "proj")
     monkeypatch.setenv("SWEEPD_RESULTS_DIR", str(tmp_path / "env"))
-    assert Layout.resolve(images=tmp_path / "flag").images == tmp_path / "flag"   # the flag wins
-    assert Layout.resolve().results == tmp_path / "env"                           # then the environment
-    xdg.write_text("gpus = [-1]\n")  # a broken file: the defaults, and the commands that load settings say why
-    assert Layout.resolve(root=tmp_path / "x").images == tmp_path / "x/images"
+    assert layout(images=tmp_path / "flag").images == tmp_path / "flag"   # the flag wins
+    assert layout().results == tmp_path / "env"                           # then the environment
+    assert Layout.resolve(tmp_path / "x").images == tmp_path / "x/images"  # paths alone reads no settings
+    xdg.write_text("gpus = [-1]\n")  # a broken file is said, never silently ignored
+    with pytest.raises(ConfigError, match="gpus"):
+        layout(root=tmp_path / "x")
+    r = sweepd("list", "--root", tmp_path / "x", env=sweepd_env(XDG_CONFIG_HOME=str(xdg.parent.parent)))
+    assert r.returncode == 2 and "gpus" in r.stderr and str(xdg) in r.stderr and "Traceback" not in r.stderr

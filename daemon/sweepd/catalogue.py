@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from sweepd.paths import Layout
 from sweepd.procs import pid_alive

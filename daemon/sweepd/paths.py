@@ -39,10 +39,11 @@ class Layout:
 
     @classmethod
     def resolve(cls, root: str | os.PathLike | None = None, images: str | os.PathLike | None = None,
-                results: str | os.PathLike | None = None) -> "Layout":
-        """Each part: the flag, else SWEEPD_ROOT / SWEEPD_IMAGES_DIR / SWEEPD_RESULTS_DIR, else the
-        settings files' root / images_dir / results_dir, else the default (under the root)."""
-        conf = _configured() if None in (root, images, results) else {}
+                results: str | os.PathLike | None = None, configured: dict[str, str] | None = None) -> "Layout":
+        """Each part: the flag, else SWEEPD_ROOT / SWEEPD_IMAGES_DIR / SWEEPD_RESULTS_DIR, else `configured`
+        (the settings' root / images_dir / results_dir: :func:`sweepd.settings.layout` passes them), else the
+        default (under the root). Reads no file."""
+        conf = configured or {}
         root_p = Path(root or os.environ.get("SWEEPD_ROOT") or conf.get("root") or default_root())
         root_p = root_p.expanduser().absolute()
         images_p = Path(images or os.environ.get("SWEEPD_IMAGES_DIR") or conf.get("images_dir") or root_p / "images")
@@ -63,19 +64,6 @@ class Layout:
 
     def job_images(self, job_id: str) -> Path:
         return self.images / f"job_{check_job_id(job_id)}"
-
-
-def _configured() -> dict[str, str]:
-    """root, images_dir and results_dir from the settings files; none when they do not validate (the
-    commands that need settings report that themselves)."""
-    from sweepd import settings
-    from sweepd.configfile import ConfigError
-
-    try:
-        s = settings.load()
-    except ConfigError:
-        return {}
-    return {"root": s.root, "images_dir": s.images_dir, "results_dir": s.results_dir}
 
 
 class RootNotWritable(ValueError):

@@ -116,3 +116,14 @@ def load(config: Path | None = None) -> Settings:
         raise ConfigError("settings (SWEEPD_* environment)", configfile.problems_from(e)) from None
     finally:
         _files.reset(token)
+
+
+def layout(root=None, images=None, results=None, s: Settings | None = None, config: Path | None = None):
+    """The one place the root/images/results layout is resolved: flag, then SWEEPD_*, then the settings
+    (`s`, else the files: a settings file that does not validate is a ConfigError), then the defaults."""
+    from sweepd.paths import Layout
+
+    if s is None and None in (root, images, results):
+        s = load(config)
+    conf = {"root": s.root, "images_dir": s.images_dir, "results_dir": s.results_dir} if s is not None else {}
+    return Layout.resolve(root, images, results, configured=conf)

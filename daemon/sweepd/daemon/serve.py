@@ -20,7 +20,7 @@ from sweepd.daemon import journal
 from sweepd.daemon.pidlock import PidLock
 from sweepd.daemon.sdnotify import Notifier
 from sweepd.daemon.waker import Waker
-from sweepd.daemon.worker import read_status
+from sweepd.engine.status import read_status
 from sweepd.daemon.workers import WorkerPool, resume_or_fail
 from sweepd.engine.runner import repair_locks
 from sweepd.paths import Layout

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from sweepd import audit
-from sweepd.daemon.worker import EXIT_DONE, EXIT_INTERRUPTED, read_status
+from sweepd.engine.status import EXIT_DONE, EXIT_INTERRUPTED, last_error, read_status
 from sweepd.engine.runner import repair_locks
 from sweepd.engine.stop import PARENT_ENV
 from sweepd.paths import Layout
@@ -137,13 +137,3 @@ def resume_or_fail(queue: Queue, settings: Settings, sweep_id: str) -> None:
         return
     queue.requeue(sweep_id)
     log.info("sweep %s will resume from its last completed clock", sweep_id)
-
-
-def last_error(path) -> str:
-    """The last error line of a log (else its last line): the reason a child process gives."""
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "worker failed"
-    errors = [line for line in lines if "ERROR" in line or "error:" in line]
-    return (errors or lines or ["worker failed"])[-1][-500:]

@@ -118,8 +118,6 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
             return Outcome("failed", store, plan, msg, resumed)
         finally:
             stop.restore()
-            if shard is None:  # a shard's report is the merged one
-                write_report(store)
 
 
 def _final_status(store: JobStore, status: str, error: str) -> None:
@@ -128,15 +126,3 @@ def _final_status(store: JobStore, status: str, error: str) -> None:
         store.set_status(status, error)
     except OSError as e:
         log.error("could not record %s in sweep.json: %s", status, e.strerror or e)
-
-
-def write_report(store: JobStore) -> None:
-    """report.html and the plots, whenever a sweep ends with something measured; never fails the sweep."""
-    if not store.trials:
-        return
-    try:
-        from sweepd.report.build import build
-
-        build(store.dir)
-    except Exception as e:  # a plot must never turn a finished sweep into a failed one
-        log.warning("could not write the report for job %s: %s: %s", store.job_id, type(e).__name__, e)

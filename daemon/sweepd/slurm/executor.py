@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from sweepd import audit
-from sweepd.daemon.worker import read_status_file
-from sweepd.daemon.workers import last_error
+from sweepd.engine.status import last_error, read_status_file
 from sweepd.engine.store import shard_dir
 from sweepd.paths import Layout
 from sweepd.queue import SHARD_FINAL, Queue

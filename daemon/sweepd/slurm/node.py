@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sweepd import paths
 from sweepd.configfile import ConfigError
-from sweepd.daemon.worker import EXIT_DONE, EXIT_FAILED, EXIT_GPU, EXIT_INPUT, EXIT_INTERRUPTED, StatusFileObserver
+from sweepd.engine.status import EXIT_DONE, EXIT_FAILED, EXIT_GPU, EXIT_INPUT, EXIT_INTERRUPTED, StatusFileObserver
 from sweepd.engine import runner
 from sweepd.engine.store import JobConflict, shard_dir
 from sweepd.freqplan import ClockPlanError

@@ -1,79 +1,39 @@
-"""The ``sweepd`` command line. Thin: parse, call the engine, print, pick an exit code.
-
-Nothing here imports torch; ``sweepd run`` and ``sweepd demo`` load it inside the engine only
-when the model loads.
-"""
+"""`sweepd run`, `sweepd demo` and `sweepd gpus`: sweeps in the foreground. Nothing here imports torch;
+the engine loads it when the model loads."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-import sys
 from importlib import resources
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
 from sweepd import configfile, paths
+from sweepd.cli.common import (layout_of, EXIT_FAILED, EXIT_INTERRUPTED, ImagesOpt, ResultsOpt, RootOpt, VerboseOpt,
+                               app, console, err, guarded, setup_logging)
 from sweepd.configfile import ConfigError
-from sweepd.engine.store import JobConflict
-from sweepd.freqplan import ClockPlanError
-from sweepd.gpu.base import GpuError, GpuPermissionError
 from sweepd.request import SweepRequest, load_request
-from sweepd.queue import QueueError
-from sweepd.slurm.commands import SlurmError
-
-# Plain click help (rich_markup_mode=None): typer's rich help prints a "<bool>" placeholder after every flag.
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, rich_markup_mode=None,
-                  help="DVFS energy sweeps of Stable Diffusion on NVIDIA GPUs (or a simulated one).")
-# Piped or redirected output gets every value in full (rich would cut tables at 80 columns); a terminal
-# keeps its own width.
-_WIDE = 100_000
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else _WIDE)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else _WIDE)  # never wrapped: greppable
-
-EXIT_FAILED, EXIT_INPUT, EXIT_GPU, EXIT_INTERRUPTED = 1, 2, 3, 4
-
-VerboseOpt = typer.Option(False, "-v", "--verbose", help="log debug detail, library messages included")
-RootOpt = typer.Option(None, "--root", envvar="SWEEPD_ROOT", help="sweepd's root folder (default: XDG data dir)")
-ImagesOpt = typer.Option(None, "--images-dir", envvar="SWEEPD_IMAGES_DIR", help="images/ elsewhere (e.g. scratch)")
-ResultsOpt = typer.Option(None, "--results-dir", envvar="SWEEPD_RESULTS_DIR", help="results/ elsewhere")
 
 
-def fail(message: str, code: int) -> int:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return code
-
-
-def _setup_logging(verbose: bool) -> None:
-    """The terminal gets sweepd's own messages; the libraries' chatter (and the per-clock progress lines,
-    which the terminal shows its own way) goes to sweep.log only, or with -v to the terminal too."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="sweepd: %(levelname)s: %(message)s")
-    if not verbose:
-        for h in logging.getLogger().handlers:
-            h.addFilter(lambda r: r.name.startswith("sweepd") and not r.name.startswith("sweepd.progress")
-                        or r.levelno >= logging.ERROR)
-    from sweepd import quiet
-
-    quiet.libraries(verbose)
-
-
-def apply_flags(request: SweepRequest, no_save_images: bool, custom: str | None) -> SweepRequest:
-    """The old framework's flags, as overrides of the request."""
-    data = request.model_dump(mode="json", by_alias=True)
-    if no_save_images:
-        data["images"]["mode"] = "benchmark"
-    if custom is not None:
-        try:
-            clocks = [int(x) for x in custom.replace(" ", "").split(",") if x]
-        except ValueError:
-            raise ConfigError("--custom-frequencies", [f"{custom!r}: expected MHz values separated by commas"]) from None
-        data["frequencies"].update(mode="custom", list=clocks)
-    return configfile.validate(SweepRequest, data, "command line")
+@contextlib.contextmanager
+def job_log(path: Path):
+    """A foreground sweep logs to results/job_<ID>/sweep.log too (as a daemon's worker does), so that
+    `sweepd logs` shows it; the terminal keeps its own progress display."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s sweepd: %(levelname)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, force: bool = False) -> int:
@@ -84,7 +44,7 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, for
     for folder in (layout.state, layout.results, layout.images):  # one clear line, before anything else
         paths.ensure_writable(folder)
     if not force and not (layout.job_results(job) / "sweep.json").exists():  # a resume already has its room
-        from sweepd.report.fit import check
+        from sweepd.fit import check
 
         check(request, layout)
     device, plan, _ = runner.prepare(request, layout, job)  # fails fast on a bad GPU or clock
@@ -96,6 +56,9 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, for
     with ConsoleObserver(console, len(plan) * request.protocol.trials, request.protocol.trials, simulated) as obs, \
             job_log(layout.job_results(job) / "sweep.log"):
         outcome = runner.run(request, layout, job, obs)
+        from sweepd.report.build import write_report
+
+        write_report(outcome.store.dir, job)
     rows = outcome.store.summary_rows(plan)  # display only: the sweep wrote summary.csv itself
     if rows:
         console.print(summary_table(rows, simulated, f"job {job}: {request.workload.model}, "
@@ -120,44 +83,18 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, for
     return EXIT_FAILED
 
 
-@contextlib.contextmanager
-def job_log(path: Path):
-    """A foreground sweep logs to results/job_<ID>/sweep.log too (as a daemon's worker does), so that
-    `sweepd logs` shows it; the terminal keeps its own progress display."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s sweepd: %(levelname)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        handler.close()
-
-
-def guarded(fn) -> int:
-    """Turn sweepd's expected errors into one clear line and an exit code, never a traceback."""
-    try:
-        return fn()
-    except ConfigError as e:
-        for p in e.problems:
-            err.print(f"[bold red]error:[/] {e.source}: {p}", highlight=False)
-        return EXIT_INPUT
-    except (ClockPlanError, JobConflict, ValueError) as e:  # PolicyError is a ValueError
-        return fail(str(e), EXIT_INPUT)
-    except GpuPermissionError as e:
-        return fail(str(e), EXIT_GPU)
-    except GpuError as e:
-        return fail(f"GPU: {e}", EXIT_GPU)
-    except SlurmError as e:
-        return fail(f"SLURM: {e}", 1)
-    except QueueError as e:  # e.g. a queue written by a newer sweepd
-        return fail(str(e), EXIT_FAILED)
-    except OSError as e:  # the filesystem said no (full, read-only, permissions): one line, not a traceback
-        where = f": {e.filename}" if e.filename else ""
-        return fail(f"{e.strerror or e}{where}", EXIT_FAILED)
+def apply_flags(request: SweepRequest, no_save_images: bool, custom: str | None) -> SweepRequest:
+    """The old framework's flags, as overrides of the request."""
+    data = request.model_dump(mode="json", by_alias=True)
+    if no_save_images:
+        data["images"]["mode"] = "benchmark"
+    if custom is not None:
+        try:
+            clocks = [int(x) for x in custom.replace(" ", "").split(",") if x]
+        except ValueError:
+            raise ConfigError("--custom-frequencies", [f"{custom!r}: expected MHz values separated by commas"]) from None
+        data["frequencies"].update(mode="custom", list=clocks)
+    return configfile.validate(SweepRequest, data, "command line")
 
 
 @app.command()
@@ -173,8 +110,8 @@ def run(
     verbose: bool = VerboseOpt,
 ) -> None:
     """Run a sweep in the foreground."""
-    _setup_logging(verbose)
-    layout = paths.Layout.resolve(root, images_dir, results_dir)
+    setup_logging(verbose)
+    layout = layout_of(root, images_dir, results_dir)
 
     def go() -> int:
         if resume:
@@ -200,8 +137,8 @@ def run(
 @app.command()
 def demo(root: Optional[Path] = RootOpt, verbose: bool = VerboseOpt) -> None:
     """Run examples/quickstart.toml: tiny model, simulated A100, 10 clocks (about a minute on 2 cores)."""
-    _setup_logging(verbose)
-    layout = paths.Layout.resolve(root)
+    setup_logging(verbose)
+    layout = layout_of(root)
     source = resources.files("sweepd.examples").joinpath("quickstart.toml")
 
     def go() -> int:
@@ -216,7 +153,7 @@ def demo(root: Optional[Path] = RootOpt, verbose: bool = VerboseOpt) -> None:
 def gpus(backend: str = typer.Option("auto", help="auto | nvml | sim"),
          as_json: bool = typer.Option(False, "--json")) -> None:
     """List GPUs, their backend and supported clocks."""
-    _setup_logging(False)
+    setup_logging(False)
     from sweepd.gpu import list_devices
 
     def go() -> int:
@@ -244,23 +181,3 @@ def gpus(backend: str = typer.Option("auto", help="auto | nvml | sim"),
     raise typer.Exit(guarded(go))
 
 
-def _version(value: bool) -> None:
-    if value:
-        from sweepd import __version__
-
-        print(f"sweepd {__version__}")
-        raise typer.Exit(0)
-
-
-@app.callback()
-def _top(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                      help="print the version and exit")) -> None:
-    """DVFS energy sweeps of Stable Diffusion on NVIDIA GPUs (or a simulated one)."""
-
-
-def main() -> None:
-    app()
-
-
-# The daemon and client commands register themselves on `app`.
-from sweepd import client, report_cli, service, storage_cli  # noqa: E402,F401

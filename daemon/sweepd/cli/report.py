@@ -11,8 +11,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from sweepd import paths
-from sweepd.cli import ImagesOpt, ResultsOpt, RootOpt, app, console, guarded
+from sweepd.cli.common import layout_of, ImagesOpt, ResultsOpt, RootOpt, app, console, guarded
 from sweepd.storage.units import human
 
 _NAMES = {"energy": "minimum energy", "edp": "minimum EDP", "ed2p": "minimum ED2P"}
@@ -32,7 +31,7 @@ def report(
     from sweepd.report.build import build
     from sweepd.report.data import find
 
-    layout = paths.Layout.resolve(root, images_dir, results_dir)
+    layout = layout_of(root, images_dir, results_dir)
 
     def go() -> int:
         from sweepd.report.analysis import analyse
@@ -106,7 +105,7 @@ def estimate_table() -> str:
     lines = ["| GPU (clocks >= 510 MHz) | images generated | benchmark | research | archive | duration |",
              "|---|---:|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
-        layout = paths.Layout.resolve(tmp)
+        layout = layout_of(tmp)
         for gpu in ("H100", "A100", "V100"):
             req = SweepRequest.model_validate({"workload": {"model": "runwayml/stable-diffusion-v1-5"},
                                                "gpu": {"backend": "sim", "sim_model": gpu}, "protocol": {"trials": 5}})
@@ -136,7 +135,7 @@ def estimate(
     table: bool = typer.Option(False, "--table", help="print the README's storage table for H100/A100/V100"),
 ) -> None:
     """Before running: clocks, trials, images, duration, and image bytes and files per mode against the room."""
-    from sweepd.report.fit import estimate_request
+    from sweepd.fit import estimate_request
     from sweepd.request import load_request
 
     def go() -> int:
@@ -146,7 +145,7 @@ def estimate(
         if request_file is None:
             raise ValueError("give a request file (or --table)")
         req = load_request(request_file)
-        e = estimate_request(req, paths.Layout.resolve(root, images_dir, results_dir))
+        e = estimate_request(req, layout_of(root, images_dir, results_dir))
         slurm = _slurm_plan(req, e.duration_s)
         if as_json:
             print(json.dumps(e.to_json() | ({"slurm": slurm} if slurm else {}), indent=1))

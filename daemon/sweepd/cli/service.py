@@ -11,15 +11,7 @@ from typing import Optional
 import typer
 
 from sweepd import paths, settings as settings_mod
-from sweepd.cli import EXIT_INPUT, ImagesOpt, ResultsOpt, RootOpt, app, console, err, fail, guarded
-
-
-def layout_for(root: Optional[Path], images: Optional[Path], results: Optional[Path],
-               s: settings_mod.Settings | None = None) -> paths.Layout:
-    if s is None:
-        return paths.Layout.resolve(root, images, results)
-    return paths.Layout.resolve(root or s.root or None, images or s.images_dir or None,
-                                results or s.results_dir or None)
+from sweepd.cli.common import layout_of, EXIT_INPUT, ImagesOpt, ResultsOpt, RootOpt, app, console, err, fail, guarded
 
 
 @app.command()
@@ -36,7 +28,7 @@ def serve(
     def go() -> int:
         s = settings_mod.load(config)
         journal.setup(s.log_level)
-        layout = layout_for(root, images_dir, results_dir, s)
+        layout = settings_mod.layout(root, images_dir, results_dir, s)
         for folder in (layout.state, layout.root / "spool"):  # one clear line on an unwritable root
             paths.ensure_writable(folder)
         try:
@@ -55,7 +47,7 @@ def worker(sweep_id: Optional[str] = typer.Argument(None), root: Optional[Path] 
            shard: int = typer.Option(0, "--shard", help="SLURM: which shard of a split sweep"),
            job_id: Optional[str] = typer.Option(None, "--job-id", help="SLURM: resume this job's shard")) -> None:
     """Run one queued sweep (started by the daemon), or with --spec one shard of a SLURM sweep."""
-    layout = paths.Layout.resolve(root, images_dir, results_dir)
+    layout = layout_of(root, images_dir, results_dir)
     if spec is not None:
         from sweepd.slurm.node import main as node_main
 
@@ -77,7 +69,7 @@ def merge(job: str = typer.Argument(..., help="the job id of a split sweep (its 
     from sweepd.slurm.merge import merge_and_report
 
     def go() -> int:
-        top = merge_and_report(paths.Layout.resolve(root, images_dir, results_dir), job.removeprefix("job_"))
+        top = merge_and_report(layout_of(root, images_dir, results_dir), job.removeprefix("job_"))
         console.print(f"merged into {top}", highlight=False)
         return 0
 

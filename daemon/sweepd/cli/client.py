@@ -17,13 +17,13 @@ import typer
 from rich.table import Table
 
 from sweepd import paths
-from sweepd.cli import EXIT_INPUT, RootOpt, app, console, err, fail, guarded
+from sweepd.cli.common import layout_of, EXIT_INPUT, RootOpt, app, console, err, fail, guarded
 from sweepd.configfile import ConfigError
 from sweepd.queue import FINAL, Queue, QueueError
 
 
 def _layout(root: Optional[Path]) -> paths.Layout:
-    return paths.Layout.resolve(root)
+    return layout_of(root)
 
 
 def _queue(layout: paths.Layout) -> Queue:
@@ -61,7 +61,7 @@ def _when(ts: float | None) -> str:
 
 
 def _row_dict(layout: paths.Layout, row, q: Queue) -> dict:
-    from sweepd.daemon.worker import read_status, read_status_file
+    from sweepd.engine.status import read_status, read_status_file
     from sweepd.engine.store import shard_dir
 
     out = {k: row[k] for k in row.keys() if k not in ("request",)}
@@ -122,7 +122,7 @@ def submit(request_file: Path, root: Optional[Path] = RootOpt,
             modelcheck.check(req.workload.model, str(request_file))
         layout = _layout(root)
         if not force:
-            from sweepd.report.fit import check
+            from sweepd.fit import check
 
             check(req, layout)
         incoming = layout.root / "spool" / "incoming"

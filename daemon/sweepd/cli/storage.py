@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from sweepd import paths
-from sweepd.cli import EXIT_FAILED, EXIT_INPUT, RootOpt, app, console, err, fail, guarded
+from sweepd.cli.common import layout_of, EXIT_FAILED, EXIT_INPUT, RootOpt, app, console, err, fail, guarded
 from sweepd.configfile import ConfigError
 from sweepd.storage import manifest as manifest_mod
 from sweepd.storage.archive import ArchiveError
@@ -64,7 +64,7 @@ def _print_plan(plan: Plan) -> None:
 @policy_app.command("check")
 def policy_check(files: list[Path], root: Optional[Path] = RootOpt) -> None:
     """Validate policy files: every problem with its file, field path and value."""
-    layout = paths.Layout.resolve(root)
+    layout = layout_of(root)
     bad = 0
     for f in files:
         try:
@@ -88,7 +88,7 @@ def policy_check(files: list[Path], root: Optional[Path] = RootOpt) -> None:
 def storage_plan(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path] = RootOpt,
                  as_json: bool = typer.Option(False, "--json")) -> None:
     """Every action the policies would take now, with the rule and the reason. Touches nothing."""
-    layout = paths.Layout.resolve(root)
+    layout = layout_of(root)
 
     def go() -> int:
         plan = make_plan(layout, _policies(policy, layout))
@@ -110,7 +110,7 @@ def storage_apply(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path]
     from sweepd.storage import saved
     from sweepd.storage.apply import apply
 
-    layout = paths.Layout.resolve(root)
+    layout = layout_of(root)
 
     def go() -> int:
         with _locked(layout):
@@ -152,7 +152,7 @@ def _storage_guarded(go) -> int:
 def storage_report(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path] = RootOpt,
                    as_json: bool = typer.Option(False, "--json")) -> None:
     """Bytes, files, oldest file and archived share per rule path and per job, against the caps."""
-    layout = paths.Layout.resolve(root)
+    layout = layout_of(root)
 
     def go() -> int:
         cache, rows = IndexCache(), []
@@ -210,7 +210,7 @@ def storage_clean(
     from sweepd.storage.apply import apply
     from sweepd.storage.policy import Policy
 
-    layout = paths.Layout.resolve(root)
+    layout = layout_of(root)
 
     def go() -> int:
         if older_than is None and size_limit is None and keep_samples is None:
@@ -250,7 +250,7 @@ def storage_watch(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    mgr = StorageManager(paths.Layout.resolve(root), policy)
+    mgr = StorageManager(layout_of(root), policy)
     mgr.start()
     try:
         while not stop.wait(1):
@@ -260,7 +260,7 @@ def storage_watch(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path]
 
 
 def _archive_dir(root: Optional[Path], archive_dir: Optional[Path]) -> Path:
-    return archive_dir or paths.Layout.resolve(root).root / "archive"
+    return archive_dir or layout_of(root).root / "archive"
 
 
 @archive_app.command("list")
@@ -299,7 +299,7 @@ def archive_restore(job: str = typer.Argument(..., help="the unit: job_<ID>, the
                     archive_dir: Optional[Path] = typer.Option(None, "--archive-dir"),
                     force: bool = typer.Option(False, "--force", help="overwrite files that differ")) -> None:
     """Give a job's archived images back, byte for byte (to where they were, or --to DIR)."""
-    layout = paths.Layout.resolve(root)
+    layout = layout_of(root)
 
     def go() -> int:
         adir = _archive_dir(root, archive_dir)
