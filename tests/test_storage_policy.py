@@ -74,3 +74,12 @@ def test_load_reports_bad_toml(tmp_path):
     (tmp_path / "p.toml").write_text("[[rules]\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         policy.load(tmp_path / "p.toml")
+
+
+def test_a_rule_name_used_in_two_files_is_refused(tmp_path):
+    a = tmp_path / "a.toml"
+    b = tmp_path / "b.toml"
+    a.write_text('[[rules]]\nname = "age"\nmax_age = "30d"\n')
+    b.write_text('[[rules]]\nname = "other"\nmax_age = "9d"\n[[rules]]\nname = "age"\nmax_age = "60d"\n')
+    with pytest.raises(ConfigError, match=r"rules\[1\]\.name: 'age': already the name of a rule in .*a\.toml"):
+        policy.load_all([a, b])

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sweepd import configfile
+from sweepd.configfile import ConfigError
 from sweepd.storage.units import Bytes, BytesOrShare, Duration, parse_duration
 
 KEEP = ("representative", "first_trial", "none")
@@ -126,5 +127,14 @@ def load(path: Path) -> Policy:
 
 
 def load_all(paths: list[Path]) -> list[tuple[Path, Policy]]:
-    """Every file, in name order; raises ConfigError for the first that does not validate."""
-    return [(p, load(p)) for p in sorted(paths)]
+    """Every file, in name order; raises ConfigError for the first that does not validate, and for a rule
+    name that two files both use (each rule has one schedule, one timer, one line in the audit)."""
+    out = [(p, load(p)) for p in sorted(paths)]
+    seen: dict[str, Path] = {}
+    for path, pol in out:
+        for i, rule in enumerate(pol.rules):
+            if rule.name in seen:
+                raise ConfigError(str(path), [f"rules[{i}].name: {rule.name!r}: already the name of a rule in "
+                                              f"{seen[rule.name]}; rule names are unique across policy files"])
+            seen[rule.name] = path
+    return out
