@@ -187,3 +187,18 @@ def test_client_commands_import_nothing_heavy(tmp_path):
     loaded = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
     heavy = {m for m in loaded if m.split(".")[0] in ("torch", "diffusers", "transformers", "matplotlib", "numpy")}
     assert not heavy, sorted(heavy)
+
+
+def test_storage_listings_show_long_ids_in_full_when_piped(tmp_path):
+    from storage_helpers import make_job, write_policy
+
+    root = tmp_path / "root"
+    long_job = "x" * 60
+    make_job(root / "images", long_job, clocks=(1410,), trials=1, per=1, age_days=60)
+    policy = write_policy(tmp_path / "p.toml", '[[rules]]\nname = "age"\nmax_age = "30d"\n')
+    env = sweepd_env(COLUMNS="80")
+    for args in (["storage", "plan"], ["storage", "report"]):
+        out = sweepd(*args, "--policy", policy, "--root", root, env=env).stdout
+        assert f"job_{long_job}" in out, (args, out)
+    assert sweepd("storage", "apply", "--policy", policy, "--root", root, env=env).returncode == 0
+    assert f"job_{long_job}" in sweepd("archive", "list", "--root", root, env=env).stdout
