@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+
+from pathlib import Path
 
 from sweepd.paths import Layout
 from sweepd.procs import pid_alive
@@ -26,9 +28,6 @@ class Entry:
     error: str | None = None
     path: str = ""  # the request file (spool) or the results folder (foreground)
     row: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def open_queue_readonly(layout: Layout):
@@ -70,18 +69,25 @@ def foreground_jobs(layout: Layout, known_jobs: set[str]) -> list[Entry]:
         job_id = m.parent.name.removeprefix("job_")
         if job_id in known_jobs or m.parent.name.startswith("job_slurm-"):
             continue
-        try:
-            data = json.loads(m.read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(data, dict) or data.get("shard") is not None:
-            continue
-        state = str(data.get("status") or "unknown")
-        error = data.get("error")
-        if state == "running" and not pid_alive(data.get("pid")):
-            state, error = "interrupted", error or "its process is gone: resume with sweepd run --resume " + job_id
-        out.append(Entry(job_id, job_id, state, "foreground", data.get("started_unix"), error, str(m.parent)))
+        if (e := foreground_entry(m)) is not None:
+            out.append(e)
     return out
+
+
+def foreground_entry(manifest: Path) -> Entry | None:
+    """A foreground job from its sweep.json (None for a shard's or an unreadable one)."""
+    job_id = manifest.parent.name.removeprefix("job_")
+    try:
+        data = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("shard") is not None:
+        return None
+    state = str(data.get("status") or "unknown")
+    error = data.get("error")
+    if state == "running" and not pid_alive(data.get("pid")):
+        state, error = "interrupted", error or "its process is gone: resume with sweepd run --resume " + job_id
+    return Entry(job_id, job_id, state, "foreground", data.get("started_unix"), error, str(manifest.parent))
 
 
 def entries(layout: Layout) -> list[Entry]:

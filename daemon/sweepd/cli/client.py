@@ -189,7 +189,7 @@ def _logs_other(layout: paths.Layout, key: str, follow: bool) -> int:
         pos += len(chunk)
         sys.stdout.write(chunk.decode(errors="replace"))
         sys.stdout.flush()
-        again = catalogue.find(layout, key)
+        again = catalogue.foreground_entry(log.with_name("sweep.json"))  # this job's own file, not the catalogue
         if not follow or again is None or again.state != "running":
             return 0
         time.sleep(0.5)

@@ -209,7 +209,7 @@ def list_(root: Optional[Path] = RootOpt, as_json: bool = typer.Option(False, "-
         try:
             for e in catalogue.entries(layout):
                 if e.origin == "queue" and q is not None:
-                    rows.append(_row_dict(layout, q.get(e.id), q) | {"origin": "queue"})
+                    rows.append(_row_dict(layout, e.row, q) | {"origin": "queue"})
                 else:
                     rows.append(_entry_dict(layout, e))
         finally:

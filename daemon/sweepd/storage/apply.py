@@ -19,7 +19,7 @@ from sweepd import audit
 from sweepd.paths import Layout
 from sweepd.storage import archive
 from sweepd.storage.index import KEEP_FILE
-from sweepd.storage.planner import Action, Plan
+from sweepd.storage.planner import Action, Plan, why_protected
 from sweepd.storage.safefs import UnitDir, UnsafePath
 
 log = logging.getLogger(__name__)
@@ -54,21 +54,19 @@ def _present(a: Action) -> list[str]:
 
 
 def protected_now(a: Action, layout: Layout) -> str | None:
-    """Protection checked again right before acting (a .keep or a sweep may have come since planning)."""
-    if os.path.lexists(Path(a.root) / a.unit / KEEP_FILE):
-        return "holds a .keep file"
+    """Protection checked again right before acting (a .keep or a sweep may have come since planning);
+    the queue is read as it is now, SLURM was asked when the plan was made."""
+    active: set[str] = set()
     db = layout.state / "queue.sqlite"
     if a.job_id is not None and db.exists():
         from sweepd.queue import Queue
 
-        q = Queue(db)
+        q = Queue.reader(db)
         try:
-            row = q.get(a.job_id)
+            active = {r["job_id"] for r in q.list(("queued", "running"))}
         finally:
             q.close()
-        if row is not None and row["job_id"] == a.job_id and row["state"] in ("queued", "running"):
-            return f"is {row['state']} (sweep {row['id']})"
-    return None
+    return why_protected(os.path.lexists(Path(a.root) / a.unit / KEEP_FILE), a.job_id, active)
 
 
 class Protected(Exception):

@@ -66,7 +66,7 @@ class _Hashing:
         return data
 
 
-def _hash(fh) -> str:
+def hash_stream(fh) -> str:
     h = hashlib.sha256()
     while chunk := fh.read(CHUNK):
         h.update(chunk)
@@ -75,7 +75,7 @@ def _hash(fh) -> str:
 
 def sha256_file(path: Path) -> str:
     with open(path, "rb") as fh:
-        return _hash(fh)
+        return hash_stream(fh)
 
 
 def archive_name(unit: UnitDir, files: list[str]) -> str:
@@ -125,7 +125,7 @@ def read_members(path: Path) -> list[Member]:
     with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as zr:
         with tarfile.open(fileobj=zr, mode="r|", bufsize=CHUNK) as tar:
             for info in tar:
-                sha = _hash(tar.extractfile(info)) if info.isfile() else hashlib.sha256().hexdigest()
+                sha = hash_stream(tar.extractfile(info)) if info.isfile() else hashlib.sha256().hexdigest()
                 out.append(Member(name=info.name, size=info.size if info.isfile() else -1, sha256=sha))
     return out
 
@@ -146,7 +146,7 @@ def _from_sources(unit: UnitDir, files: list[str]) -> Archived:
     for rel in files:
         fh, st = unit.open(rel)
         with fh:
-            sha = _hash(fh)
+            sha = hash_stream(fh)
         out.members.append(Member(name=f"{unit.name}/{rel}", size=st.st_size, sha256=sha))
         out.sources[rel] = (Identity.of(st), sha)
     return out

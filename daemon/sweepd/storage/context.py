@@ -9,7 +9,7 @@ from sweepd.paths import Layout
 from sweepd.storage import policy as policy_mod
 from sweepd.storage.index import KEEP_FILE, PathIndex
 from sweepd.storage.lock import StorageLock
-from sweepd.storage.planner import Plan, Planner, Scope
+from sweepd.storage.planner import Plan, Planner, Scope, why_protected
 from sweepd.storage.policy import Policy, Rule
 
 
@@ -88,13 +88,9 @@ def storage_lock(layout: Layout, timeout_s: float = 600.0, waiting=None) -> Stor
 
 def protection_now(layout: Layout, root: str, units: set[str], protected: set[str]) -> dict[str, str]:
     """Why each of these units is protected now (for checking a saved plan); unprotected ones are absent."""
-    out = {}
-    for u in units:
-        if os.path.lexists(Path(root) / u / KEEP_FILE):
-            out[u] = "holds a .keep file"
-        elif u.startswith("job_") and u[4:] in protected:
-            out[u] = "is queued or running (sweepd queue or SLURM)"
-    return out
+    whys = {u: why_protected(os.path.lexists(Path(root) / u / KEEP_FILE), u[4:] if u.startswith("job_") else None,
+                             protected) for u in units}
+    return {u: why for u, why in whys.items() if why is not None}
 
 
 def make_plan(layout: Layout, policies: list[tuple[Path, Policy]], cache: IndexCache | None = None,

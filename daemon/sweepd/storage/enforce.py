@@ -71,12 +71,12 @@ class StorageManager:
         self.last_run: dict[str, float] = {}
 
     # policies --------------------------------------------------------------------------------
-    def load(self, force: bool = False) -> bool:
+    def load(self) -> bool:
         """(Re)load the policy files if what they say changed; on any problem keep the policies in force
         and report it."""
         files = policy_files(self.explicit)
         digest = policy_digest(files)
-        if digest == self.digest and not force:
+        if digest == self.digest:
             return True
         self.digest = digest
         try:

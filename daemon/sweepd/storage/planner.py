@@ -31,6 +31,16 @@ _CLOCK_DIR = re.compile(r"^(\d+)MHz$")
 _TRIAL = re.compile(r"_t(\d+)_")
 
 
+def why_protected(keep_flag: bool, job_id: str | None, active: set[str]) -> str | None:
+    """The one rule for what is never touched: a job folder holding a `.keep`, or a job that is queued or
+    running (`active`: sweepd's queue, and SLURM where the caller asked it). None: not protected."""
+    if keep_flag:
+        return "holds a .keep file"
+    if job_id is not None and job_id in active:
+        return "is queued or running (sweepd queue or SLURM)"
+    return None
+
+
 class PolicyError(ValueError):
     """A rule that sweepd refuses to apply (unsafe root, and the like)."""
 
@@ -177,11 +187,7 @@ class Planner:
         return out
 
     def _protected(self, unit: Unit) -> str | None:
-        if unit.keep_flag:
-            return "holds a .keep file"
-        if unit.job_id is not None and unit.job_id in self.protected:
-            return "is queued or running (sweepd queue or SLURM)"
-        return None
+        return why_protected(unit.keep_flag, unit.job_id, self.protected)
 
     def _act(self, out: Plan, rule: Rule, source: str, root: Path, unit: Unit, files, reason: str,
              whole: bool, nbytes: int | None = None) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import zstandard
 
-from sweepd.storage.archive import CHUNK, ArchiveError, sha256_file
+from sweepd.storage.archive import CHUNK, ArchiveError, hash_stream, sha256_file
 from sweepd.storage.safefs import UnsafePath, check_name
 
 
@@ -78,10 +78,7 @@ def check(archive_path: Path, to: Path, unit: str | None = None, force: bool = F
                 continue
             if not info.isfile():
                 raise ArchiveError(f"refusing member {name!r}: not a regular file")
-            h = hashlib.sha256()
-            while chunk := fh.read(CHUNK):
-                h.update(chunk)
-            sha = h.hexdigest()
+            sha = hash_stream(fh)
             skip = False
             if target.exists():
                 if not target.is_file():
