@@ -75,14 +75,14 @@ class Daemon:
         try:
             while time.monotonic() < end:
                 row = q.get(sweep_id)
-                if row is not None and row["state"] in states:
-                    return dict(row)
+                if row is not None and row.state in states:
+                    return row
                 if self.proc is not None and self.proc.poll() is not None and not self.proc.args[-1] == "--once":
                     raise AssertionError(f"daemon exited {self.proc.returncode}: {self.output()}")
                 time.sleep(0.1)
         finally:
             q.close()
-        raise AssertionError(f"sweep {sweep_id} never reached {states}: {dict(row) if row else None}\n{self.output()}")
+        raise AssertionError(f"sweep {sweep_id} never reached {states}: {row if row else None}\n{self.output()}")
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)

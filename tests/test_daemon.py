@@ -47,9 +47,9 @@ def test_submit_runs_to_done_with_status_list_and_logs(daemon_factory, tmp_path)
     req = write_request(tmp_path / "r.toml", clocks=(1410, 945), trials=1)
     sweep_id = submit(d.root, req)
     row = d.wait_state(sweep_id, ("done", "failed"))
-    assert row["state"] == "done", row
+    assert row.state == "done", row
     assert (d.root / "spool/accepted" / f"{sweep_id}.toml").exists()
-    assert trial_keys(d.root, row["job_id"]) == {("1410", "1"): 1, ("945", "1"): 1}
+    assert trial_keys(d.root, row.job_id) == {("1410", "1"): 1, ("945", "1"): 1}
     st = json.loads(sweepd("status", sweep_id, "--root", d.root, "--json").stdout)
     assert st["state"] == "done" and st["exit_status"] == 0
     assert sweep_id in sweepd("list", "--root", d.root).stdout
@@ -94,12 +94,12 @@ def test_cancel_stops_a_running_sweep_and_resets_clocks(daemon_factory, tmp_path
     req = write_request(tmp_path / "r.toml", backend="nvml", clocks=(1410, 1200, 945, 705, 510), trials=3)
     sweep_id = submit(d.root, req, env=d.env)
     row = d.wait_state(sweep_id, ("running",))
-    results = d.root / "results" / f"job_{row['job_id']}"
+    results = d.root / "results" / f"job_{row.job_id}"
     wait_for_rows(results / "trials.csv", 1)
     r = sweepd("cancel", sweep_id, "--root", d.root)
     assert r.returncode == 0 and "cancelling" in r.stdout
     row = d.wait_state(sweep_id, ("cancelled", "done", "failed"))
-    assert row["state"] == "cancelled" and row["error"].startswith("cancelled by user"), row
+    assert row.state == "cancelled" and row.error.startswith("cancelled by user"), row
     calls = [json.loads(line)["call"] for line in log.read_text().splitlines()]
     assert calls[-2:] == ["nvmlDeviceResetGpuLockedClocks", "nvmlDeviceResetMemoryLockedClocks"]
     assert len(atomic.read_csv(results / "trials.csv")) < 15
@@ -113,15 +113,15 @@ def test_kill_9_of_the_daemon_mid_sweep_then_restart_finishes_the_sweep(daemon_f
     req = write_request(tmp_path / "r.toml", clocks=tuple(map(int, clocks)), trials=2)
     sweep_id = submit(d.root, req)
     row = d.wait_state(sweep_id, ("running",))
-    trials = d.root / "results" / f"job_{row['job_id']}" / "trials.csv"
+    trials = d.root / "results" / f"job_{row.job_id}" / "trials.csv"
     wait_for_rows(trials, 3)
     d.signal(signal.SIGKILL)
     d.proc.wait()
     d.log.close()
     d.start()
     row = d.wait_state(sweep_id, ("done", "failed"), timeout=240)
-    assert row["state"] == "done" and row["resumes"] == 1, row
-    assert trial_keys(d.root, row["job_id"]) == {(f, t): 1 for f in clocks for t in ("1", "2")}
+    assert row.state == "done" and row.resumes == 1, row
+    assert trial_keys(d.root, row.job_id) == {(f, t): 1 for f in clocks for t in ("1", "2")}
     assert not list((d.root / "state/gpu-locks").glob("*.json"))
 
 
@@ -130,13 +130,13 @@ def test_kill_9_of_a_worker_is_resumed_by_the_daemon(daemon_factory, tmp_path):
     req = write_request(tmp_path / "r.toml", clocks=(1410, 945, 510), trials=2)
     sweep_id = submit(d.root, req)
     row = d.wait_state(sweep_id, ("running",))
-    trials = d.root / "results" / f"job_{row['job_id']}" / "trials.csv"
+    trials = d.root / "results" / f"job_{row.job_id}" / "trials.csv"
     wait_for_rows(trials, 1)
-    pid = d.queue().get(sweep_id)["pid"]
+    pid = d.queue().get(sweep_id).pid
     os.kill(pid, signal.SIGKILL)
     row = d.wait_state(sweep_id, ("done", "failed"), timeout=240)
-    assert row["state"] == "done" and row["resumes"] == 1
-    assert trial_keys(d.root, row["job_id"]) == {(f, t): 1 for f in ("1410", "945", "510") for t in ("1", "2")}
+    assert row.state == "done" and row.resumes == 1
+    assert trial_keys(d.root, row.job_id) == {(f, t): 1 for f in ("1410", "945", "510") for t in ("1", "2")}
     assert "worker killed by SIGKILL" in (d.root / "state/audit.jsonl").read_text()
 
 
@@ -170,14 +170,14 @@ def test_sigterm_stops_the_running_sweep_after_its_trial_and_it_resumes_on_resta
     req = write_request(tmp_path / "r.toml", clocks=(1410, 1200, 945, 705, 510), trials=2)
     sweep_id = submit(d.root, req)
     row = d.wait_state(sweep_id, ("running",))
-    trials = d.root / "results" / f"job_{row['job_id']}" / "trials.csv"
+    trials = d.root / "results" / f"job_{row.job_id}" / "trials.csv"
     wait_for_rows(trials, 1)
     t0 = time.monotonic()
     assert d.stop() == 0 and time.monotonic() - t0 < 60
     assert "STOPPING=1" in d.read_messages()
-    assert d.queue().get(sweep_id)["state"] == "interrupted"
+    assert d.queue().get(sweep_id).state == "interrupted"
     d.start()
-    assert d.wait_state(sweep_id, ("done", "failed"), timeout=240)["state"] == "done"
+    assert d.wait_state(sweep_id, ("done", "failed"), timeout=240).state == "done"
 
 
 def test_once_mode_runs_what_is_queued_and_exits(daemon_factory, tmp_path):
@@ -186,7 +186,7 @@ def test_once_mode_runs_what_is_queued_and_exits(daemon_factory, tmp_path):
     d.start("--once", wait_ready=False)
     assert d.proc.wait(timeout=240) == 0, d.output()
     q = d.queue()
-    assert [q.get(i)["state"] for i in ids] == ["done", "done"]
+    assert [q.get(i).state for i in ids] == ["done", "done"]
 
 
 def test_thousand_files_dropped_at_once(daemon_factory, tmp_path):

@@ -81,4 +81,4 @@ def test_jitter_is_absorbed_and_a_long_stall_still_shows():
 
 def test_sim_identity_says_simulated():
     gpu = SimulatedGpu("V100")
-    assert gpu.simulated and "(simulated)" in gpu.name and gpu.info()["simulated"] is True
+    assert gpu.simulated and "(simulated)" in gpu.name and gpu.info().simulated is True

@@ -77,7 +77,7 @@ def test_a_file_is_taken_only_once_it_stopped_changing(tmp_path):
     now[0] += 0.6
     [out] = s.scan()
     assert out.accepted, out.problems
-    assert s.queue.get(out.sweep_id)["job_id"] == "complete-at-last" and not s.waiting
+    assert s.queue.get(out.sweep_id).job_id == "complete-at-last" and not s.waiting
 
 
 def test_a_writer_that_pauses_longer_than_the_settle_time_is_waited_for(tmp_path):
@@ -157,11 +157,11 @@ def test_hostile_files_are_rejected_while_the_daemon_keeps_serving(tmp_path):
         q = d.queue()
         end = time.monotonic() + 60
         while time.monotonic() < end:
-            jobs = {r["job_id"] for r in q.list(("queued",))}
+            jobs = {r.job_id for r in q.list(("queued",))}
             if {"still-serving", "slowly-written"} <= jobs and not os.listdir(inc):
                 break
             time.sleep(0.2)
-        assert {r["job_id"] for r in q.list(("queued",))} == {"still-serving", "slowly-written"}, d.output()
+        assert {r.job_id for r in q.list(("queued",))} == {"still-serving", "slowly-written"}, d.output()
         q.close()
         assert d.proc.poll() is None, d.output()
         rejected = sorted(p.name for p in (d.root / "spool/rejected").glob("*.error.txt"))

@@ -23,7 +23,7 @@ def test_guard_records_the_lock_and_resets_on_error(fake_nvml, tmp_path):
         with ClockGuard(gpu, tmp_path) as guard:
             guard.lock(945, 1215)
             [rec] = read_records(tmp_path)
-            assert rec["uuid"] == gpu.uuid and rec["pid"] == os.getpid()
+            assert rec.uuid == gpu.uuid and rec.pid == os.getpid()
             raise RuntimeError("the workload crashed")
     assert names(fake_nvml)[-2:] == ["nvmlDeviceResetGpuLockedClocks", "nvmlDeviceResetMemoryLockedClocks"]
     assert read_records(tmp_path) == []
@@ -47,10 +47,10 @@ def test_stale_lock_of_a_dead_process_is_reset_at_next_start(fake_nvml, tmp_path
         {"uuid": gpu.uuid, "backend": "nvml", "pid": dead_pid(), "host": socket.gethostname()}))
     (tmp_path / "other-host.json").write_text(json.dumps(
         {"uuid": "GPU-1", "backend": "nvml", "pid": dead_pid(), "host": "another-node"}))
-    done = repair_stale_locks(tmp_path, lambda rec: open_device("nvml", uuid=rec["uuid"]))
+    done = repair_stale_locks(tmp_path, lambda rec: open_device("nvml", uuid=rec.uuid))
     assert len(done) == 1 and "reset clocks" in done[0]
     assert ("nvmlDeviceResetGpuLockedClocks", gpu.uuid) in fake_nvml.calls
-    assert [r["uuid"] for r in read_records(tmp_path)] == ["GPU-1"]  # another node's record is not ours to fix
+    assert [r.uuid for r in read_records(tmp_path)] == ["GPU-1"]  # another node's record is not ours to fix
 
 
 def test_a_gpu_held_by_a_live_sweep_is_refused(fake_nvml, tmp_path):

@@ -41,9 +41,9 @@ def test_report_finds_the_known_optimum_and_labels_simulation(swept):
         assert o["freq"] == min(pool, key=lambda c: c[col])["freq_mhz"]
         assert not bounded or o["time_change_pct"] <= 5.0
     # the calibrated physics, with margins wider than the noise: 945 MHz uses ~26 % less energy than 1410
-    assert best[("energy", False)]["freq"] == "945" and 5 < best[("energy", False)]["energy_saving_pct"] < 45
-    assert rows["510"]["j_per_image_mean"] > rows["945"]["j_per_image_mean"]
-    assert a["baseline_mhz"] == "1410" and a["simulated"] is True and a["slowdown_bound_pct"] == 5.0
+    assert best[("energy", False)]["freq"] == 945 and 5 < best[("energy", False)]["energy_saving_pct"] < 45
+    assert rows[510]["j_per_image_mean"] > rows[945]["j_per_image_mean"]
+    assert a["baseline_mhz"] == 1410 and a["simulated"] is True and a["slowdown_bound_pct"] == 5.0
     text = sweepd("report", "cal", "--root", tmp / "root", env=env).stdout
     assert "minimum energy: 945 MHz" in text and "(simulated)" in text and "baseline: 1410 MHz" in text
     d = tmp / "root/results/job_cal"
@@ -91,7 +91,7 @@ def test_failed_trials_and_missed_locks_are_flagged(tmp_path):
     flags = "\n".join(a["flags"])
     assert "1410 MHz: the observed clock missed the lock" in flags and "ran at 1200 MHz (sw_power_cap)" in flags
     assert "1410 MHz trial 2 failed" in flags and "945 MHz: the observed clock" not in flags
-    assert {r["freq_mhz"]: r["n"] for r in a["clocks"]} == {"1410": 2, "945": 3}
+    assert {r["freq_mhz"]: r["n"] for r in a["clocks"]} == {1410: 2, 945: 3}
     assert a["simulated"] is False
 
 

@@ -53,7 +53,7 @@ def daemon(tmp_path_factory):
     d = Daemon(tmp_path_factory.mktemp("slurm") / "root", settings=SETTINGS).start()
     yield d
     for row in d.queue().list(("queued", "running")):  # leave no job behind on the cluster
-        sweepd("cancel", row["id"], "--root", d.root, env=d.env)
+        sweepd("cancel", row.id, "--root", d.root, env=d.env)
     d.close()
 
 
@@ -118,14 +118,14 @@ def test_a_split_sweep_is_a_two_task_array_merged_into_one_report(daemon, tmp_pa
     sid = submit(daemon, request(tmp_path / "split.toml", clocks, split=2))
     array = wait_for(lambda: status(daemon, sid)["slurm_job_id"], 60, "the sbatch submission")
     seen = set()
-    while daemon.queue().get(sid)["state"] == "running":
+    while daemon.queue().get(sid).state == "running":
         seen |= squeue_ids(array)
         time.sleep(0.5)
     row = daemon.wait_state(sid, ("done", "failed", "cancelled"))
-    assert row["state"] == "done", (row, daemon.output())
+    assert row.state == "done", (row, daemon.output())
     assert seen == {f"{array}_0", f"{array}_1"}  # squeue showed both array tasks
 
-    assert row["job_id"] == array
+    assert row.job_id == array
     top = daemon.root / "results" / f"job_{array}"
     trials = atomic.read_csv(top / "trials.csv")
     assert Counter(t["freq_mhz"] for t in trials) == {str(f): 2 for f in clocks}
@@ -162,9 +162,9 @@ def test_cancel_scancels_a_running_job_which_stops_after_its_trial(daemon, tmp_p
     r = sweepd("cancel", sid, "--root", daemon.root, env=daemon.env)
     assert r.returncode == 0 and f"scancel {job}" in r.stdout, r.stdout + r.stderr
     row = daemon.wait_state(sid, ("cancelled", "done", "failed"), timeout=120)
-    assert row["state"] == "cancelled", row
+    assert row.state == "cancelled", row
     assert not squeue_ids(s["slurm_job_id"])
-    shard_dir = daemon.root / "results" / f"job_{row['job_id']}" / "shards" / "0"
+    shard_dir = daemon.root / "results" / f"job_{row.job_id}" / "shards" / "0"
     assert json.loads((shard_dir / "status.json").read_text())["state"] == "interrupted"  # stopped cleanly
     trials = atomic.read_csv(shard_dir / "trials.csv")
     assert 0 < len(trials) < len(clocks) * 3
@@ -176,12 +176,12 @@ def test_a_job_killed_by_its_time_limit_is_resubmitted_and_resumes(daemon, tmp_p
     sid = submit(daemon, request(tmp_path / "timeout.toml", clocks, trials=2, window=2.5, settle=1.0,
                                  slurm="time_limit_minutes = 1"))
     row = daemon.wait_state(sid, ("done", "failed", "cancelled"), timeout=480)
-    assert row["state"] == "done", (row, status(daemon, sid), daemon.output()[-3000:])
+    assert row.state == "done", (row, status(daemon, sid), daemon.output()[-3000:])
     shard = status(daemon, sid)["shards"][0]
     assert shard["attempts"] >= 2
     assert shard["history"][0]["slurm_state"] == "TIMEOUT"
     assert len({h["slurm_id"] for h in shard["history"]}) == shard["attempts"]  # a new SLURM job each time
-    top = daemon.root / "results" / f"job_{row['job_id']}"
+    top = daemon.root / "results" / f"job_{row.job_id}"
     manifest = json.loads((top / "shards/0/sweep.json").read_text())
     assert manifest["resumed_at"]  # the resubmission resumed the shard, it did not start over
     trials = atomic.read_csv(top / "trials.csv")
@@ -198,7 +198,7 @@ def test_jobs_outlive_the_daemon_and_a_restarted_daemon_follows_them_to_done(dae
     assert squeue_ids(array), "stopping the daemon must not stop its SLURM jobs"
     daemon.start()  # the same root: the shards table says what to follow
     row = daemon.wait_state(sid, ("done", "failed", "cancelled"), timeout=240)
-    assert row["state"] == "done", (row, daemon.output()[-2000:])
+    assert row.state == "done", (row, daemon.output()[-2000:])
     trials = atomic.read_csv(daemon.root / "results" / f"job_{array}" / "trials.csv")
     assert Counter(t["freq_mhz"] for t in trials) == {str(f): 2 for f in clocks}
 
@@ -206,7 +206,7 @@ def test_jobs_outlive_the_daemon_and_a_restarted_daemon_follows_them_to_done(dae
 def test_sbatch_refusing_a_job_fails_the_sweep_with_its_reason(daemon, tmp_path):
     sid = submit(daemon, request(tmp_path / "bad.toml", (1410, 510), slurm='partition = "no-such-partition"'))
     row = daemon.wait_state(sid, ("failed", "done", "cancelled"), timeout=60)
-    assert row["state"] == "failed" and "invalid partition" in row["error"].lower(), row
+    assert row.state == "failed" and "invalid partition" in row.error.lower(), row
 
 
 def test_pending_and_running_slurm_jobs_are_protected_from_storage_policies(daemon, tmp_path):
@@ -234,13 +234,13 @@ def test_a_submission_while_the_controller_is_down_waits_and_then_goes_through(d
     try:
         sid = submit(daemon, request(tmp_path / "outage.toml", (1410, 510)))
         q = daemon.queue()
-        row = wait_for(lambda: (r := q.get(sid)) is not None and "waiting for SLURM" in (r["error"] or "") and r,
+        row = wait_for(lambda: (r := q.get(sid)) is not None and "waiting for SLURM" in (r.error or "") and r,
                        120, "the failed submission to be noted")
-        assert row["state"] == "queued" and row["slurm_job_id"] is None  # kept, not failed, not dropped
+        assert row.state == "queued" and row.slurm_job_id is None  # kept, not failed, not dropped
         shown = sweepd("status", sid, "--root", daemon.root, env=daemon.env).stdout
         assert "state: queued" in shown and "waiting for SLURM" in shown
     finally:
         subprocess.run([shutil.which("slurmctld", path="/usr/sbin:/usr/bin")], check=True)
     wait_for(lambda: slurm_down_reason() is None, 60, "slurmctld to take jobs again")
     row = daemon.wait_state(sid, ("done", "failed", "cancelled"), timeout=240)
-    assert row["state"] == "done" and row["slurm_job_id"], row
+    assert row.state == "done" and row.slurm_job_id, row

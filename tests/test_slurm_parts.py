@@ -15,6 +15,7 @@ from conftest import sweepd, sweepd_env, write_request
 from sweepd import atomic, paths
 from sweepd.engine.runner import shard_plan
 from sweepd.queue import Queue
+from sweepd.records.shardspec import ShardSpec
 from sweepd.request import SweepRequest
 from sweepd.settings import SlurmSettings
 from sweepd.slurm import node
@@ -22,6 +23,9 @@ from sweepd.slurm.script import JobScript, TemplateError, time_limit_minutes
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NASTY = "a fox\n$(touch /tmp/sweepd-pwned) `id` 'quote' \"dq\"; rm -rf ~ #SBATCH --wrap=x"
+
+
+V010 = Path(__file__).parent / "fixtures" / "v0.1.0"
 
 
 def slurm_request(**over) -> SweepRequest:
@@ -116,8 +120,9 @@ def test_the_node_runs_on_the_gpu_slurm_allocated():
     assert node.allocated_gpu(req, {"CUDA_VISIBLE_DEVICES": "GPU-1234abcd-0000"}).gpu.uuid == "GPU-1234abcd-0000"
     pinned = slurm_request(gpu={"backend": "sim", "index": 1})
     assert node.allocated_gpu(pinned, {"SLURM_JOB_GPUS": "3"}).gpu.index == 1
-    assert node.job_id_for({"job_id": None}, None, {"SLURM_ARRAY_JOB_ID": "77", "SLURM_JOB_ID": "78"}) == "77"
-    assert node.job_id_for({"job_id": None}, "77", {"SLURM_ARRAY_JOB_ID": "90"}) == "77"  # a resubmission
+    spec = ShardSpec(sweep_id="s", job_id=None, split=1, request=pinned)
+    assert node.job_id_for(spec, None, {"SLURM_ARRAY_JOB_ID": "77", "SLURM_JOB_ID": "78"}) == "77"
+    assert node.job_id_for(spec, "77", {"SLURM_ARRAY_JOB_ID": "90"}) == "77"  # a resubmission
 
 
 # the queue ----------------------------------------------------------------------------------------
@@ -126,25 +131,25 @@ def test_schema_1_state_file_gains_the_slurm_columns_and_keeps_its_sweeps(tmp_pa
     shutil.copy(FIXTURES / "queue-schema1.sqlite", db)
     q = Queue(db)
     assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 2
-    assert {r["id"]: r["executor"] for r in q.list()} == {"aaaaaaaaaaaa": "local", "bbbbbbbbbbbb": "local"}
+    assert {r.id: r.executor for r in q.list()} == {"aaaaaaaaaaaa": "local", "bbbbbbbbbbbb": "local"}
     assert q.claim_next("slurm", None, executor="slurm") is None  # a local sweep is never sent to SLURM
-    assert q.claim_next("gpu0", 0)["id"] == "bbbbbbbbbbbb"
+    assert q.claim_next("gpu0", 0).id == "bbbbbbbbbbbb"
 
 
 def test_shard_rows_record_each_attempt(tmp_path):
     q = Queue(tmp_path / "queue.sqlite")
     q.add("cccccccccccc", "slurm-pending-cccccccccccc", {}, executor="slurm")
     assert q.claim_next("gpu0", 0) is None  # a SLURM sweep is never run by a local worker
-    assert q.claim_next("slurm", None, executor="slurm")["id"] == "cccccccccccc"
+    assert q.claim_next("slurm", None, executor="slurm").id == "cccccccccccc"
     q.set_submitted("cccccccccccc", "41", "41", {0: "41_0", 1: "41_1"}, minutes=12)
     q.update_shard("cccccccccccc", 1, state="interrupted", slurm_state="TIMEOUT", ended={"slurm_state": "TIMEOUT"})
     q.update_shard("cccccccccccc", 1, resubmitted_as="45_1", minutes=24)
     row, shards = q.get("41"), q.shards("cccccccccccc")
-    assert row["slurm_job_id"] == "41" and row["id"] == "cccccccccccc"
-    assert [(s["slurm_id"], s["state"], s["attempts"]) for s in shards] == [("41_0", "pending", 1),
+    assert row.slurm_job_id == "41" and row.id == "cccccccccccc"
+    assert [(s.slurm_id, s.state, s.attempts) for s in shards] == [("41_0", "pending", 1),
                                                                            ("45_1", "pending", 2)]
-    hist = json.loads(shards[1]["history"])
-    assert [(h["slurm_id"], h.get("slurm_state"), h["minutes"]) for h in hist] == [("41_1", "TIMEOUT", 12),
+    hist = shards[1].history
+    assert [(h.slurm_id, h.slurm_state, h.minutes) for h in hist] == [("41_1", "TIMEOUT", 12),
                                                                                   ("45_1", None, 24)]
 
 
@@ -225,8 +230,9 @@ def test_merge_names_the_shards_that_are_missing_or_unfinished(tmp_path):
     layout = paths.Layout.resolve(tmp_path / "root")
     d = layout.results / "job_5/shards/0"
     d.mkdir(parents=True)
-    atomic.write_json(d / "sweep.json", {"shards": 3, "status": "interrupted", "request_sha256": "x",
-                                         "plan_mhz_all": [1, 2, 3]})
+    shard0 = json.loads((V010 / "job_75" / "shards" / "0" / "sweep.json").read_text())
+    atomic.write_json(d / "sweep.json", shard0 | {"job_id": "5", "shards": 3, "status": "interrupted",
+                                                  "plan_mhz_all": [1410, 1110, 945]})
     r = sweepd("merge", "5", "--root", layout.root)
     assert r.returncode == 2
     assert "shard(s) [1, 2] have no results" in r.stderr and "0 (interrupted) not done" in r.stderr

@@ -12,8 +12,7 @@ from PIL import Image
 
 from conftest import sweepd, sweepd_env, wait_for_rows, write_request
 from sweepd import atomic
-from sweepd.engine.store import IMAGE_FIELDS, TRIAL_FIELDS
-from sweepd.engine.summary import SUMMARY_FIELDS
+from sweepd.records.rows import ImageRow, SummaryRow, TrialRow
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +31,8 @@ def test_sim_sweep_writes_every_output_labelled_simulated(tmp_path):
     manifest = json.loads((d / "sweep.json").read_text())
     assert manifest["status"] == "done" and manifest["simulated"] is True and manifest["backend"] == "sim"
     assert manifest["workload"]["scheduler"] == "DDIMScheduler" and manifest["request"]["job_id"] is None
-    assert list(trials[0]) == TRIAL_FIELDS and list(images[0]) == IMAGE_FIELDS and list(summary[0]) == SUMMARY_FIELDS
+    assert list(trials[0]) == TrialRow.columns() and list(images[0]) == ImageRow.columns() \
+        and list(summary[0]) == SummaryRow.columns()
     assert {r["simulated"] for r in trials + images + summary} == {"true"}
     assert Counter((r["freq_mhz"], r["trial"]) for r in trials) == {(f, t): 1 for f in
                                                                    ("1410", "1305", "1200", "945", "510")

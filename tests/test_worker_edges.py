@@ -39,8 +39,8 @@ def test_a_cancel_during_worker_start_up_ends_cancelled(tmp_path, monkeypatch, d
         pool.reap()
         time.sleep(0.05)
     row = q.get("cccccccccccc")
-    assert row["state"] == "cancelled", dict(row)
-    assert row["resumes"] == 0
+    assert row.state == "cancelled", row
+    assert row.resumes == 0
     q.close()
 
 

@@ -7,19 +7,30 @@ Everything here only reads: it works on a read-only root and creates no folder o
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass, field
-
 from pathlib import Path
 
 from sweepd.paths import Layout
 from sweepd.procs import pid_alive
+from sweepd.records.manifest import SweepManifest
+from sweepd.records.queuerows import ShardRow, SweepRow
+from sweepd.records.status import WorkerStatus
+
+
+@dataclass
+class ShardView:
+    """A SLURM shard's queue row and, while it runs, its worker's status.json."""
+    row: ShardRow
+    progress: WorkerStatus | None = None
+
+    def to_json(self) -> dict:
+        return self.row.to_json() | {"progress": self.progress.to_json() if self.progress else {}}
 
 
 @dataclass
 class Entry:
-    """One sweep as `sweepd list` shows it (queue rows keep their own, fuller form in `row`)."""
+    """One sweep as `sweepd status` and `sweepd list` show it."""
     id: str
     job_id: str
     state: str  # queue states, plus "waiting" (in spool/incoming/) for requests no daemon has taken in
@@ -27,7 +38,51 @@ class Entry:
     submitted_at: float | None = None
     error: str | None = None
     path: str = ""  # the request file (spool) or the results folder (foreground)
-    row: dict = field(default_factory=dict)
+    row: SweepRow | None = None  # a queue entry's row
+    progress: WorkerStatus | None = None  # a running local sweep's status.json (see with_progress)
+    shards: list[ShardView] = field(default_factory=list)  # a SLURM sweep's (see with_progress)
+
+    @property
+    def executor(self) -> str:
+        return self.row.executor if self.row else "local"
+
+    @property
+    def priority(self) -> int:
+        return self.row.priority if self.row else 0
+
+    def to_json(self, layout: Layout) -> dict:
+        results = str(layout.job_results(self.job_id)) if self.job_id else ""
+        if self.row is None:
+            return {"id": self.id, "job_id": self.job_id, "state": self.state, "origin": self.origin,
+                    "executor": "local", "priority": 0, "submitted_at": self.submitted_at, "error": self.error,
+                    "progress": {}, "results_dir": results, "spool_path": self.path if self.origin == "spool" else ""}
+        out = self.row.to_json() | {"origin": self.origin,
+                                    "progress": self.progress.to_json() if self.progress else {},
+                                    "results_dir": results}
+        if self.row.slurm:
+            out["shards"] = [sh.to_json() for sh in self.shards]
+        return out
+
+
+def with_progress(layout: Layout, e: Entry, q) -> Entry:
+    """Read what a queue entry's workers say: status.json of a running local sweep, each SLURM shard's row
+    and, while it runs, its status.json."""
+    from sweepd.engine.status import read_status
+    from sweepd.engine.store import shard_dir
+
+    if e.row is None:
+        return e
+    if e.row.state == "running" and not e.row.slurm:
+        e.progress = read_status(layout, e.row.job_id)
+    if e.row.slurm:
+        e.shards = [ShardView(sh, WorkerStatus.read_or_none(WorkerStatus.path_in(shard_dir(layout, e.row.job_id,
+                                                                                               sh.shard)))
+                              if sh.state == "running" else None) for sh in q.shards(e.row.id)]
+    return e
+
+
+def queue_entry(row: SweepRow) -> Entry:
+    return Entry(row.id, row.job_id, row.state, "queue", row.submitted_at, row.error, row.spool_path or "", row)
 
 
 def open_queue_readonly(layout: Layout):
@@ -77,17 +132,13 @@ def foreground_jobs(layout: Layout, known_jobs: set[str]) -> list[Entry]:
 def foreground_entry(manifest: Path) -> Entry | None:
     """A foreground job from its sweep.json (None for a shard's or an unreadable one)."""
     job_id = manifest.parent.name.removeprefix("job_")
-    try:
-        data = json.loads(manifest.read_text())
-    except (OSError, ValueError):
+    m = SweepManifest.read_or_none(manifest)
+    if m is None or m.shard is not None:
         return None
-    if not isinstance(data, dict) or data.get("shard") is not None:
-        return None
-    state = str(data.get("status") or "unknown")
-    error = data.get("error")
-    if state == "running" and not pid_alive(data.get("pid")):
+    state, error = m.status or "unknown", m.error
+    if state == "running" and not pid_alive(m.pid):
         state, error = "interrupted", error or "its process is gone: resume with sweepd run --resume " + job_id
-    return Entry(job_id, job_id, state, "foreground", data.get("started_unix"), error, str(manifest.parent))
+    return Entry(job_id, job_id, state, "foreground", m.started_unix, error, str(manifest.parent))
 
 
 def entries(layout: Layout) -> list[Entry]:
@@ -98,10 +149,8 @@ def entries(layout: Layout) -> list[Entry]:
     if q is not None:
         try:
             for r in q.list():
-                d = {k: r[k] for k in r.keys()}
-                known.add(d["job_id"])
-                out.append(Entry(d["id"], d["job_id"], d["state"], "queue", d["submitted_at"], d["error"],
-                                 d.get("spool_path") or "", d))
+                known.add(r.job_id)
+                out.append(queue_entry(r))
         except sqlite3.Error:
             pass
         finally:

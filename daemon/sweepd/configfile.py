@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from sweepd.errors import InputError
+
 M = TypeVar("M", bound=BaseModel)
 
 MAX_FILE_BYTES = 1 << 20  # a request is a few hundred bytes; anything over 1 MiB is a mistake
@@ -96,13 +98,16 @@ def data_depth(data: Any) -> int:
     return deepest
 
 
-class ConfigError(Exception):
+class ConfigError(InputError):
     """A file that could not be read or did not validate. ``problems`` holds one line per problem."""
 
     def __init__(self, source: str, problems: list[str]):
         self.source = source
         self.problems = problems
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+    def lines(self) -> list[str]:
+        return [f"{self.source}: {p}" for p in self.problems]
 
 
 def format_loc(loc: tuple[Any, ...]) -> str:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sweepd.errors import InputError
 from sweepd.paths import Layout
 from sweepd.report.estimate import MODES, Estimate, estimate
 from sweepd.request import SweepRequest
 
 
-class WontFit(ValueError):
+class WontFit(InputError):
     pass
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+from sweepd.errors import InputError
 from sweepd.gpu.base import GpuDevice
 from sweepd.request import Frequencies
 
@@ -33,7 +34,7 @@ def representative(n: int) -> set[int]:
     return {k for k in range(n) if k % 10 == 0} | ({n - 1} if n else set())
 
 
-class ClockPlanError(ValueError):
+class ClockPlanError(InputError):
     def __init__(self, field: str, value: object, reason: str):
         self.field, self.value, self.reason = field, value, reason
         super().__init__(f"{field}: {value!r}: {reason}")

@@ -7,6 +7,8 @@ storage).
 
 from __future__ import annotations
 
+from sweepd.errors import InputError
+
 import os
 import re
 import secrets
@@ -17,18 +19,30 @@ from pathlib import Path
 JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
-def _xdg(var: str, fallback: str) -> Path:
+_XDG = {"data": ("XDG_DATA_HOME", ".local/share"), "config": ("XDG_CONFIG_HOME", ".config"),
+        "cache": ("XDG_CACHE_HOME", ".cache")}
+
+
+def xdg(kind: str) -> Path:
+    """The XDG base folder of a kind (data, config, cache): $XDG_<KIND>_HOME, else its default under ~.
+    The one place sweepd reads these variables."""
+    var, fallback = _XDG[kind]
     value = os.environ.get(var)
     return Path(value) if value else Path.home() / fallback
 
 
 def default_root() -> Path:
-    return _xdg("XDG_DATA_HOME", ".local/share") / "sweepd"
+    return xdg("data") / "sweepd"
+
+
+def config_dir() -> Path:
+    """~/.config/sweepd: the user's settings file and policies."""
+    return xdg("config") / "sweepd"
 
 
 def cache_dir() -> Path:
     value = os.environ.get("SWEEPD_CACHE_DIR")
-    return Path(value) if value else _xdg("XDG_CACHE_HOME", ".cache") / "sweepd"
+    return Path(value) if value else xdg("cache") / "sweepd"
 
 
 @dataclass(frozen=True)
@@ -66,7 +80,7 @@ class Layout:
         return self.images / f"job_{check_job_id(job_id)}"
 
 
-class RootNotWritable(ValueError):
+class RootNotWritable(InputError):
     """A folder sweepd must write to cannot be written (read-only filesystem, permissions)."""
 
 
@@ -91,7 +105,7 @@ def ensure_writable(folder: Path) -> Path:
 def check_job_id(job_id: str) -> str:
     """A job id names a folder: letters, digits, '.', '_', '-'; no path tricks."""
     if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id) or ".." in job_id:
-        raise ValueError(
+        raise InputError(
             f"job_id {job_id!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit, without '..'"
         )

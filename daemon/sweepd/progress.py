@@ -8,6 +8,7 @@ from rich.table import Table
 
 from sweepd.engine.summary import optimum
 from sweepd.freqplan import ClockPoint
+from sweepd.records.rows import SummaryRow, TrialRow
 
 
 class ConsoleObserver:
@@ -33,38 +34,36 @@ class ConsoleObserver:
     def clock_started(self, k: int, n: int, point: ClockPoint) -> None:
         self.progress.update(self.task, description=f"clock {k + 1}/{n} {point.label}{self.tag}")
 
-    def trial_done(self, k: int, n: int, point: ClockPoint, row: dict) -> None:
-        last = f"last {row['j_per_image']:.2f} J/image" if row["status"] == "ok" else "last trial FAILED"
+    def trial_done(self, k: int, n: int, point: ClockPoint, row: TrialRow) -> None:
+        last = f"last {row.j_per_image:.2f} J/image" if row.ok else "last trial FAILED"
         self.progress.update(self.task, advance=1, last=last)
 
-    def clock_done(self, k: int, n: int, point: ClockPoint, summary: list[dict]) -> None:
-        row = next((r for r in summary if r["freq_mhz"] == point.key), None)
+    def clock_done(self, k: int, n: int, point: ClockPoint, summary: list[SummaryRow]) -> None:
+        row = next((r for r in summary if r.freq_mhz == point.freq_mhz), None)
         if row is None:
             self.console.print(f"[{k + 1}/{n}] {point.label}: every trial failed")
             return
-        self.console.print(f"[{k + 1}/{n}] {point.label}: {row['n']} trials, {row['s_per_image_mean']:.3f} s/image, "
-                           f"{row['j_per_image_mean']:.2f} J/image, {row['avg_power_w']:.0f} W{self.tag}")
+        self.console.print(f"[{k + 1}/{n}] {point.label}: {row.n} trials, {row.s_per_image_mean:.3f} s/image, "
+                           f"{row.j_per_image_mean:.2f} J/image, {row.avg_power_w:.0f} W{self.tag}")
 
 
-def summary_table(rows: list[dict], simulated: bool, title: str) -> Table:
+def summary_table(rows: list[SummaryRow], simulated: bool, title: str) -> Table:
     t = Table(title=title + (" - SIMULATED GPU" if simulated else ""), title_justify="left")
     for col in ("clock MHz", "n", "s/image", "J/image", "CV", "W", "EDP", "energy vs max", "time vs max"):
         t.add_column(col, justify="right")
     for r in rows:
-        t.add_row(r["freq_mhz"] or "baseline", str(r["n"]),
-                  f"{r['s_per_image_mean']:.3f} ± {r['s_per_image_std']:.3f}",
-                  f"{r['j_per_image_mean']:.2f} ± {r['j_per_image_std']:.2f}", f"{r['cv'] * 100:.1f}%",
-                  f"{r['avg_power_w']:.0f}", f"{r['edp']:.3g}", f"{0.0 - r['energy_saving_pct_vs_max'] + 0.0:+.1f}%",
-                  f"{r['time_change_pct_vs_max']:+.1f}%")
+        t.add_row(r.label, str(r.n), f"{r.s_per_image_mean:.3f} ± {r.s_per_image_std:.3f}",
+                  f"{r.j_per_image_mean:.2f} ± {r.j_per_image_std:.2f}", f"{r.cv * 100:.1f}%",
+                  f"{r.avg_power_w:.0f}", f"{r.edp:.3g}", f"{0.0 - r.energy_saving_pct_vs_max + 0.0:+.1f}%",
+                  f"{r.time_change_pct_vs_max:+.1f}%")
     return t
 
 
-def optima_lines(rows: list[dict]) -> list[str]:
+def optima_lines(rows: list[SummaryRow]) -> list[str]:
     out = []
     for label, metric in (("minimum energy", "j_per_image_mean"), ("minimum EDP", "edp"), ("minimum ED2P", "ed2p")):
         best = optimum(rows, metric)
         if best is not None:
-            out.append(f"{label}: {best['freq_mhz'] or 'baseline'} MHz, "
-                       f"{best['energy_saving_pct_vs_max']:.1f}% less energy, "
-                       f"{best['time_change_pct_vs_max']:+.1f}% time vs {rows[0]['freq_mhz'] or 'baseline'} MHz")
+            out.append(f"{label}: {best.label} MHz, {best.energy_saving_pct_vs_max:.1f}% less energy, "
+                       f"{best.time_change_pct_vs_max:+.1f}% time vs {rows[0].label} MHz")
     return out

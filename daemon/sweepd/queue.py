@@ -18,6 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from sweepd.errors import QueueError
+from sweepd.records.queuerows import ShardAttempt, ShardRow, SweepRow
+
 SCHEMA_VERSION = 2
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 FINAL = ("done", "failed", "cancelled")
@@ -67,16 +70,18 @@ CREATE TABLE shards (
 }
 
 
-class QueueError(Exception):
-    pass
-
-
 class DuplicateJob(QueueError):
     pass
 
 
 class Queue:
     def __init__(self, path: Path):
+        try:
+            self._open(path)
+        except sqlite3.DatabaseError as e:  # not a database, or a damaged one: one line naming the file
+            raise QueueError(f"{path}: cannot be used as the queue: {e}") from None
+
+    def _open(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -113,7 +118,7 @@ class Queue:
                 db.row_factory = sqlite3.Row
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 break
-            except sqlite3.OperationalError as e:
+            except sqlite3.DatabaseError as e:  # OperationalError, or not a database at all
                 error = e
                 continue
         else:
@@ -145,13 +150,13 @@ class Queue:
                             time.time(), executor))
         except sqlite3.IntegrityError:
             other = self.get(job_id)
-            raise DuplicateJob(f"job_id {job_id!r} is already used by sweep {other['id'] if other else '?'}") from None
+            raise DuplicateJob(f"job_id {job_id!r} is already used by sweep {other.id if other else '?'}") from None
 
-    def claim_next(self, worker: str, gpu_index: int | None, executor: str = "local") -> sqlite3.Row | None:
+    def claim_next(self, worker: str, gpu_index: int | None, executor: str = "local") -> SweepRow | None:
         """Take the next queued sweep this worker can run (any GPU, or its GPU index) and mark it running.
         SLURM sweeps are queued without a GPU index: executor 'slurm' takes any of them."""
         with self.tx() as db:
-            row = db.execute("SELECT * FROM sweeps WHERE state = 'queued' AND executor = ? AND"
+            row = db.execute("SELECT id FROM sweeps WHERE state = 'queued' AND executor = ? AND"
                              " (gpu_index IS NULL OR gpu_index = ?)"
                              " ORDER BY priority DESC, seq LIMIT 1", (executor, gpu_index)).fetchone()
             if row is None:
@@ -159,8 +164,8 @@ class Queue:
             # pinned to this GPU from now on: a resumed sweep must continue on the GPU it started on
             db.execute("UPDATE sweeps SET state = 'running', worker = ?, started_at = ?, pid = NULL,"
                        " exit_status = NULL, error = NULL, gpu_index = COALESCE(gpu_index, ?) WHERE id = ?",
-                       (worker, time.time(), gpu_index, row["id"]))
-        return self.get(row["id"])
+                       (worker, time.time(), gpu_index, row[0]))
+        return self.get(row[0])
 
     def set_pid(self, sweep_id: str, pid: int) -> None:
         with self.tx() as db:
@@ -184,14 +189,14 @@ class Queue:
             row = self._get(db, key)
             if row is None:
                 raise QueueError(f"no sweep {key!r}")
-            if row["state"] in ("queued", "interrupted"):
+            if row.state in ("queued", "interrupted"):
                 db.execute("UPDATE sweeps SET state = 'cancelled', ended_at = ?, error = 'cancelled by user'"
-                           " WHERE id = ?", (time.time(), row["id"]))
+                           " WHERE id = ?", (time.time(), row.id))
                 return "cancelled"
-            if row["state"] == "running":
-                db.execute("UPDATE sweeps SET cancel_requested = 1 WHERE id = ?", (row["id"],))
+            if row.state == "running":
+                db.execute("UPDATE sweeps SET cancel_requested = 1 WHERE id = ?", (row.id,))
                 return "cancelling"
-            raise QueueError(f"sweep {row['id']} is already {row['state']}")
+            raise QueueError(f"sweep {row.id} is already {row.state}")
 
     # SLURM ------------------------------------------------------------------------------------
     def set_submitted(self, sweep_id: str, job_id: str, slurm_job_id: str, shards: dict[int, str],
@@ -206,8 +211,9 @@ class Queue:
                            (sweep_id, k, slurm_id,
                             json.dumps([{"slurm_id": slurm_id, "submitted": now, "minutes": minutes}]), now))
 
-    def shards(self, sweep_id: str) -> list[sqlite3.Row]:
-        return self.db.execute("SELECT * FROM shards WHERE sweep_id = ? ORDER BY shard", (sweep_id,)).fetchall()
+    def shards(self, sweep_id: str) -> list[ShardRow]:
+        return [ShardRow.of(r) for r in
+                self.db.execute("SELECT * FROM shards WHERE sweep_id = ? ORDER BY shard", (sweep_id,)).fetchall()]
 
     def update_shard(self, sweep_id: str, shard: int, *, state: str | None = None, slurm_state: str | None = None,
                      error: str | None = None, resubmitted_as: str | None = None, ended: dict | None = None,
@@ -215,25 +221,28 @@ class Queue:
         """Record what SLURM says of a shard; `ended` closes its current attempt in the history,
         `resubmitted_as` starts a new attempt under a new SLURM job."""
         with self.tx() as db:
-            row = db.execute("SELECT * FROM shards WHERE sweep_id = ? AND shard = ?", (sweep_id, shard)).fetchone()
-            history = json.loads(row["history"])
+            row = ShardRow.of(db.execute("SELECT * FROM shards WHERE sweep_id = ? AND shard = ?",
+                                         (sweep_id, shard)).fetchone())
+            history = list(row.history)
             if ended:
-                history[-1].update(ended, ended=time.time())
-            fields = {"updated_at": time.time()}
+                history[-1] = history[-1].model_copy(update=ended | {"ended": time.time()})
+            new = row.model_copy(update={"updated_at": time.time()})
             if state is not None:
                 assert state in SHARD_STATES
-                fields["state"] = state
+                new = new.model_copy(update={"state": state})
             if slurm_state is not None:
-                fields["slurm_state"] = slurm_state
+                new = new.model_copy(update={"slurm_state": slurm_state})
             if error is not None:
-                fields["error"] = error
+                new = new.model_copy(update={"error": error})
             if resubmitted_as:
-                history.append({"slurm_id": resubmitted_as, "submitted": time.time(), "minutes": minutes})
-                fields |= {"slurm_id": resubmitted_as, "attempts": row["attempts"] + 1, "state": "pending",
-                           "slurm_state": "PENDING"}
-            fields["history"] = json.dumps(history)
-            sets = ", ".join(f"{k} = ?" for k in fields)
-            db.execute(f"UPDATE shards SET {sets} WHERE sweep_id = ? AND shard = ?", (*fields.values(), sweep_id, shard))
+                history.append(ShardAttempt(slurm_id=resubmitted_as, submitted=time.time(), minutes=minutes))
+                new = new.model_copy(update={"slurm_id": resubmitted_as, "attempts": row.attempts + 1,
+                                             "state": "pending", "slurm_state": "PENDING"})
+            db.execute("UPDATE shards SET slurm_id = ?, state = ?, slurm_state = ?, attempts = ?, error = ?,"
+                       " history = ?, updated_at = ? WHERE sweep_id = ? AND shard = ?",
+                       (new.slurm_id, new.state, new.slurm_state, new.attempts, new.error,
+                        json.dumps([h.model_dump(exclude_unset=True) for h in history]), new.updated_at,
+                        sweep_id, shard))
 
     def back_to_queue(self, sweep_id: str, error: str) -> None:
         """A submission that SLURM did not take (controller unreachable): try again later."""
@@ -243,15 +252,17 @@ class Queue:
 
     # reads -----------------------------------------------------------------------------------
     @staticmethod
-    def _get(db: sqlite3.Connection, key: str) -> sqlite3.Row | None:
-        return db.execute("SELECT * FROM sweeps WHERE id = ? OR job_id = ?", (key, key)).fetchone()
+    def _get(db: sqlite3.Connection, key: str) -> SweepRow | None:
+        row = db.execute("SELECT * FROM sweeps WHERE id = ? OR job_id = ?", (key, key)).fetchone()
+        return None if row is None else SweepRow.of(row)
 
-    def get(self, key: str) -> sqlite3.Row | None:
+    def get(self, key: str) -> SweepRow | None:
         return self._get(self.db, key)
 
-    def list(self, states: tuple[str, ...] = STATES) -> list[sqlite3.Row]:
+    def list(self, states: tuple[str, ...] = STATES) -> list[SweepRow]:
         marks = ",".join("?" * len(states))
-        return self.db.execute(f"SELECT * FROM sweeps WHERE state IN ({marks}) ORDER BY seq", states).fetchall()
+        return [SweepRow.of(r) for r in
+                self.db.execute(f"SELECT * FROM sweeps WHERE state IN ({marks}) ORDER BY seq", states).fetchall()]
 
     def counts(self) -> dict[str, int]:
         rows = self.db.execute("SELECT state, COUNT(*) FROM sweeps GROUP BY state").fetchall()

@@ -6,7 +6,6 @@ Each file is checked on its own first, so an error names the file that holds it.
 from __future__ import annotations
 
 import contextvars
-import os
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -14,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from sweepd import configfile
+from sweepd import configfile, paths
 from sweepd.configfile import ConfigError
 from sweepd.request import SLURM_NAME, check_sbatch_options
 
@@ -96,8 +95,7 @@ def packaged_defaults() -> Path:
 
 
 def user_file() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "sweepd" / "sweepd.toml"
+    return paths.config_dir() / "sweepd.toml"
 
 
 def load(config: Path | None = None) -> Settings:

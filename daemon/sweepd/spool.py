@@ -258,7 +258,7 @@ class Spool:
         sweep_id = path.stem if SWEEP_ID_RE.match(path.stem) and not self.queue.get(path.stem) else new_sweep_id()
         job_id = self.job_id_for(req, executor, sweep_id)
         if self.queue.get(job_id):
-            return self._reject(path, [f"job_id: {job_id!r}: already used by sweep {self.queue.get(job_id)['id']}"])
+            return self._reject(path, [f"job_id: {job_id!r}: already used by sweep {self.queue.get(job_id).id}"])
         target = self.accepted / f"{sweep_id}{path.suffix.lower()}"
         os.replace(path, target)
         atomic.fsync_dir(self.accepted)

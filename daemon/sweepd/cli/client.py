@@ -84,7 +84,7 @@ def cancel(sweep: str, root: Optional[Path] = RootOpt) -> None:
         except QueueError as e:
             return fail(str(e), EXIT_INPUT)
         row, note = q.get(sweep), " (stops after the current trial)" if outcome == "cancelling" else ""
-        if outcome == "cancelling" and row["executor"] == "slurm":
+        if outcome == "cancelling" and row.executor == "slurm":
             from sweepd.slurm.commands import SlurmError
             from sweepd.slurm.executor import cancel_shards
 
@@ -144,11 +144,11 @@ def logs(sweep: str, root: Optional[Path] = RootOpt,
     pos: dict[Path, int] = {}
 
     def files() -> list[Path]:
-        if row["executor"] != "slurm":
-            return [layout.job_results(row["job_id"]) / "sweep.log"]
+        if row.executor != "slurm":
+            return [layout.job_results(row.job_id) / "sweep.log"]
         from sweepd.slurm.script import submission_dir
 
-        d = submission_dir(layout, row["id"])
+        d = submission_dir(layout, row.id)
         return sorted(d.glob("shard-*.log"), key=lambda p: (p.stat().st_mtime, p.name)) + [d / "merge.log"]
 
     while True:
@@ -158,12 +158,12 @@ def logs(sweep: str, root: Optional[Path] = RootOpt,
             with open(path, "rb") as fh:
                 fh.seek(pos.get(path, 0))
                 chunk = fh.read()
-            if chunk and row["executor"] == "slurm":
+            if chunk and row.executor == "slurm":
                 sys.stdout.write(f"==> {path.name} <==\n")
             pos[path] = pos.get(path, 0) + len(chunk)
             sys.stdout.write(chunk.decode(errors="replace"))
             sys.stdout.flush()
-        if not follow or q.get(sweep)["state"] in FINAL + ("interrupted",):
+        if not follow or q.get(sweep).state in FINAL + ("interrupted",):
             break
         time.sleep(0.5)
 

@@ -1,5 +1,5 @@
 """What every command module shares: the typer app, the consoles, the options, the exit codes and
-`guarded`, which turns sweepd's expected errors into one line and an exit code."""
+`guarded`, which turns sweepd's errors into one line and an exit code (:mod:`sweepd.errors`)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,7 @@ import typer
 from rich.console import Console
 
 from sweepd.configfile import ConfigError
-from sweepd.engine.store import JobConflict
-from sweepd.freqplan import ClockPlanError
-from sweepd.gpu.base import GpuError, GpuPermissionError
-from sweepd.queue import QueueError
-from sweepd.slurm.commands import SlurmError
+from sweepd.errors import EXIT_FAILED, EXIT_GPU, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, SweepdError  # noqa: F401
 
 # Plain click help (rich_markup_mode=None): typer's rich help prints a "<bool>" placeholder after every flag.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, rich_markup_mode=None,
@@ -24,8 +20,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 _WIDE = 100_000
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else _WIDE)
 err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else _WIDE)  # never wrapped: greppable
-
-EXIT_FAILED, EXIT_INPUT, EXIT_GPU, EXIT_INTERRUPTED = 1, 2, 3, 4
 
 VerboseOpt = typer.Option(False, "-v", "--verbose", help="log debug detail, library messages included")
 RootOpt = typer.Option(None, "--root", envvar="SWEEPD_ROOT", help="sweepd's root folder (default: XDG data dir)")
@@ -53,26 +47,26 @@ def setup_logging(verbose: bool) -> None:
 
 
 def guarded(fn) -> int:
-    """Turn sweepd's expected errors into one clear line and an exit code, never a traceback."""
+    """Turn sweepd's expected errors (:class:`~sweepd.errors.SweepdError`, and the system saying no:
+    ``OSError``) into one clear line and their exit code. Anything else is a bug: its traceback goes
+    to stderr under one line saying so, and the exit code is EXIT_INTERNAL."""
     try:
         return fn()
     except ConfigError as e:
-        for p in e.problems:
-            err.print(f"[bold red]error:[/] {e.source}: {p}", highlight=False)
-        return EXIT_INPUT
-    except (ClockPlanError, JobConflict, ValueError) as e:  # PolicyError is a ValueError
-        return fail(str(e), EXIT_INPUT)
-    except GpuPermissionError as e:
-        return fail(str(e), EXIT_GPU)
-    except GpuError as e:
-        return fail(f"GPU: {e}", EXIT_GPU)
-    except SlurmError as e:
-        return fail(f"SLURM: {e}", 1)
-    except QueueError as e:  # e.g. a queue written by a newer sweepd
-        return fail(str(e), EXIT_FAILED)
+        for line in e.lines():
+            err.print(f"[bold red]error:[/] {line}", highlight=False)
+        return e.exit_code
+    except SweepdError as e:
+        return fail(e.line(), e.exit_code)
     except OSError as e:  # the filesystem said no (full, read-only, permissions): one line, not a traceback
         where = f": {e.filename}" if e.filename else ""
         return fail(f"{e.strerror or e}{where}", EXIT_FAILED)
+    except Exception as e:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        return fail(f"internal error (a bug in sweepd, please report it with the traceback above): "
+                    f"{type(e).__name__}: {e}", EXIT_INTERNAL)
 
 
 def _version(value: bool) -> None:
@@ -100,6 +94,6 @@ def layout_of(root=None, images=None, results=None):
     try:
         return settings.layout(root, images, results)
     except ConfigError as e:
-        for p in e.problems:
-            err.print(f"[bold red]error:[/] {e.source}: {p}", highlight=False)
+        for line in e.lines():
+            err.print(f"[bold red]error:[/] {line}", highlight=False)
         raise typer.Exit(EXIT_INPUT) from None

@@ -14,7 +14,9 @@ from rich.table import Table
 
 from sweepd import paths
 from sweepd.cli.common import EXIT_INPUT, RootOpt, app, console, fail, guarded, layout_of
+from sweepd.catalogue import Entry
 from sweepd.queue import Queue
+from sweepd.records.status import DaemonState
 
 
 def client_layout(root: Optional[Path]) -> paths.Layout:
@@ -38,14 +40,6 @@ def read_queue(layout: paths.Layout) -> Queue | None:
     return open_queue_readonly(layout)
 
 
-def _entry_dict(layout: paths.Layout, e) -> dict:
-    """A spool or foreground entry in the shape of a queue row's dict."""
-    return {"id": e.id, "job_id": e.job_id, "state": e.state, "origin": e.origin, "executor": "local",
-            "priority": 0, "submitted_at": e.submitted_at, "error": e.error, "progress": {},
-            "results_dir": str(layout.job_results(e.job_id)) if e.job_id else "",
-            "spool_path": e.path if e.origin == "spool" else ""}
-
-
 def no_daemon_hint(layout: paths.Layout) -> str:
     return (f"no daemon is running on {layout.root}: the request waits in spool/incoming/ until one takes it in; "
             "start one with `sweepd serve` (or `sweepd serve --once` to run the queue and exit)")
@@ -55,40 +49,19 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
 
 
-def _row_dict(layout: paths.Layout, row, q: Queue) -> dict:
-    from sweepd.engine.status import read_status, read_status_file
-    from sweepd.engine.store import shard_dir
-
-    out = {k: row[k] for k in row.keys() if k not in ("request",)}
-    running = row["state"] == "running"
-    out["progress"] = read_status(layout, row["job_id"]) if running and row["executor"] == "local" else {}
-    out["results_dir"] = str(layout.job_results(row["job_id"]))
-    if row["executor"] == "slurm":
-        out["shards"] = [{k: sh[k] for k in sh.keys() if k != "history"} | {
-            "history": json.loads(sh["history"]),
-            "progress": read_status_file(shard_dir(layout, row["job_id"], sh["shard"]) / "status.json")
-            if sh["state"] == "running" else {}} for sh in q.shards(row["id"])]
-    return out
-
-
-def _progress(p: dict) -> str:
-    if not p.get("clocks"):
-        return p.get("state", "")
-    last = f", {p['last_j_per_image']:.1f} J/img" if p.get("last_j_per_image") else ""
-    return f"clock {p['clock']}/{p['clocks']} {p.get('freq')}, trial {p['trials_done']}/{p['trials_per_clock']}{last}"
-
-
-def _shards_line(d: dict) -> str:
+def _shards_line(e: Entry) -> str:
     """One line for a SLURM sweep: its job and each shard's state."""
-    if not d.get("slurm_job_id"):
-        if d["state"] == "queued":
-            return "to be submitted to SLURM" + (f" ({d['error']})" if d["error"] else "")
-        return d["error"] or ""
+    row = e.row
+    if not row.slurm_job_id:
+        if row.state == "queued":
+            return "to be submitted to SLURM" + (f" ({row.error})" if row.error else "")
+        return row.error or ""
     parts = []
-    for sh in d.get("shards", []):
-        what = _progress(sh["progress"]) if sh["progress"].get("clocks") else (sh["slurm_state"] or sh["state"])
-        parts.append(f"{sh['slurm_id']} {sh['state']}" + (f" ({what})" if what and what != sh["state"] else ""))
-    return f"SLURM {d['slurm_job_id']}: " + "; ".join(parts)
+    for sh in e.shards:
+        p = sh.progress
+        what = p.progress_line() if p and p.clocks else (sh.row.slurm_state or sh.row.state)
+        parts.append(f"{sh.row.slurm_id} {sh.row.state}" + (f" ({what})" if what and what != sh.row.state else ""))
+    return f"SLURM {row.slurm_job_id}: " + "; ".join(parts)
 
 
 @app.command()
@@ -107,39 +80,40 @@ def status(sweep: Optional[str] = typer.Argument(None, help="sweep id or job id"
             row = q.get(sweep) if q is not None else None
             if row is None:
                 return _status_other(layout, sweep, as_json)
-            d = _row_dict(layout, row, q)
+            e = catalogue.with_progress(layout, catalogue.queue_entry(row), q)
             if as_json:
-                print(json.dumps(d, indent=2))
+                print(json.dumps(e.to_json(layout), indent=2))
                 return 0
-            keys = ("id", "job_id", "state", "executor", "priority") + (
-                ("slurm_job_id",) if d["executor"] == "slurm" else ("worker", "pid", "resumes")) + (
-                "exit_status", "error", "source", "results_dir")
-            for k in keys:
-                console.print(f"{k:>12}: {d[k] if d[k] is not None else ''}", highlight=False)
-            for k in ("submitted_at", "started_at", "ended_at"):
-                console.print(f"{k:>12}: {_when(d[k])}", highlight=False)
-            if d["progress"]:
-                console.print(f"{'progress':>12}: {_progress(d['progress'])}", highlight=False)
-            for sh in d.get("shards", []):
-                tries = [h["slurm_id"] + (f" {h.get('slurm_state')}" if h.get("ended") else "") for h in sh["history"]]
-                what = _progress(sh["progress"]) if sh["progress"] else (sh["slurm_state"] or "")
-                console.print(f"{'shard ' + str(sh['shard']):>12}: {sh['state']}, SLURM {sh['slurm_id']} {what}"
+            fields = {"id": row.id, "job_id": row.job_id, "state": row.state, "executor": row.executor,
+                      "priority": row.priority}
+            fields |= {"slurm_job_id": row.slurm_job_id} if row.slurm else {
+                "worker": row.worker, "pid": row.pid, "resumes": row.resumes}
+            fields |= {"exit_status": row.exit_status, "error": row.error, "source": row.source,
+                       "results_dir": layout.job_results(row.job_id)}
+            for k, v in fields.items():
+                console.print(f"{k:>12}: {v if v is not None else ''}", highlight=False)
+            for k, ts in (("submitted_at", row.submitted_at), ("started_at", row.started_at), ("ended_at", row.ended_at)):
+                console.print(f"{k:>12}: {_when(ts)}", highlight=False)
+            if e.progress:
+                console.print(f"{'progress':>12}: {e.progress.progress_line()}", highlight=False)
+            for sh in e.shards:
+                tries = [h.slurm_id + (f" {h.slurm_state}" if h.ended else "") for h in sh.row.history]
+                what = sh.progress.progress_line() if sh.progress else (sh.row.slurm_state or "")
+                console.print(f"{'shard ' + str(sh.row.shard):>12}: {sh.row.state}, SLURM {sh.row.slurm_id} {what}"
                               + (f"; attempts: {', '.join(tries)}" if len(tries) > 1 else "")
-                              + (f"; {sh['error']}" if sh["error"] and sh["state"] != "done" else ""), highlight=False)
-            _print_doubts(layout, d["job_id"], d["state"])
+                              + (f"; {sh.row.error}" if sh.row.error and sh.row.state != "done" else ""),
+                              highlight=False)
+            _print_doubts(layout, row.job_id, row.state)
             return 0
         pid = daemon_pid(layout.state / "daemon.lock")
-        try:
-            daemon = json.loads((layout.state / "daemon.json").read_text()) if pid else {}
-        except (OSError, ValueError):
-            daemon = {}
+        daemon = (DaemonState.read_or_none(layout.state / "daemon.json") if pid else None) or DaemonState()
         counts = q.counts() if q is not None else {}
         others = catalogue.waiting_requests(layout) + catalogue.foreground_jobs(
-            layout, {r["job_id"] for r in q.list()} if q is not None else set())
+            layout, {r.job_id for r in q.list()} if q is not None else set())
         for e in others:
             counts[e.state] = counts.get(e.state, 0) + 1
-        out = {"daemon_pid": pid, "daemon_status": daemon.get("status"), "settings_error": daemon.get("settings_error"),
-               "policy_error": daemon.get("policy_error"), "counts": counts, "root": str(layout.root)}
+        out = {"daemon_pid": pid, "daemon_status": daemon.status, "settings_error": daemon.settings_error,
+               "policy_error": daemon.policy_error, "counts": counts, "root": str(layout.root)}
         if q is not None:
             q.close()
         if as_json:
@@ -147,14 +121,12 @@ def status(sweep: Optional[str] = typer.Argument(None, help="sweep id or job id"
             return 0
         console.print(f"daemon: {'running, pid ' + str(pid) if pid else 'not running'} (root {layout.root})",
                       highlight=False)
-        if out["daemon_status"]:
-            console.print(f"status: {out['daemon_status']}", highlight=False)
-        for what in ("settings", "policy"):
-            if out[f"{what}_error"]:
-                console.print(f"[red]{what} error (the last valid {what} stays in force):[/] {out[f'{what}_error']}",
-                              highlight=False)
-        console.print("sweeps: " + (", ".join(f"{n} {s}" for s, n in out["counts"].items() if n) or "none"),
-                      highlight=False)
+        if daemon.status:
+            console.print(f"status: {daemon.status}", highlight=False)
+        for what, error in (("settings", daemon.settings_error), ("policy", daemon.policy_error)):
+            if error:
+                console.print(f"[red]{what} error (the last valid {what} stays in force):[/] {error}", highlight=False)
+        console.print("sweeps: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n) or "none"), highlight=False)
         if counts.get("waiting") and not pid:
             console.print(f"note: {no_daemon_hint(layout)}", highlight=False)
         return 0
@@ -169,14 +141,16 @@ def _status_other(layout: paths.Layout, key: str, as_json: bool) -> int:
     e = catalogue.find(layout, key)
     if e is None:
         return fail(f"no sweep {key!r} under {layout.root} (queue, spool/incoming/ or results/)", EXIT_INPUT)
-    d = _entry_dict(layout, e)
     if as_json:
-        print(json.dumps(d, indent=2))
+        print(json.dumps(e.to_json(layout), indent=2))
         return 0
-    for k in ("id", "job_id", "state", "origin", "error", "results_dir", "spool_path"):
-        if d[k]:
-            console.print(f"{k:>12}: {d[k]}", highlight=False)
-    console.print(f"{'submitted_at' if e.origin == 'spool' else 'started_at':>12}: {_when(d['submitted_at'])}",
+    fields = {"id": e.id, "job_id": e.job_id, "state": e.state, "origin": e.origin, "error": e.error,
+              "results_dir": layout.job_results(e.job_id) if e.job_id else "",
+              "spool_path": e.path if e.origin == "spool" else ""}
+    for k, v in fields.items():
+        if v:
+            console.print(f"{k:>12}: {v}", highlight=False)
+    console.print(f"{'submitted_at' if e.origin == 'spool' else 'started_at':>12}: {_when(e.submitted_at)}",
                   highlight=False)
     if e.origin == "spool":
         console.print(f"note: {no_daemon_hint(layout)}", highlight=False)
@@ -205,31 +179,26 @@ def list_(root: Optional[Path] = RootOpt, as_json: bool = typer.Option(False, "-
 
     def go() -> int:
         q = read_queue(layout)
-        rows = []
         try:
-            for e in catalogue.entries(layout):
-                if e.origin == "queue" and q is not None:
-                    rows.append(_row_dict(layout, e.row, q) | {"origin": "queue"})
-                else:
-                    rows.append(_entry_dict(layout, e))
+            rows = [catalogue.with_progress(layout, e, q) if q is not None else e for e in catalogue.entries(layout)]
         finally:
             if q is not None:
                 q.close()
         if as_json:
-            print(json.dumps(rows, indent=2))
+            print(json.dumps([e.to_json(layout) for e in rows], indent=2))
             return 0
         t = Table(title=f"sweeps in {layout.root}", title_justify="left")
         for col in ("sweep", "job", "state", "by", "prio", "submitted", "progress / error"):
             t.add_column(col)
-        for r in rows:
-            if r["executor"] == "slurm" and r["state"] in ("queued", "running"):
-                what = _shards_line(r)
-            elif r["state"] == "waiting":
+        for e in rows:
+            if e.executor == "slurm" and e.state in ("queued", "running"):
+                what = _shards_line(e)
+            elif e.state == "waiting":
                 what = "in spool/incoming/: no daemon has taken it in"
             else:
-                what = _progress(r["progress"]) if r["state"] == "running" and r["progress"] else (r["error"] or "")
-            by = {"queue": "daemon" if r["executor"] == "local" else "slurm"}.get(r["origin"], r["origin"])
-            t.add_row(r["id"], r["job_id"], r["state"], by, str(r["priority"]), _when(r["submitted_at"]), what)
+                what = e.progress.progress_line() if e.state == "running" and e.progress else (e.error or "")
+            by = {"queue": "daemon" if e.executor == "local" else "slurm"}.get(e.origin, e.origin)
+            t.add_row(e.id, e.job_id, e.state, by, str(e.priority), _when(e.submitted_at), what)
         console.print(t)
         return 0
 

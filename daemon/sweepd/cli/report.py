@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -12,6 +13,8 @@ import typer
 from rich.table import Table
 
 from sweepd.cli.common import layout_of, ImagesOpt, ResultsOpt, RootOpt, app, console, guarded
+from sweepd.errors import InputError
+from sweepd.records.rows import SummaryRow, clock_label
 from sweepd.storage.units import human
 
 _NAMES = {"energy": "minimum energy", "edp": "minimum EDP", "ed2p": "minimum ED2P"}
@@ -41,12 +44,12 @@ def report(
             print(json.dumps([a.to_json() for a in analyses] if len(analyses) > 1 else analyses[0].to_json(), indent=1))
             return 0
         if as_csv:
-            keys = [k for k in (analyses[0].rows[0].keys() if analyses[0].rows else []) if k not in ("job_id", "simulated")]
+            keys = [k for k in SummaryRow.columns() if k not in ("job_id", "simulated")]
             w = csv.writer(sys.stdout)
             w.writerow(["job_id", "simulated", *keys])
             for a in analyses:
                 for r in a.rows:
-                    w.writerow([a.job.job_id, "true" if a.job.simulated else "false", *(r[k] for k in keys)])
+                    w.writerow([a.job.job_id, "true" if a.job.simulated else "false", *(getattr(r, k) for k in keys)])
             return 0
         built = []
         for a in analyses:
@@ -59,11 +62,11 @@ def report(
         for a, _plots, page in built:
             if a.rows:
                 console.print(summary_table(a.rows, a.job.simulated, a.job.label))
-            console.print(f"baseline: {a.baseline or 'baseline'} MHz (the highest clock measured); "
+            console.print(f"baseline: {clock_label(a.baseline)} MHz (the highest clock measured); "
                           f"slowdown bound +{bound:g}%", highlight=False)
             for o in a.optima:
                 name = _NAMES[o.metric] + (f" within +{bound:g}% time" if o.bounded else "")
-                console.print(f"{name}: {o.freq or 'baseline'} MHz, {o.energy_saving_pct:.1f}% less energy, "
+                console.print(f"{name}: {clock_label(o.freq)} MHz, {o.energy_saving_pct:.1f}% less energy, "
                               f"{o.time_change_pct:+.1f}% time" + (" (simulated)" if a.job.simulated else ""),
                               highlight=False)
             for f in a.flags:
@@ -77,9 +80,9 @@ def report(
             for a in analyses:
                 e, d = a.best("energy", False), a.best("edp", False)
                 sim = " (simulated)" if a.job.simulated and "simulated" not in a.job.gpu_name else ""
-            t.add_row(a.job.job_id, a.job.gpu_name + sim, a.baseline,
-                          d.freq if d else "-", f"{-d.energy_saving_pct:+.1f}%" if d else "-",
-                          f"{d.time_change_pct:+.1f}%" if d else "-", e.freq if e else "-",
+                t.add_row(a.job.job_id, a.job.gpu_name + sim, clock_label(a.baseline),
+                          clock_label(d.freq) if d else "-", f"{-d.energy_saving_pct:+.1f}%" if d else "-",
+                          f"{d.time_change_pct:+.1f}%" if d else "-", clock_label(e.freq) if e else "-",
                           f"{-e.energy_saving_pct:+.1f}%" if e else "-")
             console.print(t)
             out = layout.results / ("compare_" + "_".join(a.job.job_id for a in analyses))[:200]
@@ -115,7 +118,14 @@ def estimate_table() -> str:
     return "\n".join(lines)
 
 
-def _slurm_plan(req, duration_s: float) -> dict | None:
+@dataclass
+class SlurmPlan:
+    shards: int
+    shard_s: float
+    time_limit_minutes: int
+
+
+def _slurm_plan(req, duration_s: float) -> SlurmPlan | None:
     """For a sweep that will run on SLURM: each shard's duration and the time limit its job gets."""
     from sweepd import settings as settings_mod
     from sweepd.slurm.script import shard_seconds, time_limit_minutes
@@ -124,7 +134,7 @@ def _slurm_plan(req, duration_s: float) -> dict | None:
     if (req.executor or s.executor) != "slurm":
         return None
     shard_s = shard_seconds(duration_s, req.split)
-    return {"shards": req.split, "shard_s": shard_s, "time_limit_minutes": time_limit_minutes(req, s.slurm, shard_s)}
+    return SlurmPlan(req.split, shard_s, time_limit_minutes(req, s.slurm, shard_s))
 
 
 @app.command()
@@ -143,12 +153,12 @@ def estimate(
             print(estimate_table())
             return 0
         if request_file is None:
-            raise ValueError("give a request file (or --table)")
+            raise InputError("give a request file (or --table)")
         req = load_request(request_file)
         e = estimate_request(req, layout_of(root, images_dir, results_dir))
         slurm = _slurm_plan(req, e.duration_s)
         if as_json:
-            print(json.dumps(e.to_json() | ({"slurm": slurm} if slurm else {}), indent=1))
+            print(json.dumps(e.to_json() | ({"slurm": asdict(slurm)} if slurm else {}), indent=1))
             return 0
         sim = " [SIMULATED GPU]" if e.simulated else ""
         console.print(f"{e.gpu}{sim}: {e.clocks} clocks x {e.trials} trials x {e.images_per_trial} images = "
@@ -161,8 +171,8 @@ def estimate(
             req = "  <- this request" if m.mode == e.request_mode else ""
             console.print(f"  {m.mode:<9} {m.images_saved:>6} files {human(m.bytes):>10}  {mark}{req}", highlight=False)
         if slurm:
-            console.print(f"SLURM: {slurm['shards']} shard(s) of about {slurm['shard_s'] / 60:.1f} min each; "
-                          f"time limit {slurm['time_limit_minutes']} min per job", highlight=False)
+            console.print(f"SLURM: {slurm.shards} shard(s) of about {slurm.shard_s / 60:.1f} min each; "
+                          f"time limit {slurm.time_limit_minutes} min per job", highlight=False)
         return 0
 
     raise typer.Exit(guarded(go))

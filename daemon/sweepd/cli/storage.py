@@ -14,9 +14,10 @@ from rich.table import Table
 from sweepd import paths
 from sweepd.cli.common import layout_of, EXIT_FAILED, EXIT_INPUT, RootOpt, app, console, err, fail, guarded
 from sweepd.configfile import ConfigError
+from sweepd.errors import InputError
 from sweepd.storage import manifest as manifest_mod
 from sweepd.storage.archive import ArchiveError
-from sweepd.storage.context import (IndexCache, load_policies, make_plan, policy_files, protected_jobs,
+from sweepd.storage.context import (load_policies, make_plan, policy_files, protected_jobs,
                                     protection_now, storage_lock, user_policy_dir)
 from sweepd.storage.lock import StorageBusy
 from sweepd.storage.planner import Plan, PolicyError, resolve_root
@@ -35,7 +36,7 @@ PolicyOpt = typer.Option(None, "--policy", help="policy file (repeatable; defaul
 def _policies(explicit: list[Path] | None, layout: paths.Layout):
     files = policy_files(explicit)
     if not files:
-        raise ValueError(f"no policy: give --policy FILE or put policy files in {user_policy_dir()} "
+        raise InputError(f"no policy: give --policy FILE or put policy files in {user_policy_dir()} "
                          "(examples ship in the project's policies/ folder)")
     pols = load_policies(files)
     for _, pol in pols:
@@ -155,40 +156,25 @@ def storage_report(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path
     layout = layout_of(root)
 
     def go() -> int:
-        cache, rows = IndexCache(), []
-        for _, pol in _policies(policy, layout):
-            for rule in pol.rules:
-                for raw in rule.paths:
-                    scope = resolve_root(layout, rule, raw)
-                    rp = scope.path
-                    idx = cache.get(rule, scope)
-                    archived = {}
-                    for m in manifest_mod.manifests(Path(rule.archive_dir) if Path(rule.archive_dir).is_absolute()
-                                                    else layout.root / rule.archive_dir):
-                        archived[m.unit] = archived.get(m.unit, 0) + m.member_bytes
-                    jobs = [{"unit": u.name, "bytes": u.bytes, "files": u.nfiles, "archived_bytes": archived.get(u.name, 0),
-                             "oldest": u.oldest, "protected": u.keep_flag} for u in idx.units.values()]
-                    arch = sum(archived.values())
-                    rows.append({"rule": rule.name, "path": str(rp), "bytes": idx.bytes, "files": idx.nfiles,
-                                 "oldest": min((j["oldest"] for j in jobs if j["files"]), default=None),
-                                 "archived_share": arch / (arch + idx.bytes) if arch + idx.bytes else 0.0,
-                                 "max_bytes": rule.max_bytes, "max_files": rule.max_files, "jobs": jobs})
+        from sweepd.storage.usage import usage
+
+        rows = usage(layout, _policies(policy, layout))
         if as_json:
-            print(json.dumps(rows, indent=1))
+            print(json.dumps([r.to_json() for r in rows], indent=1))
             return 0
         for r in rows:
-            cap = f" / max {human(r['max_bytes'])}" if r["max_bytes"] else ""
-            capf = f" / max {r['max_files']}" if r["max_files"] else ""
-            oldest = time.strftime("%Y-%m-%d", time.localtime(r["oldest"])) if r["oldest"] else "-"
-            console.print(f"rule {r['rule']}: {r['path']}: {human(r['bytes'])}{cap}, {r['files']} files{capf}, "
-                          f"oldest {oldest}, archived {r['archived_share'] * 100:.0f} %", highlight=False)
+            cap = f" / max {human(r.max_bytes)}" if r.max_bytes else ""
+            capf = f" / max {r.max_files}" if r.max_files else ""
+            oldest = time.strftime("%Y-%m-%d", time.localtime(r.oldest)) if r.oldest else "-"
+            console.print(f"rule {r.rule}: {r.path}: {human(r.bytes)}{cap}, {r.files} files{capf}, "
+                          f"oldest {oldest}, archived {r.archived_share * 100:.0f} %", highlight=False)
             t = Table(show_header=True)
             for col in ("job", "bytes", "files", "archived", "oldest file"):
                 t.add_column(col)
-            for j in sorted(r["jobs"], key=lambda j: j["oldest"]):
-                t.add_row(j["unit"] + (" (.keep)" if j["protected"] else ""), human(j["bytes"]), str(j["files"]),
-                          human(j["archived_bytes"]),
-                          time.strftime("%Y-%m-%d %H:%M", time.localtime(j["oldest"])) if j["files"] else "-")
+            for j in sorted(r.jobs, key=lambda j: j.oldest or 0.0):
+                t.add_row(j.unit + (" (.keep)" if j.protected else ""), human(j.bytes), str(j.files),
+                          human(j.archived_bytes),
+                          time.strftime("%Y-%m-%d %H:%M", time.localtime(j.oldest)) if j.files and j.oldest else "-")
             console.print(t)
         return 0
 

@@ -16,6 +16,8 @@ from sweepd import configfile, paths
 from sweepd.cli.common import (layout_of, EXIT_FAILED, EXIT_INTERRUPTED, ImagesOpt, ResultsOpt, RootOpt, VerboseOpt,
                                app, console, err, guarded, setup_logging)
 from sweepd.configfile import ConfigError
+from sweepd.errors import InputError, RecordError
+from sweepd.records.manifest import SweepManifest
 from sweepd.request import SweepRequest, load_request
 
 
@@ -62,7 +64,7 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, for
     rows = outcome.store.summary_rows(plan)  # display only: the sweep wrote summary.csv itself
     if rows:
         console.print(summary_table(rows, simulated, f"job {job}: {request.workload.model}, "
-                                                     f"{outcome.store.manifest['gpu']['name']}"))
+                                                     f"{outcome.store.manifest.gpu_name}"))
         for line in optima_lines(rows):
             console.print(line + (" (simulated)" if simulated else ""), highlight=False)
         from sweepd.report.flags import doubts
@@ -115,19 +117,22 @@ def run(
 
     def go() -> int:
         if resume:
-            manifest = layout.job_results(resume) / "sweep.json"
-            if not manifest.exists():
-                raise ValueError(f"--resume {resume}: no sweep at {manifest}")
-            req = configfile.validate(SweepRequest, json.loads(manifest.read_text())["request"], str(manifest))
+            path = SweepManifest.path_in(layout.job_results(resume))
+            if not path.exists():
+                raise InputError(f"--resume {resume}: no sweep at {path}")
+            try:
+                req = SweepManifest.read(path).request
+            except RecordError as e:
+                raise InputError(str(e)) from None
             return execute(req, layout, resume, force=True)
         if request_file is None:
-            raise ValueError("give a request file, or --resume JOB")
+            raise InputError("give a request file, or --resume JOB")
         req = apply_flags(load_request(request_file), no_save_images, custom_frequencies)
         from sweepd.workload import modelcheck
 
         modelcheck.check(req.workload.model, str(request_file))
         if req.split > 1:  # `run` measures here, on one GPU; `executor` only matters to the daemon
-            raise ValueError(f"split: {req.split}: a split sweep runs as a SLURM job array; submit it to a daemon "
+            raise InputError(f"split: {req.split}: a split sweep runs as a SLURM job array; submit it to a daemon "
                              'with executor = "slurm" (sweepd submit), or set split = 1 to run it here')
         return execute(req, layout, job_id, force)
 
@@ -158,21 +163,21 @@ def gpus(backend: str = typer.Option("auto", help="auto | nvml | sim"),
 
     def go() -> int:
         if backend not in ("auto", "nvml", "sim"):
-            raise ValueError(f"--backend {backend!r}: use auto, nvml or sim")
+            raise InputError(f"--backend {backend!r}: use auto, nvml or sim")
         out = []
         for dev in list_devices(backend):
             with dev:
                 mems = dev.memory_clocks()
-                out.append(dev.info() | {"clocks": {str(m): dev.graphics_clocks(m) for m in mems}})
+                out.append((dev.info(), {str(m): dev.graphics_clocks(m) for m in mems}))
         if as_json:
-            console.print_json(json.dumps(out))
+            console.print_json(json.dumps([info.model_dump(mode="json") | {"clocks": clocks} for info, clocks in out]))
             return 0
-        for d in out:
+        for info, table in out:
             # the simulated boards are alternatives (gpu.sim_model), not several GPUs of one machine
-            label = f'sim_model = "{d["sim_model"]}"' if d["simulated"] else f"GPU {d['index']}"
-            tag = "  [SIMULATED]" if d["simulated"] else ""
-            console.print(f"{label}: {d['name']}  {d['uuid']}  backend={d['backend']}{tag}", highlight=False)
-            for mem, clocks in d["clocks"].items():
+            label = f'sim_model = "{info.sim_model}"' if info.simulated else f"GPU {info.index}"
+            tag = "  [SIMULATED]" if info.simulated else ""
+            console.print(f"{label}: {info.name}  {info.uuid}  backend={info.backend}{tag}", highlight=False)
+            for mem, clocks in table.items():
                 sweep = [f for f in clocks if f >= 510]
                 console.print(f"  memory {mem} MHz: {len(clocks)} core clocks {clocks[0]}..{clocks[-1]} MHz "
                               f"({len(sweep)} at >= 510 MHz)", highlight=False)

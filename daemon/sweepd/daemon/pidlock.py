@@ -9,8 +9,10 @@ import fcntl
 import os
 from pathlib import Path
 
+from sweepd.errors import SweepdError
 
-class AlreadyRunning(Exception):
+
+class AlreadyRunning(SweepdError):
     pass
 
 

@@ -14,11 +14,12 @@ import signal
 import time
 from pathlib import Path
 
-from sweepd import atomic, fstype, settings as settings_mod
+from sweepd import fstype, settings as settings_mod
 from sweepd.configfile import ConfigError
 from sweepd.daemon import journal
 from sweepd.daemon.pidlock import PidLock
 from sweepd.daemon.sdnotify import Notifier
+from sweepd.daemon.slurmloop import SlurmLoop
 from sweepd.daemon.waker import Waker
 from sweepd.engine.status import read_status
 from sweepd.daemon.workers import WorkerPool, resume_or_fail
@@ -26,8 +27,8 @@ from sweepd.engine.runner import repair_locks
 from sweepd.paths import Layout
 from sweepd.procs import pid_alive
 from sweepd.queue import Queue
+from sweepd.records.status import DaemonState
 from sweepd.settings import Settings
-from sweepd.slurm.executor import SlurmExecutor
 from sweepd.spool import Spool
 from sweepd.storage.units import human
 
@@ -52,7 +53,7 @@ class Daemon:
         self.lock = PidLock(self.layout.state / "daemon.lock").acquire()
         self.queue = Queue(self.layout.state / "queue.sqlite")
         self.pool = WorkerPool(self.layout, self.queue, self.settings)
-        self.slurm = SlurmExecutor(self.layout, self.queue, self.settings)
+        self.slurm = SlurmLoop(self.layout, self.settings)
         self.spool = Spool(self.layout.root, self.layout.state, self.queue, self.settings.max_request_bytes,
                            gpu_indices=tuple(self.pool.slots.values()) or None, executor=self.settings.executor,
                            settle_s=self.settings.spool_settle_s)
@@ -60,6 +61,7 @@ class Daemon:
         self.recover()
         if self.spool.reconcile_accepted():
             log.warning("queued accepted requests that had no queue entry (crash during intake)")
+        self.slurm.start()
         self.watch()
         from sweepd.storage.enforce import StorageManager
 
@@ -82,20 +84,20 @@ class Daemon:
         """After a crash: local sweeps left `running` are interrupted; stale clock locks are reset; resume.
         SLURM sweeps went on without the daemon: the executor picks them up where SLURM says they are."""
         for row in self.queue.list(("running",)):
-            if row["executor"] != "local":
+            if row.executor != "local":
                 continue
-            pid = row["pid"]
+            pid = row.pid
             deadline = time.monotonic() + self.settings.stop_timeout_s
             while pid_alive(pid) and time.monotonic() < deadline:  # told to stop when the old daemon died
                 time.sleep(0.2)
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
-            self.queue.finish(row["id"], "interrupted", None, "the daemon stopped while this sweep ran")
-            log.warning("sweep %s was running when the daemon stopped: interrupted", row["id"])
+            self.queue.finish(row.id, "interrupted", None, "the daemon stopped while this sweep ran")
+            log.warning("sweep %s was running when the daemon stopped: interrupted", row.id)
         repair_locks(self.layout)
         for row in self.queue.list(("interrupted",)):
-            if row["executor"] == "local":
-                resume_or_fail(self.queue, self.settings, row["id"])
+            if row.executor == "local":
+                resume_or_fail(self.queue, self.settings, row.id)
 
     def watch(self) -> None:
         incoming = self.spool.incoming
@@ -156,14 +158,10 @@ class Daemon:
         return 0
 
     def local_queued(self) -> bool:
-        return any(r["executor"] == "local" for r in self.queue.list(("queued",)))
+        return any(r.executor == "local" for r in self.queue.list(("queued",)))
 
     def tick(self) -> float:
         tick = min(self.settings.reconcile_interval_s, 1.0 if self.pool.running else 5.0)
-        if self.slurm.merges:
-            tick = min(tick, 0.5)
-        elif self.slurm.sweeps():
-            tick = min(tick, self.settings.slurm.poll_interval_s)
         if self.notifier.watchdog_interval_s:
             tick = min(tick, self.notifier.watchdog_interval_s)
         if self.spool.waiting:  # a file still being written: look again once it may have settled
@@ -185,7 +183,7 @@ class Daemon:
         self.pool.handle_cancels()
         if not self.stopping:
             self.pool.start_ready()
-            self.slurm.step()
+            self.slurm.kick()  # the SLURM thread does the rest: its calls never hold up this loop
         self.report()
 
     def reload(self) -> None:
@@ -210,14 +208,10 @@ class Daemon:
         parts = []
         for slot, r in self.pool.running.items():
             st = read_status(self.layout, r.job_id)
-            where = f" clock {st['clock']}/{st['clocks']} {st.get('freq')}" if st.get("clocks") else " starting"
-            last = f" {st['last_j_per_image']:.1f} J/img" if st.get("last_j_per_image") else ""
+            where = f" clock {st.clock}/{st.clocks} {st.freq}" if st and st.clocks else " starting"
+            last = f" {st.last_j_per_image:.1f} J/img" if st and st.last_j_per_image else ""
             parts.append(f"{slot}: job {r.job_id}{where}{last}")
-        for row in self.slurm.sweeps():
-            shards = self.queue.shards(row["id"])
-            n = {s: sum(1 for sh in shards if sh["state"] == s) for s in ("running", "pending", "done")}
-            parts.append(f"slurm job {row['job_id']}: " + ", ".join(f"{v} {k}" for k, v in n.items() if v)
-                         + (" (merging)" if row["id"] in self.slurm.merges else ""))
+        parts += self.slurm.snapshot.lines
         counts = self.queue.counts()
         line = "; ".join(parts or ["idle"]) + f"; {counts['queued']} queued"
         if self.storage.policies:
@@ -228,9 +222,8 @@ class Daemon:
             line += "; POLICY ERROR (old policy in force)"
         if (line, self.settings_error, self.storage.error) != self._last_line:
             self._last_line = (line, self.settings_error, self.storage.error)
-            atomic.write_json(self.layout.state / "daemon.json",
-                              {"pid": os.getpid(), "status": line, "settings_error": self.settings_error,
-                               "policy_error": self.storage.error, "updated": time.time()})
+            DaemonState(pid=os.getpid(), status=line, settings_error=self.settings_error,
+                        policy_error=self.storage.error, updated=time.time()).write(self.layout.state / "daemon.json")
         self.notifier.status(line)
         self.notifier.watchdog()
 

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from typing import IO
 
 from sweepd import audit
-from sweepd.engine.status import EXIT_DONE, EXIT_INTERRUPTED, last_error, read_status
+from sweepd.engine.status import last_error, read_status
+from sweepd.errors import EXIT_DONE, EXIT_INTERRUPTED
 from sweepd.engine.runner import repair_locks
 from sweepd.engine.stop import PARENT_ENV
 from sweepd.paths import Layout
 from sweepd.queue import Queue
+from sweepd.records.queuerows import SweepRow
 from sweepd.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,26 +53,26 @@ class WorkerPool:
             if row is not None:
                 self._spawn(slot, row)
 
-    def _spawn(self, slot: str, row) -> None:
-        results = self.layout.job_results(row["job_id"])
+    def _spawn(self, slot: str, row: SweepRow) -> None:
+        results = self.layout.job_results(row.job_id)
         results.mkdir(parents=True, exist_ok=True)
         logf = open(results / "sweep.log", "ab")
         # the worker sets its own parent-death signal (engine/stop.py): no preexec_fn in this threaded daemon
         env = os.environ | {"SWEEPD_IMAGES_DIR": str(self.layout.images), "SWEEPD_RESULTS_DIR": str(self.layout.results),
                             "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
         env.pop("NOTIFY_SOCKET", None)  # only the daemon talks to systemd
-        proc = subprocess.Popen([sys.executable, "-m", "sweepd", "worker", row["id"], "--root", str(self.layout.root)],
+        proc = subprocess.Popen([sys.executable, "-m", "sweepd", "worker", row.id, "--root", str(self.layout.root)],
                                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
-        self.queue.set_pid(row["id"], proc.pid)
-        self.running[slot] = Running(row["id"], row["job_id"], proc, logf)
-        audit.record(self.layout.state, "started", sweep_id=row["id"], job_id=row["job_id"], worker=slot, pid=proc.pid)
-        log.info("started sweep %s (job %s) on %s, pid %d", row["id"], row["job_id"], slot, proc.pid)
+        self.queue.set_pid(row.id, proc.pid)
+        self.running[slot] = Running(row.id, row.job_id, proc, logf)
+        audit.record(self.layout.state, "started", sweep_id=row.id, job_id=row.job_id, worker=slot, pid=proc.pid)
+        log.info("started sweep %s (job %s) on %s, pid %d", row.id, row.job_id, slot, proc.pid)
 
     def handle_cancels(self) -> None:
         for r in self.running.values():
             row = self.queue.get(r.sweep_id)
-            if row is not None and row["cancel_requested"] and not r.stop_sent:
+            if row is not None and row.cancel_requested and not r.stop_sent:
                 log.info("cancelling sweep %s: stopping its worker after the current trial", r.sweep_id)
                 self._stop(r)
 
@@ -89,14 +91,16 @@ class WorkerPool:
 
     def _finished(self, r: Running, rc: int) -> None:
         row = self.queue.get(r.sweep_id)
-        error = read_status(self.layout, r.job_id).get("error")
+        status = read_status(self.layout, r.job_id)
+        error = status.error if status else None
+        cancelled = row is not None and row.cancel_requested
         if rc == EXIT_DONE:
             state = "done"
-        elif rc == EXIT_INTERRUPTED and row["cancel_requested"]:
+        elif rc == EXIT_INTERRUPTED and cancelled:
             state, error = "cancelled", "cancelled by user (stopped after its current trial; clocks reset)"
         elif rc == EXIT_INTERRUPTED:
             state = "interrupted"
-        elif rc < 0 and row["cancel_requested"]:  # cancelled before its stop handler was in place
+        elif rc < 0 and cancelled:  # cancelled before its stop handler was in place
             state = "cancelled"
             error = f"cancelled by user (the worker ended by {signal.Signals(-rc).name} while starting)"
             repair_locks(self.layout)
@@ -129,11 +133,11 @@ class WorkerPool:
 
 def resume_or_fail(queue: Queue, settings: Settings, sweep_id: str) -> None:
     row = queue.get(sweep_id)
-    if row is None or row["state"] != "interrupted" or settings.on_interrupted != "resume":
+    if row is None or row.state != "interrupted" or settings.on_interrupted != "resume":
         return
-    if row["resumes"] >= settings.max_resumes:
-        queue.finish(sweep_id, "failed", row["exit_status"],
-                     f"{row['error'] or 'interrupted'}; gave up after {row['resumes']} resumes (max_resumes)")
+    if row.resumes >= settings.max_resumes:
+        queue.finish(sweep_id, "failed", row.exit_status,
+                     f"{row.error or 'interrupted'}; gave up after {row.resumes} resumes (max_resumes)")
         return
     queue.requeue(sweep_id)
     log.info("sweep %s will resume from its last completed clock", sweep_id)

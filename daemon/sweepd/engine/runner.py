@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from sweepd import paths
 from sweepd.engine.stop import StopFlag, StopRequested, early
 from sweepd.engine.store import JobStore
+from sweepd.errors import InputError
 from sweepd.engine.sweep import Observer, Sweep
 from sweepd.freqplan import ClockPoint, plan_clocks
 from sweepd.gpu import open_device
 from sweepd.gpu.base import GpuDevice
 from sweepd.gpu.locks import ClockGuard, repair_stale_locks
 from sweepd.paths import Layout
+from sweepd.records.gpulock import ClockLockRecord
 from sweepd.request import SweepRequest
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,10 @@ def open_for(request: SweepRequest) -> GpuDevice:
 
 def repair_locks(layout: Layout) -> list[str]:
     """Reset GPUs whose clocks a dead sweep left locked (a simulated GPU's locks die with its process)."""
-    def opener(rec: dict) -> GpuDevice:
-        if rec.get("backend") == "sim":
+    def opener(rec: ClockLockRecord) -> GpuDevice:
+        if rec.backend == "sim":
             return open_device("sim")
-        return open_device("nvml", uuid=rec.get("uuid"))
+        return open_device("nvml", uuid=rec.uuid)
 
     done = repair_stale_locks(layout.gpu_locks, opener)
     for line in done:
@@ -74,7 +76,7 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int
         if shard is None:
             return device, plan, JobStore(layout, job_id)
         if not 0 <= shard[0] < shard[1] or shard[1] > len(plan):
-            raise ValueError(f"shard {shard[0]} of {shard[1]}: the sweep has {len(plan)} clocks; "
+            raise InputError(f"shard {shard[0]} of {shard[1]}: the sweep has {len(plan)} clocks; "
                              "split must be at most the number of clocks")
         store = JobStore(layout, job_id, shard, [p.freq_mhz for p in plan])
         return device, shard_plan(plan, *shard), store

@@ -1,34 +1,27 @@
 """A sweep process's own record of progress, and how it ends: `results/job_<ID>/status.json`
-(written atomically by the worker, read by the daemon, `sweepd status` and the SLURM executor) and
-the exit codes. Shared by the daemon's workers and SLURM nodes, so it lives below both."""
+(:class:`~sweepd.records.status.WorkerStatus`, written atomically by the worker, read by the
+daemon, `sweepd status` and the SLURM executor). Shared by the daemon's workers and SLURM nodes,
+so it lives below both. The exit codes are :mod:`sweepd.errors`'."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 
-from sweepd import atomic
+from sweepd.errors import EXIT_FAILED, EXIT_INPUT, EXIT_INTERNAL, SweepdError
 from sweepd.freqplan import ClockPoint
 from sweepd.paths import Layout
-
-EXIT_DONE, EXIT_FAILED, EXIT_INPUT, EXIT_GPU, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
+from sweepd.records.rows import SummaryRow, TrialRow
+from sweepd.records.status import WorkerStatus
 
 
 def status_path(layout: Layout, job_id: str) -> Path:
-    return layout.job_results(job_id) / "status.json"
+    return WorkerStatus.path_in(layout.job_results(job_id))
 
 
-def read_status(layout: Layout, job_id: str) -> dict:
-    return read_status_file(status_path(layout, job_id))
-
-
-def read_status_file(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+def read_status(layout: Layout, job_id: str) -> WorkerStatus | None:
+    return WorkerStatus.read_or_none(status_path(layout, job_id))
 
 
 class StatusFileObserver:
@@ -36,24 +29,45 @@ class StatusFileObserver:
 
     def __init__(self, path: Path, job_id: str, sweep_id: str, trials_per_clock: int, **extra: object):
         self.path = path
-        self.state = {"sweep_id": sweep_id, "job_id": job_id, "pid": os.getpid(), "state": "starting",
-                      "clock": 0, "clocks": 0, "freq": None, "trials_done": 0, "trials_per_clock": trials_per_clock,
-                      "last_j_per_image": None, **extra}
+        self.state = WorkerStatus(sweep_id=sweep_id, job_id=job_id, pid=os.getpid(), state="starting",
+                                  trials_per_clock=trials_per_clock, **extra)
         self.write()
 
     def write(self, **fields: object) -> None:
-        self.state.update(fields, updated=time.time())
-        atomic.write_json(self.path, self.state)
+        for name, value in fields.items():
+            setattr(self.state, name, value)
+        self.state.updated = time.time()
+        self.state.write(self.path)
 
     def clock_started(self, k: int, n: int, point: ClockPoint) -> None:
         self.write(state="running", clock=k + 1, clocks=n, freq=point.label, trials_done=0)
 
-    def trial_done(self, k: int, n: int, point: ClockPoint, row: dict) -> None:
-        self.write(trials_done=self.state["trials_done"] + 1,
-                   last_j_per_image=row.get("j_per_image") if row["status"] == "ok" else self.state["last_j_per_image"])
+    def trial_done(self, k: int, n: int, point: ClockPoint, row: TrialRow) -> None:
+        self.write(trials_done=self.state.trials_done + 1,
+                   last_j_per_image=row.j_per_image if row.ok else self.state.last_j_per_image)
 
-    def clock_done(self, k: int, n: int, point: ClockPoint, summary: list[dict]) -> None:
+    def clock_done(self, k: int, n: int, point: ClockPoint, summary: list[SummaryRow]) -> None:
         self.write()
+
+
+def ended_by(e: BaseException, obs: StatusFileObserver | None, log) -> int:
+    """A worker's (the daemon's or a SLURM node's) last word on an exception: one line in the log and
+    in status.json, and the exit code. An error sweepd does not expect is a bug: its traceback is logged."""
+    if isinstance(e, SweepdError):
+        code, line = e.exit_code, e.line()
+        log.error("%s", line)
+    elif isinstance(e, OSError):  # the system said no (disk full, permissions): not a bug
+        code, line = EXIT_FAILED, f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        log.error("%s", line)
+    else:
+        code, line = EXIT_INTERNAL, f"internal error (a bug in sweepd): {type(e).__name__}: {e}"
+        log.exception("%s", line)
+    if obs is not None:
+        try:
+            obs.write(state="failed", error=line, input_error=code == EXIT_INPUT)
+        except OSError:
+            pass
+    return code
 
 
 def last_error(path) -> str:

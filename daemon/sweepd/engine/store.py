@@ -14,27 +14,21 @@ import secrets
 import time
 from pathlib import Path
 
-from sweepd import __version__, atomic
-from sweepd.engine.summary import SUMMARY_FIELDS, summarize
+from sweepd import __version__
+from sweepd.engine.summary import summarize
+from sweepd.errors import InputError
 from sweepd.freqplan import ClockPoint
 from sweepd.paths import Layout
+from sweepd.records.manifest import GpuInfo, SweepManifest
+from sweepd.records.rows import ImageRow, PowerRow, SummaryRow, TrialRow
 from sweepd.request import SweepRequest
-
-TRIAL_FIELDS = [
-    "sweep_id", "job_id", "backend", "simulated", "gpu_name", "gpu_uuid", "freq_mhz", "mem_clock_mhz", "trial",
-    "images", "steps", "time_s", "energy_j", "j_per_image", "s_per_image", "avg_power_w", "observed_sm_clock_mhz",
-    "throttle_reasons", "temp_c", "status", "error",
-]
-IMAGE_FIELDS = ["sweep_id", "job_id", "simulated", "freq_mhz", "trial", "index", "seed", "sha256", "psnr_vs_ref",
-                "saved_path"]
-POWER_FIELDS = ["freq_mhz", "t_s", "power_w", "temp_c", "sm_clock_mhz", "throttle_reasons", "simulated"]
 
 
 def shard_dir(layout: Layout, job_id: str, shard: int) -> Path:
     return layout.job_results(job_id) / "shards" / str(int(shard))
 
 
-class JobConflict(Exception):
+class JobConflict(InputError):
     """The job id is taken by a finished sweep or by a different request."""
 
 
@@ -46,20 +40,21 @@ class JobStore:
     """One job's results; a shard of a split sweep keeps its own under job_<ID>/shards/<k>/ (merged
     into job_<ID>/ at the end) and writes its images into the job's images folder like any sweep."""
 
+    manifest: SweepManifest
+
     def __init__(self, layout: Layout, job_id: str, shard: tuple[int, int] | None = None,
                  full_plan_mhz: list[int | None] | None = None):
         self.job_id, self.shard = job_id, shard
         self.dir = layout.job_results(job_id) if shard is None else shard_dir(layout, job_id, shard[0])
         self.images_dir = layout.job_images(job_id)
         self.full_plan_mhz = full_plan_mhz or []  # a shard's: the whole sweep's clocks
-        self.manifest: dict = {}
-        self.trials: list[dict] = []
-        self.images: list[dict] = []
-        self.power: list[dict] = []
+        self.trials: list[TrialRow] = []
+        self.images: list[ImageRow] = []
+        self.power: list[PowerRow] = []
 
     @property
     def manifest_path(self) -> Path:
-        return self.dir / "sweep.json"
+        return SweepManifest.path_in(self.dir)
 
     @property
     def reference_dir(self) -> Path:
@@ -68,77 +63,74 @@ class JobStore:
     def exists(self) -> bool:
         return self.manifest_path.exists()
 
-    def load_manifest(self) -> dict:
-        import json
-
-        return json.loads(self.manifest_path.read_text())
+    def load_manifest(self) -> SweepManifest:
+        return SweepManifest.read(self.manifest_path)
 
     # opening ---------------------------------------------------------------------------------
-    def open(self, request: SweepRequest, gpu: dict, plan: list[ClockPoint], sweep_id: str | None = None) -> bool:
+    def open(self, request: SweepRequest, gpu: GpuInfo, plan: list[ClockPoint], sweep_id: str | None = None) -> bool:
         """Start a new job or resume an unfinished one; returns True when resuming."""
         fingerprint = request.fingerprint()
         if self.exists():
             old = self.load_manifest()
-            if old.get("request_sha256") != fingerprint:
+            if old.request_sha256 != fingerprint:
                 raise JobConflict(f"job {self.job_id} already holds a different request ({self.dir}); "
                                   "use another job id")
-            if old.get("status") == "done":
+            if old.done:
                 raise JobConflict(f"job {self.job_id} is already done ({self.dir}); use another job id")
-            moved = old.get("gpu", {}).get("uuid") != gpu.get("uuid")
-            if moved and self.shard is not None and old.get("gpu", {}).get("name") == gpu.get("name"):
+            moved = old.gpu_uuid != gpu.uuid
+            if moved and self.shard is not None and old.gpu_name == gpu.name:
                 # a resubmitted shard runs wherever SLURM puts it: each row names its GPU
-                old["gpus_used"] = [*old.get("gpus_used", [old.get("gpu")]), gpu]
-                old["gpu"] = gpu
+                old.gpus_used = [*(old.gpus_used or [old.gpu]), gpu]
+                old.gpu = gpu
             elif moved:
-                raise JobConflict(f"job {self.job_id} was measured on GPU {old.get('gpu', {}).get('uuid')}, "
-                                  f"not {gpu.get('uuid')}; a resumed sweep must stay on one GPU")
+                raise JobConflict(f"job {self.job_id} was measured on GPU {old.gpu_uuid}, "
+                                  f"not {gpu.uuid}; a resumed sweep must stay on one GPU")
             self.manifest = old
             self._load_rows(plan, request.protocol.trials)
-            self.manifest["resumed_at"] = [*old.get("resumed_at", []), now_iso()]
-            self.manifest["pid"] = os.getpid()  # the process measuring now (a foreground job's liveness)
+            self.manifest.resumed_at = [*old.resumed_at, now_iso()]
+            self.manifest.pid = os.getpid()  # the process measuring now (a foreground job's liveness)
             self.set_status("running")
             return True
-        self.manifest = {
-            "sweep_id": sweep_id or secrets.token_hex(6), "job_id": self.job_id, "status": "running",
-            "simulated": bool(gpu.get("simulated")), "backend": gpu.get("backend"), "gpu": gpu,
-            "request": request.model_dump(mode="json"), "request_sha256": fingerprint,
-            "plan_mhz": [p.freq_mhz for p in plan], "images_per_trial": None,
-            "versions": {"sweepd": __version__, "python": platform.python_version()},
-            "results_dir": str(self.dir), "images_dir": str(self.images_dir),
-            "started_at": now_iso(), "ended_at": None, "error": None, "started_unix": time.time(),
-            "pid": os.getpid(),
-        }
+        self.manifest = SweepManifest(
+            sweep_id=sweep_id or secrets.token_hex(6), job_id=self.job_id, status="running",
+            simulated=gpu.simulated, backend=gpu.backend, gpu=gpu, request=request, request_sha256=fingerprint,
+            plan_mhz=[p.freq_mhz for p in plan], images_per_trial=None,
+            versions={"sweepd": __version__, "python": platform.python_version()},
+            results_dir=str(self.dir), images_dir=str(self.images_dir), started_at=now_iso(), ended_at=None,
+            error=None, started_unix=time.time(), pid=os.getpid())
         if self.shard is not None:
-            self.manifest |= {"shard": self.shard[0], "shards": self.shard[1], "plan_mhz_all": self.full_plan_mhz}
+            self.manifest.shard, self.manifest.shards = self.shard
+            self.manifest.plan_mhz_all = self.full_plan_mhz
         self.write_manifest()
         return False
 
     def _load_rows(self, plan: list[ClockPoint], trials_per_clock: int) -> None:
-        trials = atomic.read_csv(self.dir / "trials.csv")
-        complete = {p.key for p in plan
-                    if sum(1 for r in trials if r["freq_mhz"] == p.key) >= trials_per_clock}
-        self.trials = [r for r in trials if r["freq_mhz"] in complete]
-        kept = {(r["freq_mhz"], r["trial"]) for r in self.trials}
-        self.images = [r for r in atomic.read_csv(self.dir / "images.csv") if (r["freq_mhz"], r["trial"]) in kept]
-        self.power = [r for r in atomic.read_csv(self.dir / "power.csv") if r["freq_mhz"] in complete]
+        trials = TrialRow.read_all(self.dir / "trials.csv")
+        complete = {p.freq_mhz for p in plan
+                    if sum(1 for r in trials if r.freq_mhz == p.freq_mhz) >= trials_per_clock}
+        self.trials = [r for r in trials if r.freq_mhz in complete]
+        kept = {(r.freq_mhz, r.trial) for r in self.trials}
+        self.images = [r for r in ImageRow.read_all(self.dir / "images.csv") if (r.freq_mhz, r.trial) in kept]
+        self.power = [r for r in PowerRow.read_all(self.dir / "power.csv") if r.freq_mhz in complete]
 
     # state -----------------------------------------------------------------------------------
     @property
     def sweep_id(self) -> str:
-        return self.manifest["sweep_id"]
+        return self.manifest.sweep_id
 
     @property
     def simulated(self) -> bool:
-        return bool(self.manifest["simulated"])
+        return self.manifest.simulated
 
     def completed_trials(self, point: ClockPoint) -> int:
-        return sum(1 for r in self.trials if str(r["freq_mhz"]) == point.key)
+        return sum(1 for r in self.trials if r.freq_mhz == point.freq_mhz)
 
     def write_manifest(self) -> None:
-        atomic.write_json(self.manifest_path, self.manifest)
+        self.manifest.write(self.manifest_path)
 
     def update(self, **fields: object) -> None:
-        self.manifest.update(fields)
+        for name, value in fields.items():
+            setattr(self.manifest, name, value)
         self.write_manifest()
 
     def set_status(self, status: str, error: str | None = None) -> None:
@@ -147,23 +139,23 @@ class JobStore:
                     ended_unix=time.time() if final else None)
 
     # rows ------------------------------------------------------------------------------------
-    def commit_trial(self, trial_row: dict, image_rows: list[dict]) -> None:
+    def commit_trial(self, trial_row: TrialRow, image_rows: list[ImageRow]) -> None:
         self.images.extend(image_rows)
-        atomic.write_csv(self.dir / "images.csv", IMAGE_FIELDS, self.images)
+        ImageRow.write_all(self.dir / "images.csv", self.images)
         self.trials.append(trial_row)
-        atomic.write_csv(self.dir / "trials.csv", TRIAL_FIELDS, self.trials)
+        TrialRow.write_all(self.dir / "trials.csv", self.trials)
 
-    def commit_clock(self, power_rows: list[dict], plan: list[ClockPoint]) -> list[dict]:
+    def commit_clock(self, power_rows: list[PowerRow], plan: list[ClockPoint]) -> list[SummaryRow]:
         """After a clock's last trial: power trace and summary. Returns the summary rows."""
         self.power.extend(power_rows)
-        atomic.write_csv(self.dir / "power.csv", POWER_FIELDS, self.power)
+        PowerRow.write_all(self.dir / "power.csv", self.power)
         return self.write_summary(plan)
 
-    def summary_rows(self, plan: list[ClockPoint]) -> list[dict]:
+    def summary_rows(self, plan: list[ClockPoint]) -> list[SummaryRow]:
         """The per-clock summary as it stands (summary.csv holds the same, written at each clock's end)."""
-        return summarize(self.trials, [p.key for p in plan])
+        return summarize(self.trials, [p.freq_mhz for p in plan])
 
-    def write_summary(self, plan: list[ClockPoint]) -> list[dict]:
+    def write_summary(self, plan: list[ClockPoint]) -> list[SummaryRow]:
         rows = self.summary_rows(plan)
-        atomic.write_csv(self.dir / "summary.csv", SUMMARY_FIELDS, rows)
+        SummaryRow.write_all(self.dir / "summary.csv", rows)
         return rows

@@ -25,20 +25,20 @@ from sweepd.freqplan import ClockPoint, representative
 from sweepd.gpu.base import BENIGN_REASONS, GpuDevice, decode_reasons
 from sweepd.gpu.locks import ClockGuard
 from sweepd.gpu.sampler import Sampler
+from sweepd.records.rows import ImageRow, PowerRow, SummaryRow, TrialRow
 from sweepd.request import SweepRequest
 
 log = logging.getLogger(__name__)
 progress_log = logging.getLogger("sweepd.progress")  # per-clock lines for sweep.log (the terminal has its own)
 
 
-def _log_clock(k: int, n: int, point: ClockPoint, summary: list[dict]) -> None:
-    row = next((r for r in summary if r["freq_mhz"] == point.key), None)
+def _log_clock(k: int, n: int, point: ClockPoint, summary: list[SummaryRow]) -> None:
+    row = next((r for r in summary if r.freq_mhz == point.freq_mhz), None)
     if row is None:
         progress_log.info("clock %d/%d %s: every trial failed", k + 1, n, point.label)
         return
     progress_log.info("clock %d/%d %s: %d trials, %.3f s/image, %.2f J/image (CV %.1f%%), %.0f W", k + 1, n,
-                      point.label, row["n"], row["s_per_image_mean"], row["j_per_image_mean"], row["cv"] * 100,
-                      row["avg_power_w"])
+                      point.label, row.n, row.s_per_image_mean, row.j_per_image_mean, row.cv * 100, row.avg_power_w)
 
 FIRST_WARMUP_BATCHES = 3
 FIRST_WARMUP_MAX = 30
@@ -47,8 +47,8 @@ FIRST_WARMUP_MAX_S = 10.0
 
 class Observer(Protocol):
     def clock_started(self, k: int, n: int, point: ClockPoint) -> None: ...
-    def trial_done(self, k: int, n: int, point: ClockPoint, row: dict) -> None: ...
-    def clock_done(self, k: int, n: int, point: ClockPoint, summary: list[dict]) -> None: ...
+    def trial_done(self, k: int, n: int, point: ClockPoint, row: TrialRow) -> None: ...
+    def clock_done(self, k: int, n: int, point: ClockPoint, summary: list[SummaryRow]) -> None: ...
 
 
 class Workload(Protocol):
@@ -78,7 +78,7 @@ class Sweep:
     def keeps_images(self, k: int, trial: int) -> bool:
         mode = self.request.images.mode
         s, n = self.shard
-        whole = len(self.store.manifest.get("plan_mhz_all") or self.plan)
+        whole = len(self.store.manifest.plan_mhz_all or self.plan)
         return mode == "archive" or (mode == "research" and trial == 1 and k * n + s in representative(whole))
 
     # ----------------------------------------------------------------------------------------
@@ -132,10 +132,9 @@ class Sweep:
 
     def _trial(self, workload: Workload, sampler: Sampler, k: int, point: ClockPoint, trial: int):
         req = self.request
-        base = {"sweep_id": self.store.sweep_id, "job_id": self.store.job_id, "backend": self.device.backend,
-                "simulated": self.device.simulated, "gpu_name": self.device.name, "gpu_uuid": self.device.uuid,
-                "freq_mhz": point.key, "mem_clock_mhz": point.mem_mhz, "trial": trial,
-                "steps": req.workload.steps}
+        base = dict(sweep_id=self.store.sweep_id, job_id=self.store.job_id, backend=self.device.backend,
+                    simulated=self.device.simulated, gpu_name=self.device.name, gpu_uuid=self.device.uuid,
+                    freq_mhz=point.freq_mhz, mem_clock_mhz=point.mem_mhz, trial=trial, steps=req.workload.steps)
         try:
             images, t_ns, e_mj, t0, t1 = self._window(workload)
         except (StopRequested, KeyboardInterrupt):
@@ -145,22 +144,21 @@ class Sweep:
             release = getattr(workload, "release_memory", None)
             if release:
                 release()
-            return base | {"images": 0, "status": "failed", "error": f"{type(e).__name__}: {e}"[:500]}, []
+            return TrialRow(**base, images=0, status="failed", error=f"{type(e).__name__}: {e}"[:500]), []
         n, secs, joules = len(images), t_ns / 1e9, e_mj / 1000
         samples = sampler.window(t0, t1)
         reasons = 0
         for s in samples:
             reasons |= s.reasons
-        row = base | {
-            "images": n, "time_s": secs, "energy_j": joules, "j_per_image": joules / n,
-            "s_per_image": secs / n, "avg_power_w": joules / secs,
-            "observed_sm_clock_mhz": int(statistics.median(s.sm_mhz for s in samples)) if samples else None,
-            "throttle_reasons": decode_reasons(reasons & ~BENIGN_REASONS),
-            "temp_c": round(statistics.fmean(s.temp_c for s in samples), 1) if samples else None,
-            "status": "ok", "error": None}
+        row = TrialRow(
+            **base, images=n, time_s=secs, energy_j=joules, j_per_image=joules / n, s_per_image=secs / n,
+            avg_power_w=joules / secs,
+            observed_sm_clock_mhz=int(statistics.median(s.sm_mhz for s in samples)) if samples else None,
+            throttle_reasons=decode_reasons(reasons & ~BENIGN_REASONS),
+            temp_c=round(statistics.fmean(s.temp_c for s in samples), 1) if samples else None, status="ok")
         if joules <= 0:
-            row |= {"status": "failed", "error": f"the energy counter did not advance over {secs:.3f} s; "
-                                                 "raise protocol.min_window_s"}
+            row.status = "failed"
+            row.error = f"the energy counter did not advance over {secs:.3f} s; raise protocol.min_window_s"
         return row, self._image_rows(workload, images, k, point, trial)
 
     def _window(self, workload: Workload):
@@ -168,7 +166,7 @@ class Sweep:
         req = self.request
         b, min_ns = req.workload.batch_size, int(req.protocol.min_window_s * 1e9)
         fixed = req.protocol.images_per_trial
-        target = fixed or self.store.manifest.get("images_per_trial") or 0
+        target = fixed or self.store.manifest.images_per_trial or 0
         if fixed:
             min_ns = 0  # a fixed count: exactly that many images per trial, however long they take
         images: list[np.ndarray] = []
@@ -185,7 +183,7 @@ class Sweep:
         return images, t1 - t0, e1 - e0, t0, t1
 
     def _image_rows(self, workload: Workload, images: list[np.ndarray], k: int, point: ClockPoint,
-                    trial: int) -> list[dict]:
+                    trial: int) -> list[ImageRow]:
         seed0, first_trial = self.request.workload.seed, not self.reference
         rows = []
         for i, img in enumerate(images):
@@ -199,11 +197,11 @@ class Sweep:
                 path = self.store.images_dir / point.label / imaging.image_name(point.label, trial, i, seed)
                 imaging.save_png(path, img, self._png_text(workload, point, trial, i, seed))
                 saved = str(path)
-            rows.append({"sweep_id": self.store.sweep_id, "job_id": self.store.job_id,
-                         "simulated": self.device.simulated, "freq_mhz": point.key, "trial": trial, "index": i,
-                         "seed": seed, "sha256": imaging.pixel_sha256(img),
-                         "psnr_vs_ref": None if ref is None else _fmt_psnr(imaging.psnr(img, ref)),
-                         "saved_path": saved})
+            rows.append(ImageRow(sweep_id=self.store.sweep_id, job_id=self.store.job_id,
+                                 simulated=self.device.simulated, freq_mhz=point.freq_mhz, trial=trial, index=i,
+                                 seed=seed, sha256=imaging.pixel_sha256(img),
+                                 psnr_vs_ref=None if ref is None else _psnr_2dp(imaging.psnr(img, ref)),
+                                 saved_path=saved))
         return rows
 
     def _png_text(self, workload: Workload, point: ClockPoint, trial: int, i: int, seed: int) -> dict[str, str]:
@@ -217,16 +215,17 @@ class Sweep:
         for path in sorted(self.store.reference_dir.glob("i*_s*.png")):
             self.reference[int(path.name[1:4])] = imaging.load_png(path)
 
-    def _power_rows(self, point: ClockPoint, samples: list) -> list[dict]:
+    def _power_rows(self, point: ClockPoint, samples: list) -> list[PowerRow]:
         if not samples:
             return []
         t0 = samples[0].t_ns
-        return [{"freq_mhz": point.key, "t_s": (s.t_ns - t0) / 1e9, "power_w": s.power_w, "temp_c": s.temp_c,
-                 "sm_clock_mhz": s.sm_mhz, "throttle_reasons": decode_reasons(s.reasons),
-                 "simulated": self.device.simulated} for s in samples]
+        return [PowerRow(freq_mhz=point.freq_mhz, t_s=(s.t_ns - t0) / 1e9, power_w=s.power_w, temp_c=s.temp_c,
+                         sm_clock_mhz=s.sm_mhz, throttle_reasons=decode_reasons(s.reasons),
+                         simulated=self.device.simulated) for s in samples]
 
 
-def _fmt_psnr(value: float) -> str:
+def _psnr_2dp(value: float) -> float | None:
+    """PSNR to 2 decimals (inf: identical images; None when undefined)."""
     if math.isinf(value):
-        return "inf"
-    return "" if math.isnan(value) else f"{value:.2f}"
+        return value
+    return None if math.isnan(value) else round(value, 2)

@@ -11,6 +11,9 @@ import contextlib
 from abc import ABC, abstractmethod
 from typing import ContextManager
 
+from sweepd.errors import GpuError
+from sweepd.records.manifest import GpuInfo
+
 # NVML's clock event ("throttle") reason bits, named as in nvml.h (nvmlClocksEventReason*).
 CLOCK_EVENT_REASONS = {
     0x1: "gpu_idle",
@@ -35,10 +38,6 @@ def decode_reasons(mask: int) -> str:
     return "|".join(names)
 
 
-class GpuError(Exception):
-    """Anything the GPU layer could not do; the message says what and what to do about it."""
-
-
 class GpuUnavailable(GpuError):
     """No driver, no NVML library, or no GPU at all."""
 
@@ -48,7 +47,8 @@ class GpuNotFound(GpuError):
 
 
 class GpuPermissionError(GpuError):
-    """Setting clocks needs root or CAP_SYS_ADMIN."""
+    """Setting clocks needs root or CAP_SYS_ADMIN (the message says so: no "GPU:" prefix)."""
+    prefix = ""
 
 
 class GpuNotSupported(GpuError):
@@ -100,10 +100,10 @@ class GpuDevice(ABC):
         """Wrap the work whose time and energy are measured. Real GPUs need nothing here."""
         return contextlib.nullcontext()
 
-    def info(self) -> dict:
+    def info(self) -> GpuInfo:
         """What identifies this GPU in a sweep's manifest."""
-        return {"backend": self.backend, "simulated": self.simulated, "index": self.index,
-                "name": self.name, "uuid": self.uuid}
+        return GpuInfo(backend=self.backend, simulated=self.simulated, index=self.index, name=self.name,
+                       uuid=self.uuid)
 
     def close(self) -> None:
         pass

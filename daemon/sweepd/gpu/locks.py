@@ -10,7 +10,6 @@ sweepd start finds its record and resets that GPU (:func:`repair_stale_locks`).
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import socket
@@ -18,9 +17,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from sweepd import atomic
 from sweepd.procs import pid_alive
 from sweepd.gpu.base import GpuDevice, GpuError
+from sweepd.records.base import RecordError
+from sweepd.records.gpulock import ClockLockRecord
 
 log = logging.getLogger(__name__)
 
@@ -29,35 +29,34 @@ class GpuBusyError(GpuError):
     """Another live sweepd process holds this GPU's clocks."""
 
 
-def _record_path(records: Path, uuid: str) -> Path:
-    return records / f"{uuid}.json"
-
-
-def read_records(records: Path) -> list[dict]:
+def read_records(records: Path) -> list[ClockLockRecord]:
     out = []
     for path in sorted(Path(records).glob("*.json")):
         try:
-            out.append(json.loads(path.read_text()) | {"_path": str(path)})
-        except (OSError, ValueError):
-            log.warning("ignoring unreadable lock record %s", path)
+            rec = ClockLockRecord.read(path)
+        except RecordError as e:
+            log.warning("ignoring lock record: %s", e)
+            continue
+        rec.path = path
+        out.append(rec)
     return out
 
 
-def repair_stale_locks(records: Path, opener: Callable[[dict], GpuDevice]) -> list[str]:
+def repair_stale_locks(records: Path, opener: Callable[[ClockLockRecord], GpuDevice]) -> list[str]:
     """Reset every GPU whose lock record belongs to a dead process on this host. Returns what was done."""
     done = []
     host = socket.gethostname()
     for rec in read_records(records):
-        if rec.get("host") != host or pid_alive(int(rec.get("pid", 0))):
+        if rec.host != host or pid_alive(rec.pid):
             continue
         try:
             with opener(rec) as dev:
                 dev.reset_clocks()
         except GpuError as e:
-            done.append(f"could not reset clocks of {rec.get('uuid')} left locked by pid {rec.get('pid')}: {e}")
+            done.append(f"could not reset clocks of {rec.uuid} left locked by pid {rec.pid}: {e}")
             continue
-        Path(rec["_path"]).unlink(missing_ok=True)
-        done.append(f"reset clocks of {rec.get('name') or rec.get('uuid')} left locked by dead pid {rec.get('pid')}")
+        rec.path.unlink(missing_ok=True)
+        done.append(f"reset clocks of {rec.name or rec.uuid} left locked by dead pid {rec.pid}")
     return done
 
 
@@ -67,14 +66,14 @@ class ClockGuard:
     def __init__(self, device: GpuDevice, records: Path):
         self.device = device
         self.records = Path(records)
-        self.path = _record_path(self.records, device.uuid)
+        self.path = ClockLockRecord.path_for(self.records, device.uuid)
         self.locked: tuple[int, int | None] | None = None
 
     def __enter__(self) -> "ClockGuard":
         for rec in read_records(self.records):
-            if rec.get("uuid") == self.device.uuid and rec.get("host") == socket.gethostname() \
-                    and rec.get("pid") != os.getpid() and pid_alive(int(rec.get("pid", 0))):
-                raise GpuBusyError(f"{self.device.name} ({self.device.uuid}) is being swept by pid {rec['pid']}")
+            if rec.uuid == self.device.uuid and rec.host == socket.gethostname() \
+                    and rec.pid != os.getpid() and pid_alive(rec.pid):
+                raise GpuBusyError(f"{self.device.name} ({self.device.uuid}) is being swept by pid {rec.pid}")
         atexit.register(self.release)
         return self
 
@@ -84,10 +83,9 @@ class ClockGuard:
 
     def lock(self, sm_mhz: int, memory_mhz: int | None) -> None:
         if self.locked is None:
-            atomic.write_json(self.path, {"uuid": self.device.uuid, "index": self.device.index,
-                                          "name": self.device.name, "backend": self.device.backend,
-                                          "pid": os.getpid(), "host": socket.gethostname(),
-                                          "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            ClockLockRecord(uuid=self.device.uuid, index=self.device.index, name=self.device.name,
+                            backend=self.device.backend, pid=os.getpid(), host=socket.gethostname(),
+                            since=time.strftime("%Y-%m-%dT%H:%M:%S%z")).write(self.path)
         self.locked = (sm_mhz, memory_mhz)
         self.device.lock_clocks(sm_mhz, memory_mhz)
 

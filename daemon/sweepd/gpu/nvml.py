@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
+from sweepd.records.manifest import GpuInfo
 from sweepd.gpu.base import (
     GpuDevice,
     GpuError,
@@ -153,12 +154,12 @@ class NvmlGpu(GpuDevice):
         with nvml_errors("reading clock event reasons"):
             return int(fn(self._h))
 
-    def info(self) -> dict:
+    def info(self) -> GpuInfo:
         out = super().info()
         with contextlib.suppress(Exception):
-            out["driver"] = _text(self._nv.nvmlSystemGetDriverVersion())
+            out.driver = _text(self._nv.nvmlSystemGetDriverVersion())
         with contextlib.suppress(Exception):
-            out["nvml"] = _text(self._nv.nvmlSystemGetNVMLVersion())
+            out.nvml = _text(self._nv.nvmlSystemGetNVMLVersion())
         return out
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ from typing import Iterator
 from sweepd.gpu import clockdump
 from sweepd.gpu.base import GpuDevice, GpuNotFound, GpuNotSupported
 from sweepd.gpu.simmodel import BOARDS, SimModel, calibrate
+from sweepd.records.manifest import GpuInfo
 
 COUNTER_STEP_S = 0.1
 AMBIENT_C = 30.0
@@ -135,5 +136,5 @@ class SimulatedGpu(GpuDevice):
             self._set_power(self.model.p_idle_w)
             self._busy = False
 
-    def info(self) -> dict:
-        return super().info() | {"sim_model": self.model.gpu, "driver": "simulated"}
+    def info(self) -> GpuInfo:
+        return super().info().model_copy(update={"sim_model": self.model.gpu, "driver": "simulated"})

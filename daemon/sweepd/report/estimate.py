@@ -65,11 +65,11 @@ class Estimate:
 
 
 def _same_workload(job: JobResults, req: SweepRequest, gpu_name: str) -> bool:
-    w, h = job.manifest["request"]["workload"], req.workload
-    return (job.gpu_name == gpu_name and w["model"] == h.model and w["steps"] == h.steps and w["width"] == h.width
-            and w["height"] == h.height and w["batch_size"] == h.batch_size and w["scheduler"] == h.scheduler
-            and job.manifest.get("status") == "done" and job.manifest.get("ended_unix") is not None
-            and not job.manifest.get("merged_shards"))  # shards ran side by side: their wall time is not one GPU's
+    w, h, m = job.manifest.request.workload, req.workload, job.manifest
+    return (job.gpu_name == gpu_name and w.model == h.model and w.steps == h.steps and w.width == h.width
+            and w.height == h.height and w.batch_size == h.batch_size and w.scheduler == h.scheduler
+            and m.done and m.ended_unix is not None
+            and not m.merged_shards)  # shards ran side by side: their wall time is not one GPU's
 
 
 def _sim_model_for(gpu_name: str):
@@ -104,21 +104,22 @@ def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: 
         job = history[-1]
         from sweepd.engine.summary import summarize
 
-        rows = summarize(job.trials, job.plan_keys)
-        s_by_f = {int(r["freq_mhz"] or 0): r["s_per_image_mean"] for r in rows}
+        rows = summarize(job.trials, job.plan)
+        s_by_f = {r.freq_mhz or 0: r.s_per_image_mean for r in rows}
         s_img = [_interp(s_by_f, f or 0) for f in keys]
         m = job.manifest
-        windows = sum(float(t["time_s"]) for t in job.trials if t["status"] == "ok")
-        started, ended = m["started_unix"], m["ended_unix"]
-        hp = m["request"]["protocol"]
-        hn = len(job.plan_keys)
-        waits = hn * (hp["settle_s"] + hp["cooldown_s"] * (hp["trials"] - 1))
-        warm = sum(s_by_f.values()) / max(len(s_by_f), 1) * hp["warmup"] * hn
-        fixed = m.get("model_loaded_unix", started) - started + STARTUP_PROCESS_S  # interpreter + model load
-        per_trial = max(0.0, (ended - m.get("model_loaded_unix", started)) - windows - waits - warm) / \
+        windows = sum(t.time_s or 0.0 for t in job.trials if t.ok)
+        started, ended = m.started_unix, m.ended_unix or m.started_unix
+        loaded = m.model_loaded_unix or started
+        hp = m.request.protocol
+        hn = len(job.plan)
+        waits = hn * (hp.settle_s + hp.cooldown_s * (hp.trials - 1))
+        warm = sum(s_by_f.values()) / max(len(s_by_f), 1) * hp.warmup * hn
+        fixed = loaded - started + STARTUP_PROCESS_S  # interpreter + model load
+        per_trial = max(0.0, (ended - loaded) - windows - waits - warm) / \
             max(len(job.trials), 1)  # writing rows, images and summaries
-        n = p.images_per_trial or m.get("images_per_trial") or 1
-        if not p.images_per_trial and p.min_window_s != hp["min_window_s"]:
+        n = p.images_per_trial or m.images_per_trial or 1
+        if not p.images_per_trial and p.min_window_s != hp.min_window_s:
             n = max(w.batch_size, math.ceil(p.min_window_s / s_img[0] / w.batch_size) * w.batch_size)
         time_source = f"measured: job {job.job_id} on {job.gpu_name}"
     else:
@@ -161,9 +162,9 @@ def _bytes_per_image(history: list[JobResults], req: SweepRequest) -> tuple[int,
     sizes = []
     for job in reversed(history):
         for im in job.images:
-            if im["saved_path"]:
+            if im.saved_path:
                 try:
-                    sizes.append(os.path.getsize(im["saved_path"]))
+                    sizes.append(os.path.getsize(im.saved_path))
                 except OSError:
                     continue
         if sizes:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sweepd.errors import SweepdError
+
 
 def doubts(results_dir: Path) -> list[str]:
     """The report's flags for a job's results folder (none when there is nothing to read yet)."""
@@ -15,5 +17,5 @@ def doubts(results_dir: Path) -> list[str]:
         return []
     try:
         return analyse(load(Path(results_dir))).flags
-    except (OSError, ValueError, KeyError):
+    except (OSError, SweepdError):
         return []

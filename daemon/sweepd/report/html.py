@@ -9,6 +9,7 @@ from html import escape
 from pathlib import Path
 
 from sweepd import atomic
+from sweepd.records.rows import clock_label
 from sweepd.report.analysis import Analysis
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}
@@ -24,24 +25,24 @@ def _img(path: Path) -> str:
 
 def render(a: Analysis, plots: list[Path]) -> str:
     j = a.job
-    w = j.manifest["request"]["workload"]
+    w = j.manifest.request.workload
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>sweepd report: job {escape(j.job_id)}</title>"
              f"<style>{CSS}</style></head><body>",
              f"<h1>Sweep report: job {escape(j.job_id)}</h1>"]
     if j.simulated:
         parts.append("<p class='sim'>SIMULATED GPU: these figures come from sweepd's simulated "
                      f"{escape(j.gpu_name)}, not from real hardware.</p>")
-    parts.append(f"<p>{escape(w['model'])}, {w['width']}x{w['height']}, {w['steps']} steps, prompt "
-                 f"<q>{escape(str(w['prompt']))}</q>; GPU {escape(j.gpu_name)} ({escape(j.manifest.get('backend', ''))}); "
-                 f"status {escape(str(j.manifest.get('status')))}; sweep {escape(str(j.manifest.get('sweep_id')))}</p>")
-    parts.append(f"<h2>Optimal clock</h2><p>Baseline: {escape(a.baseline or 'baseline')} MHz (the highest clock "
+    parts.append(f"<p>{escape(w.model)}, {w.width}x{w.height}, {w.steps} steps, prompt "
+                 f"<q>{escape(str(w.prompt))}</q>; GPU {escape(j.gpu_name)} ({escape(j.manifest.backend or '')}); "
+                 f"status {escape(j.manifest.status)}; sweep {escape(j.manifest.sweep_id)}</p>")
+    parts.append(f"<h2>Optimal clock</h2><p>Baseline: {escape(clock_label(a.baseline))} MHz (the highest clock "
                  f"measured). Slowdown bound: +{a.bound_pct:g}% time.</p><table><tr><th>criterion</th><th>clock MHz</th>"
                  "<th>energy vs baseline</th><th>time vs baseline</th></tr>")
     for o in a.optima:
         name = {"energy": "minimum energy", "edp": "minimum EDP", "ed2p": "minimum ED2P"}[o.metric]
         if o.bounded:
             name += f" within +{a.bound_pct:g}% time"
-        parts.append(f"<tr><td style='text-align:left'>{name}</td><td>{escape(o.freq or 'baseline')}</td>"
+        parts.append(f"<tr><td style='text-align:left'>{name}</td><td>{escape(clock_label(o.freq))}</td>"
                      f"<td>{0.0 - o.energy_saving_pct + 0.0:+.1f}%</td><td>{o.time_change_pct:+.1f}%</td></tr>")
     parts.append("</table>")
     parts.append("<h2>Flags</h2>" + ("<ul>" + "".join(f"<li class='flag'>{escape(f)}</li>" for f in a.flags) + "</ul>"
@@ -49,11 +50,11 @@ def render(a: Analysis, plots: list[Path]) -> str:
     parts.append("<h2>Per clock</h2><table><tr><th>clock MHz</th><th>n</th><th>s/image</th><th>J/image</th><th>CV</th>"
                  "<th>W</th><th>EDP</th><th>ED2P</th><th>energy vs max</th><th>time vs max</th></tr>")
     for r in a.rows:
-        parts.append(f"<tr><td>{escape(r['freq_mhz'] or 'baseline')}</td><td>{r['n']}</td>"
-                     f"<td>{r['s_per_image_mean']:.4f} ± {r['s_per_image_std']:.4f}</td>"
-                     f"<td>{r['j_per_image_mean']:.2f} ± {r['j_per_image_std']:.2f}</td><td>{r['cv'] * 100:.1f}%</td>"
-                     f"<td>{r['avg_power_w']:.0f}</td><td>{r['edp']:.4g}</td><td>{r['ed2p']:.4g}</td>"
-                     f"<td>{0.0 - r['energy_saving_pct_vs_max'] + 0.0:+.1f}%</td><td>{r['time_change_pct_vs_max']:+.1f}%</td></tr>")
+        parts.append(f"<tr><td>{escape(r.label)}</td><td>{r.n}</td>"
+                     f"<td>{r.s_per_image_mean:.4f} ± {r.s_per_image_std:.4f}</td>"
+                     f"<td>{r.j_per_image_mean:.2f} ± {r.j_per_image_std:.2f}</td><td>{r.cv * 100:.1f}%</td>"
+                     f"<td>{r.avg_power_w:.0f}</td><td>{r.edp:.4g}</td><td>{r.ed2p:.4g}</td>"
+                     f"<td>{0.0 - r.energy_saving_pct_vs_max + 0.0:+.1f}%</td><td>{r.time_change_pct_vs_max:+.1f}%</td></tr>")
     parts.append("</table><h2>Plots</h2>")
     for p in plots:
         if p.suffix == ".png":

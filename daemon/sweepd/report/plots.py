@@ -37,22 +37,22 @@ def _save(fig, out: Path, stem: str) -> list[Path]:
 
 
 def _clocks(a: Analysis) -> np.ndarray:
-    return np.array([float(r["freq_mhz"]) if r["freq_mhz"] else np.nan for r in a.rows])
+    return np.array([float(r.freq_mhz) if r.freq_mhz else np.nan for r in a.rows])
 
 
 def energy_time(a: Analysis, out: Path) -> list[Path]:
     f = _clocks(a)
-    j = np.array([r["j_per_image_mean"] for r in a.rows])
-    js = np.array([r["j_per_image_std"] for r in a.rows])
-    s = np.array([r["s_per_image_mean"] for r in a.rows])
-    ss = np.array([r["s_per_image_std"] for r in a.rows])
+    j = np.array([r.j_per_image_mean for r in a.rows])
+    js = np.array([r.j_per_image_std for r in a.rows])
+    s = np.array([r.s_per_image_mean for r in a.rows])
+    ss = np.array([r.s_per_image_std for r in a.rows])
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)
     ax1.errorbar(f, j, yerr=js, marker="o", ms=3, capsize=2, color="tab:red")
     ax1.set_ylabel("energy per image (J)")
     ax2.errorbar(f, s, yerr=ss, marker="o", ms=3, capsize=2, color="tab:blue")
     ax2.set_ylabel("time per image (s)")
     ax2.set_xlabel("core clock (MHz)")
-    base_s = a.rows[0]["s_per_image_mean"]
+    base_s = a.rows[0].s_per_image_mean
     ax2.axhline(base_s * (1 + a.bound_pct / 100), ls="--", color="gray",
                 label=f"slowdown bound +{a.bound_pct:g}% vs {a.baseline} MHz")
     styles = {"energy": ("v", "tab:green"), "edp": ("*", "tab:purple"), "ed2p": ("D", "tab:orange")}
@@ -73,7 +73,7 @@ def energy_time(a: Analysis, out: Path) -> list[Path]:
 
 def power(a: Analysis, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    ax.plot(_clocks(a), [r["avg_power_w"] for r in a.rows], marker="o", ms=3)
+    ax.plot(_clocks(a), [r.avg_power_w for r in a.rows], marker="o", ms=3)
     ax.set_xlabel("core clock (MHz)")
     ax.set_ylabel("average power (W)")
     ax.set_title(_title(a, "Average power vs clock"), fontsize=10)
@@ -82,7 +82,7 @@ def power(a: Analysis, out: Path) -> list[Path]:
 
 def energy_vs_time(a: Analysis, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    sc = ax.scatter([r["s_per_image_mean"] for r in a.rows], [r["j_per_image_mean"] for r in a.rows],
+    sc = ax.scatter([r.s_per_image_mean for r in a.rows], [r.j_per_image_mean for r in a.rows],
                     c=_clocks(a), cmap="viridis")
     fig.colorbar(sc, ax=ax, label="core clock (MHz)")
     ax.set_xlabel("time per image (s)")
@@ -93,13 +93,13 @@ def energy_vs_time(a: Analysis, out: Path) -> list[Path]:
 
 def contact_sheet(a: Analysis, out: Path, per_clock: int = 4) -> list[Path]:
     """The saved images by clock (first trial), one row per clock."""
-    by_clock: dict[str, list[str]] = {}
+    by_clock: dict[int | None, list[str]] = {}
     for im in a.job.images:
-        if im["saved_path"] and Path(im["saved_path"]).exists():
-            by_clock.setdefault(im["freq_mhz"], []).append(im["saved_path"])
+        if im.saved_path and Path(im.saved_path).exists():
+            by_clock.setdefault(im.freq_mhz, []).append(im.saved_path)
     if not by_clock:
         return []
-    clocks = [k for k in a.job.plan_keys if k in by_clock] or list(by_clock)
+    clocks = [k for k in a.job.plan if k in by_clock] or list(by_clock)
     cols = min(per_clock, max(len(v) for v in by_clock.values()))
     fig, axes = plt.subplots(len(clocks), cols, figsize=(1.6 * cols + 1, 1.6 * len(clocks) + 0.6), squeeze=False)
     for i, c in enumerate(clocks):
@@ -129,9 +129,9 @@ def compare(analyses: list[Analysis], out: Path) -> list[Path]:
             continue
         f = _clocks(a)
         lab = f"{a.job.job_id}: {a.job.gpu_name}" + (" (sim)" if a.job.simulated else "")
-        ax1.plot(f, [r["j_per_image_mean"] / a.rows[0]["j_per_image_mean"] for r in a.rows], marker="o", ms=3,
+        ax1.plot(f, [r.j_per_image_mean / a.rows[0].j_per_image_mean for r in a.rows], marker="o", ms=3,
                  label=lab)
-        ax2.plot(f, [r["s_per_image_mean"] / a.rows[0]["s_per_image_mean"] for r in a.rows], marker="o", ms=3,
+        ax2.plot(f, [r.s_per_image_mean / a.rows[0].s_per_image_mean for r in a.rows], marker="o", ms=3,
                  label=lab)
     ax1.set_ylabel("energy / energy at max clock")
     ax2.set_ylabel("time / time at max clock")

@@ -14,6 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from sweepd.errors import SlurmError as _SlurmError
+
 TIMEOUT_S = 20.0  # two calls in one daemon step stay well inside the unit's WatchdogSec=60
 # States in which a job still holds (or waits for) resources; every other state is final.
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
@@ -22,7 +24,7 @@ _UNREACHABLE = ("unable to contact slurm controller", "socket timed out", "conne
                 "resource temporarily unavailable", "slurm_persist_conn", "zero bytes were transmitted")
 
 
-class SlurmError(Exception):
+class SlurmError(_SlurmError):
     pass
 
 

@@ -8,7 +8,6 @@ it no longer lists), read together with the status.json each shard's worker writ
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -19,15 +18,19 @@ from pathlib import Path
 from typing import IO
 
 from sweepd import audit
-from sweepd.engine.status import last_error, read_status_file
+from sweepd.engine.status import last_error
 from sweepd.engine.store import shard_dir
+from sweepd.errors import SweepdError
 from sweepd.paths import Layout
 from sweepd.queue import SHARD_FINAL, Queue
+from sweepd.records.manifest import SweepManifest
+from sweepd.records.queuerows import ShardRow, SweepRow
+from sweepd.records.status import WorkerStatus
 from sweepd.request import SweepRequest
 from sweepd.settings import Settings
 from sweepd.slurm import commands
 from sweepd.slurm.commands import JobState, SlurmError, SlurmUnreachable
-from sweepd.slurm.script import JobScript, TemplateError, shard_seconds, submission_dir, time_limit_minutes
+from sweepd.slurm.script import JobScript, shard_seconds, submission_dir, time_limit_minutes
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +55,11 @@ class SlurmExecutor:
 
     # what the daemon asks --------------------------------------------------------------------
     def sweeps(self) -> list:
-        return [r for r in self.queue.list(("running",)) if r["executor"] == "slurm"]
+        return [r for r in self.queue.list(("running",)) if r.slurm]
 
     def busy(self) -> bool:
         return bool(self.merges or self.sweeps() or
-                    any(r["executor"] == "slurm" for r in self.queue.list(("queued",))))
+                    any(r.slurm for r in self.queue.list(("queued",))))
 
     def step(self) -> None:
         self.submit_ready()
@@ -78,9 +81,8 @@ class SlurmExecutor:
                 self.submit_after = time.monotonic() + self.settings.slurm.poll_interval_s
                 break
 
-    def script(self, row) -> JobScript:
-        req = SweepRequest.model_validate(json.loads(row["request"]))
-        return JobScript(row["id"], req, self.settings.slurm, self.layout)
+    def script(self, row: SweepRow) -> JobScript:
+        return JobScript(row.id, row.request, self.settings.slurm, self.layout)
 
     def estimate_s(self, req: SweepRequest) -> float | None:
         """One shard's expected run time (the simulated GPU's clock table stands in for the node's)."""
@@ -95,7 +97,7 @@ class SlurmExecutor:
 
     def submit(self, row) -> bool:
         """First submission: the whole array. False when SLURM did not answer (try again later)."""
-        sid = row["id"]
+        sid = row.id
         try:
             js = self.script(row)
             user_job = js.req.job_id
@@ -107,7 +109,7 @@ class SlurmExecutor:
             self.queue.back_to_queue(sid, f"waiting for SLURM: {e}")
             self._warn(f"SLURM did not take sweep {sid}, trying again: {e}")
             return False
-        except (SlurmError, TemplateError, OSError, ValueError) as e:
+        except (SweepdError, OSError) as e:
             self.queue.finish(sid, "failed", None, f"not submitted: {e}")
             audit.record(self.layout.state, "failed", sweep_id=sid, error=str(e))
             log.error("sweep %s: not submitted: %s", sid, e)
@@ -121,24 +123,24 @@ class SlurmExecutor:
 
     def resubmit(self, row, sh, killed_by_time_limit: bool) -> None:
         """Shard k again, as a one-task array, resuming from its last completed clock."""
-        sid, k = row["id"], sh["shard"]
+        sid, k = row.id, sh.shard
         js = self.script(row)
-        last = json.loads(sh["history"])[-1].get("minutes") or self.settings.slurm.time_min_minutes
+        last = (sh.history[-1].minutes if sh.history else None) or self.settings.slurm.time_min_minutes
         # killed by its time limit: the estimate was short, so the rest gets twice the room
         minutes = time_limit_minutes(js.req, self.settings.slurm, self.estimate_s(js.req),
                                      at_least=2 * last if killed_by_time_limit else 0)
         try:
-            path = js.write(sh["attempts"] + 1, str(k), minutes)
-            new = commands.sbatch(path, args=["--job-id", row["job_id"]], options=[f"--output={js.log_pattern()}"],
+            path = js.write(sh.attempts + 1, str(k), minutes)
+            new = commands.sbatch(path, args=["--job-id", row.job_id], options=[f"--output={js.log_pattern()}"],
                                   env=self.env())
         except SlurmError as e:
             self._warn(f"sweep {sid} shard {k}: resubmission failed, trying again: {e}")
             return
         self.queue.update_shard(sid, k, resubmitted_as=f"{new}_{k}", minutes=minutes)
-        audit.record(self.layout.state, "resubmitted", sweep_id=sid, job_id=row["job_id"], shard=k,
-                     slurm_id=f"{new}_{k}", attempt=sh["attempts"] + 1)
+        audit.record(self.layout.state, "resubmitted", sweep_id=sid, job_id=row.job_id, shard=k,
+                     slurm_id=f"{new}_{k}", attempt=sh.attempts + 1)
         log.info("sweep %s shard %d resubmitted as SLURM job %s_%d (attempt %d, %d min)", sid, k, new, k,
-                 sh["attempts"] + 1, minutes)
+                 sh.attempts + 1, minutes)
 
     # following -------------------------------------------------------------------------------
     def poll(self) -> None:
@@ -156,109 +158,107 @@ class SlurmExecutor:
             try:
                 self.follow(row, known)
             except SlurmUnreachable as e:
-                self._warn(f"sweep {row['id']}: {e}")
+                self._warn(f"sweep {row.id}: {e}")
                 return
             except (SlurmError, OSError) as e:  # one sweep's trouble must not stop the daemon or the others
-                self._warn(f"sweep {row['id']}: {e}")
+                self._warn(f"sweep {row.id}: {e}")
 
     def follow(self, row, known: dict[str, JobState]) -> None:
-        sid = row["id"]
-        if row["slurm_job_id"] is None:
+        sid = row.id
+        if row.slurm_job_id is None:
             self.adopt(row, known)
             return
-        if row["cancel_requested"] and sid not in self.cancelled:
+        if row.cancel_requested and sid not in self.cancelled:
             self.cancel(row)
         for sh in self.queue.shards(sid):
-            if sh["state"] in SHARD_FINAL:
+            if sh.state in SHARD_FINAL:
                 continue
-            if sh["state"] == "interrupted":  # its resubmission failed earlier: again
-                self.retry_or_fail(row, sh, sh["error"] or "interrupted", killed_by_time_limit=False)
+            if sh.state == "interrupted":  # its resubmission failed earlier: again
+                self.retry_or_fail(row, sh, sh.error or "interrupted", killed_by_time_limit=False)
                 continue
-            status = read_status_file(shard_dir(self.layout, row["job_id"], sh["shard"]) / "status.json")
-            if status.get("slurm_array_task") != sh["slurm_id"]:
-                status = {}  # written by an earlier attempt: says nothing of this one
-            js = commands.job_state(sh["slurm_id"], known)
+            status = WorkerStatus.read_or_none(WorkerStatus.path_in(shard_dir(self.layout, row.job_id, sh.shard)))
+            if status is not None and status.slurm_array_task != sh.slurm_id:
+                status = None  # written by an earlier attempt: says nothing of this one
+            js = commands.job_state(sh.slurm_id, known)
             if js is None:  # forgotten by SLURM and no accounting: the status file tells how it ended
-                js = JobState(sh["slurm_id"], "", "COMPLETED" if status.get("state") == "done" else "UNKNOWN", "")
+                js = JobState(sh.slurm_id, "", "COMPLETED" if status and status.state == "done" else "UNKNOWN", "")
             if js.active:
                 state = "pending" if js.state in ("PENDING", "CONFIGURING") else "running"
                 said = js.state + (f" ({js.reason})" if js.reason not in ("", "None", "(null)") else "")
-                if (state, said) != (sh["state"], sh["slurm_state"]):
-                    self.queue.update_shard(sid, sh["shard"], state=state, slurm_state=said)
+                if (state, said) != (sh.state, sh.slurm_state):
+                    self.queue.update_shard(sid, sh.shard, state=state, slurm_state=said)
                 continue
             self.ended(row, sh, js, status)
         self.finish_if_over(row)
 
-    def ended(self, row, sh, js: JobState, status: dict) -> None:
-        sid, k = row["id"], sh["shard"]
-        ended = {"slurm_state": js.state, "worker_state": status.get("state")}
-        if status.get("state") == "done" or self.shard_status(row, k) == "done":
+    def ended(self, row: SweepRow, sh: ShardRow, js: JobState, status: WorkerStatus | None) -> None:
+        sid, k = row.id, sh.shard
+        ended = {"slurm_state": js.state, "worker_state": status.state if status else None}
+        if (status and status.state == "done") or self.shard_status(row, k) == "done":
             # the shard's results are complete, even when SLURM's time limit struck as the worker exited
             self.queue.update_shard(sid, k, state="done", slurm_state=js.state, ended=ended)
-            log.info("sweep %s shard %d done (SLURM job %s, %s)", sid, k, sh["slurm_id"], js.state)
+            log.info("sweep %s shard %d done (SLURM job %s, %s)", sid, k, sh.slurm_id, js.state)
             return
-        if row["cancel_requested"]:
+        if row.cancel_requested:
             self.queue.update_shard(sid, k, state="cancelled", slurm_state=js.state, ended=ended,
                                     error="cancelled by user")
             return
-        why = f"SLURM job {sh['slurm_id']} ended {js.state}" + (f" ({js.reason})" if js.reason not in
+        why = f"SLURM job {sh.slurm_id} ended {js.state}" + (f" ({js.reason})" if js.reason not in
                                                                   ("", "None", "(null)") else "")
-        if status.get("error"):
-            why += f"; worker: {status['error']}"
+        if status and status.error:
+            why += f"; worker: {status.error}"
         self.queue.update_shard(sid, k, state="interrupted", slurm_state=js.state, ended=ended, error=why)
-        audit.record(self.layout.state, "shard interrupted", sweep_id=sid, shard=k, slurm_id=sh["slurm_id"], why=why)
+        audit.record(self.layout.state, "shard interrupted", sweep_id=sid, shard=k, slurm_id=sh.slurm_id, why=why)
         log.warning("sweep %s shard %d interrupted: %s", sid, k, why)
-        if status.get("input_error"):
+        if status and status.input_error:
             self.queue.update_shard(sid, k, state="failed", error=why + " (not retried: the request is at fault)")
             return
-        fresh = next(s for s in self.queue.shards(sid) if s["shard"] == k)
+        fresh = next(s for s in self.queue.shards(sid) if s.shard == k)
         self.retry_or_fail(row, fresh, why, killed_by_time_limit=js.state in ("TIMEOUT", "DEADLINE"))
 
-    def shard_status(self, row, k: int) -> str | None:
+    def shard_status(self, row: SweepRow, k: int) -> str | None:
         """The status in the shard's sweep.json: "done" once its last clock is committed."""
-        try:
-            return json.loads((shard_dir(self.layout, row["job_id"], k) / "sweep.json").read_text()).get("status")
-        except (OSError, ValueError):
-            return None
+        m = SweepManifest.read_or_none(SweepManifest.path_in(shard_dir(self.layout, row.job_id, k)))
+        return m.status if m else None
 
     def retry_or_fail(self, row, sh, why: str, killed_by_time_limit: bool) -> None:
-        if sh["attempts"] - 1 >= self.settings.slurm.max_retries:
-            self.queue.update_shard(row["id"], sh["shard"], state="failed",
-                                    error=f"{why}; gave up after {sh['attempts']} attempts (slurm.max_retries)")
+        if sh.attempts - 1 >= self.settings.slurm.max_retries:
+            self.queue.update_shard(row.id, sh.shard, state="failed",
+                                    error=f"{why}; gave up after {sh.attempts} attempts (slurm.max_retries)")
             return
         self.resubmit(row, sh, killed_by_time_limit)
 
     def finish_if_over(self, row) -> None:
-        sid, shards = row["id"], self.queue.shards(row["id"])
-        if not shards or any(sh["state"] not in SHARD_FINAL for sh in shards):
+        sid, shards = row.id, self.queue.shards(row.id)
+        if not shards or any(sh.state not in SHARD_FINAL for sh in shards):
             return
-        states = [sh["state"] for sh in shards]
+        states = [sh.state for sh in shards]
         if all(s == "done" for s in states):
             if sid not in self.merges:
                 self.start_merge(row)
             return
-        if row["cancel_requested"]:
+        if row.cancel_requested:
             self._finish(row, "cancelled", "cancelled by user")
         else:
-            failed = "; ".join(f"shard {sh['shard']}: {sh['error']}" for sh in shards if sh["state"] == "failed")
+            failed = "; ".join(f"shard {sh.shard}: {sh.error}" for sh in shards if sh.state == "failed")
             self._finish(row, "failed", failed or "a shard did not finish")
 
     def _finish(self, row, state: str, error: str | None) -> None:
-        self.queue.finish(row["id"], state, None, error)
-        audit.record(self.layout.state, state, sweep_id=row["id"], job_id=row["job_id"], error=error)
-        log.info("sweep %s %s%s", row["id"], state, f": {error}" if error else "")
+        self.queue.finish(row.id, state, None, error)
+        audit.record(self.layout.state, state, sweep_id=row.id, job_id=row.job_id, error=error)
+        log.info("sweep %s %s%s", row.id, state, f": {error}" if error else "")
 
     def adopt(self, row, known: dict[str, JobState]) -> None:
         """A sweep claimed but not recorded as submitted (the daemon died around sbatch): find its
         array by job name, or submit it again."""
-        tasks = [j for j in known.values() if j.name == f"sweepd-{row['id']}" and "_" in j.job_id]
+        tasks = [j for j in known.values() if j.name == f"sweepd-{row.id}" and "_" in j.job_id]
         if not tasks:
-            self.queue.back_to_queue(row["id"], "resubmitting: the daemon stopped while submitting it")
+            self.queue.back_to_queue(row.id, "resubmitting: the daemon stopped while submitting it")
             return
         array = tasks[0].job_id.split("_")[0]
-        req = SweepRequest.model_validate(json.loads(row["request"]))
-        self.queue.set_submitted(row["id"], req.job_id or array, array, {k: f"{array}_{k}" for k in range(req.split)})
-        log.warning("sweep %s: found its SLURM job %s after a restart", row["id"], array)
+        req = row.request
+        self.queue.set_submitted(row.id, req.job_id or array, array, {k: f"{array}_{k}" for k in range(req.split)})
+        log.warning("sweep %s: found its SLURM job %s after a restart", row.id, array)
 
     # cancelling and merging ------------------------------------------------------------------
     def cancel(self, row) -> None:
@@ -267,18 +267,18 @@ class SlurmExecutor:
         except SlurmUnreachable:
             raise  # try again at the next poll
         except SlurmError as e:  # e.g. a job that ended since the last poll: nothing left to stop
-            log.warning("sweep %s: %s", row["id"], e)
-        self.cancelled.add(row["id"])
+            log.warning("sweep %s: %s", row.id, e)
+        self.cancelled.add(row.id)
 
     def start_merge(self, row) -> None:
-        path = submission_dir(self.layout, row["id"]) / "merge.log"
+        path = submission_dir(self.layout, row.id) / "merge.log"
         path.parent.mkdir(parents=True, exist_ok=True)
         logf = open(path, "ab")
-        argv = [sys.executable, "-m", "sweepd", "merge", row["job_id"], "--root", str(self.layout.root),
+        argv = [sys.executable, "-m", "sweepd", "merge", row.job_id, "--root", str(self.layout.root),
                 "--images-dir", str(self.layout.images), "--results-dir", str(self.layout.results)]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=self.env())
-        self.merges[row["id"]] = Merge(proc, logf, path)
-        log.info("sweep %s: all shards done; merging into %s", row["id"], self.layout.job_results(row["job_id"]))
+        self.merges[row.id] = Merge(proc, logf, path)
+        log.info("sweep %s: all shards done; merging into %s", row.id, self.layout.job_results(row.job_id))
 
     def reap_merges(self) -> None:
         for sid, m in list(self.merges.items()):
@@ -311,12 +311,12 @@ class SlurmExecutor:
             self.warned = msg
 
 
-def cancel_shards(queue: Queue, row) -> list[str]:
+def cancel_shards(queue: Queue, row: SweepRow) -> list[str]:
     """scancel every shard still pending or running; their workers stop after the current trial."""
-    shards = queue.shards(row["id"])
-    ids = [sh["slurm_id"] for sh in shards if sh["state"] in ("pending", "running")]
+    shards = queue.shards(row.id)
+    ids = [sh.slurm_id for sh in shards if sh.state in ("pending", "running")]
     commands.scancel(ids)
     for sh in shards:
-        if sh["state"] == "interrupted":  # nothing runs: cancelled at once
-            queue.update_shard(row["id"], sh["shard"], state="cancelled", error="cancelled by user")
+        if sh.state == "interrupted":  # nothing runs: cancelled at once
+            queue.update_shard(row.id, sh.shard, state="cancelled", error="cancelled by user")
     return ids

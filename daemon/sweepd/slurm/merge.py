@@ -8,32 +8,29 @@ again gives the same files.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-from sweepd import atomic
-from sweepd.engine.store import IMAGE_FIELDS, POWER_FIELDS, TRIAL_FIELDS
-from sweepd.engine.summary import SUMMARY_FIELDS, summarize
+from sweepd.engine.summary import summarize
+from sweepd.errors import InputError, RecordError
 from sweepd.paths import Layout
+from sweepd.records.manifest import GpuInfo, ShardPart, SweepManifest
+from sweepd.records.rows import ImageRow, PowerRow, SummaryRow, TrialRow
 
 
-class MergeError(ValueError):
+class MergeError(InputError):
+    """The shards cannot be merged (missing, unfinished, unreadable or of different requests)."""
     pass
 
 
-def _key(f: object) -> str:
-    return "" if f is None else str(f)
-
-
-def shard_manifests(top: Path) -> dict[int, dict]:
+def shard_manifests(top: Path) -> dict[int, SweepManifest]:
     out = {}
     for d in sorted((top / "shards").glob("*")) if (top / "shards").is_dir() else []:
-        if d.name.isdigit() and (d / "sweep.json").exists():
+        if d.name.isdigit() and SweepManifest.path_in(d).exists():
             try:
-                out[int(d.name)] = json.loads((d / "sweep.json").read_text())
-            except (OSError, ValueError) as e:
-                raise MergeError(f"{d / 'sweep.json'}: unreadable: {e}") from None
+                out[int(d.name)] = SweepManifest.read(SweepManifest.path_in(d))
+            except RecordError as e:
+                raise MergeError(str(e)) from None
     return out
 
 
@@ -44,51 +41,55 @@ def merge(layout: Layout, job_id: str) -> Path:
     if not manifests:
         raise MergeError(f"job {job_id}: no shards under {top / 'shards'}")
     first = manifests[min(manifests)]
-    n = int(first.get("shards") or 0)
+    n = first.shard_count
     missing = [k for k in range(n) if k not in manifests]
-    unfinished = [f"{k} ({m.get('status')})" for k, m in sorted(manifests.items()) if m.get("status") != "done"]
+    unfinished = [f"{k} ({m.status})" for k, m in sorted(manifests.items()) if not m.done]
     if missing or unfinished:
         raise MergeError(f"job {job_id}: cannot merge: " + "; ".join(
             ([f"shard(s) {missing} have no results"] if missing else [])
             + ([f"shard(s) {', '.join(unfinished)} not done"] if unfinished else [])))
-    if len({m.get("request_sha256") for m in manifests.values()}) != 1:
+    if len({m.request_sha256 for m in manifests.values()}) != 1:
         raise MergeError(f"job {job_id}: the shards ran different requests")
 
-    order = [_key(f) for f in first["plan_mhz_all"]]
+    order = list(first.plan_mhz_all or [])
     pos = {f: i for i, f in enumerate(order)}
-    rows: dict[str, list[dict]] = {"trials.csv": [], "images.csv": [], "power.csv": []}
-    for k in sorted(manifests):
-        for name in rows:
-            rows[name] += atomic.read_csv(top / "shards" / str(k) / name)
-    trials = sorted(rows["trials.csv"], key=lambda r: (pos.get(r["freq_mhz"], len(pos)), int(r["trial"])))
-    images = sorted(rows["images.csv"], key=lambda r: (pos.get(r["freq_mhz"], len(pos)), int(r["trial"]),
-                                                       int(r["index"])))
-    power = sorted(rows["power.csv"], key=lambda r: (pos.get(r["freq_mhz"], len(pos)), float(r["t_s"])))
-    atomic.write_csv(top / "trials.csv", TRIAL_FIELDS, trials)
-    atomic.write_csv(top / "images.csv", IMAGE_FIELDS, images)
-    atomic.write_csv(top / "power.csv", POWER_FIELDS, power)
-    atomic.write_csv(top / "summary.csv", SUMMARY_FIELDS, summarize(trials, order))
+    trials: list[TrialRow] = []
+    images: list[ImageRow] = []
+    power: list[PowerRow] = []
+    try:
+        for k in sorted(manifests):
+            d = top / "shards" / str(k)
+            trials += TrialRow.read_all(d / "trials.csv")
+            images += ImageRow.read_all(d / "images.csv")
+            power += PowerRow.read_all(d / "power.csv")
+    except RecordError as e:
+        raise MergeError(str(e)) from None
+    trials.sort(key=lambda r: (pos.get(r.freq_mhz, len(pos)), r.trial))
+    images.sort(key=lambda r: (pos.get(r.freq_mhz, len(pos)), r.trial, r.index))
+    power.sort(key=lambda r: (pos.get(r.freq_mhz, len(pos)), r.t_s))
+    TrialRow.write_all(top / "trials.csv", trials)
+    ImageRow.write_all(top / "images.csv", images)
+    PowerRow.write_all(top / "power.csv", power)
+    SummaryRow.write_all(top / "summary.csv", summarize(trials, order))
     ref = top / "shards" / "0" / "reference"
     if ref.is_dir():  # shard 0 measured the highest clock: the sweep's reference images
         shutil.copytree(ref, top / "reference", dirs_exist_ok=True)
 
-    shards = [{"shard": k, "plan_mhz": m["plan_mhz"], "gpu": m.get("gpu"), "gpus_used": m.get("gpus_used"),
-               "images_per_trial": m.get("images_per_trial"), "started_at": m.get("started_at"),
-               "ended_at": m.get("ended_at"), "resumed_at": m.get("resumed_at", [])}
-              for k, m in sorted(manifests.items())]
-    gpus = {g["uuid"]: g for m in manifests.values() for g in (m.get("gpus_used") or [m.get("gpu")]) if g}
-    manifest = dict(first) | {
-        "status": "done", "error": None, "plan_mhz": first["plan_mhz_all"], "merged_shards": n, "shards": shards,
-        "gpus": list(gpus.values()), "simulated": any(m.get("simulated") for m in manifests.values()),
+    parts = [ShardPart(shard=k, plan_mhz=m.plan_mhz, gpu=m.gpu, gpus_used=m.gpus_used,
+                       images_per_trial=m.images_per_trial, started_at=m.started_at, ended_at=m.ended_at,
+                       resumed_at=m.resumed_at) for k, m in sorted(manifests.items())]
+    gpus: dict[str | None, GpuInfo] = {g.uuid: g for m in manifests.values() for g in (m.gpus_used or [m.gpu]) if g}
+    merged = first.model_copy(deep=True, update={
+        "status": "done", "error": None, "plan_mhz": order, "merged_shards": n, "shards": parts,
+        "gpus": list(gpus.values()), "simulated": any(m.simulated for m in manifests.values()),
         "results_dir": str(top),
-        "started_at": min(m["started_at"] for m in manifests.values()),
-        "ended_at": max(m.get("ended_at") or "" for m in manifests.values()),
-        "started_unix": min(m["started_unix"] for m in manifests.values()),
-        "ended_unix": max(m.get("ended_unix") or 0 for m in manifests.values()),
-    }
-    for key in ("shard", "plan_mhz_all", "resumed_at", "gpus_used"):
-        manifest.pop(key, None)
-    atomic.write_json(top / "sweep.json", manifest)
+        "started_at": min(m.started_at for m in manifests.values()),
+        "ended_at": max(m.ended_at or "" for m in manifests.values()),
+        "started_unix": min(m.started_unix for m in manifests.values()),
+        "ended_unix": max(m.ended_unix or 0 for m in manifests.values()),
+        "shard": None, "plan_mhz_all": None, "resumed_at": [], "gpus_used": None,
+    })
+    merged.write(SweepManifest.path_in(top))  # last: until it exists, job_<ID>/ is not a finished result
     return top
 
 

@@ -8,20 +8,19 @@ id is SLURM's array job id, or --job-id on a resubmission. Exit codes are the lo
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 from pathlib import Path
 
 from sweepd import paths
-from sweepd.configfile import ConfigError
-from sweepd.engine.status import EXIT_DONE, EXIT_FAILED, EXIT_GPU, EXIT_INPUT, EXIT_INTERRUPTED, StatusFileObserver
 from sweepd.engine import runner
-from sweepd.engine.store import JobConflict, shard_dir
-from sweepd.freqplan import ClockPlanError
-from sweepd.gpu.base import GpuError
+from sweepd.engine.status import StatusFileObserver, ended_by
+from sweepd.engine.store import shard_dir
+from sweepd.errors import EXIT_DONE, EXIT_FAILED, EXIT_INTERRUPTED, InputError, RecordError
 from sweepd.paths import Layout
+from sweepd.records.manifest import SweepManifest
+from sweepd.records.shardspec import ShardSpec
 from sweepd.request import SweepRequest
 
 log = logging.getLogger(__name__)
@@ -43,54 +42,51 @@ def allocated_gpu(req: SweepRequest, env: dict | None = None) -> SweepRequest:
     return req.model_copy(update={"gpu": req.gpu.model_validate(req.gpu.model_dump() | chosen)})
 
 
-def job_id_for(spec: dict, override: str | None, env: dict | None = None) -> str:
+def job_id_for(spec: ShardSpec, override: str | None, env: dict | None = None) -> str:
     env = os.environ if env is None else env
-    job_id = override or spec.get("job_id") or env.get("SLURM_ARRAY_JOB_ID") or env.get("SLURM_JOB_ID")
+    job_id = override or spec.job_id or env.get("SLURM_ARRAY_JOB_ID") or env.get("SLURM_JOB_ID")
     if not job_id:
-        raise ValueError("no job id: run under SLURM (SLURM_ARRAY_JOB_ID) or pass --job-id")
+        raise InputError("no job id: run under SLURM (SLURM_ARRAY_JOB_ID) or pass --job-id")
     return paths.check_job_id(job_id)
 
 
 def already_done(layout: Layout, job_id: str, shard: int, req: SweepRequest) -> bool:
+    m = SweepManifest.read_or_none(SweepManifest.path_in(shard_dir(layout, job_id, shard)))
+    return m is not None and m.done and m.request_sha256 == req.fingerprint()
+
+
+def read_spec(path: Path) -> ShardSpec:
     try:
-        m = json.loads((shard_dir(layout, job_id, shard) / "sweep.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return m.get("status") == "done" and m.get("request_sha256") == req.fingerprint()
+        return ShardSpec.read(path)
+    except RecordError as e:  # the spec is this process's input
+        raise InputError(str(e)) from None
 
 
 def main(spec_path: Path, shard: int, layout: Layout, job_id: str | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sweepd worker: %(levelname)s: %(message)s")
     obs = None
     try:
-        spec = json.loads(Path(spec_path).read_text())
-        req = allocated_gpu(SweepRequest.model_validate(spec["request"]))
-        sweep_id, split = spec["sweep_id"], int(spec.get("split") or req.split)
+        spec = read_spec(Path(spec_path))
+        req = allocated_gpu(spec.request)
+        sweep_id, split = spec.sweep_id, int(spec.split or req.split)
         if not 0 <= shard < split:
-            raise ValueError(f"--shard {shard}: this sweep has shards 0 to {split - 1}")
+            raise InputError(f"--shard {shard}: this sweep has shards 0 to {split - 1}")
         job = job_id_for(spec, job_id)
-        where = {"shard": shard, "shards": split, "node": socket.gethostname(),
+        node = socket.gethostname()
+        where = {"shard": shard, "shards": split, "node": node,
                  "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
                  "slurm_array_task": "_".join(filter(None, (os.environ.get("SLURM_ARRAY_JOB_ID"),
-                                                            os.environ.get("SLURM_ARRAY_TASK_ID"))))}
+                                                            os.environ.get("SLURM_ARRAY_TASK_ID")))) or None}
         obs = StatusFileObserver(shard_dir(layout, job, shard) / "status.json", job, sweep_id, req.protocol.trials,
                                  **where)
         if already_done(layout, job, shard, req):  # a resubmission that raced the previous attempt's end
             log.info("shard %d of sweep %s is already done", shard, sweep_id)
             obs.write(state="done", error=None)
             return EXIT_DONE
-        log.info("sweep %s job %s shard %d/%d on %s", sweep_id, job, shard, split, where["node"])
+        log.info("sweep %s job %s shard %d/%d on %s", sweep_id, job, shard, split, node)
         outcome = runner.run(req, layout, job, obs, sweep_id=sweep_id, shard=(shard, split))
-    except (OSError, KeyError, ConfigError, ClockPlanError, JobConflict, ValueError) as e:
-        log.error("%s", e)
-        if obs is not None:
-            obs.write(state="failed", error=str(e), input_error=True)
-        return EXIT_INPUT
-    except GpuError as e:
-        log.error("GPU: %s", e)
-        if obs is not None:
-            obs.write(state="failed", error=f"GPU: {e}")
-        return EXIT_GPU
+    except Exception as e:
+        return ended_by(e, obs, log)
     obs.write(state=outcome.status, error=outcome.error)
     log.info("shard %d of sweep %s %s%s", shard, sweep_id, outcome.status, f": {outcome.error}" if outcome.error else "")
     return {"done": EXIT_DONE, "interrupted": EXIT_INTERRUPTED}.get(outcome.status, EXIT_FAILED)

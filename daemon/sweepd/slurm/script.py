@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from sweepd.errors import InputError
+from sweepd.records.shardspec import ShardSpec
 from sweepd import atomic
 from sweepd.paths import Layout
 from sweepd.request import SweepRequest
@@ -24,7 +26,7 @@ from sweepd.settings import SlurmSettings
 PLACEHOLDERS = ("sbatch", "python", "spec", "node_root", "images", "results")
 
 
-class TemplateError(ValueError):
+class TemplateError(InputError):
     pass
 
 
@@ -95,8 +97,7 @@ class JobScript:
 
     def write_spec(self, job_id: str | None) -> Path:
         """request.json: what every shard runs. job_id None: SLURM's array job id names the results."""
-        atomic.write_json(self.spec, {"sweep_id": self.sweep_id, "job_id": job_id, "split": self.req.split,
-                                      "request": self.req.model_dump(mode="json", by_alias=True)})
+        ShardSpec(sweep_id=self.sweep_id, job_id=job_id, split=self.req.split, request=self.req).write(self.spec)
         return self.spec
 
     def render(self, array: str, minutes: int) -> str:

@@ -15,6 +15,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sweepd.errors import StorageError
 from sweepd import audit
 from sweepd.paths import Layout
 from sweepd.storage import archive
@@ -63,13 +64,13 @@ def protected_now(a: Action, layout: Layout) -> str | None:
 
         q = Queue.reader(db)
         try:
-            active = {r["job_id"] for r in q.list(("queued", "running"))}
+            active = {r.job_id for r in q.list(("queued", "running"))}
         finally:
             q.close()
     return why_protected(os.path.lexists(Path(a.root) / a.unit / KEEP_FILE), a.job_id, active)
 
 
-class Protected(Exception):
+class Protected(StorageError):
     pass
 
 

@@ -26,16 +26,17 @@ from pathlib import Path
 
 import zstandard
 
+from sweepd.errors import StorageError
 from sweepd import atomic
 from sweepd.procs import pid_alive
 from sweepd.storage import manifest as mf
-from sweepd.storage.manifest import SUFFIX, ArchiveManifest, Member
+from sweepd.records.archive import SUFFIX, ArchiveManifest, Member
 from sweepd.storage.safefs import Identity, UnitDir, UnsafePath
 
 CHUNK = 1 << 20  # tarfile's stream mode defaults to 10 KiB records: 1 MiB makes archiving ~2x faster
 
 
-class ArchiveError(Exception):
+class ArchiveError(StorageError):
     pass
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sweepd.errors import StorageError
+from sweepd import paths
 from sweepd.paths import Layout
 from sweepd.storage import policy as policy_mod
 from sweepd.storage.index import KEEP_FILE, PathIndex
@@ -14,8 +16,7 @@ from sweepd.storage.policy import Policy, Rule
 
 
 def user_policy_dir() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "sweepd" / "policies"
+    return paths.config_dir() / "policies"
 
 
 def policy_files(explicit: list[Path] | None = None) -> list[Path]:
@@ -28,7 +29,7 @@ def rules_of(policies: list[tuple[Path, Policy]]) -> list[tuple[Rule, str]]:
     return [(rule, str(path)) for path, pol in policies for rule in pol.rules]
 
 
-class ProtectionUnknown(ValueError):
+class ProtectionUnknown(StorageError):
     """SLURM is here but did not say which jobs are pending or running: nothing may be deleted."""
 
 
@@ -43,7 +44,7 @@ def protected_jobs(layout: Layout) -> set[str]:
 
         q = Queue(db)
         try:
-            out = {r["job_id"] for r in q.list(("queued", "running"))}
+            out = {r.job_id for r in q.list(("queued", "running"))}
         finally:
             q.close()
     return out | slurm_active_jobs()

@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from sweepd.errors import StorageError
 
-class StorageBusy(Exception):
+
+class StorageBusy(StorageError):
     """Another process held the storage lock for longer than this one would wait."""
 
 

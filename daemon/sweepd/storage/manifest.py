@@ -12,53 +12,11 @@ import logging
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
+
+from sweepd.records.archive import SUFFIX, ArchiveManifest
 
 log = logging.getLogger(__name__)
-
-SUFFIX = ".tar.zst"
-_PLAIN = re.compile(r"^[^/\0]+\Z")
-
-
-class Member(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str
-    size: int
-    sha256: str
-
-
-class ArchiveManifest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    archive: str
-    unit: str
-    source_dir: str
-    members: list[Member]
-    bytes: int = 0
-    zstd_level: int = 3
-    created: str = ""
-    rule: str | None = None
-    policy: str | None = None
-    reason: str | None = None
-    job_id: str | None = None
-    manifest: str = Field("", exclude=True)  # where it was read from (not written)
-
-    @field_validator("archive")
-    @classmethod
-    def _plain_archive(cls, v: str) -> str:
-        if not _PLAIN.match(v) or v in (".", "..") or not v.endswith(SUFFIX):
-            raise ValueError(f"not a plain *{SUFFIX} file name")
-        return v
-
-    @field_validator("unit")
-    @classmethod
-    def _plain_unit(cls, v: str) -> str:
-        if not _PLAIN.match(v) or v in (".", ".."):
-            raise ValueError("not a single folder name")
-        return v
-
-    @property
-    def member_bytes(self) -> int:
-        return sum(m.size for m in self.members)
 
 
 def manifest_path(archive_path: Path) -> Path:

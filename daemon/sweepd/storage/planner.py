@@ -21,6 +21,7 @@ from typing import Callable
 
 from pydantic import BaseModel, ConfigDict
 
+from sweepd.errors import InputError
 from sweepd.freqplan import representative
 from sweepd.paths import Layout
 from sweepd.storage.index import PathIndex, Unit
@@ -41,7 +42,7 @@ def why_protected(keep_flag: bool, job_id: str | None, active: set[str]) -> str 
     return None
 
 
-class PolicyError(ValueError):
+class PolicyError(InputError):
     """A rule that sweepd refuses to apply (unsafe root, and the like)."""
 
 

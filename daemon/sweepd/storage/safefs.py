@@ -14,11 +14,13 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from sweepd.errors import StorageError
+
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 
 
-class UnsafePath(Exception):
+class UnsafePath(StorageError):
     """A name that leaves its unit, or a link where a folder or file should be."""
 
 

@@ -8,6 +8,7 @@ import os
 import re
 from pathlib import Path
 
+from sweepd import paths
 from sweepd.configfile import ConfigError
 
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}\Z")
@@ -21,8 +22,7 @@ def _looks_like_path(model: str) -> bool:
 def hub_cache() -> Path:
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
-                                                      os.path.expanduser("~/.cache"), "huggingface")
+    home = os.environ.get("HF_HOME") or str(paths.xdg("cache") / "huggingface")
     return Path(home) / "hub"
 
 

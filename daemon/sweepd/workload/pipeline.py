@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sweepd.errors import SweepdError
 from sweepd.request import Workload as WorkloadSpec
 from sweepd.workload import tiny
 
@@ -31,7 +32,7 @@ SCHEDULER_CLASSES = {
 }
 
 
-class WorkloadError(Exception):
+class WorkloadError(SweepdError):
     """The model could not be loaded or run as requested."""
 
 

@@ -1,0 +1,53 @@
+"""One error model: every error sweepd expects is a :class:`SweepdError` with its exit code.
+
+The CLI, the daemon's worker and a SLURM node's worker catch ``SweepdError`` (and ``OSError``:
+the operating system saying no, e.g. a full disk) and print one line. Anything else is a bug in
+sweepd: it is logged with its traceback and ends with :data:`EXIT_INTERNAL`.
+
+Bad input derives from ``ValueError`` too, so pydantic validators can raise it and report it as a
+field error.
+"""
+
+from __future__ import annotations
+
+EXIT_DONE = 0
+EXIT_FAILED = 1  # the sweep (or the command) failed; the reason is in the message
+EXIT_INPUT = 2  # bad input: request, settings, policy, clock, job id, path
+EXIT_GPU = 3  # the GPU or its driver said no
+EXIT_INTERRUPTED = 4  # stopped (signal, cancel) before the end; resumable
+EXIT_INTERNAL = 70  # a bug in sweepd (EX_SOFTWARE): the traceback is in the log
+
+
+class SweepdError(Exception):
+    """An error sweepd expects and explains in one line."""
+    exit_code = EXIT_FAILED
+    prefix = ""  # put before the message on the terminal, e.g. "GPU: "
+
+    def line(self) -> str:
+        return f"{self.prefix}{self}"
+
+
+class InputError(SweepdError, ValueError):
+    """The user's input is wrong: a request, settings or policy file, a flag, a job id."""
+    exit_code = EXIT_INPUT
+
+
+class GpuError(SweepdError):
+    exit_code = EXIT_GPU
+    prefix = "GPU: "
+
+
+class SlurmError(SweepdError):
+    prefix = "SLURM: "
+
+
+class QueueError(SweepdError):
+    """The queue cannot be used (e.g. written by a newer sweepd)."""
+
+
+class StorageError(SweepdError):
+    """The storage manager cannot carry out an action (lock busy, archive unreadable, ...)."""
+
+
+class RecordError(SweepdError):
+    """A file sweepd wrote (sweep.json, status.json, a CSV, a spec) cannot be read as its record."""

@@ -1,0 +1,120 @@
+"""``results/job_<ID>/sweep.json``: what a sweep is (request, GPU, plan, versions) and how it stands.
+
+Written by the sweep (:mod:`sweepd.engine.store`), merged from a split sweep's shards
+(:mod:`sweepd.slurm.merge`), read by the report, the estimates, the catalogue and the daemon.
+A shard's own manifest (``shards/<k>/sweep.json``) has ``shard`` and ``shards`` (their count); a
+merged one has ``merged_shards`` and ``shards`` (one :class:`ShardPart` each).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from sweepd.records.base import JsonRecord
+from sweepd.request import SweepRequest
+
+FINAL_STATUSES = ("done", "failed", "interrupted")
+
+
+class GpuInfo(BaseModel):
+    """What identifies a GPU (``GpuDevice.info()``)."""
+    model_config = ConfigDict(extra="allow")
+    backend: str | None = None
+    simulated: bool = False
+    index: int | None = None
+    name: str = "?"
+    uuid: str | None = None
+    sim_model: str | None = None
+    driver: str | None = None
+
+
+class WorkloadInfo(BaseModel):
+    """The loaded pipeline: where the model came from and the library versions."""
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    model_path: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    scheduler: str | None = None
+    torch: str | None = None
+    diffusers: str | None = None
+    transformers: str | None = None
+
+
+class ShardPart(BaseModel):
+    """One shard of a merged sweep."""
+    model_config = ConfigDict(extra="allow")
+    shard: int
+    plan_mhz: list[int | None]
+    gpu: GpuInfo | None = None
+    gpus_used: list[GpuInfo] | None = None
+    images_per_trial: int | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    resumed_at: list[str] = []
+
+
+class SweepManifest(JsonRecord):
+    sweep_id: str
+    job_id: str
+    status: str  # running | done | failed | interrupted
+    simulated: bool = False
+    backend: str | None = None
+    gpu: GpuInfo | None = None
+    request: SweepRequest
+    request_sha256: str = ""
+    plan_mhz: list[int | None] = []
+    images_per_trial: int | None = None
+    versions: dict[str, str] = {}
+    results_dir: str = ""
+    images_dir: str = ""
+    started_at: str = ""
+    ended_at: str | None = None
+    error: str | None = None
+    started_unix: float = 0.0
+    ended_unix: float | None = None
+    pid: int | None = None  # the process measuring now (a foreground job's liveness)
+    resumed_at: list[str] = []
+    workload: WorkloadInfo | None = None
+    model_loaded_unix: float | None = None
+    # a shard's own manifest
+    shard: int | None = None
+    plan_mhz_all: list[int | None] | None = None
+    gpus_used: list[GpuInfo] | None = None
+    # a shard's: how many shards; a merged sweep's: one part each
+    shards: int | list[ShardPart] | None = None
+    # a merged sweep's
+    merged_shards: int | None = None
+    gpus: list[GpuInfo] | None = None
+
+    @staticmethod
+    def path_in(job_dir: Path) -> Path:
+        return Path(job_dir) / "sweep.json"
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+    @property
+    def shard_count(self) -> int:
+        """A shard's: how many shards its sweep has (0 when this is not a shard)."""
+        return self.shards if isinstance(self.shards, int) else 0
+
+    @property
+    def shard_parts(self) -> list[ShardPart]:
+        """A merged sweep's shards."""
+        return self.shards if isinstance(self.shards, list) else []
+
+    @property
+    def gpu_name(self) -> str:
+        return self.gpu.name if self.gpu else "?"
+
+    @property
+    def gpu_uuid(self) -> str | None:
+        return self.gpu.uuid if self.gpu else None
+
+    @property
+    def plan_keys(self) -> list[str]:
+        return ["" if f is None else str(f) for f in self.plan_mhz]

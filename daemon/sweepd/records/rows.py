@@ -1,0 +1,105 @@
+"""The rows of a job's CSV files: trials.csv, images.csv, power.csv and summary.csv.
+
+The column order is the field order; 0.1.0's files have the same columns. A clock is ``freq_mhz``
+(None, an empty cell, for a baseline sweep without clock control).
+"""
+
+from __future__ import annotations
+
+import math
+
+from sweepd.records.base import CsvRow
+
+
+def clock_key(freq_mhz: int | None) -> str:
+    """A clock as text: "1410", or "" for the baseline (no clock control)."""
+    return "" if freq_mhz is None else str(freq_mhz)
+
+
+def clock_label(freq_mhz: int | None) -> str:
+    return "baseline" if freq_mhz is None else str(freq_mhz)
+
+
+class TrialRow(CsvRow):
+    """One measured window (a trial) at one clock; failed trials too, with their error."""
+    sweep_id: str
+    job_id: str
+    backend: str
+    simulated: bool
+    gpu_name: str
+    gpu_uuid: str
+    freq_mhz: int | None
+    mem_clock_mhz: int | None = None
+    trial: int
+    images: int = 0
+    steps: int
+    time_s: float | None = None
+    energy_j: float | None = None
+    j_per_image: float | None = None
+    s_per_image: float | None = None
+    avg_power_w: float | None = None
+    observed_sm_clock_mhz: int | None = None
+    throttle_reasons: str | None = None
+    temp_c: float | None = None
+    status: str  # ok | failed
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class ImageRow(CsvRow):
+    """Every image generated in a trial, saved or not."""
+    sweep_id: str
+    job_id: str
+    simulated: bool
+    freq_mhz: int | None
+    trial: int
+    index: int
+    seed: int
+    sha256: str
+    psnr_vs_ref: float | None = None  # inf: identical to the reference clock's image
+    saved_path: str | None = None
+
+    @property
+    def differs(self) -> bool:
+        """The image differs from the reference clock's (PSNR below infinity)."""
+        return self.psnr_vs_ref is not None and not math.isinf(self.psnr_vs_ref)
+
+
+class PowerRow(CsvRow):
+    """One sample of the ~10 Hz power trace."""
+    freq_mhz: int | None
+    t_s: float
+    power_w: float
+    temp_c: float | None = None
+    sm_clock_mhz: int | None = None
+    throttle_reasons: str | None = None
+    simulated: bool
+
+
+class SummaryRow(CsvRow):
+    """One clock's statistics over its successful trials; savings are against the highest clock."""
+    freq_mhz: int | None
+    n: int
+    s_per_image_mean: float
+    s_per_image_std: float
+    j_per_image_mean: float
+    j_per_image_std: float
+    cv: float
+    avg_power_w: float
+    edp: float
+    ed2p: float
+    energy_saving_pct_vs_max: float
+    time_change_pct_vs_max: float
+    backend: str | None = None
+    simulated: bool
+
+    @property
+    def key(self) -> str:
+        return clock_key(self.freq_mhz)
+
+    @property
+    def label(self) -> str:
+        return clock_label(self.freq_mhz)

@@ -1,0 +1,54 @@
+"""A sweep process's ``status.json`` (its progress and how it ended) and the daemon's ``daemon.json``.
+
+A worker (the daemon's or a SLURM node's) rewrites ``status.json`` atomically; the daemon, the
+SLURM executor and ``sweepd status``/``list`` read it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sweepd.records.base import JsonRecord
+
+
+class WorkerStatus(JsonRecord):
+    sweep_id: str
+    job_id: str
+    pid: int | None = None
+    state: str = "starting"  # starting | running | done | failed | interrupted
+    clock: int = 0
+    clocks: int = 0
+    freq: str | None = None  # the clock's label, e.g. "1410MHz"
+    trials_done: int = 0
+    trials_per_clock: int = 0
+    last_j_per_image: float | None = None
+    updated: float | None = None
+    error: str | None = None
+    input_error: bool = False  # the request is at fault: retrying cannot help
+    # a SLURM shard's
+    shard: int | None = None
+    shards: int | None = None
+    node: str | None = None
+    slurm_job_id: str | None = None
+    slurm_array_task: str | None = None
+
+    @staticmethod
+    def path_in(job_dir: Path) -> Path:
+        return Path(job_dir) / "status.json"
+
+    def progress_line(self) -> str:
+        """"clock 3/10 1410MHz, trial 2/3, 91.2 J/img" (or the state before the first clock)."""
+        if not self.clocks:
+            return self.state
+        last = f", {self.last_j_per_image:.1f} J/img" if self.last_j_per_image else ""
+        return (f"clock {self.clock}/{self.clocks} {self.freq}, trial {self.trials_done}/{self.trials_per_clock}"
+                f"{last}")
+
+
+class DaemonState(JsonRecord):
+    """``state/daemon.json``: the running daemon's view of itself, for ``sweepd status``."""
+    pid: int | None = None
+    status: str | None = None
+    settings_error: str | None = None
+    policy_error: str | None = None
+    updated: float | None = None
