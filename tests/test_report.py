@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from sweepd import atomic
+
 from conftest import sweepd, sweepd_env, write_request
 
 pytestmark = pytest.mark.slow
@@ -126,15 +128,16 @@ def test_estimate_matches_what_the_sweep_then_wrote(tmp_path):
     b = request("b.toml", (1410, 1200, 945, 705, 510), 3, "archive")
     e = json.loads(sweepd("estimate", b, "--root", root, "--json", env=env).stdout)
     assert e["time_source"].startswith("measured: job h") and e["bytes_source"].startswith("measured")
-    t0 = time.monotonic()
     assert sweepd("run", b, "--root", root, "--job-id", "b", env=env).returncode == 0
-    wall = time.monotonic() - t0
     images = list((root / "images/job_b").rglob("*.png"))
     real_bytes = sum(p.stat().st_size for p in images)
     archive = next(m for m in e["modes"] if m["mode"] == "archive")
     assert archive["files"] == len(images) == 5 * 3 * 8
     assert abs(archive["bytes"] - real_bytes) <= 0.2 * real_bytes
-    assert abs(e["duration_s"] - wall) <= 0.2 * wall, (e["duration_s"], wall)
+    # on the simulated GPU the estimate is simulated GPU time (never this machine's wall clock): the trial
+    # windows the sweep then measured on that clock are most of it (the rest is settle and warm-up)
+    windows = sum(float(t["time_s"]) for t in atomic.read_csv(root / "results/job_b/trials.csv"))
+    assert windows <= e["duration_s"] <= 1.35 * windows, (e["duration_s"], windows)
 
 
 def test_a_request_that_cannot_fit_is_refused_with_the_mode_that_would(tmp_path):

@@ -57,15 +57,15 @@ def daemon(tmp_path_factory):
     d.close()
 
 
-def request(path, clocks, *, split=1, trials=2, window=0.3, settle=0.0, slurm=""):
+def request(path, clocks, *, split=1, trials=2, window=0.3, settle=0.0, slurm="", steps=2, size=32):
     path.write_text(f"""executor = "slurm"
 split = {split}
 [workload]
 model = "tiny"
 prompt = "a fox; $(touch /tmp/sweepd-pwned) `id`"
-steps = 2
-width = 32
-height = 32
+steps = {steps}
+width = {size}
+height = {size}
 [gpu]
 backend = "sim"
 sim_model = "A100"
@@ -172,9 +172,11 @@ def test_cancel_scancels_a_running_job_which_stops_after_its_trial(daemon, tmp_p
 
 
 def test_a_job_killed_by_its_time_limit_is_resubmitted_and_resumes(daemon, tmp_path):
-    clocks = tuple(range(1410, 500, -60))  # 16 clocks of about 7 s: longer than the 1-minute limit
-    sid = submit(daemon, request(tmp_path / "timeout.toml", clocks, trials=2, window=2.5, settle=1.0,
-                                 slurm="time_limit_minutes = 1"))
+    # 12 clocks x 4 images of real CPU work each (the simulated GPU's own clock costs no wall time): about
+    # 1.5 minutes with start-up, longer than the 1-minute limit and short enough for one resubmission
+    clocks = tuple(range(1410, 700, -60))
+    sid = submit(daemon, request(tmp_path / "timeout.toml", clocks, trials=3, window=2.5, settle=1.0, steps=8,
+                                 size=128, slurm="time_limit_minutes = 1"))
     row = daemon.wait_state(sid, ("done", "failed", "cancelled"), timeout=480)
     assert row.state == "done", (row, status(daemon, sid), daemon.output()[-3000:])
     shard = status(daemon, sid)["shards"][0]
@@ -186,7 +188,7 @@ def test_a_job_killed_by_its_time_limit_is_resubmitted_and_resumes(daemon, tmp_p
     assert manifest["resumed_at"]  # the resubmission resumed the shard, it did not start over
     trials = atomic.read_csv(top / "trials.csv")
     assert Counter((t["freq_mhz"], t["trial"]) for t in trials) == {(str(f), str(t)): 1 for f in clocks
-                                                                    for t in (1, 2)}
+                                                                    for t in (1, 2, 3)}
 
 
 def test_jobs_outlive_the_daemon_and_a_restarted_daemon_follows_them_to_done(daemon, tmp_path):

@@ -152,3 +152,31 @@ def test_tiny_model_sweep_on_the_sim_a100_finds_the_calibrated_optimum(tmp_path)
     assert min(j, key=j.get) == "945"
     assert 5 < (1 - j["945"] / j["1410"]) * 100 < 45
     assert j["510"] > j["945"]
+
+
+def test_the_sims_figures_do_not_depend_on_how_busy_this_machine_is(tmp_path):
+    """The simulated GPU's clock is its own: the same request (same seed) gives the same time and energy
+    per trial on an idle machine and on one whose every core is kept busy; another seed, other noise."""
+    import os
+    import subprocess
+    import sys
+
+    def run(job, seed, busy):
+        req = write_request(tmp_path / f"{job}.toml", clocks=(1410, 945, 510), trials=2).read_text()
+        (tmp_path / f"{job}.toml").write_text(req.replace("steps = 2", f"steps = 2\nseed = {seed}"))
+        hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
+        try:
+            r = sweepd("run", tmp_path / f"{job}.toml", "--root", tmp_path / "root", "--job-id", job)
+        finally:
+            for h in hogs:
+                h.kill()
+                h.wait()
+        assert r.returncode == 0, r.stderr
+        _, trials, _, _ = results(tmp_path / "root", job)
+        return [(t["freq_mhz"], t["time_s"], t["energy_j"], t["images"]) for t in trials]
+
+    idle = run("idle", 7, 0)
+    loaded = run("loaded", 7, os.cpu_count() or 2)
+    other = run("other", 8, 0)
+    assert idle == loaded
+    assert other != idle

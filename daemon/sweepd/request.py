@@ -23,6 +23,8 @@ SWEEPD_SBATCH = {"array": "split", "a": "split", "output": None, "o": None, "err
                  "time": "time_limit_minutes", "t": "time_limit_minutes", "parsable": None, "wrap": None,
                  "job-name": None, "J": None, "partition": "partition", "p": "partition", "account": "account",
                  "A": "account", "gres": "gres (daemon setting)", "open-mode": None}
+# Fields added after 0.1.0: left out of the fingerprint at their defaults, so a 0.1 sweep still resumes.
+ADDED_SINCE_0_1 = (("gpu", "sim_noise"), ("gpu", "sim_host_s_per_image"))
 SCHEDULERS = ("default", "ddim", "ddpm", "pndm", "euler", "euler_a", "dpmpp_2m", "heun", "unipc")
 
 
@@ -77,6 +79,11 @@ class Gpu(_Section):
     index: int | None = Field(None, ge=0)
     uuid: str | None = Field(None, pattern=r"^(GPU|MIG)-[0-9A-Fa-f-]{8,}$")
     sim_model: Literal["H100", "A100", "V100"] = "A100"
+    sim_noise: Literal["measured", "none"] = Field(
+        "measured", description="the simulated GPU's timing noise: a real machine's (seeded by workload.seed) or none")
+    sim_host_s_per_image: float = Field(
+        0.0, ge=0, le=3600, allow_inf_nan=False,
+        description="the simulated host side's seconds per image: a floor the clock cannot go below (0: none)")
     clock_control: Literal["lock", "observe"] = "lock"
 
     @model_validator(mode="after")
@@ -174,6 +181,9 @@ class SweepRequest(_Section):
         # SLURM shard runs on whichever GPU it is given.
         data = self.model_dump(mode="json", exclude={"job_id": True, "priority": True, "executor": True,
                                                      "split": True, "slurm": True, "gpu": {"index", "uuid"}})
+        for section, name in ADDED_SINCE_0_1:  # at their defaults, a 0.1 request's fingerprint is unchanged
+            if data[section][name] == type(type(self).model_fields[section].default).model_fields[name].default:
+                del data[section][name]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

@@ -1,6 +1,7 @@
 """The sweep loop: for each clock, lock it, settle, warm up, measure trials, record, move on.
 
-Measurement protocol per trial: synchronize, read the energy counter and perf_counter_ns,
+Measurement protocol per trial: synchronize, read the energy counter and the device's clock
+(``now_ns``: perf_counter_ns on a real GPU, the simulated clock on the sim),
 generate images in batches until the window lasts at least ``min_window_s`` (and the sweep's
 image count is reached), synchronize, read both again. The first trial at the first (highest)
 clock fixes the image count for the whole sweep, so every clock does the same work with the same
@@ -12,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import statistics
-import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -66,7 +66,7 @@ class Sweep:
     guard: ClockGuard
     stop: StopFlag
     observer: Observer
-    sleep: object = time.sleep
+    sleep: object = None  # how settle and cool-down pass; default: the device's own clock (device.wait)
     shard: tuple[int, int] = (0, 1)  # (k, n): this plan is clocks k, k+n, ... of the whole sweep
     reference: dict[int, np.ndarray] = field(default_factory=dict)
     _warmed: bool = False
@@ -85,6 +85,7 @@ class Sweep:
     def run(self, workload: Workload) -> None:
         """Measure every clock not yet complete. Raises StopRequested when asked to stop."""
         self._load_reference()
+        self.sleep = self.sleep or self.device.wait
         trials = self.request.protocol.trials
         with Sampler(self.device) as sampler:
             for k, point in enumerate(self.plan):
@@ -116,19 +117,20 @@ class Sweep:
         w, b = self.request.protocol.warmup, self.request.workload.batch_size
         first, self._warmed = not self._warmed, True
         times: list[float] = []
-        start = time.perf_counter()
+        start = self.device.now_ns()
         while True:
             done = len(times) * b
             steady = len(times) >= FIRST_WARMUP_BATCHES and \
                 all(t <= 1.1 * min(times) for t in times[-FIRST_WARMUP_BATCHES:])
             if done >= w and (not first or not w or steady or len(times) >= FIRST_WARMUP_MAX
-                              or time.perf_counter() - start > FIRST_WARMUP_MAX_S):
+                              or (self.device.now_ns() - start) / 1e9 > FIRST_WARMUP_MAX_S):
                 return
-            t0 = time.perf_counter()
-            with self.device.busy():  # warm-up is GPU work too: the GPU draws power and heats up
-                workload.generate(0, b if first else min(b, w - done))
+            t0 = self.device.now_ns()
+            n = b if first else min(b, w - done)
+            with self.device.busy(n):  # warm-up is GPU work too: the GPU draws power and heats up
+                workload.generate(0, n)
                 workload.synchronize()
-            times.append(time.perf_counter() - t0)
+            times.append((self.device.now_ns() - t0) / 1e9)
 
     def _trial(self, workload: Workload, sampler: Sampler, k: int, point: ClockPoint, trial: int):
         req = self.request
@@ -171,12 +173,13 @@ class Sweep:
             min_ns = 0  # a fixed count: exactly that many images per trial, however long they take
         images: list[np.ndarray] = []
         workload.synchronize()
-        e0, t0 = self.device.energy_mj(), time.perf_counter_ns()
-        while len(images) < target or time.perf_counter_ns() - t0 < min_ns:
-            with self.device.busy():
-                images.extend(workload.generate(len(images), min(b, target - len(images)) if fixed else b))
+        e0, t0 = self.device.energy_mj(), self.device.now_ns()
+        while len(images) < target or self.device.now_ns() - t0 < min_ns:
+            n = min(b, target - len(images)) if fixed else b
+            with self.device.busy(n):
+                images.extend(workload.generate(len(images), n))
                 workload.synchronize()
-        t1 = time.perf_counter_ns()
+        t1 = self.device.now_ns()
         e1 = self.device.energy_mj()
         if not target:
             self.store.update(images_per_trial=len(images))

@@ -8,6 +8,7 @@ except that ``simulated`` is True for the second and every output says so.
 from __future__ import annotations
 
 import contextlib
+import time
 from abc import ABC, abstractmethod
 from typing import ContextManager
 
@@ -96,9 +97,19 @@ class GpuDevice(ABC):
     def clock_event_reasons(self) -> int:
         """Bit mask of why the clock is held below the maximum now (see CLOCK_EVENT_REASONS)."""
 
-    def busy(self) -> ContextManager[None]:
-        """Wrap the work whose time and energy are measured. Real GPUs need nothing here."""
+    def busy(self, images: int = 1) -> ContextManager[None]:
+        """Wrap the work (``images`` images) whose time and energy are measured. Real GPUs need nothing here."""
         return contextlib.nullcontext()
+
+    def now_ns(self) -> int:
+        """The clock that measured windows are timed with: ``perf_counter_ns`` on a real GPU, the
+        simulated GPU's own (virtual) clock on the sim."""
+        return time.perf_counter_ns()
+
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` pass on that clock (settle, cool down)."""
+        if seconds > 0:
+            time.sleep(seconds)
 
     def info(self) -> GpuInfo:
         """What identifies this GPU in a sweep's manifest."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 
 from sweepd.gpu.base import GpuDevice, GpuError
@@ -18,7 +17,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Sample:
-    t_ns: int  # time.perf_counter_ns(), the clock trial windows are measured with
+    t_ns: int  # the device's now_ns(), the clock trial windows are measured with
     power_w: float
     temp_c: float
     sm_mhz: int
@@ -35,18 +34,29 @@ class Sampler:
         self._warned = False
 
     def __enter__(self) -> "Sampler":
-        self._thread.start()
+        if not self.synthetic:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=2)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+    @property
+    def synthetic(self) -> bool:
+        """The simulated GPU writes its own trace on its own clock; a real one is sampled by this thread."""
+        return bool(getattr(self.device, "synthesizes_samples", False))
+
+    def _collect(self) -> None:
+        if self.synthetic:
+            self.samples.extend(Sample(*s) for s in self.device.pop_samples())
 
     def _run(self) -> None:
         while not self._stop.is_set():
             d = self.device
             try:
-                self.samples.append(Sample(time.perf_counter_ns(), d.power_w(), d.temperature_c(),
+                self.samples.append(Sample(d.now_ns(), d.power_w(), d.temperature_c(),
                                            d.sm_clock_mhz(), d.clock_event_reasons()))
             except GpuError as e:
                 if not self._warned:
@@ -55,9 +65,11 @@ class Sampler:
             self._stop.wait(self.interval_s)
 
     def window(self, t0_ns: int, t1_ns: int) -> list[Sample]:
+        self._collect()
         return [s for s in list(self.samples) if t0_ns <= s.t_ns <= t1_ns]
 
     def take(self) -> list[Sample]:
         """Hand over the samples so far (for the power trace) and start a fresh list."""
+        self._collect()
         out, self.samples = self.samples, []
         return out

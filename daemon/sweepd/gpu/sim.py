@@ -1,60 +1,106 @@
 """A simulated H100, A100 or V100 for machines without a GPU.
 
 Clock tables come from real ``nvidia-smi`` dumps; time and power follow :mod:`sweepd.gpu.simmodel`.
-The measured work really runs (on the CPU); :meth:`SimulatedGpu.busy` then holds each batch until
-its simulated duration has passed: ``nominal x slowdown(clock) x HEADROOM``, where ``nominal`` is
-the fastest this same batch has run so far (the work's cost without the OS's hiccups). A shared CPU
-jitters by 5-20 % from trial to trial where a GPU varies by about 2 %; the headroom absorbs
-ordinary jitter, and a stall longer than it still shows. The wall-clock time a sweep measures is
-the simulated time, and the energy counter integrates the simulated power over real time,
-publishing a new value every 100 ms like the real counter. Every result is labelled ``simulated``.
+The simulated GPU keeps its own clock, which never looks at this machine's: the work really runs
+(the CPU renders the images), but :meth:`SimulatedGpu.busy` then advances the simulated clock by what
+the batch would take on the board, and the sweep times its windows with that clock
+(:meth:`now_ns`). A batch of ``b`` images takes
+
+    max(b * s_per_image * slowdown(clock), b * host_s_per_image) * jitter * (stall, sometimes)
+
+``s_per_image`` is the modelled work at the highest clock (:func:`~sweepd.gpu.simmodel.s_per_image`);
+the host side (``sim_host_s_per_image``, 0 by default) is a floor the clock cannot go below, as
+on a real host-bound GPU; the noise (``sim_noise``: "measured" or "none") is the measured noise of
+a real machine, drawn from a generator seeded with the request's seed, so a sweep is reproducible and
+its answer the same on an idle or a loaded machine. The GPU draws busy power for its share of the
+batch and idle power for the rest; the energy counter integrates that over the simulated clock and
+publishes every 100 ms like the real counter. Every result is labelled ``simulated``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import random
 import threading
-import time
 import uuid as uuidlib
 from typing import Iterator
 
 from sweepd.gpu import clockdump
 from sweepd.gpu.base import GpuDevice, GpuNotFound, GpuNotSupported
-from sweepd.gpu.simmodel import BOARDS, SimModel, calibrate
+from sweepd.gpu.simmodel import BOARDS, NOISE, SimModel, calibrate
 from sweepd.records.manifest import GpuInfo
 
 COUNTER_STEP_S = 0.1
 AMBIENT_C = 30.0
 THERMAL_C_PER_W = 0.12
 THERMAL_TAU_S = 20.0
-HEADROOM = 1.25
+DEFAULT_S_PER_IMAGE = 0.1  # until the workload is known (set_work)
 
 
 class SimulatedGpu(GpuDevice):
     backend = "sim"
     simulated = True
 
-    def __init__(self, model: str = "A100", index: int = 0, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, model: str = "A100", index: int = 0, noise: str = "none", host_s_per_image: float = 0.0,
+                 seed: int = 0):
         if model not in BOARDS:
             raise GpuNotFound(f"no simulated GPU {model!r}; choose one of {', '.join(BOARDS)}")
+        if noise not in NOISE:
+            raise GpuNotFound(f"no simulated noise {noise!r}; choose one of {', '.join(NOISE)}")
         board = BOARDS[model]
         self.model: SimModel = calibrate(model)
         self.table = clockdump.load_packaged(board["dump"])
         self.index = index
         self.name = board["name"]
         self.uuid = "GPU-" + str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"sweepd-sim/{model}/{index}"))
-        self._clock, self._sleep = clock, sleep
+        self.noise, self.noise_name = NOISE[noise], noise
+        self.host_s_per_image = max(0.0, host_s_per_image)
+        self.s_per_image = DEFAULT_S_PER_IMAGE
+        self._rng = random.Random(f"sweepd-sim/{model}/{index}/{seed}")
         self._lock = threading.Lock()
         self._locked_sm: int | None = None
         self._locked_mem: int | None = None
         self._busy = False
-        self._nominal_s: float | None = None  # the fastest batch so far
-        t0 = self._clock()
-        self._t0 = t0
+        self._draw = self.model.p_idle_w  # the running batch's average power
+        self._now = 0.0  # the simulated clock, in seconds
+        self._util = 0.0  # the GPU's share of the last batch's time
         # Energy is piecewise linear in time: (time, joules so far, watts from then on).
-        self._segments: list[tuple[float, float, float]] = [(t0, 0.0, self.model.p_idle_w)]
-        self._temp_c, self._temp_t = AMBIENT_C + THERMAL_C_PER_W * self.model.p_idle_w, t0
+        self._segments: list[tuple[float, float, float]] = [(0.0, 0.0, self.model.p_idle_w)]
+        self._temp_c, self._temp_t = AMBIENT_C + THERMAL_C_PER_W * self.model.p_idle_w, 0.0
+        self._trace: list[tuple[int, float, float, int, int]] = []
+
+    def set_work(self, s_per_image: float) -> None:
+        """The workload's modelled seconds per image at the highest clock."""
+        self.s_per_image = max(1e-6, s_per_image)
+
+    def _clock(self) -> float:
+        return self._now
+
+    def now_ns(self) -> int:
+        return int(self._now * 1e9)
+
+    def wait(self, seconds: float) -> None:
+        if seconds > 0:
+            with self._lock:
+                start, self._now = self._now, self._now + seconds
+                self._trace_span(start, self._now, self.model.p_idle_w, 0x1)
+
+    # the 10 Hz trace, on the simulated clock (a sampling thread would see the CPU's time instead) ------
+    synthesizes_samples = True
+
+    def _trace_span(self, start: float, end: float, watts: float, reasons: int) -> None:
+        n = max(1, min(int((end - start) / COUNTER_STEP_S), 600))
+        for k in range(n):
+            t = start + (end - start) * (k + 0.5) / n
+            self._trace.append((int(t * 1e9), watts, self.temperature_at(t, watts), self.effective_mhz, reasons))
+        del self._trace[:-20000]
+
+    def pop_samples(self) -> list[tuple[int, float, float, int, int]]:
+        """The samples since the last call: (t_ns, W, degC, SM MHz, reasons), as a 10 Hz sampler would see them."""
+        with self._lock:
+            out, self._trace = self._trace, []
+        return out
 
     # clocks ---------------------------------------------------------------------------------
     def memory_clocks(self) -> list[int]:
@@ -81,12 +127,6 @@ class SimulatedGpu(GpuDevice):
         return self._locked_sm or self.model.f_max
 
     # energy and power -----------------------------------------------------------------------
-    def _set_power(self, watts: float) -> None:
-        now = self._clock()
-        with self._lock:
-            self._segments.append((now, self._energy_at(now), watts))
-            del self._segments[:-64]
-
     def _energy_at(self, t: float) -> float:
         for start, joules, watts in reversed(self._segments):
             if start <= t:
@@ -96,21 +136,26 @@ class SimulatedGpu(GpuDevice):
 
     def energy_mj(self) -> int:
         now = self._clock()
-        published = self._t0 + math.floor((now - self._t0) / COUNTER_STEP_S + 1e-9) * COUNTER_STEP_S
+        published = math.floor(now / COUNTER_STEP_S + 1e-9) * COUNTER_STEP_S
         with self._lock:
             return int(self._energy_at(published) * 1000)
 
     def power_w(self) -> float:
+        """What the GPU draws now: during a batch, that batch's average power."""
         with self._lock:
-            return self._segments[-1][2]
+            return self._draw if self._busy else self._segments[-1][2]
 
     def temperature_c(self) -> float:
-        now = self._clock()
         with self._lock:
-            target = AMBIENT_C + THERMAL_C_PER_W * self._segments[-1][2]
-            self._temp_c += (target - self._temp_c) * (1 - math.exp(-(now - self._temp_t) / THERMAL_TAU_S))
-            self._temp_t = now
-            return round(self._temp_c, 1)
+            return self.temperature_at(self._now, self._segments[-1][2])
+
+    def temperature_at(self, t: float, watts: float) -> float:
+        """Temperature at simulated time ``t`` drawing ``watts`` since the last reading (the caller holds the lock)."""
+        if t > self._temp_t:
+            target = AMBIENT_C + THERMAL_C_PER_W * watts
+            self._temp_c += (target - self._temp_c) * (1 - math.exp(-(t - self._temp_t) / THERMAL_TAU_S))
+            self._temp_t = t
+        return round(self._temp_c, 1)
 
     def sm_clock_mhz(self) -> int:
         return self.effective_mhz
@@ -118,22 +163,40 @@ class SimulatedGpu(GpuDevice):
     def clock_event_reasons(self) -> int:
         return 0 if self._busy else 0x1  # idle between windows, no capping while busy
 
+    def batch_s(self, images: int, f_mhz: float) -> tuple[float, float]:
+        """(seconds, GPU seconds) of a batch at ``f_mhz``: the slower of the GPU and the host, times the noise."""
+        gpu = images * self.s_per_image * self.model.slowdown(f_mhz)
+        total = max(gpu, images * self.host_s_per_image)
+        n = self.noise
+        if n.jitter:
+            total *= math.exp(self._rng.gauss(0.0, n.jitter))
+        if n.stall_p and self._rng.random() < n.stall_p:
+            total *= self._rng.uniform(n.stall_min, n.stall_max)
+        return total, min(gpu, total)
+
+    def utilization_pct(self) -> float:
+        """The GPU's busy share of the last batch, as nvmlDeviceGetUtilizationRates reports it."""
+        return round(self._util * 100, 1)
+
     @contextlib.contextmanager
-    def busy(self) -> Iterator[None]:
-        """Run one batch of work, then hold until its simulated duration at the locked clock has passed."""
+    def busy(self, images: int = 1) -> Iterator[None]:
+        """Run one batch of work (on the CPU), then advance the simulated clock by its simulated time."""
         f = self.effective_mhz
-        self._busy = True
-        self._set_power(self.model.busy_power_w(f))
-        start = self._clock()
+        total, gpu = self.batch_s(images, f)
+        busy_w, idle_w = self.model.busy_power_w(f), self.model.p_idle_w
+        watts = (gpu * busy_w + (total - gpu) * idle_w) / total if total > 0 else idle_w
+        self._draw, self._busy = watts, True
         try:
             yield
-            real = self._clock() - start
-            self._nominal_s = real if self._nominal_s is None else min(self._nominal_s, real)
-            extra = self._nominal_s * self.model.slowdown(f) * HEADROOM - real
-            if extra > 0:
-                self._sleep(extra)
+            with self._lock:
+                start = self._now
+                self._segments.append((start, self._energy_at(start), watts))
+                self._now = start + total
+                self._segments.append((self._now, self._energy_at(self._now), idle_w))
+                del self._segments[:-64]
+                self._util = gpu / total if total > 0 else 0.0
+                self._trace_span(start, self._now, watts, 0)
         finally:
-            self._set_power(self.model.p_idle_w)
             self._busy = False
 
     def info(self) -> GpuInfo:

@@ -96,3 +96,33 @@ def calibrate(gpu: str) -> SimModel:
     if not (0 < s < 1 and 0 < v_min < 1):
         raise ValueError(f"cannot calibrate {gpu} from {a}")
     return SimModel(gpu, f_max, f_opt, c, s, d, v_min, board["p_max"], board["p_idle"])
+
+
+# The work: seconds per denoising step at 512x512 at f_max, from the measured SD v1.4 runs (50 steps,
+# data/anchor-sd-results.json).
+S_PER_STEP_512 = {"A100": 11.0 / 50, "H100": 8.75 / 50, "V100": 14.0 / 50}
+
+
+def s_per_image(gpu: str, model: str, steps: int, width: int, height: int) -> float:
+    """The modelled seconds per image at the board's highest clock. The built-in tiny model stands in for
+    Stable Diffusion at 512x512 on the simulated GPU: the CPU renders a tiny image, the board is timed as
+    if it ran SD at that many steps (so a simulated sweep costs seconds of CPU, not hours of it)."""
+    pixels = 512 * 512 if model == "tiny" else width * height
+    return S_PER_STEP_512[gpu] * steps * pixels / 512**2
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Timing noise of a real machine, fitted to per-image traces of SD on a real H200 and H100: each batch's
+    time is multiplied by a log-normal jitter and, with probability ``stall_p``, by a host stall."""
+    jitter: float  # sigma of log(time / median)
+    stall_p: float
+    stall_min: float
+    stall_max: float
+
+
+NOISE = {
+    # the H200 VM of 2026-11-27: per-image MAD-sigma 5-10 %, stalls of x1.4-1.65 in ~8 % of images
+    "measured": Noise(jitter=0.07, stall_p=0.08, stall_min=1.35, stall_max=1.65),
+    "none": Noise(jitter=0.0, stall_p=0.0, stall_min=1.0, stall_max=1.0),
+}

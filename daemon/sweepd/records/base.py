@@ -22,7 +22,7 @@ def _problems(e: ValidationError) -> str:
 class JsonRecord(BaseModel):
     """A JSON file. Unknown keys are kept (a newer sweepd's fields survive a rewrite by this one);
     a file without ``schema_version`` was written by sweepd 0.1.0 (schema 1)."""
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
     SCHEMA: ClassVar[int] = 2
     schema_version: int = 1
 

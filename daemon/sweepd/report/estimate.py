@@ -1,7 +1,8 @@
 """Before a sweep: how many clocks, trials and images; how long; how many image bytes and files per
 image mode; and whether they fit the free space and the storage policy caps.
 
-Time and image sizes come from earlier sweeps of the same model, steps and resolution on the same
+On the simulated GPU the duration is simulated GPU time (the board's, not this CPU's: see
+:mod:`sweepd.gpu.sim`). Time and image sizes come from earlier sweeps of the same model, steps and resolution on the same
 GPU when there are any (per-clock times from their summary.csv, per-image sizes from their saved
 PNGs, fixed costs from their wall time); otherwise from the simulated GPU model calibrated to real
 Stable Diffusion runs (time) and from the resolution (bytes).
@@ -21,10 +22,6 @@ from sweepd.report.data import JobResults, all_jobs
 from sweepd.request import SweepRequest
 
 MODES = ("benchmark", "research", "archive")
-# Seconds per denoising step at 512x512 at the max clock, from the measured SD v1.4 runs (50 steps)
-# in gpu/data/anchor-sd-results.json; the tiny model's from this project's 2-core CPU runs at 64x64.
-S_PER_STEP_512 = {"A100": 11.0 / 50, "H100": 8.75 / 50, "V100": 14.0 / 50}
-TINY_S_PER_STEP_64 = 0.02
 BYTES_PER_PIXEL = {"tiny": 3.0, "model": 1.5}  # random-weight noise vs real pictures (360-500 KB at 512x512)
 STARTUP_S = 15.0  # interpreter, torch import and model load, without history
 STARTUP_PROCESS_S = 1.0  # interpreter start before sweep.json exists (measured runs start the clock later)
@@ -122,15 +119,16 @@ def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: 
         if not p.images_per_trial and p.min_window_s != hp.min_window_s:
             n = max(w.batch_size, math.ceil(p.min_window_s / s_img[0] / w.batch_size) * w.batch_size)
         time_source = f"measured: job {job.job_id} on {job.gpu_name}"
+        if device.simulated:  # the simulated GPU's own clock: what the board would take, not this CPU
+            fixed, per_trial = 0.0, 0.0
     else:
+        from sweepd.gpu.simmodel import s_per_image
+
         name, model = _sim_model_for(device.name)
-        if w.model == "tiny":
-            s_max = TINY_S_PER_STEP_64 * w.steps * (w.width * w.height) / 64**2
-        else:
-            s_max = S_PER_STEP_512.get(name or "A100") * w.steps * (w.width * w.height) / 512**2
+        s_max = s_per_image(name or "A100", w.model, w.steps, w.width, w.height)
         s_img = [s_max * (model.slowdown(f) if model and f else 1.0) for f in keys]
         n = p.images_per_trial or max(w.batch_size, math.ceil(p.min_window_s / s_max / w.batch_size) * w.batch_size)
-        fixed, per_trial = STARTUP_S, 0.0
+        fixed, per_trial = (0.0 if device.simulated else STARTUP_S), 0.0
         time_source = f"modelled: no earlier sweep of this workload on {device.name}"
     window = [n * s if p.images_per_trial else max(p.min_window_s, n * s) for s in s_img]
     warm0 = 6 * w.batch_size if p.warmup else 0  # the first clock warms up until timings settle
