@@ -156,7 +156,8 @@ def test_tiny_model_sweep_on_the_sim_a100_finds_the_calibrated_optimum(tmp_path)
 
 def test_the_sims_figures_do_not_depend_on_how_busy_this_machine_is(tmp_path):
     """The simulated GPU's clock is its own: the same request (same seed) gives the same time and energy
-    per trial on an idle machine and on one whose every core is kept busy; another seed, other noise."""
+    per trial on an idle machine and on one whose every core is kept busy (another seed draws other noise:
+    test_gpu_sim)."""
     import os
     import subprocess
     import sys
@@ -177,6 +178,4 @@ def test_the_sims_figures_do_not_depend_on_how_busy_this_machine_is(tmp_path):
 
     idle = run("idle", 7, 0)
     loaded = run("loaded", 7, os.cpu_count() or 2)
-    other = run("other", 8, 0)
-    assert idle == loaded
-    assert other != idle
+    assert idle == loaded and len({t[1] for t in idle}) > 1  # the same noisy figures, not constant ones
