@@ -87,3 +87,20 @@ def test_decode_reasons():
     assert decode_reasons(0) == ""
     assert decode_reasons(0x4 | 0x40) == "sw_power_cap|hw_thermal_slowdown"
     assert decode_reasons(0x10000) == "0x10000"
+
+
+def test_utilisation_is_read_and_sampled_and_its_absence_leaves_the_rest(fake_nvml, monkeypatch):
+    import time
+
+    from sweepd.gpu.sampler import Sampler
+
+    monkeypatch.setenv("FAKE_NVML_UTIL_PCT", "63")
+    with NvmlGpu(index=0) as gpu:
+        assert gpu.utilization_pct() == 63.0
+        with Sampler(gpu, interval_s=0.01) as s:
+            time.sleep(0.05)
+        assert s.samples and all(x.util_pct == 63.0 for x in s.samples)
+        monkeypatch.setenv("FAKE_NVML_UTIL_PCT", "unsupported")  # a GPU or driver that does not report it
+        with Sampler(gpu, interval_s=0.01) as s:
+            time.sleep(0.05)
+        assert s.samples and all(x.util_pct is None and x.power_w > 0 for x in s.samples)

@@ -179,3 +179,20 @@ def test_the_sims_figures_do_not_depend_on_how_busy_this_machine_is(tmp_path):
     idle = run("idle", 7, 0)
     loaded = run("loaded", 7, os.cpu_count() or 2)
     assert idle == loaded and len({t[1] for t in idle}) > 1  # the same noisy figures, not constant ones
+
+
+def test_each_image_has_its_time_and_each_trial_its_median_and_gpu_utilisation(tmp_path):
+    """On the simulated GPU with a host floor above the GPU's share, the GPU idles part of each image:
+    utilisation is below 100 % and every image takes the host's time (noise "none": exact)."""
+    req = write_request(tmp_path / "r.toml", clocks=(1410, 945), trials=2,
+                        extra="").read_text().replace('sim_model = "A100"',
+                                                      'sim_model = "A100"\nsim_noise = "none"\nsim_host_s_per_image = 1.0')
+    (tmp_path / "r.toml").write_text(req)
+    assert sweepd("run", tmp_path / "r.toml", "--root", tmp_path, "--job-id", "u").returncode == 0
+    _, trials, images, _ = results(tmp_path, "u")
+    gpu_s = 0.22 * 2  # the sim's A100 at 2 steps (the tiny model stands in for SD at 512x512)
+    for t in trials:
+        assert float(t["s_per_image_median"]) == pytest.approx(1.0, rel=1e-3)
+        assert float(t["gpu_util_pct"]) == pytest.approx(100 * gpu_s / 1.0 * (1.0 if t["freq_mhz"] == "1410" else
+                                                                               1.023), abs=1.5)
+    assert images and all(float(i["time_s"]) == pytest.approx(1.0, rel=1e-3) for i in images)

@@ -138,7 +138,7 @@ class Sweep:
                     simulated=self.device.simulated, gpu_name=self.device.name, gpu_uuid=self.device.uuid,
                     freq_mhz=point.freq_mhz, mem_clock_mhz=point.mem_mhz, trial=trial, steps=req.workload.steps)
         try:
-            images, t_ns, e_mj, t0, t1 = self._window(workload)
+            images, t_ns, e_mj, t0, t1, per_image = self._window(workload)
         except (StopRequested, KeyboardInterrupt):
             raise
         except Exception as e:  # a failed trial is recorded, never analysed, and the sweep goes on
@@ -157,14 +157,17 @@ class Sweep:
             avg_power_w=joules / secs,
             observed_sm_clock_mhz=int(statistics.median(s.sm_mhz for s in samples)) if samples else None,
             throttle_reasons=decode_reasons(reasons & ~BENIGN_REASONS),
-            temp_c=round(statistics.fmean(s.temp_c for s in samples), 1) if samples else None, status="ok")
+            temp_c=round(statistics.fmean(s.temp_c for s in samples), 1) if samples else None, status="ok",
+            s_per_image_median=statistics.median(per_image) if per_image else None,
+            gpu_util_pct=_mean_util(samples))
         if joules <= 0:
             row.status = "failed"
             row.error = f"the energy counter did not advance over {secs:.3f} s; raise protocol.min_window_s"
-        return row, self._image_rows(workload, images, k, point, trial)
+        return row, self._image_rows(workload, images, k, point, trial, per_image)
 
     def _window(self, workload: Workload):
-        """One measured window. Returns (images, elapsed ns, energy mJ, start ns, end ns)."""
+        """One measured window. Returns (images, elapsed ns, energy mJ, start ns, end ns, seconds per image
+        for each image: its batch's time over the batch's size)."""
         req = self.request
         b, min_ns = req.workload.batch_size, int(req.protocol.min_window_s * 1e9)
         fixed = req.protocol.images_per_trial
@@ -172,21 +175,25 @@ class Sweep:
         if fixed:
             min_ns = 0  # a fixed count: exactly that many images per trial, however long they take
         images: list[np.ndarray] = []
+        per_image: list[float] = []
         workload.synchronize()
         e0, t0 = self.device.energy_mj(), self.device.now_ns()
         while len(images) < target or self.device.now_ns() - t0 < min_ns:
             n = min(b, target - len(images)) if fixed else b
+            start = self.device.now_ns()
             with self.device.busy(n):
-                images.extend(workload.generate(len(images), n))
+                batch = workload.generate(len(images), n)
                 workload.synchronize()
+            images.extend(batch)
+            per_image += [(self.device.now_ns() - start) / 1e9 / max(len(batch), 1)] * len(batch)
         t1 = self.device.now_ns()
         e1 = self.device.energy_mj()
         if not target:
             self.store.update(images_per_trial=len(images))
-        return images, t1 - t0, e1 - e0, t0, t1
+        return images, t1 - t0, e1 - e0, t0, t1, per_image
 
     def _image_rows(self, workload: Workload, images: list[np.ndarray], k: int, point: ClockPoint,
-                    trial: int) -> list[ImageRow]:
+                    trial: int, per_image: list[float]) -> list[ImageRow]:
         seed0, first_trial = self.request.workload.seed, not self.reference
         rows = []
         for i, img in enumerate(images):
@@ -204,7 +211,7 @@ class Sweep:
                                  simulated=self.device.simulated, freq_mhz=point.freq_mhz, trial=trial, index=i,
                                  seed=seed, sha256=imaging.pixel_sha256(img),
                                  psnr_vs_ref=None if ref is None else _psnr_2dp(imaging.psnr(img, ref)),
-                                 saved_path=saved))
+                                 saved_path=saved, time_s=per_image[i] if i < len(per_image) else None))
         return rows
 
     def _png_text(self, workload: Workload, point: ClockPoint, trial: int, i: int, seed: int) -> dict[str, str]:
@@ -225,6 +232,11 @@ class Sweep:
         return [PowerRow(freq_mhz=point.freq_mhz, t_s=(s.t_ns - t0) / 1e9, power_w=s.power_w, temp_c=s.temp_c,
                          sm_clock_mhz=s.sm_mhz, throttle_reasons=decode_reasons(s.reasons),
                          simulated=self.device.simulated) for s in samples]
+
+
+def _mean_util(samples: list) -> float | None:
+    utils = [s.util_pct for s in samples if s.util_pct is not None]
+    return round(statistics.fmean(utils), 1) if utils else None
 
 
 def _psnr_2dp(value: float) -> float | None:

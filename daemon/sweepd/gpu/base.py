@@ -101,6 +101,10 @@ class GpuDevice(ABC):
         """Wrap the work (``images`` images) whose time and energy are measured. Real GPUs need nothing here."""
         return contextlib.nullcontext()
 
+    def utilization_pct(self) -> float | None:
+        """The share of the last sample period the GPU was busy (nvmlDeviceGetUtilizationRates), or None."""
+        return None
+
     def now_ns(self) -> int:
         """The clock that measured windows are timed with: ``perf_counter_ns`` on a real GPU, the
         simulated GPU's own (virtual) clock on the sim."""

@@ -144,6 +144,10 @@ class NvmlGpu(GpuDevice):
                 return float(nv.nvmlDeviceGetTemperatureV(self._h, nv.NVML_TEMPERATURE_GPU))
             return float(nv.nvmlDeviceGetTemperature(self._h, nv.NVML_TEMPERATURE_GPU))
 
+    def utilization_pct(self) -> float | None:
+        with nvml_errors("nvmlDeviceGetUtilizationRates"):
+            return float(self._nv.nvmlDeviceGetUtilizationRates(self._h).gpu)
+
     def sm_clock_mhz(self) -> int:
         with nvml_errors("nvmlDeviceGetClockInfo(SM)"):
             return int(self._nv.nvmlDeviceGetClockInfo(self._h, self._nv.NVML_CLOCK_SM))

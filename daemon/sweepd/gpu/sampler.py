@@ -22,6 +22,7 @@ class Sample:
     temp_c: float
     sm_mhz: int
     reasons: int
+    util_pct: float | None = None  # GPU utilisation (% of the sample period the GPU was busy)
 
 
 class Sampler:
@@ -57,12 +58,18 @@ class Sampler:
             d = self.device
             try:
                 self.samples.append(Sample(d.now_ns(), d.power_w(), d.temperature_c(),
-                                           d.sm_clock_mhz(), d.clock_event_reasons()))
+                                           d.sm_clock_mhz(), d.clock_event_reasons(), self._util(d)))
             except GpuError as e:
                 if not self._warned:
                     log.warning("GPU sampling failed (%s); trials will lack observed clock and temperature", e)
                     self._warned = True
             self._stop.wait(self.interval_s)
+
+    def _util(self, d: GpuDevice) -> float | None:
+        try:
+            return d.utilization_pct()
+        except GpuError:  # not every GPU reports it: the trial's gpu_util_pct stays empty
+            return None
 
     def window(self, t0_ns: int, t1_ns: int) -> list[Sample]:
         self._collect()

@@ -68,7 +68,7 @@ class SimulatedGpu(GpuDevice):
         # Energy is piecewise linear in time: (time, joules so far, watts from then on).
         self._segments: list[tuple[float, float, float]] = [(0.0, 0.0, self.model.p_idle_w)]
         self._temp_c, self._temp_t = AMBIENT_C + THERMAL_C_PER_W * self.model.p_idle_w, 0.0
-        self._trace: list[tuple[int, float, float, int, int]] = []
+        self._trace: list[tuple[int, float, float, int, int, float]] = []
 
     def set_work(self, s_per_image: float) -> None:
         """The workload's modelled seconds per image at the highest clock."""
@@ -84,20 +84,21 @@ class SimulatedGpu(GpuDevice):
         if seconds > 0:
             with self._lock:
                 start, self._now = self._now, self._now + seconds
-                self._trace_span(start, self._now, self.model.p_idle_w, 0x1)
+                self._trace_span(start, self._now, self.model.p_idle_w, 0x1, 0.0)
 
     # the 10 Hz trace, on the simulated clock (a sampling thread would see the CPU's time instead) ------
     synthesizes_samples = True
 
-    def _trace_span(self, start: float, end: float, watts: float, reasons: int) -> None:
+    def _trace_span(self, start: float, end: float, watts: float, reasons: int, util: float) -> None:
         n = max(1, min(int((end - start) / COUNTER_STEP_S), 600))
         for k in range(n):
             t = start + (end - start) * (k + 0.5) / n
-            self._trace.append((int(t * 1e9), watts, self.temperature_at(t, watts), self.effective_mhz, reasons))
+            self._trace.append((int(t * 1e9), watts, self.temperature_at(t, watts), self.effective_mhz, reasons,
+                                round(util, 1)))
         del self._trace[:-20000]
 
-    def pop_samples(self) -> list[tuple[int, float, float, int, int]]:
-        """The samples since the last call: (t_ns, W, degC, SM MHz, reasons), as a 10 Hz sampler would see them."""
+    def pop_samples(self) -> list[tuple[int, float, float, int, int, float]]:
+        """The samples since the last call: (t_ns, W, degC, SM MHz, reasons, util %), as a 10 Hz sampler sees them."""
         with self._lock:
             out, self._trace = self._trace, []
         return out
@@ -195,7 +196,7 @@ class SimulatedGpu(GpuDevice):
                 self._segments.append((self._now, self._energy_at(self._now), idle_w))
                 del self._segments[:-64]
                 self._util = gpu / total if total > 0 else 0.0
-                self._trace_span(start, self._now, watts, 0)
+                self._trace_span(start, self._now, watts, 0, 100 * self._util)
         finally:
             self._busy = False
 

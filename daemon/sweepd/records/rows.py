@@ -43,6 +43,9 @@ class TrialRow(CsvRow):
     temp_c: float | None = None
     status: str  # ok | failed
     error: str | None = None
+    # added after 0.1.0 (empty in its files)
+    s_per_image_median: float | None = None  # the median of the window's per-image times (robust to stalls)
+    gpu_util_pct: float | None = None  # mean GPU utilisation over the window (nvmlDeviceGetUtilizationRates)
 
     @property
     def ok(self) -> bool:
@@ -61,6 +64,7 @@ class ImageRow(CsvRow):
     sha256: str
     psnr_vs_ref: float | None = None  # inf: identical to the reference clock's image
     saved_path: str | None = None
+    time_s: float | None = None  # this image's generation time: its batch's time / the batch size (not in 0.1.0)
 
     @property
     def differs(self) -> bool:

@@ -13,6 +13,7 @@ Configured through the environment so that subprocesses (``sweepd run``) use it 
 - FAKE_NVML_ABSENT=1: nvmlInit raises NVMLError_LibraryNotFound (no driver)
 - FAKE_NVML_ENERGY_FAIL_AT=N: the N-th energy read (1-based) raises NVMLError_Unknown
 - FAKE_NVML_CAP_MHZ=F: the observed SM clock never exceeds F and reports sw_power_cap
+- FAKE_NVML_UTIL_PCT=P: nvmlDeviceGetUtilizationRates reports P % GPU utilisation (default 97; "unsupported": NOT_SUPPORTED)
 """
 
 from __future__ import annotations
@@ -248,6 +249,18 @@ def nvmlDeviceGetPowerUsage(h):
 
 def nvmlDeviceGetTemperatureV(h, sensor):
     return 45
+
+
+class c_nvmlUtilization_t:
+    def __init__(self, gpu, memory):
+        self.gpu, self.memory = gpu, memory
+
+
+def nvmlDeviceGetUtilizationRates(h):
+    pct = os.environ.get("FAKE_NVML_UTIL_PCT", "97")
+    if pct == "unsupported":  # e.g. some vGPU and MIG configurations
+        raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+    return c_nvmlUtilization_t(int(pct), 40)
 
 
 def _cap():
