@@ -9,7 +9,8 @@ PKG = Path(__file__).parent.parent / "daemon" / "sweepd"
 
 LAYERS = [
     # records and helpers
-    "errors", "atomic", "audit", "procs", "fstype", "quiet", "configfile", "paths", "request", "records", "settings",
+    "errors", "atomic", "audit", "procs", "fstype", "quiet", "stats", "configfile", "paths", "request", "records",
+    "settings",
     # the GPU layer, the queue and the workload
     "gpu", "freqplan", "queue", "workload",
     # the engine, and what reads its results

@@ -115,3 +115,29 @@ def test_cli_reports_bad_request_without_traceback(tmp_path):
     assert "workload.steps: 0:" in r.stderr and "frequencies.floor_mhz: 'low':" in r.stderr
     assert "Traceback" not in r.stderr + r.stdout
     assert not (tmp_path / "root" / "results").exists()
+
+
+def test_protocol_trials_fixed_or_sequential():
+    from sweepd.request import Protocol
+
+    fixed = Protocol(trials=2)
+    assert not fixed.sequential and fixed.enough(2, [1.0]) and not fixed.enough(1, [1.0, 2.0])
+    seq = Protocol()
+    assert seq.sequential and (seq.least, seq.most, seq.target_ci_pct) == (3, 10, 2.0)
+    assert not seq.enough(2, [5.0, 5.0])  # below min_trials
+    assert seq.enough(3, [5.0, 5.0, 5.0])  # CI 0 <= 2 %
+    assert not seq.enough(3, [4.0, 5.0, 6.0]) and seq.enough(10, [4.0, 5.0, 6.0])  # wide: on to max_trials
+    assert not seq.enough(4, [5.0, 5.0])  # two failed trials: not enough successful ones yet
+    with pytest.raises(ValueError, match="min_trials"):
+        Protocol(min_trials=5, max_trials=4)
+
+
+def test_a_010_requests_fingerprint_is_unchanged_so_its_sweep_still_resumes():
+    import json
+    from pathlib import Path
+
+    from sweepd.request import SweepRequest
+
+    for name in ("job_fixture2/sweep.json", "sweep-foreground.json", "job_75/sweep.json"):
+        m = json.loads((Path(__file__).parent / "fixtures" / "v0.1.0" / name).read_text())
+        assert SweepRequest.model_validate(m["request"]).fingerprint() == m["request_sha256"], name

@@ -196,3 +196,24 @@ def test_each_image_has_its_time_and_each_trial_its_median_and_gpu_utilisation(t
         assert float(t["gpu_util_pct"]) == pytest.approx(100 * gpu_s / 1.0 * (1.0 if t["freq_mhz"] == "1410" else
                                                                                1.023), abs=1.5)
     assert images and all(float(i["time_s"]) == pytest.approx(1.0, rel=1e-3) for i in images)
+
+
+def test_sequential_trials_stop_at_the_precision_target_or_at_max_trials_and_say_so(tmp_path):
+    """Without `trials`, a clock takes min_trials, then more until the 95 % CI of mean J/image is within
+    target_ci_pct, at most max_trials; summary.csv gives n and ci95_pct, the report flags a missed target.
+    (`trials = N` keeps meaning exactly N: every other sweep test here counts its rows.)"""
+    base = write_request(tmp_path / "base.toml", clocks=(1410, 945), trials=2).read_text()
+    seq = base.replace("trials = 2\n", "").replace("min_window_s = 0.3", "min_window_s = 2.0")
+    exact = seq.replace('sim_model = "A100"', 'sim_model = "A100"\nsim_noise = "none"')
+    # no timing noise: only the energy counter's 100 ms steps, well within 20 % after min_trials
+    (tmp_path / "exact.toml").write_text(exact.replace("[protocol]", "[protocol]\ntarget_ci_pct = 20"))
+    (tmp_path / "noisy.toml").write_text(seq.replace("[protocol]", "[protocol]\ntarget_ci_pct = 0.01\nmax_trials = 4"))
+    for job in ("exact", "noisy"):
+        r = sweepd("run", tmp_path / f"{job}.toml", "--root", tmp_path, "--job-id", job)
+        assert r.returncode == 0, r.stderr
+    _, _, _, summary = results(tmp_path, "exact")
+    assert [s["n"] for s in summary] == ["3", "3"] and all(float(s["ci95_pct"]) <= 20 for s in summary)
+    _, trials, _, summary = results(tmp_path, "noisy")
+    assert [s["n"] for s in summary] == ["4", "4"] and all(float(s["ci95_pct"]) > 0.01 for s in summary)
+    flags = json.loads(sweepd("report", "noisy", "--root", tmp_path, "--json").stdout)["flags"]
+    assert sum("wider than the target ±0.01%" in f for f in flags) == 2, flags

@@ -24,7 +24,8 @@ SWEEPD_SBATCH = {"array": "split", "a": "split", "output": None, "o": None, "err
                  "job-name": None, "J": None, "partition": "partition", "p": "partition", "account": "account",
                  "A": "account", "gres": "gres (daemon setting)", "open-mode": None}
 # Fields added after 0.1.0: left out of the fingerprint at their defaults, so a 0.1 sweep still resumes.
-ADDED_SINCE_0_1 = (("gpu", "sim_noise"), ("gpu", "sim_host_s_per_image"))
+ADDED_SINCE_0_1 = (("gpu", "sim_noise"), ("gpu", "sim_host_s_per_image"), ("protocol", "target_ci_pct"),
+                   ("protocol", "min_trials"), ("protocol", "max_trials"))
 SCHEDULERS = ("default", "ddim", "ddpm", "pndm", "euler", "euler_a", "dpmpp_2m", "heun", "unipc")
 
 
@@ -126,12 +127,45 @@ class Frequencies(_Section):
 
 class Protocol(_Section):
     warmup: int = Field(1, ge=0, le=100, description="images generated, unmeasured, after each clock change")
-    trials: int = Field(3, ge=1, le=100)
+    trials: int | None = Field(None, ge=1, le=100, description="exactly this many trials per clock; default: "
+                                                             "min_trials, then more until target_ci_pct")
+    target_ci_pct: float = Field(2.0, gt=0, le=100, allow_inf_nan=False,
+                                 description="95 % CI half-width of mean J/image, in % of the mean, to reach")
+    min_trials: int = Field(3, ge=2, le=100)
+    max_trials: int = Field(10, ge=2, le=100)
     min_window_s: float = Field(2.0, gt=0, le=3600)
     images_per_trial: int | None = Field(None, ge=1, le=10000,
                                          description="a fixed count; default: as many as fill min_window_s")
     settle_s: float = Field(1.0, ge=0, le=600)
     cooldown_s: float = Field(0.0, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _range(self) -> "Protocol":
+        if self.min_trials > self.max_trials:
+            raise ValueError(f"min_trials ({self.min_trials}) is more than max_trials ({self.max_trials})")
+        return self
+
+    @property
+    def sequential(self) -> bool:
+        """Trials are added until the precision target is met (no fixed ``trials``)."""
+        return self.trials is None
+
+    @property
+    def least(self) -> int:
+        return self.trials or self.min_trials
+
+    @property
+    def most(self) -> int:
+        return self.trials or self.max_trials
+
+    def enough(self, attempted: int, j_per_image: list[float]) -> bool:
+        """Whether a clock is done after ``attempted`` trials whose successful ones gave ``j_per_image``: its
+        fixed count, or (sequential) the precision target with at least min_trials, or max_trials."""
+        from sweepd.stats import ci95_pct
+
+        if attempted >= self.most:
+            return True
+        return self.sequential and len(j_per_image) >= self.least and ci95_pct(j_per_image) <= self.target_ci_pct
 
 
 class Images(_Section):

@@ -53,9 +53,11 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, for
     simulated = device.simulated
     device.close()
     tag = " on a SIMULATED GPU" if simulated else ""
-    console.print(f"sweep job {job}: {len(plan)} clock(s) x {request.protocol.trials} trials{tag}; "
+    p = request.protocol
+    trials = str(p.trials) if not p.sequential else f"{p.min_trials}-{p.max_trials} (to a {p.target_ci_pct:g} % CI)"
+    console.print(f"sweep job {job}: {len(plan)} clock(s) x {trials} trials{tag}; "
                   f"results in {layout.job_results(job)}", highlight=False)
-    with ConsoleObserver(console, len(plan) * request.protocol.trials, request.protocol.trials, simulated) as obs, \
+    with ConsoleObserver(console, len(plan) * p.least, p.most, simulated) as obs, \
             job_log(layout.job_results(job) / "sweep.log"):
         outcome = runner.run(request, layout, job, obs)
         from sweepd.report.build import write_report

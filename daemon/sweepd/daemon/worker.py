@@ -31,7 +31,7 @@ def main(sweep_id: str, layout: Layout) -> int:
             log.error("no sweep %s in the queue", sweep_id)
             return EXIT_INPUT
         req = row.request
-        obs = StatusFileObserver(status_path(layout, row.job_id), row.job_id, sweep_id, req.protocol.trials)
+        obs = StatusFileObserver(status_path(layout, row.job_id), row.job_id, sweep_id, req.protocol.most)
         outcome = runner.run(req, layout, row.job_id, obs, sweep_id=sweep_id)
         from sweepd.report.build import write_report
 

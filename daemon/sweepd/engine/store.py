@@ -21,7 +21,13 @@ from sweepd.freqplan import ClockPoint
 from sweepd.paths import Layout
 from sweepd.records.manifest import GpuInfo, SweepManifest
 from sweepd.records.rows import ImageRow, PowerRow, SummaryRow, TrialRow
-from sweepd.request import SweepRequest
+from sweepd.request import Protocol, SweepRequest
+
+
+def _tally(trials: list[TrialRow], freq_mhz: int | None) -> tuple[int, list[float]]:
+    """(trials attempted, J/image of the successful ones) at one clock."""
+    rows = [r for r in trials if r.freq_mhz == freq_mhz]
+    return len(rows), [float(r.j_per_image) for r in rows if r.ok and r.j_per_image is not None]
 
 
 def shard_dir(layout: Layout, job_id: str, shard: int) -> Path:
@@ -86,7 +92,7 @@ class JobStore:
                 raise JobConflict(f"job {self.job_id} was measured on GPU {old.gpu_uuid}, "
                                   f"not {gpu.uuid}; a resumed sweep must stay on one GPU")
             self.manifest = old
-            self._load_rows(plan, request.protocol.trials)
+            self._load_rows(plan, request.protocol)
             self.manifest.resumed_at = [*old.resumed_at, now_iso()]
             self.manifest.pid = os.getpid()  # the process measuring now (a foreground job's liveness)
             self.set_status("running")
@@ -104,10 +110,9 @@ class JobStore:
         self.write_manifest()
         return False
 
-    def _load_rows(self, plan: list[ClockPoint], trials_per_clock: int) -> None:
+    def _load_rows(self, plan: list[ClockPoint], protocol: Protocol) -> None:
         trials = TrialRow.read_all(self.dir / "trials.csv")
-        complete = {p.freq_mhz for p in plan
-                    if sum(1 for r in trials if r.freq_mhz == p.freq_mhz) >= trials_per_clock}
+        complete = {p.freq_mhz for p in plan if protocol.enough(*_tally(trials, p.freq_mhz))}
         self.trials = [r for r in trials if r.freq_mhz in complete]
         kept = {(r.freq_mhz, r.trial) for r in self.trials}
         self.images = [r for r in ImageRow.read_all(self.dir / "images.csv") if (r.freq_mhz, r.trial) in kept]
@@ -124,6 +129,10 @@ class JobStore:
 
     def completed_trials(self, point: ClockPoint) -> int:
         return sum(1 for r in self.trials if r.freq_mhz == point.freq_mhz)
+
+    def clock_done(self, point: ClockPoint, protocol: Protocol) -> bool:
+        """The clock has its trials: the fixed count, or (sequential) the precision target or max_trials."""
+        return protocol.enough(*_tally(self.trials, point.freq_mhz))
 
     def write_manifest(self) -> None:
         self.manifest.write(self.manifest_path)

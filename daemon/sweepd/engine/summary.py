@@ -6,6 +6,7 @@ import statistics
 from typing import Iterable
 
 from sweepd.records.rows import SummaryRow, TrialRow
+from sweepd.stats import ci95_pct
 
 
 def summarize(trials: Iterable[TrialRow], order: list[int | None]) -> list[SummaryRow]:
@@ -36,7 +37,7 @@ def summarize(trials: Iterable[TrialRow], order: list[int | None]) -> list[Summa
                          j_per_image_mean=jm, j_per_image_std=jsd, cv=jsd / jm if jm else 0.0,
                          avg_power_w=statistics.fmean(p), edp=jm * sm, ed2p=jm * sm * sm,
                          energy_saving_pct_vs_max=(1 - jm / ref_j) * 100, time_change_pct_vs_max=(sm / ref_s - 1) * 100,
-                         backend=backend, simulated=simulated)
+                         backend=backend, simulated=simulated, ci95_pct=ci95_pct(j) if len(j) > 1 else None)
         ref = ref or row
         out.append(row)
     return out

@@ -86,25 +86,27 @@ class Sweep:
         """Measure every clock not yet complete. Raises StopRequested when asked to stop."""
         self._load_reference()
         self.sleep = self.sleep or self.device.wait
-        trials = self.request.protocol.trials
+        protocol = self.request.protocol
         with Sampler(self.device) as sampler:
             for k, point in enumerate(self.plan):
-                if self.store.completed_trials(point) >= trials:
+                if self.store.clock_done(point, protocol):
                     continue
                 self.stop.check()
                 self.observer.clock_started(k, len(self.plan), point)
                 if self.controls_clocks:
                     self.guard.lock(point.freq_mhz, point.mem_mhz)
-                self.sleep(self.request.protocol.settle_s)
+                self.sleep(protocol.settle_s)
                 self._warm_up(workload)
                 sampler.take()
-                for trial in range(1, trials + 1):
+                trial = 0
+                while not self.store.clock_done(point, protocol):  # fixed trials, or until the CI target
+                    trial += 1
+                    if trial > 1 and protocol.cooldown_s:
+                        self.sleep(protocol.cooldown_s)
                     self.stop.check()
                     row, image_rows = self._trial(workload, sampler, k, point, trial)
                     self.store.commit_trial(row, image_rows)
                     self.observer.trial_done(k, len(self.plan), point, row)
-                    if trial < trials and self.request.protocol.cooldown_s:
-                        self.sleep(self.request.protocol.cooldown_s)
                 summary = self.store.commit_clock(self._power_rows(point, sampler.take()), self.plan)
                 self.observer.clock_done(k, len(self.plan), point, summary)
                 _log_clock(k, len(self.plan), point, summary)

@@ -99,6 +99,8 @@ class SummaryRow(CsvRow):
     time_change_pct_vs_max: float
     backend: str | None = None
     simulated: bool
+    # added after 0.1.0 (empty in its files)
+    ci95_pct: float | None = None  # 95 % CI half-width of mean J/image, in % of the mean (None: one trial)
 
     @property
     def key(self) -> str:

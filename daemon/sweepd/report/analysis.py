@@ -68,7 +68,12 @@ def flags(job: JobResults, rows: list[SummaryRow], cv_limit: float, tol: int) ->
                 + (f" ({t.throttle_reasons})" if t.throttle_reasons else ""))
     for f, what in missed.items():
         out.append(f"{f} MHz: the observed clock missed the lock: " + "; ".join(what))
+    p = req.protocol
     for r in rows:
+        if p.sequential and (r.ci95_pct is None or r.ci95_pct > p.target_ci_pct):
+            ci = "no CI (one trial)" if r.ci95_pct is None else f"95 % CI of ±{r.ci95_pct:.1f}%"
+            out.append(f"{r.label} MHz: J/image has {ci} after {r.n} trials, wider than the target "
+                       f"±{p.target_ci_pct:g}% (protocol.max_trials = {p.max_trials})")
         if r.cv > cv_limit:
             out.append(f"{r.label} MHz: J/image varies by CV {r.cv * 100:.1f}% "
                        f"(> {cv_limit * 100:.0f}%) over {r.n} trials")

@@ -110,7 +110,7 @@ def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: 
         loaded = m.model_loaded_unix or started
         hp = m.request.protocol
         hn = len(job.plan)
-        waits = hn * (hp.settle_s + hp.cooldown_s * (hp.trials - 1))
+        waits = hn * (hp.settle_s + hp.cooldown_s * (hp.least - 1))
         warm = sum(s_by_f.values()) / max(len(s_by_f), 1) * hp.warmup * hn
         fixed = loaded - started + STARTUP_PROCESS_S  # interpreter + model load
         per_trial = max(0.0, (ended - loaded) - windows - waits - warm) / \
@@ -132,13 +132,14 @@ def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: 
         time_source = f"modelled: no earlier sweep of this workload on {device.name}"
     window = [n * s if p.images_per_trial else max(p.min_window_s, n * s) for s in s_img]
     warm0 = 6 * w.batch_size if p.warmup else 0  # the first clock warms up until timings settle
-    duration = fixed + warm0 * s_img[0] + sum(p.settle_s + p.warmup * s + p.trials * (t + per_trial)
-                                              + p.cooldown_s * (p.trials - 1) for s, t in zip(s_img, window, strict=True))
+    trials = p.most  # sequential sampling may take up to max_trials: the estimate (and a SLURM time limit) allow for it
+    duration = fixed + warm0 * s_img[0] + sum(p.settle_s + p.warmup * s + trials * (t + per_trial)
+                                              + p.cooldown_s * (trials - 1) for s, t in zip(s_img, window, strict=True))
     size, size_source = _bytes_per_image(history, req)
     free = _free(layout.images)
-    out = Estimate(device.name, device.simulated, len(plan), p.trials, n, len(plan) * p.trials * n, duration,
+    out = Estimate(device.name, device.simulated, len(plan), trials, n, len(plan) * trials * n, duration,
                    time_source, size, size_source, free, request_mode=req.images.mode)
-    saved = {"benchmark": 0, "research": n * len(representative(len(plan))), "archive": n * len(plan) * p.trials}
+    saved = {"benchmark": 0, "research": n * len(representative(len(plan))), "archive": n * len(plan) * trials}
     for mode in MODES:
         nbytes, files = saved[mode] * size, saved[mode]
         why = []

@@ -77,7 +77,7 @@ def main(spec_path: Path, shard: int, layout: Layout, job_id: str | None = None)
                  "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
                  "slurm_array_task": "_".join(filter(None, (os.environ.get("SLURM_ARRAY_JOB_ID"),
                                                             os.environ.get("SLURM_ARRAY_TASK_ID")))) or None}
-        obs = StatusFileObserver(shard_dir(layout, job, shard) / "status.json", job, sweep_id, req.protocol.trials,
+        obs = StatusFileObserver(shard_dir(layout, job, shard) / "status.json", job, sweep_id, req.protocol.most,
                                  **where)
         if already_done(layout, job, shard, req):  # a resubmission that raced the previous attempt's end
             log.info("shard %d of sweep %s is already done", shard, sweep_id)
