@@ -114,5 +114,5 @@ def test_the_index_survives_files_vanishing_and_caps_are_still_enforced(manager,
     assert all(o.is_alive() for o in mgr.path_observers), "a watching thread died"
     for j, age in [("old", 9), ("mid", 5), ("new", 1)]:
         make_job(layout.images, j, age_days=age)  # 24 files each: 72 > 60
-    assert wait(lambda: not (layout.images / "job_old").exists(), timeout=30)
+    assert wait(lambda: not (layout.images / "job_old").exists(), timeout=90)  # the churn leaves a backlog of events; a loaded machine drains it slowly
     assert {f.split("/")[0] for f in tree_hashes(layout.images)} == {"job_mid", "job_new"}
