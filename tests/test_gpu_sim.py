@@ -39,8 +39,7 @@ def test_energy_counter_moves_in_100ms_steps_at_idle_power():
 def test_a_batch_takes_the_modelled_time_on_the_sims_own_clock_whatever_the_cpu_took():
     import time
 
-    gpu = SimulatedGpu("A100")  # noise "none"
-    gpu.set_work(2.0)
+    gpu = SimulatedGpu("A100", s_per_image=2.0)  # noise "none"
     gpu.lock_clocks(510, 1215)
     t0, e0 = gpu.now_ns(), gpu.energy_mj()
     with gpu.busy(3):
@@ -54,8 +53,7 @@ def test_a_batch_takes_the_modelled_time_on_the_sims_own_clock_whatever_the_cpu_
 
 
 def test_a_host_floor_makes_the_clock_irrelevant_down_to_the_knee_and_idles_the_gpu():
-    gpu = SimulatedGpu("A100", host_s_per_image=3.0)
-    gpu.set_work(2.0)
+    gpu = SimulatedGpu("A100", host_s_per_image=3.0, s_per_image=2.0)
     times = {}
     for f in (1410, 1110, 510):
         gpu.lock_clocks(f, 1215)
@@ -75,8 +73,7 @@ def test_measured_noise_is_seeded_and_sized_like_the_real_traces():
     import statistics
 
     def durations(seed):
-        gpu = SimulatedGpu("H100", noise="measured", seed=seed)
-        gpu.set_work(1.0)
+        gpu = SimulatedGpu("H100", noise="measured", seed=seed, s_per_image=1.0)
         out = []
         for _ in range(400):
             t0 = gpu.now_ns()

@@ -67,17 +67,15 @@ class Entry:
 def with_progress(layout: Layout, e: Entry, q) -> Entry:
     """Read what a queue entry's workers say: status.json of a running local sweep, each SLURM shard's row
     and, while it runs, its status.json."""
-    from sweepd.engine.status import read_status
-    from sweepd.engine.store import shard_dir
+    from sweepd.engine.status import read_shard_status, read_status
 
     if e.row is None:
         return e
     if e.row.state == "running" and not e.row.slurm:
         e.progress = read_status(layout, e.row.job_id)
     if e.row.slurm:
-        e.shards = [ShardView(sh, WorkerStatus.read_or_none(WorkerStatus.path_in(shard_dir(layout, e.row.job_id,
-                                                                                               sh.shard)))
-                              if sh.state == "running" else None) for sh in q.shards(e.row.id)]
+        e.shards = [ShardView(sh, read_shard_status(layout, e.row.job_id, sh.shard) if sh.state == "running" else None)
+                    for sh in q.shards(e.row.id)]
     return e
 
 
@@ -141,10 +139,11 @@ def foreground_entry(manifest: Path) -> Entry | None:
     return Entry(job_id, job_id, state, "foreground", m.started_unix, error, str(manifest.parent))
 
 
-def entries(layout: Layout) -> list[Entry]:
-    """Every sweep of the root, oldest first."""
+def entries(layout: Layout, q=None) -> list[Entry]:
+    """Every sweep of the root, oldest first (``q``: the queue, already open for reading)."""
     out: list[Entry] = []
-    q = open_queue_readonly(layout)
+    own = q is None
+    q = open_queue_readonly(layout) if own else q
     known: set[str] = set()
     if q is not None:
         try:
@@ -154,7 +153,8 @@ def entries(layout: Layout) -> list[Entry]:
         except sqlite3.Error:
             pass
         finally:
-            q.close()
+            if own:
+                q.close()
     out += waiting_requests(layout)
     out += foreground_jobs(layout, known)
     return sorted(out, key=lambda e: (e.submitted_at or 0.0, e.id))

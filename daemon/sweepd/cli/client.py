@@ -13,8 +13,9 @@ from typing import Optional
 import typer
 
 from sweepd import paths
-from sweepd.cli.common import EXIT_INPUT, RootOpt, app, console, err, fail, guarded
-from sweepd.cli.listing import client_layout, no_daemon_hint, read_queue, writable_queue
+from sweepd.cli.common import EXIT_INPUT, RootOpt, app, console, err, fail, guarded, layout_of
+from sweepd.catalogue import open_queue_readonly
+from sweepd.cli.listing import no_daemon_hint, writable_queue
 from sweepd.configfile import ConfigError
 from sweepd.queue import FINAL, QueueError
 
@@ -43,7 +44,7 @@ def submit(request_file: Path, root: Optional[Path] = RootOpt,
             from sweepd.workload import modelcheck
 
             modelcheck.check(req.workload.model, str(request_file))
-        layout = client_layout(root)
+        layout = layout_of(root)
         if not force:
             from sweepd.fit import check
 
@@ -71,8 +72,8 @@ def cancel(sweep: str, root: Optional[Path] = RootOpt) -> None:
     """Cancel a sweep: a queued one at once, a running one after its current trial (clocks are reset).
     A SLURM sweep's jobs get scancel at once (SIGTERM, then SIGKILL after SLURM's KillWait)."""
     def go() -> int:
-        layout = client_layout(root)
-        reader = read_queue(layout)
+        layout = layout_of(root)
+        reader = open_queue_readonly(layout)
         known = reader is not None and reader.get(sweep) is not None
         if reader is not None:
             reader.close()
@@ -136,8 +137,8 @@ def logs(sweep: str, root: Optional[Path] = RootOpt,
          follow: bool = typer.Option(False, "--follow", "-f", help="keep printing until the sweep ends")) -> None:
     """A sweep's log: results/job_<ID>/sweep.log, or for a SLURM sweep each of its jobs' logs in
     results/slurm/<sweep id>/ (one per shard and attempt) and the merge's."""
-    layout = client_layout(root)
-    q = read_queue(layout)
+    layout = layout_of(root)
+    q = open_queue_readonly(layout)
     row = q.get(sweep) if q is not None else None
     if row is None:
         raise typer.Exit(_logs_other(layout, sweep, follow))

@@ -14,13 +14,9 @@ from rich.table import Table
 
 from sweepd import paths
 from sweepd.cli.common import EXIT_INPUT, RootOpt, app, console, fail, guarded, layout_of
-from sweepd.catalogue import Entry
+from sweepd.catalogue import Entry, open_queue_readonly
 from sweepd.queue import Queue
 from sweepd.records.status import DaemonState
-
-
-def client_layout(root: Optional[Path]) -> paths.Layout:
-    return layout_of(root)
 
 
 def writable_queue(layout: paths.Layout) -> Queue:
@@ -32,12 +28,6 @@ def writable_queue(layout: paths.Layout) -> Queue:
     except (OSError, sqlite3.Error) as e:
         raise paths.RootNotWritable(f"{layout.state}: {getattr(e, 'strerror', None) or e}: the queue cannot be "
                                     "written there; choose a writable root with --root or SWEEPD_ROOT") from None
-
-
-def read_queue(layout: paths.Layout) -> Queue | None:
-    from sweepd.catalogue import open_queue_readonly
-
-    return open_queue_readonly(layout)
 
 
 def no_daemon_hint(layout: paths.Layout) -> str:
@@ -70,12 +60,12 @@ def status(sweep: Optional[str] = typer.Argument(None, help="sweep id or job id"
     """The daemon's state, or one sweep's."""
     from sweepd.daemon.pidlock import daemon_pid
 
-    layout = client_layout(root)
+    layout = layout_of(root)
 
     def go() -> int:
         from sweepd import catalogue
 
-        q = read_queue(layout)
+        q = open_queue_readonly(layout)
         if sweep:
             row = q.get(sweep) if q is not None else None
             if row is None:
@@ -175,12 +165,12 @@ def list_(root: Optional[Path] = RootOpt, as_json: bool = typer.Option(False, "-
     or run in the foreground (`sweepd run`)."""
     from sweepd import catalogue
 
-    layout = client_layout(root)
+    layout = layout_of(root)
 
     def go() -> int:
-        q = read_queue(layout)
+        q = open_queue_readonly(layout)
         try:
-            rows = [catalogue.with_progress(layout, e, q) if q is not None else e for e in catalogue.entries(layout)]
+            rows = [catalogue.with_progress(layout, e, q) if q is not None else e for e in catalogue.entries(layout, q)]
         finally:
             if q is not None:
                 q.close()

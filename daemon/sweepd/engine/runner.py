@@ -19,6 +19,7 @@ from sweepd.freqplan import ClockPoint, plan_clocks
 from sweepd.gpu import open_device
 from sweepd.gpu.base import GpuDevice
 from sweepd.gpu.locks import ClockGuard, repair_stale_locks
+from sweepd.gpu.simmodel import s_per_image
 from sweepd.paths import Layout
 from sweepd.records.gpulock import ClockLockRecord
 from sweepd.request import SweepRequest
@@ -37,14 +38,9 @@ class Outcome:
 
 def open_for(request: SweepRequest) -> GpuDevice:
     g, w = request.gpu, request.workload
-    device = open_device(g.backend, index=g.index, uuid=g.uuid, sim_model=g.sim_model, sim_noise=g.sim_noise,
-                         sim_host_s_per_image=g.sim_host_s_per_image, sim_seed=w.seed)
-    set_work = getattr(device, "set_work", None)  # the simulated GPU models this workload's time
-    if set_work is not None:
-        from sweepd.gpu.simmodel import s_per_image
-
-        set_work(s_per_image(g.sim_model, w.model, w.steps, w.width, w.height))
-    return device
+    return open_device(g.backend, index=g.index, uuid=g.uuid, sim_model=g.sim_model, sim_noise=g.sim_noise,
+                       sim_host_s_per_image=g.sim_host_s_per_image, sim_seed=w.seed,
+                       sim_s_per_image=s_per_image(g.sim_model, w.model, w.steps, w.width, w.height))
 
 
 def repair_locks(layout: Layout) -> list[str]:

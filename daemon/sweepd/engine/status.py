@@ -24,6 +24,13 @@ def read_status(layout: Layout, job_id: str) -> WorkerStatus | None:
     return WorkerStatus.read_or_none(status_path(layout, job_id))
 
 
+def read_shard_status(layout: Layout, job_id: str, shard: int) -> WorkerStatus | None:
+    """The status.json of a SLURM sweep's shard (results/job_<ID>/shards/<k>/)."""
+    from sweepd.engine.store import shard_dir
+
+    return WorkerStatus.read_or_none(WorkerStatus.path_in(shard_dir(layout, job_id, shard)))
+
+
 class StatusFileObserver:
     """Implements :class:`sweepd.engine.sweep.Observer` by rewriting status.json."""
 

@@ -34,6 +34,11 @@ def shard_dir(layout: Layout, job_id: str, shard: int) -> Path:
     return layout.job_results(job_id) / "shards" / str(int(shard))
 
 
+def read_shard_manifest(layout: Layout, job_id: str, shard: int) -> SweepManifest | None:
+    """A shard's sweep.json (None while it has none, or when it cannot be read)."""
+    return SweepManifest.read_or_none(SweepManifest.path_in(shard_dir(layout, job_id, shard)))
+
+
 class JobConflict(InputError):
     """The job id is taken by a finished sweep or by a different request."""
 

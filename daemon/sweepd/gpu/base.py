@@ -105,6 +105,13 @@ class GpuDevice(ABC):
         """The share of the last sample period the GPU was busy (nvmlDeviceGetUtilizationRates), or None."""
         return None
 
+    # A device that writes its own trace (the simulated GPU, on its own clock) instead of being sampled.
+    synthesizes_samples = False
+
+    def pop_samples(self) -> list[tuple]:
+        """The samples such a device wrote since the last call: (t_ns, W, degC, SM MHz, reasons, util %)."""
+        return []
+
     def now_ns(self) -> int:
         """The clock that measured windows are timed with: ``perf_counter_ns`` on a real GPU, the
         simulated GPU's own (virtual) clock on the sim."""

@@ -47,7 +47,7 @@ class Sampler:
     @property
     def synthetic(self) -> bool:
         """The simulated GPU writes its own trace on its own clock; a real one is sampled by this thread."""
-        return bool(getattr(self.device, "synthesizes_samples", False))
+        return self.device.synthesizes_samples
 
     def _collect(self) -> None:
         if self.synthetic:

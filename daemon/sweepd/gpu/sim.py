@@ -35,15 +35,18 @@ COUNTER_STEP_S = 0.1
 AMBIENT_C = 30.0
 THERMAL_C_PER_W = 0.12
 THERMAL_TAU_S = 20.0
-DEFAULT_S_PER_IMAGE = 0.1  # until the workload is known (set_work)
 
 
 class SimulatedGpu(GpuDevice):
     backend = "sim"
     simulated = True
 
+    synthesizes_samples = True  # the 10 Hz trace is written on the simulated clock (see pop_samples)
+
     def __init__(self, model: str = "A100", index: int = 0, noise: str = "none", host_s_per_image: float = 0.0,
-                 seed: int = 0):
+                 seed: int = 0, s_per_image: float = 0.1):
+        """``s_per_image``: the workload's modelled seconds per image at the highest clock
+        (:func:`~sweepd.gpu.simmodel.s_per_image`)."""
         if model not in BOARDS:
             raise GpuNotFound(f"no simulated GPU {model!r}; choose one of {', '.join(BOARDS)}")
         if noise not in NOISE:
@@ -54,28 +57,20 @@ class SimulatedGpu(GpuDevice):
         self.index = index
         self.name = board["name"]
         self.uuid = "GPU-" + str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"sweepd-sim/{model}/{index}"))
-        self.noise, self.noise_name = NOISE[noise], noise
+        self.noise = NOISE[noise]
         self.host_s_per_image = max(0.0, host_s_per_image)
-        self.s_per_image = DEFAULT_S_PER_IMAGE
+        self.s_per_image = max(1e-6, s_per_image)
         self._rng = random.Random(f"sweepd-sim/{model}/{index}/{seed}")
         self._lock = threading.Lock()
         self._locked_sm: int | None = None
         self._locked_mem: int | None = None
         self._busy = False
-        self._draw = self.model.p_idle_w  # the running batch's average power
         self._now = 0.0  # the simulated clock, in seconds
         self._util = 0.0  # the GPU's share of the last batch's time
         # Energy is piecewise linear in time: (time, joules so far, watts from then on).
         self._segments: list[tuple[float, float, float]] = [(0.0, 0.0, self.model.p_idle_w)]
         self._temp_c, self._temp_t = AMBIENT_C + THERMAL_C_PER_W * self.model.p_idle_w, 0.0
         self._trace: list[tuple[int, float, float, int, int, float]] = []
-
-    def set_work(self, s_per_image: float) -> None:
-        """The workload's modelled seconds per image at the highest clock."""
-        self.s_per_image = max(1e-6, s_per_image)
-
-    def _clock(self) -> float:
-        return self._now
 
     def now_ns(self) -> int:
         return int(self._now * 1e9)
@@ -87,8 +82,6 @@ class SimulatedGpu(GpuDevice):
                 self._trace_span(start, self._now, self.model.p_idle_w, 0x1, 0.0)
 
     # the 10 Hz trace, on the simulated clock (a sampling thread would see the CPU's time instead) ------
-    synthesizes_samples = True
-
     def _trace_span(self, start: float, end: float, watts: float, reasons: int, util: float) -> None:
         n = max(1, min(int((end - start) / COUNTER_STEP_S), 600))
         for k in range(n):
@@ -136,15 +129,13 @@ class SimulatedGpu(GpuDevice):
         return joules
 
     def energy_mj(self) -> int:
-        now = self._clock()
-        published = math.floor(now / COUNTER_STEP_S + 1e-9) * COUNTER_STEP_S
+        published = math.floor(self._now / COUNTER_STEP_S + 1e-9) * COUNTER_STEP_S
         with self._lock:
             return int(self._energy_at(published) * 1000)
 
     def power_w(self) -> float:
-        """What the GPU draws now: during a batch, that batch's average power."""
         with self._lock:
-            return self._draw if self._busy else self._segments[-1][2]
+            return self._segments[-1][2]
 
     def temperature_c(self) -> float:
         with self._lock:
@@ -186,7 +177,7 @@ class SimulatedGpu(GpuDevice):
         total, gpu = self.batch_s(images, f)
         busy_w, idle_w = self.model.busy_power_w(f), self.model.p_idle_w
         watts = (gpu * busy_w + (total - gpu) * idle_w) / total if total > 0 else idle_w
-        self._draw, self._busy = watts, True
+        self._busy = True
         try:
             yield
             with self._lock:

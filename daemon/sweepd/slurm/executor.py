@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import IO
 
 from sweepd import audit
-from sweepd.engine.status import last_error
-from sweepd.engine.store import shard_dir
+from sweepd.engine.status import last_error, read_shard_status
+from sweepd.engine.store import read_shard_manifest
 from sweepd.errors import SweepdError
 from sweepd.paths import Layout
 from sweepd.queue import SHARD_FINAL, Queue
-from sweepd.records.manifest import SweepManifest
 from sweepd.records.queuerows import ShardRow, SweepRow
 from sweepd.records.status import WorkerStatus
 from sweepd.request import SweepRequest
@@ -176,7 +175,7 @@ class SlurmExecutor:
             if sh.state == "interrupted":  # its resubmission failed earlier: again
                 self.retry_or_fail(row, sh, sh.error or "interrupted", killed_by_time_limit=False)
                 continue
-            status = WorkerStatus.read_or_none(WorkerStatus.path_in(shard_dir(self.layout, row.job_id, sh.shard)))
+            status = read_shard_status(self.layout, row.job_id, sh.shard)
             if status is not None and status.slurm_array_task != sh.slurm_id:
                 status = None  # written by an earlier attempt: says nothing of this one
             js = commands.job_state(sh.slurm_id, known)
@@ -218,7 +217,7 @@ class SlurmExecutor:
 
     def shard_status(self, row: SweepRow, k: int) -> str | None:
         """The status in the shard's sweep.json: "done" once its last clock is committed."""
-        m = SweepManifest.read_or_none(SweepManifest.path_in(shard_dir(self.layout, row.job_id, k)))
+        m = read_shard_manifest(self.layout, row.job_id, k)
         return m.status if m else None
 
     def retry_or_fail(self, row, sh, why: str, killed_by_time_limit: bool) -> None:

@@ -16,10 +16,9 @@ from pathlib import Path
 from sweepd import paths
 from sweepd.engine import runner
 from sweepd.engine.status import StatusFileObserver, ended_by
-from sweepd.engine.store import shard_dir
+from sweepd.engine.store import read_shard_manifest, shard_dir
 from sweepd.errors import EXIT_DONE, EXIT_FAILED, EXIT_INTERRUPTED, InputError, RecordError
 from sweepd.paths import Layout
-from sweepd.records.manifest import SweepManifest
 from sweepd.records.shardspec import ShardSpec
 from sweepd.request import SweepRequest
 
@@ -51,7 +50,7 @@ def job_id_for(spec: ShardSpec, override: str | None, env: dict | None = None) -
 
 
 def already_done(layout: Layout, job_id: str, shard: int, req: SweepRequest) -> bool:
-    m = SweepManifest.read_or_none(SweepManifest.path_in(shard_dir(layout, job_id, shard)))
+    m = read_shard_manifest(layout, job_id, shard)
     return m is not None and m.done and m.request_sha256 == req.fingerprint()
 
 
