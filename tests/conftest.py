@@ -75,6 +75,11 @@ mode = "{images}"
     return path
 
 
+def measured(trials: list[dict]) -> list[dict]:
+    """trials.csv rows that measure their clock (the baseline's re-measurements for drift left out)."""
+    return [t for t in trials if not t.get("role")]
+
+
 def wait_for_rows(path: Path, n: int, proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
     """Wait until a CSV has at least n data rows (a sweep is that far along)."""
     from sweepd import atomic

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import sweepd, sweepd_env, wait_for_rows, write_request
+from conftest import measured, sweepd, sweepd_env, wait_for_rows, write_request
 from daemon_helpers import Daemon
 from sweepd import atomic
 
@@ -39,7 +39,7 @@ def submit(root, req, env=None):
 
 def trial_keys(root, job_id):
     rows = atomic.read_csv(root / "results" / f"job_{job_id}" / "trials.csv")
-    return Counter((r["freq_mhz"], r["trial"]) for r in rows)
+    return Counter((r["freq_mhz"], r["trial"]) for r in measured(rows))
 
 
 def test_submit_runs_to_done_with_status_list_and_logs(daemon_factory, tmp_path):

@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import sweepd
+from conftest import measured, sweepd
 from daemon_helpers import Daemon
 from sweepd import atomic, paths
 
@@ -128,8 +128,8 @@ def test_a_split_sweep_is_a_two_task_array_merged_into_one_report(daemon, tmp_pa
     assert row.job_id == array
     top = daemon.root / "results" / f"job_{array}"
     trials = atomic.read_csv(top / "trials.csv")
-    assert Counter(t["freq_mhz"] for t in trials) == {str(f): 2 for f in clocks}
-    assert [t["freq_mhz"] for t in trials][::2] == [str(f) for f in clocks]  # the sweep's order, not the shards'
+    assert Counter(t["freq_mhz"] for t in measured(trials)) == {str(f): 2 for f in clocks}
+    assert [t["freq_mhz"] for t in measured(trials)][::2] == [str(f) for f in clocks]  # the sweep's order, not the shards'
     assert len(atomic.read_csv(top / "summary.csv")) == len(clocks)
     m = json.loads((top / "sweep.json").read_text())
     assert (m["status"], m["merged_shards"], m["job_id"]) == ("done", 2, array)
@@ -187,7 +187,7 @@ def test_a_job_killed_by_its_time_limit_is_resubmitted_and_resumes(daemon, tmp_p
     manifest = json.loads((top / "shards/0/sweep.json").read_text())
     assert manifest["resumed_at"]  # the resubmission resumed the shard, it did not start over
     trials = atomic.read_csv(top / "trials.csv")
-    assert Counter((t["freq_mhz"], t["trial"]) for t in trials) == {(str(f), str(t)): 1 for f in clocks
+    assert Counter((t["freq_mhz"], t["trial"]) for t in measured(trials)) == {(str(f), str(t)): 1 for f in clocks
                                                                     for t in (1, 2, 3)}
 
 
@@ -202,7 +202,7 @@ def test_jobs_outlive_the_daemon_and_a_restarted_daemon_follows_them_to_done(dae
     row = daemon.wait_state(sid, ("done", "failed", "cancelled"), timeout=240)
     assert row.state == "done", (row, daemon.output()[-2000:])
     trials = atomic.read_csv(daemon.root / "results" / f"job_{array}" / "trials.csv")
-    assert Counter(t["freq_mhz"] for t in trials) == {str(f): 2 for f in clocks}
+    assert Counter(t["freq_mhz"] for t in measured(trials)) == {str(f): 2 for f in clocks}
 
 
 def test_sbatch_refusing_a_job_fails_the_sweep_with_its_reason(daemon, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import sweepd, sweepd_env, write_request
+from conftest import measured, sweepd, sweepd_env, write_request
 from sweepd import atomic, paths
 from sweepd.engine.runner import shard_plan
 from sweepd.queue import Queue
@@ -194,8 +194,11 @@ def test_two_shards_run_by_the_node_worker_merge_into_one_sweep(tmp_path):
     assert r.returncode == 0, r.stderr
     top = layout.results / "job_900"
     trials = atomic.read_csv(top / "trials.csv")
-    assert [t["freq_mhz"] for t in trials] == ["1410", "1410", "1200", "1200", "945", "945", "705", "705",
-                                               "510", "510"]
+    assert [t["freq_mhz"] for t in measured(trials)] == ["1410", "1410", "1200", "1200", "945", "945", "705", "705",
+                                                         "510", "510"]
+    # each shard measured its own first clock again at its end: the merged table keeps them, after that clock
+    assert [(t["freq_mhz"], t["trial"]) for t in trials if t["role"] == "drift"] == [
+        ("1410", "3"), ("1410", "4"), ("1200", "3"), ("1200", "4")]
     assert Counter(t["gpu_uuid"] for t in trials).keys() >= {trials[0]["gpu_uuid"]}
     assert {t["job_id"] for t in trials} == {"900"}
     assert [s["freq_mhz"] for s in atomic.read_csv(top / "summary.csv")] == ["1410", "1200", "945", "705", "510"]

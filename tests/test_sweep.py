@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from conftest import sweepd, sweepd_env, wait_for_rows, write_request
+from conftest import measured, sweepd, sweepd_env, wait_for_rows, write_request
 from sweepd import atomic
 from sweepd.records.rows import ImageRow, SummaryRow, TrialRow
 
@@ -34,9 +34,11 @@ def test_sim_sweep_writes_every_output_labelled_simulated(tmp_path):
     assert list(trials[0]) == TrialRow.columns() and list(images[0]) == ImageRow.columns() \
         and list(summary[0]) == SummaryRow.columns()
     assert {r["simulated"] for r in trials + images + summary} == {"true"}
-    assert Counter((r["freq_mhz"], r["trial"]) for r in trials) == {(f, t): 1 for f in
-                                                                   ("1410", "1305", "1200", "945", "510")
-                                                                   for t in ("1", "2")}
+    assert Counter((r["freq_mhz"], r["trial"]) for r in trials if not r["role"]) == {
+        (f, t): 1 for f in ("1410", "1305", "1200", "945", "510") for t in ("1", "2")}
+    # the baseline clock is measured again at the end (trials 3 and 4 there), for drift
+    assert [(r["freq_mhz"], r["trial"], r["role"]) for r in trials[-2:]] == [("1410", "3", "drift"),
+                                                                             ("1410", "4", "drift")]
     assert all(r["status"] == "ok" and float(r["energy_j"]) > 0 and r["observed_sm_clock_mhz"] == r["freq_mhz"]
                for r in trials)
     # every image has a hash and a PSNR against the max clock; the CPU makes the same picture at every clock
@@ -95,8 +97,13 @@ def test_sweep_killed_with_sigkill_resumes_with_one_row_per_clock_and_trial(tmp_
     r = sweepd("run", req, "--root", tmp_path, "--job-id", "k")
     assert r.returncode == 0, r.stderr
     _, trials, images, summary = results(tmp_path, "k")
-    assert Counter((t["freq_mhz"], t["trial"]) for t in trials) == {(f, str(t)): 1 for f in clocks for t in (1, 2, 3)}
+    assert Counter((t["freq_mhz"], t["trial"]) for t in measured(trials)) == {(f, str(t)): 1 for f in clocks
+                                                                              for t in (1, 2, 3)}
+    assert len({(t["freq_mhz"], t["trial"]) for t in trials}) == len(trials)  # the re-measurements go on counting
     assert trials[:3] == before[:3]  # the completed clock was kept, not measured again
+    # the new process measured the baseline again before it went on, and once more at the end
+    assert [(t["freq_mhz"], t["role"]) for t in trials[3:6]] == [("1410", "drift")] * 3
+    assert [(t["freq_mhz"], t["role"]) for t in trials[-3:]] == [("1410", "drift")] * 3
     assert len({(i["freq_mhz"], i["trial"], i["index"]) for i in images}) == len(images)
     assert len(images) == sum(int(t["images"]) for t in trials)
     assert [s["freq_mhz"] for s in summary] == list(clocks)
@@ -124,8 +131,8 @@ def test_sigterm_stops_after_the_trial_resets_clocks_and_resumes(tmp_path):
     r = sweepd("run", "--resume", "s", "--root", tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     trials = atomic.read_csv(d / "trials.csv")
-    assert Counter((t["freq_mhz"], t["trial"]) for t in trials) == {(f, t): 1 for f in ("1410", "945", "510")
-                                                                   for t in ("1", "2")}
+    assert Counter((t["freq_mhz"], t["trial"]) for t in measured(trials)) == {
+        (f, t): 1 for f in ("1410", "945", "510") for t in ("1", "2")}
 
 
 def test_a_job_id_cannot_be_reused_for_a_different_request(tmp_path):

@@ -69,3 +69,24 @@ def plan_clocks(freqs: Frequencies, device: GpuDevice) -> list[ClockPoint]:
     if problems:
         raise ClockPlanError("frequencies.list", freqs.clocks, "; ".join(problems))
     return [ClockPoint(f, mem) for f in sorted(freqs.clocks or [], reverse=True)][:: freqs.stride]
+
+
+def measuring_order(plan: list[ClockPoint], order: str, seed: int) -> list[ClockPoint]:
+    """The order clocks are measured in. The highest always comes first: it is the reference every saving and
+    every image is compared with, and it is measured again at the end. After it:
+
+    - ``descending``: from high to low;
+    - ``serpentine``: down through every other clock, then back up through the rest, so that neighbouring
+      clocks are measured far apart in time and in opposite directions (a slow drift shows as a zig-zag,
+      not as a smooth clock effect);
+    - ``shuffled``: in a random order drawn from ``seed`` (the request's seed: the same request, the same order).
+    """
+    import random
+
+    head, rest = plan[:1], plan[1:]
+    if order == "serpentine":
+        rest = rest[::2] + rest[1::2][::-1]
+    elif order == "shuffled":
+        rest = list(rest)
+        random.Random(f"sweepd-order/{seed}").shuffle(rest)
+    return head + rest

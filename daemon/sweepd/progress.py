@@ -6,7 +6,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sweepd.engine.summary import optimum
 from sweepd.freqplan import ClockPoint
 from sweepd.records.rows import SummaryRow, TrialRow
 
@@ -57,13 +56,3 @@ def summary_table(rows: list[SummaryRow], simulated: bool, title: str) -> Table:
                   f"{r.avg_power_w:.0f}", f"{r.edp:.3g}", f"{0.0 - r.energy_saving_pct_vs_max + 0.0:+.1f}%",
                   f"{r.time_change_pct_vs_max:+.1f}%")
     return t
-
-
-def optima_lines(rows: list[SummaryRow]) -> list[str]:
-    out = []
-    for label, metric in (("minimum energy", "j_per_image_mean"), ("minimum EDP", "edp"), ("minimum ED2P", "ed2p")):
-        best = optimum(rows, metric)
-        if best is not None:
-            out.append(f"{label}: {best.label} MHz, {best.energy_saving_pct_vs_max:.1f}% less energy, "
-                       f"{best.time_change_pct_vs_max:+.1f}% time vs {rows[0].label} MHz")
-    return out

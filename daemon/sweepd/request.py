@@ -24,8 +24,9 @@ SWEEPD_SBATCH = {"array": "split", "a": "split", "output": None, "o": None, "err
                  "job-name": None, "J": None, "partition": "partition", "p": "partition", "account": "account",
                  "A": "account", "gres": "gres (daemon setting)", "open-mode": None}
 # Fields added after 0.1.0: left out of the fingerprint at their defaults, so a 0.1 sweep still resumes.
-ADDED_SINCE_0_1 = (("gpu", "sim_noise"), ("gpu", "sim_host_s_per_image"), ("protocol", "target_ci_pct"),
-                   ("protocol", "min_trials"), ("protocol", "max_trials"))
+ADDED_SINCE_0_1 = (("gpu", "sim_noise"), ("gpu", "sim_host_s_per_image"), ("gpu", "sim_cold_start_s"),
+                   ("protocol", "target_ci_pct"), ("protocol", "min_trials"), ("protocol", "max_trials"),
+                   ("protocol", "order"), ("protocol", "baseline_every"))
 SCHEDULERS = ("default", "ddim", "ddpm", "pndm", "euler", "euler_a", "dpmpp_2m", "heun", "unipc")
 
 
@@ -85,6 +86,10 @@ class Gpu(_Section):
     sim_host_s_per_image: float = Field(
         0.0, ge=0, le=3600, allow_inf_nan=False,
         description="the simulated host side's seconds per image: a floor the clock cannot go below (0: none)")
+    sim_cold_start_s: float = Field(
+        0.0, ge=0, le=86400, allow_inf_nan=False,
+        description="the simulated host runs slow (x1.6) for this many seconds after the model loads, as a real one "
+                    "did right after loading: what re-measuring the baseline catches (0: never)")
     clock_control: Literal["lock", "observe"] = "lock"
 
     @model_validator(mode="after")
@@ -138,6 +143,11 @@ class Protocol(_Section):
                                          description="a fixed count; default: as many as fill min_window_s")
     settle_s: float = Field(1.0, ge=0, le=600)
     cooldown_s: float = Field(0.0, ge=0, le=3600)
+    order: Literal["descending", "serpentine", "shuffled"] = Field(
+        "descending", description="the order clocks are measured in after the first (highest): descending, "
+                                  "serpentine (down every other clock, then up the rest) or shuffled (by the seed)")
+    baseline_every: int | None = Field(None, ge=1, le=1000, description="re-measure the baseline clock after every "
+                                                                        "this many clocks (it always is at the end)")
 
     @model_validator(mode="after")
     def _range(self) -> "Protocol":
@@ -157,6 +167,14 @@ class Protocol(_Section):
     @property
     def most(self) -> int:
         return self.trials or self.max_trials
+
+    def check_after(self, i: int, last: bool) -> bool:
+        """Whether the baseline is measured again after the ``i``-th clock a process measured (0-based)."""
+        return last or bool(self.baseline_every and (i + 1) % self.baseline_every == 0)
+
+    def drift_checks(self, clocks: int) -> int:
+        """How many times a fresh sweep of ``clocks`` clocks measures its baseline again."""
+        return sum(self.check_after(i, i == clocks - 1) for i in range(1, clocks)) if clocks > 1 else 0
 
     def enough(self, attempted: int, j_per_image: list[float]) -> bool:
         """Whether a clock is done after ``attempted`` trials whose successful ones gave ``j_per_image``: its

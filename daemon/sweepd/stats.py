@@ -1,5 +1,7 @@
 """Small statistics for the measurement protocol: Student's t quantiles and confidence intervals.
 
+Welch's test compares two clocks' trials without assuming equal spread.
+
 No SciPy: the two-sided 95 % quantiles of Student's t for 1-30 degrees of freedom are tabulated, and
 1.96 (the normal's) stands beyond."""
 
@@ -32,3 +34,43 @@ def ci95_pct(values: Sequence[float]) -> float:
     """That half-width in % of the mean (inf with fewer than two values or a zero mean)."""
     mean = statistics.fmean(values) if values else 0.0
     return ci95_half(values) / abs(mean) * 100 if mean else math.inf
+
+
+def _se2(values: Sequence[float]) -> float:
+    """The squared standard error of the mean."""
+    return statistics.variance(values) / len(values)
+
+
+def _welch_df(a: Sequence[float], b: Sequence[float]) -> int:
+    """Welch-Satterthwaite degrees of freedom (rounded down; at least 1)."""
+    va, vb = _se2(a), _se2(b)
+    if va + vb == 0:
+        return len(a) + len(b) - 2
+    return max(1, int((va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))))
+
+
+def welch_diff(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """(mean(a) - mean(b), the 95 % half-width of that difference by Welch's t). The half-width is inf
+    when either sample has fewer than two values: nothing can be said about its spread."""
+    d = statistics.fmean(a) - statistics.fmean(b)
+    if len(a) < 2 or len(b) < 2:
+        return d, math.inf
+    return d, t95(_welch_df(a, b)) * math.sqrt(_se2(a) + _se2(b))
+
+
+def significantly_greater(a: Sequence[float], b: Sequence[float]) -> bool:
+    """mean(a) > mean(b) beyond the 95 % confidence interval of the difference (Welch)."""
+    d, half = welch_diff(a, b)
+    return d > half
+
+
+def ratio_ci95(a: Sequence[float], b: Sequence[float]) -> tuple[float, float | None, float | None]:
+    """mean(a) / mean(b) with its 95 % confidence interval (delta method, Welch's degrees of freedom);
+    (ratio, None, None) when either sample has fewer than two values."""
+    ma, mb = statistics.fmean(a), statistics.fmean(b)
+    r = ma / mb
+    if len(a) < 2 or len(b) < 2 or not ma or not mb:
+        return r, None, None
+    se = abs(r) * math.sqrt(_se2(a) / ma**2 + _se2(b) / mb**2)
+    half = t95(_welch_df(a, b)) * se
+    return r, r - half, r + half

@@ -17,8 +17,6 @@ from sweepd.errors import InputError
 from sweepd.records.rows import SummaryRow, clock_label
 from sweepd.storage.units import human
 
-_NAMES = {"energy": "minimum energy", "edp": "minimum EDP", "ed2p": "minimum ED2P"}
-
 
 @app.command()
 def report(
@@ -33,6 +31,7 @@ def report(
     from sweepd.report import plots
     from sweepd.report.build import build
     from sweepd.report.data import find
+    from sweepd.report.words import answer_lines
 
     layout = layout_of(root, images_dir, results_dir)
 
@@ -64,11 +63,8 @@ def report(
                 console.print(summary_table(a.rows, a.job.simulated, a.job.label))
             console.print(f"baseline: {clock_label(a.baseline)} MHz (the highest clock measured); "
                           f"slowdown bound +{bound:g}%", highlight=False)
-            for o in a.optima:
-                name = _NAMES[o.metric] + (f" within +{bound:g}% time" if o.bounded else "")
-                console.print(f"{name}: {clock_label(o.freq)} MHz, {o.energy_saving_pct:.1f}% less energy, "
-                              f"{o.time_change_pct:+.1f}% time" + (" (simulated)" if a.job.simulated else ""),
-                              highlight=False)
+            for line in answer_lines(a):
+                console.print(line, highlight=False)
             for f in a.flags:
                 console.print(f"[yellow]flag:[/] {f}", highlight=False)
             if page is not None:

@@ -40,7 +40,7 @@ def job_log(path: Path):
 
 def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, force: bool = False) -> int:
     from sweepd.engine import runner
-    from sweepd.progress import ConsoleObserver, optima_lines, summary_table
+    from sweepd.progress import ConsoleObserver, summary_table
 
     job = runner.resolve_job_id(request, job_id)
     for folder in (layout.state, layout.results, layout.images):  # one clear line, before anything else
@@ -67,11 +67,12 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, for
     if rows:
         console.print(summary_table(rows, simulated, f"job {job}: {request.workload.model}, "
                                                      f"{outcome.store.manifest.gpu_name}"))
-        for line in optima_lines(rows):
-            console.print(line + (" (simulated)" if simulated else ""), highlight=False)
-        from sweepd.report.flags import doubts
+        from sweepd.report.flags import verdict
 
-        for line in doubts(outcome.store.dir):  # whatever the report doubts, said here too
+        answer, flags = verdict(outcome.store.dir)  # what the report says, said here too
+        for line in answer:
+            console.print(line, highlight=False)
+        for line in flags:
             console.print(f"[yellow]flag:[/] {line}", highlight=False)
     console.print(f"results: {outcome.store.dir}", highlight=False)
     if outcome.store.images_dir.exists():

@@ -15,7 +15,7 @@ from sweepd.engine.stop import StopFlag, StopRequested, early
 from sweepd.engine.store import JobStore
 from sweepd.errors import InputError
 from sweepd.engine.sweep import Observer, Sweep
-from sweepd.freqplan import ClockPoint, plan_clocks
+from sweepd.freqplan import ClockPoint, measuring_order, plan_clocks
 from sweepd.gpu import open_device
 from sweepd.gpu.base import GpuDevice
 from sweepd.gpu.locks import ClockGuard, repair_stale_locks
@@ -39,7 +39,8 @@ class Outcome:
 def open_for(request: SweepRequest) -> GpuDevice:
     g, w = request.gpu, request.workload
     return open_device(g.backend, index=g.index, uuid=g.uuid, sim_model=g.sim_model, sim_noise=g.sim_noise,
-                       sim_host_s_per_image=g.sim_host_s_per_image, sim_seed=w.seed,
+                       sim_host_s_per_image=g.sim_host_s_per_image, sim_cold_start_s=g.sim_cold_start_s,
+                       sim_seed=w.seed,
                        sim_s_per_image=s_per_image(g.sim_model, w.model, w.steps, w.width, w.height))
 
 
@@ -76,13 +77,14 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int
     device = open_for(request)
     try:
         plan = plan_clocks(request.frequencies, device)
+        order, seed = request.protocol.order, request.workload.seed
         if shard is None:
-            return device, plan, JobStore(layout, job_id)
+            return device, measuring_order(plan, order, seed), JobStore(layout, job_id)
         if not 0 <= shard[0] < shard[1] or shard[1] > len(plan):
             raise InputError(f"shard {shard[0]} of {shard[1]}: the sweep has {len(plan)} clocks; "
                              "split must be at most the number of clocks")
         store = JobStore(layout, job_id, shard, [p.freq_mhz for p in plan])
-        return device, shard_plan(plan, *shard), store
+        return device, measuring_order(shard_plan(plan, *shard), order, seed), store
     except BaseException:
         device.close()
         raise

@@ -26,7 +26,7 @@ from sweepd.request import Protocol, SweepRequest
 
 def _tally(trials: list[TrialRow], freq_mhz: int | None) -> tuple[int, list[float]]:
     """(trials attempted, J/image of the successful ones) at one clock."""
-    rows = [r for r in trials if r.freq_mhz == freq_mhz]
+    rows = [r for r in trials if r.freq_mhz == freq_mhz and not r.drift_check]
     return len(rows), [float(r.j_per_image) for r in rows if r.ok and r.j_per_image is not None]
 
 
@@ -132,8 +132,12 @@ class JobStore:
     def simulated(self) -> bool:
         return self.manifest.simulated
 
-    def completed_trials(self, point: ClockPoint) -> int:
-        return sum(1 for r in self.trials if r.freq_mhz == point.freq_mhz)
+    def next_trial(self, point: ClockPoint) -> int:
+        """The number the clock's next trial gets (a re-measurement for drift goes on counting)."""
+        return max((r.trial for r in self.trials if r.freq_mhz == point.freq_mhz), default=0) + 1
+
+    def last_was_drift_check(self) -> bool:
+        return bool(self.trials) and self.trials[-1].drift_check
 
     def clock_done(self, point: ClockPoint, protocol: Protocol) -> bool:
         """The clock has its trials: the fixed count, or (sequential) the precision target or max_trials."""
@@ -167,7 +171,7 @@ class JobStore:
 
     def summary_rows(self, plan: list[ClockPoint]) -> list[SummaryRow]:
         """The per-clock summary as it stands (summary.csv holds the same, written at each clock's end)."""
-        return summarize(self.trials, [p.freq_mhz for p in plan])
+        return summarize(self.trials, [p.freq_mhz for p in plan], self.manifest.request.protocol.target_ci_pct)
 
     def write_summary(self, plan: list[ClockPoint]) -> list[SummaryRow]:
         rows = self.summary_rows(plan)

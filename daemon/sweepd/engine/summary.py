@@ -1,49 +1,186 @@
-"""Per-clock statistics from trials.csv rows: only successful trials count."""
+"""Per-clock statistics from trials.csv rows (only successful trials count), what sets the pace at each
+clock (the GPU or the host), and how far the baseline clock drifted between its measurements.
+
+The reference for savings and slowdown is the highest clock. It is measured first and again at the
+end of the sweep (``role = "drift"`` rows): when the two differ by more than the precision target, the
+first measurement is not trusted (it may be a cold start right after the model loaded) and the
+re-measurement is the reference instead; the report flags it either way.
+
+A clock is ``gpu``-bound when its time per image is significantly longer than at the highest clock
+(Welch's test on the trials' s/image; every lower clock then is too: time only grows as the clock
+falls), or when it is not but the GPU is busy (a median utilisation of at least ``HOST_UTIL_PCT``): then the GPU's work sets the pace, even if the clock hardly changes it (memory-bound
+kernels). It is ``host``-bound when the time is flat within the confidence intervals and the GPU idles
+part of the time: the CPU side sets the pace and the clock's energy saving costs no time. Without
+utilisation readings a flat clock is ``unknown``.
+"""
 
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 from typing import Iterable
 
 from sweepd.records.rows import SummaryRow, TrialRow
-from sweepd.stats import ci95_pct
+from sweepd.stats import ci95_pct, significantly_greater, welch_diff
+
+HOST_UTIL_PCT = 90.0
 
 
-def summarize(trials: Iterable[TrialRow], order: list[int | None]) -> list[SummaryRow]:
-    """One row per clock that has at least one ok trial, in plan order (``order`` holds the clocks).
+@dataclass(frozen=True)
+class Drift:
+    """The baseline clock measured again: how far its mean J/image and s/image moved, in %, each with the
+    95 % half-width of that change (Welch; inf with a single trial on either side)."""
+    freq_mhz: int | None
+    n: int
+    j_pct: float
+    s_pct: float
+    j_ci95_pct: float
+    s_ci95_pct: float
 
-    The reference for savings and slowdown is the first clock in ``order`` with data: the highest.
-    """
-    by_clock: dict[int | None, list[TrialRow]] = {}
-    backend, simulated = None, False
+    @property
+    def pct(self) -> float:
+        """The larger change of the two (signed)."""
+        return self.j_pct if abs(self.j_pct) >= abs(self.s_pct) else self.s_pct
+
+    def exceeds(self, limit_pct: float) -> bool:
+        """A change beyond the precision target that is also beyond its own noise."""
+        return any(abs(x) > max(limit_pct, half) for x, half in ((self.j_pct, self.j_ci95_pct),
+                                                                  (self.s_pct, self.s_ci95_pct)))
+
+
+@dataclass(frozen=True)
+class Range:
+    """Consecutive clocks (from high to low) with the same bottleneck."""
+    from_mhz: int | None
+    to_mhz: int | None
+    bound: str
+
+
+def desc(order: Iterable[int | None]) -> list[int | None]:
+    """Clocks from the highest down (the baseline, None, first: there is only ever that one)."""
+    return sorted(order, key=lambda f: -1 if f is None else -f)
+
+
+def by_clock(trials: Iterable[TrialRow]) -> dict[int | None, list[TrialRow]]:
+    """The successful measurements of each clock (re-measurements for drift left out)."""
+    out: dict[int | None, list[TrialRow]] = {}
     for row in trials:
-        backend, simulated = row.backend, row.simulated
-        if row.ok:
-            by_clock.setdefault(row.freq_mhz, []).append(row)
+        if row.ok and not row.drift_check:
+            out.setdefault(row.freq_mhz, []).append(row)
+    return out
+
+
+def drifts(trials: list[TrialRow]) -> list[Drift]:
+    """Each clock measured again for drift, against its first measurement."""
+    first = by_clock(trials)
+    again: dict[int | None, list[TrialRow]] = {}
+    for row in trials:
+        if row.ok and row.drift_check:
+            again.setdefault(row.freq_mhz, []).append(row)
+    out = []
+    for f, rows in again.items():
+        if not first.get(f):
+            continue
+        change = []
+        for k in ("j_per_image", "s_per_image"):
+            a, b = [float(getattr(r, k)) for r in rows], [float(getattr(r, k)) for r in first[f]]
+            d, half = welch_diff(a, b)
+            m = statistics.fmean(b)
+            change += [d / m * 100, half / m * 100]
+        out.append(Drift(f, len(rows), change[0], change[2], change[1], change[3]))
+    return out
+
+
+def worst_drift(trials: list[TrialRow]) -> Drift | None:
+    return max(drifts(trials), key=lambda d: abs(d.pct), default=None)
+
+
+def reference_trials(trials: list[TrialRow], order: list[int | None], drift_limit_pct: float | None
+                     ) -> list[TrialRow]:
+    """The trials savings are measured against: the highest clock's, or its re-measurement when the first
+    measurement drifted from it by more than ``drift_limit_pct``."""
+    clocks = by_clock(trials)
+    top = next((f for f in desc(order) if clocks.get(f)), None)
+    if top is None and not clocks.get(None):
+        return []
+    if drift_limit_pct is not None:
+        d = next((d for d in drifts(trials) if d.freq_mhz == top), None)
+        if d is not None and d.exceeds(drift_limit_pct):
+            return [r for r in trials if r.ok and r.drift_check and r.freq_mhz == top]
+    return clocks.get(top, [])
+
+
+def _s(rows: list[TrialRow]) -> list[float]:
+    return [float(r.s_per_image) for r in rows]
+
+
+def _bound(rows: list[TrialRow], top: list[TrialRow], util: float | None) -> str:
+    """``util``: the median of the trials' GPU utilisation (a host stall in one window does not decide)."""
+    if rows is not top and significantly_greater(_s(rows), _s(top)):
+        return "gpu"
+    if util is None:
+        return "unknown"
+    return "host" if util < HOST_UTIL_PCT else "gpu"
+
+
+def summarize(trials: Iterable[TrialRow], order: list[int | None],
+              drift_limit_pct: float | None = None) -> list[SummaryRow]:
+    """One row per clock of ``order`` that has at least one ok trial, from the highest clock down; savings and
+    slowdown against :func:`reference_trials`."""
+    trials = list(trials)
+    clocks = by_clock(trials)
+    backend, simulated = (trials[-1].backend, trials[-1].simulated) if trials else (None, False)
+    ref = reference_trials(trials, order, drift_limit_pct)
+    if not ref:
+        return []
+    ref_j = statistics.fmean(float(r.j_per_image) for r in ref)
+    ref_s = statistics.fmean(float(r.s_per_image) for r in ref)
+    top: list[TrialRow] | None = None
+    slower = False  # a higher clock was already significantly slower than the top: the GPU sets the pace below it
     out: list[SummaryRow] = []
-    ref: SummaryRow | None = None
-    for freq in order:
-        rows = by_clock.get(freq)
+    for freq in desc(order):
+        rows = clocks.get(freq)
         if not rows:
             continue
+        top = top or rows
         j = [float(r.j_per_image) for r in rows]
         s = [float(r.s_per_image) for r in rows]
         p = [float(r.avg_power_w) for r in rows]
+        u = [r.gpu_util_pct for r in rows if r.gpu_util_pct is not None]
+        util = round(statistics.fmean(u), 1) if u else None
+        bound = "gpu" if slower else _bound(rows, top, statistics.median(u) if u else None)
+        slower = slower or (bound == "gpu" and rows is not top and significantly_greater(s, _s(top)))
         jm, sm = statistics.fmean(j), statistics.fmean(s)
         jsd = statistics.stdev(j) if len(j) > 1 else 0.0
-        ref_j, ref_s = (ref.j_per_image_mean, ref.s_per_image_mean) if ref else (jm, sm)
-        row = SummaryRow(freq_mhz=freq, n=len(rows), s_per_image_mean=sm,
-                         s_per_image_std=statistics.stdev(s) if len(s) > 1 else 0.0,
-                         j_per_image_mean=jm, j_per_image_std=jsd, cv=jsd / jm if jm else 0.0,
-                         avg_power_w=statistics.fmean(p), edp=jm * sm, ed2p=jm * sm * sm,
-                         energy_saving_pct_vs_max=(1 - jm / ref_j) * 100, time_change_pct_vs_max=(sm / ref_s - 1) * 100,
-                         backend=backend, simulated=simulated, ci95_pct=ci95_pct(j) if len(j) > 1 else None)
-        ref = ref or row
-        out.append(row)
+        out.append(SummaryRow(
+            freq_mhz=freq, n=len(rows), s_per_image_mean=sm, s_per_image_std=statistics.stdev(s) if len(s) > 1 else 0.0,
+            j_per_image_mean=jm, j_per_image_std=jsd, cv=jsd / jm if jm else 0.0,
+            avg_power_w=statistics.fmean(p), edp=jm * sm, ed2p=jm * sm * sm,
+            energy_saving_pct_vs_max=(1 - jm / ref_j) * 100, time_change_pct_vs_max=(sm / ref_s - 1) * 100,
+            backend=backend, simulated=simulated, ci95_pct=ci95_pct(j) if len(j) > 1 else None,
+            s_ci95_pct=ci95_pct(s) if len(s) > 1 else None, gpu_util_pct=util, bound=bound))
+    return out
+
+
+def bottleneck(rows: list[SummaryRow]) -> list[Range]:
+    """The clocks (rows from high to low) grouped into ranges of the same bound."""
+    out: list[Range] = []
+    for r in rows:
+        b = r.bound or "unknown"
+        if out and out[-1].bound == b:
+            out[-1] = Range(out[-1].from_mhz, r.freq_mhz, b)
+        else:
+            out.append(Range(r.freq_mhz, r.freq_mhz, b))
     return out
 
 
 METRICS = {"energy": "j_per_image_mean", "edp": "edp", "ed2p": "ed2p"}
+
+
+def per_trial(metric: str, row: TrialRow) -> float:
+    """One trial's value of an objective: J/image, EDP (J x s per image) or ED2P."""
+    j, s = float(row.j_per_image), float(row.s_per_image)
+    return {"energy": j, "edp": j * s, "ed2p": j * s * s}[metric]
 
 
 def optimum(rows: list[SummaryRow], metric: str) -> SummaryRow | None:

@@ -21,6 +21,7 @@ import numpy as np
 from sweepd.engine import imaging
 from sweepd.engine.stop import StopFlag, StopRequested
 from sweepd.engine.store import JobStore
+from sweepd.engine.summary import desc, drifts
 from sweepd.freqplan import ClockPoint, representative
 from sweepd.gpu.base import BENIGN_REASONS, GpuDevice, decode_reasons
 from sweepd.gpu.locks import ClockGuard
@@ -43,6 +44,7 @@ def _log_clock(k: int, n: int, point: ClockPoint, summary: list[SummaryRow]) -> 
 FIRST_WARMUP_BATCHES = 3
 FIRST_WARMUP_MAX = 30
 FIRST_WARMUP_MAX_S = 10.0
+MIN_POWER_SAMPLES = 10  # a window's power samples needed to check its counter energy (1 s at 10 Hz)
 
 
 class Observer(Protocol):
@@ -77,39 +79,78 @@ class Sweep:
 
     def keeps_images(self, k: int, trial: int) -> bool:
         mode = self.request.images.mode
-        s, n = self.shard
-        whole = len(self.store.manifest.plan_mhz_all or self.plan)
-        return mode == "archive" or (mode == "research" and trial == 1 and k * n + s in representative(whole))
+        if mode != "research":
+            return mode == "archive"
+        whole = desc(self.store.manifest.plan_mhz_all or [p.freq_mhz for p in self.plan])
+        return trial == 1 and whole.index(self.plan[k].freq_mhz) in representative(len(whole))
 
     # ----------------------------------------------------------------------------------------
+    @property
+    def checks_drift(self) -> bool:
+        """The baseline (first, highest) clock is measured again at the end, every ``baseline_every`` clocks and
+        when a resumed sweep continues; not in a one-clock sweep."""
+        return len(self.plan) > 1 and self.request.frequencies.mode != "baseline"
+
     def run(self, workload: Workload) -> None:
         """Measure every clock not yet complete. Raises StopRequested when asked to stop."""
         self._load_reference()
         self.sleep = self.sleep or self.device.wait
         protocol = self.request.protocol
         with Sampler(self.device) as sampler:
-            for k, point in enumerate(self.plan):
-                if self.store.clock_done(point, protocol):
-                    continue
-                self.stop.check()
-                self.observer.clock_started(k, len(self.plan), point)
-                if self.controls_clocks:
-                    self.guard.lock(point.freq_mhz, point.mem_mhz)
-                self.sleep(protocol.settle_s)
-                self._warm_up(workload)
-                sampler.take()
-                trial = 0
-                while not self.store.clock_done(point, protocol):  # fixed trials, or until the CI target
-                    trial += 1
-                    if trial > 1 and protocol.cooldown_s:
-                        self.sleep(protocol.cooldown_s)
-                    self.stop.check()
-                    row, image_rows = self._trial(workload, sampler, k, point, trial)
-                    self.store.commit_trial(row, image_rows)
-                    self.observer.trial_done(k, len(self.plan), point, row)
-                summary = self.store.commit_clock(self._power_rows(point, sampler.take()), self.plan)
-                self.observer.clock_done(k, len(self.plan), point, summary)
-                _log_clock(k, len(self.plan), point, summary)
+            pending = [(k, p) for k, p in enumerate(self.plan) if not self.store.clock_done(p, protocol)]
+            if self.checks_drift and self.store.clock_done(self.plan[0], protocol) and \
+                    (pending or not self.store.last_was_drift_check()):
+                self._drift_check(workload, sampler, "resumed")  # this process's baseline, before going on
+            for i, (k, point) in enumerate(pending):
+                self._measure_clock(workload, sampler, k, point)
+                last = i == len(pending) - 1
+                if self.checks_drift and k and protocol.check_after(i, last):
+                    self._drift_check(workload, sampler, "end of the sweep" if last else "baseline_every")
+
+    def _measure_clock(self, workload: Workload, sampler: Sampler, k: int, point: ClockPoint) -> None:
+        protocol = self.request.protocol
+        self.stop.check()
+        self.observer.clock_started(k, len(self.plan), point)
+        self._settle(point)
+        self._warm_up(workload)
+        sampler.take()
+        trial = 0
+        while not self.store.clock_done(point, protocol):  # fixed trials, or until the CI target
+            trial += 1
+            if trial > 1 and protocol.cooldown_s:
+                self.sleep(protocol.cooldown_s)
+            self.stop.check()
+            row, image_rows = self._trial(workload, sampler, k, point, trial)
+            self.store.commit_trial(row, image_rows)
+            self.observer.trial_done(k, len(self.plan), point, row)
+        summary = self.store.commit_clock(self._power_rows(point, sampler.take()), self.plan)
+        self.observer.clock_done(k, len(self.plan), point, summary)
+        _log_clock(k, len(self.plan), point, summary)
+
+    def _settle(self, point: ClockPoint) -> None:
+        if self.controls_clocks:
+            self.guard.lock(point.freq_mhz, point.mem_mhz)
+        self.sleep(self.request.protocol.settle_s)
+
+    def _drift_check(self, workload: Workload, sampler: Sampler, why: str) -> None:
+        """Measure the baseline clock again (``protocol.least`` trials, rows with role "drift"): its first
+        measurement is the reference of every saving, so a drift since (or a cold start then) must show."""
+        protocol, point = self.request.protocol, self.plan[0]
+        self.stop.check()
+        self._settle(point)
+        self._warm_up(workload)
+        for _ in range(protocol.least):
+            if protocol.cooldown_s:
+                self.sleep(protocol.cooldown_s)
+            self.stop.check()
+            row, image_rows = self._trial(workload, sampler, 0, point, self.store.next_trial(point), role="drift")
+            self.store.commit_trial(row, image_rows)
+        sampler.take()  # power.csv keeps each clock's own trace only
+        self.store.write_summary(self.plan)
+        d = next((d for d in drifts(self.store.trials) if d.freq_mhz == point.freq_mhz), None)
+        if d is not None:
+            progress_log.info("baseline %s measured again (%s): J/image %+.1f%%, s/image %+.1f%% since its first "
+                              "measurement", point.label, why, d.j_pct, d.s_pct)
 
     def _warm_up(self, workload: Workload) -> None:
         """Unmeasured images after a clock change. First runs are slower (allocator, kernel selection),
@@ -134,11 +175,13 @@ class Sweep:
                 workload.synchronize()
             times.append((self.device.now_ns() - t0) / 1e9)
 
-    def _trial(self, workload: Workload, sampler: Sampler, k: int, point: ClockPoint, trial: int):
+    def _trial(self, workload: Workload, sampler: Sampler, k: int, point: ClockPoint, trial: int,
+               role: str | None = None):
         req = self.request
         base = dict(sweep_id=self.store.sweep_id, job_id=self.store.job_id, backend=self.device.backend,
                     simulated=self.device.simulated, gpu_name=self.device.name, gpu_uuid=self.device.uuid,
-                    freq_mhz=point.freq_mhz, mem_clock_mhz=point.mem_mhz, trial=trial, steps=req.workload.steps)
+                    freq_mhz=point.freq_mhz, mem_clock_mhz=point.mem_mhz, trial=trial, steps=req.workload.steps,
+                    role=role)
         try:
             images, t_ns, e_mj, t0, t1, per_image = self._window(workload)
         except (StopRequested, KeyboardInterrupt):
@@ -161,7 +204,7 @@ class Sweep:
             throttle_reasons=decode_reasons(reasons & ~BENIGN_REASONS),
             temp_c=round(statistics.fmean(s.temp_c for s in samples), 1) if samples else None, status="ok",
             s_per_image_median=statistics.median(per_image) if per_image else None,
-            gpu_util_pct=_mean_util(samples))
+            gpu_util_pct=_mean_util(samples), energy_j_power=_power_energy(samples, secs))
         if joules <= 0:
             row.status = "failed"
             row.error = f"the energy counter did not advance over {secs:.3f} s; raise protocol.min_window_s"
@@ -234,6 +277,14 @@ class Sweep:
         return [PowerRow(freq_mhz=point.freq_mhz, t_s=(s.t_ns - t0) / 1e9, power_w=s.power_w, temp_c=s.temp_c,
                          sm_clock_mhz=s.sm_mhz, throttle_reasons=decode_reasons(s.reasons),
                          simulated=self.device.simulated) for s in samples]
+
+
+def _power_energy(samples: list, secs: float) -> float | None:
+    """The window's energy from its power samples (their mean times the window's length), with at least
+    MIN_POWER_SAMPLES of them: a check on the energy counter."""
+    if len(samples) < MIN_POWER_SAMPLES:
+        return None
+    return statistics.fmean(s.power_w for s in samples) * secs
 
 
 def _mean_util(samples: list) -> float | None:

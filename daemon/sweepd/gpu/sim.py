@@ -35,6 +35,7 @@ COUNTER_STEP_S = 0.1
 AMBIENT_C = 30.0
 THERMAL_C_PER_W = 0.12
 THERMAL_TAU_S = 20.0
+COLD_FACTOR = 1.6  # the H200 run of 2026-11-27: 1.2 s/image right after the model loaded, 0.67-0.77 s later
 
 
 class SimulatedGpu(GpuDevice):
@@ -44,9 +45,10 @@ class SimulatedGpu(GpuDevice):
     synthesizes_samples = True  # the 10 Hz trace is written on the simulated clock (see pop_samples)
 
     def __init__(self, model: str = "A100", index: int = 0, noise: str = "none", host_s_per_image: float = 0.0,
-                 seed: int = 0, s_per_image: float = 0.1):
+                 seed: int = 0, s_per_image: float = 0.1, cold_start_s: float = 0.0):
         """``s_per_image``: the workload's modelled seconds per image at the highest clock
-        (:func:`~sweepd.gpu.simmodel.s_per_image`)."""
+        (:func:`~sweepd.gpu.simmodel.s_per_image`); ``cold_start_s``: for this long on the simulated clock
+        the host side runs ``COLD_FACTOR`` times slower (a cold start right after the model loaded)."""
         if model not in BOARDS:
             raise GpuNotFound(f"no simulated GPU {model!r}; choose one of {', '.join(BOARDS)}")
         if noise not in NOISE:
@@ -60,6 +62,7 @@ class SimulatedGpu(GpuDevice):
         self.noise = NOISE[noise]
         self.host_s_per_image = max(0.0, host_s_per_image)
         self.s_per_image = max(1e-6, s_per_image)
+        self.cold_start_s = max(0.0, cold_start_s)
         self._rng = random.Random(f"sweepd-sim/{model}/{index}/{seed}")
         self._lock = threading.Lock()
         self._locked_sm: int | None = None
@@ -159,6 +162,8 @@ class SimulatedGpu(GpuDevice):
         """(seconds, GPU seconds) of a batch at ``f_mhz``: the slower of the GPU and the host, times the noise."""
         gpu = images * self.s_per_image * self.model.slowdown(f_mhz)
         total = max(gpu, images * self.host_s_per_image)
+        if self._now < self.cold_start_s:
+            total *= COLD_FACTOR
         n = self.noise
         if n.jitter:
             total *= math.exp(self._rng.gauss(0.0, n.jitter))

@@ -46,10 +46,17 @@ class TrialRow(CsvRow):
     # added after 0.1.0 (empty in its files)
     s_per_image_median: float | None = None  # the median of the window's per-image times (robust to stalls)
     gpu_util_pct: float | None = None  # mean GPU utilisation over the window (nvmlDeviceGetUtilizationRates)
+    role: str | None = None  # None: a measurement of its clock; "drift": the baseline clock measured again
+    energy_j_power: float | None = None  # the window's energy from the ~10 Hz power samples (a check on energy_j)
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def drift_check(self) -> bool:
+        """A re-measurement of the baseline clock (for drift), not part of its clock's statistics."""
+        return self.role == "drift"
 
 
 class ImageRow(CsvRow):
@@ -101,6 +108,9 @@ class SummaryRow(CsvRow):
     simulated: bool
     # added after 0.1.0 (empty in its files)
     ci95_pct: float | None = None  # 95 % CI half-width of mean J/image, in % of the mean (None: one trial)
+    s_ci95_pct: float | None = None  # the same for mean s/image
+    gpu_util_pct: float | None = None  # mean over the trials (None: the GPU does not report it)
+    bound: str | None = None  # gpu | host | unknown: what sets the pace at this clock (see engine.summary)
 
     @property
     def key(self) -> str:

@@ -5,20 +5,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from sweepd.engine.summary import METRICS, optimum, summarize
+from sweepd.engine.summary import METRICS, Drift, Range, bottleneck, by_clock, reference_trials, summarize, worst_drift
 from sweepd.records.rows import SummaryRow, clock_label
+from sweepd.report import optima as optima_mod
 from sweepd.report.data import JobResults
+from sweepd.report.optima import Optimum
+from sweepd.stats import significantly_greater
 
-
-@dataclass
-class Optimum:
-    metric: str  # energy | edp | ed2p
-    bounded: bool
-    freq: int | None
-    energy_saving_pct: float
-    time_change_pct: float
-    j_per_image: float
-    s_per_image: float
+POWER_CHECK = 0.05  # counter energy vs the 10 Hz power samples' energy in one window
 
 
 @dataclass
@@ -29,29 +23,93 @@ class Analysis:
     bound_pct: float
     optima: list[Optimum] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    ranges: list[Range] = field(default_factory=list)
+    drift: Drift | None = None
 
     def best(self, metric: str, bounded: bool) -> Optimum | None:
         return next((o for o in self.optima if o.metric == metric and o.bounded == bounded), None)
+
+    @property
+    def bottleneck_sentences(self) -> list[str]:
+        return [_sentence(r) for r in self.ranges]
 
     def to_json(self) -> dict:
         return {"job_id": self.job.job_id, "sweep_id": self.job.manifest.sweep_id, "gpu": self.job.gpu_name,
                 "simulated": self.job.simulated, "baseline_mhz": self.baseline, "slowdown_bound_pct": self.bound_pct,
                 "clocks": [r.model_dump(mode="json") for r in self.rows],
+                "bottleneck": [asdict(r) for r in self.ranges], "bottleneck_text": self.bottleneck_sentences,
+                "drift_pct": None if self.drift is None else round(self.drift.pct, 2),
                 "optima": [asdict(o) for o in self.optima], "flags": self.flags}
+
+
+def _span(r: Range) -> str:
+    return f"at {clock_label(r.from_mhz)} MHz" if r.from_mhz == r.to_mhz else \
+        f"from {clock_label(r.from_mhz)} to {clock_label(r.to_mhz)} MHz"
+
+
+def _sentence(r: Range) -> str:
+    if r.bound == "host":
+        return (f"host-bound {_span(r)}: the clock does not change the time per image here, so down to "
+                f"{clock_label(r.to_mhz)} MHz the energy saving is free; a larger batch_size, CUDA graphs or "
+                "torch.compile would use the GPU better")
+    if r.bound == "gpu":
+        return f"GPU-bound {_span(r)}: the GPU's work sets the pace (time per image grows as the clock falls, or the GPU is busy throughout)"
+    return (f"{_span(r)} the time per image does not change with the clock and the GPU reports no utilisation: "
+            "host-bound or memory-bound cannot be told apart")
 
 
 def analyse(job: JobResults, bound_pct: float = 5.0, cv_limit: float = 0.05, lock_tolerance_mhz: int = 15) -> Analysis:
     order = job.plan or sorted({t.freq_mhz for t in job.trials}, key=lambda f: -(f or 0))
-    rows = summarize(job.trials, order)
-    a = Analysis(job, rows, rows[0].freq_mhz if rows else None, bound_pct)
-    for name, col in METRICS.items():
+    limit = job.manifest.request.protocol.target_ci_pct
+    rows = summarize(job.trials, order, limit)
+    a = Analysis(job, rows, rows[0].freq_mhz if rows else None, bound_pct, ranges=bottleneck(rows),
+                 drift=worst_drift(job.trials))
+    trials, ref = by_clock(job.trials), reference_trials(job.trials, order, limit)
+    for name in METRICS:
         for bounded in (False, True):
-            r = optimum([r for r in rows if not bounded or r.time_change_pct_vs_max <= bound_pct], col)
-            if r is not None:
-                a.optima.append(Optimum(name, bounded, r.freq_mhz, r.energy_saving_pct_vs_max,
-                                        r.time_change_pct_vs_max, r.j_per_image_mean, r.s_per_image_mean))
-    a.flags = flags(job, rows, cv_limit, lock_tolerance_mhz)
+            o = optima_mod.find(name, bounded, rows, trials, ref, bound_pct)
+            if o is not None:
+                a.optima.append(o)
+    a.flags = flags(job, rows, cv_limit, lock_tolerance_mhz) + _doubts(a, limit)
     return a
+
+
+def _doubts(a: Analysis, limit: float) -> list[str]:
+    """Drift, savings inside the noise, lower clocks faster than the reference, counter vs power."""
+    out = []
+    d = a.drift
+    if d is not None and d.exceeds(limit):
+        out.append(f"{clock_label(d.freq_mhz)} MHz measured again ({d.n} trials) differs from its first measurement by "
+                   f"{d.j_pct:+.1f}% J/image (±{d.j_ci95_pct:.1f}%) and {d.s_pct:+.1f}% s/image (±{d.s_ci95_pct:.1f}%), "
+                   f"beyond the ±{limit:g}% target: drift, or a cold first measurement; savings are against the "
+                   "re-measurement, and the earliest clocks are doubtful")
+    for o in a.optima:
+        if o.bounded or o.freq_mhz == a.baseline:
+            continue
+        if o.energy_saving_ci95 is None:
+            out.append(f"{o.name(a.bound_pct)} at {clock_label(o.freq_mhz)} MHz: one trial, no confidence interval; "
+                       "every clock with one trial counts as equivalent")
+        elif not o.saving_certain:
+            lo, hi = o.energy_saving_ci95
+            out.append(f"{o.name(a.bound_pct)} at {clock_label(o.freq_mhz)} MHz saves {o.energy_saving_pct:.1f}% "
+                       f"(95% CI {lo:.1f} to {hi:.1f}%): not distinguishable from no saving")
+    trials = by_clock(a.job.trials)
+    ref = reference_trials(a.job.trials, a.job.plan, limit)
+    s_ref = [float(t.s_per_image) for t in ref]
+    faster = [r.label for r in a.rows[1:] if r.freq_mhz is not None and a.baseline is not None
+              and r.freq_mhz < a.baseline and significantly_greater(s_ref, [float(t.s_per_image) for t in trials[r.freq_mhz]])]
+    if faster:
+        out.append(f"{', '.join(faster)} MHz ran significantly faster per image than the reference "
+                   f"{clock_label(a.baseline)} MHz: a lower clock cannot be faster, so timing noise, drift or a "
+                   "host-bound workload is larger than the clock's effect; the savings here are doubtful")
+    off: dict[int | None, list[str]] = {}
+    for t in a.job.trials:
+        if t.ok and t.energy_j and t.energy_j_power and abs(t.energy_j / t.energy_j_power - 1) > POWER_CHECK:
+            off.setdefault(t.freq_mhz, []).append(f"trial {t.trial}: {t.energy_j:.0f} J vs {t.energy_j_power:.0f} J")
+    for f, what in off.items():
+        out.append(f"{clock_label(f)} MHz: the energy counter and the 10 Hz power samples differ by more than "
+                   f"{POWER_CHECK:.0%} ({'; '.join(what)}): one of the two readings is off")
+    return out
 
 
 def flags(job: JobResults, rows: list[SummaryRow], cv_limit: float, tol: int) -> list[str]:
@@ -71,24 +129,12 @@ def flags(job: JobResults, rows: list[SummaryRow], cv_limit: float, tol: int) ->
     p = req.protocol
     for r in rows:
         if p.sequential and (r.ci95_pct is None or r.ci95_pct > p.target_ci_pct):
-            ci = "no CI (one trial)" if r.ci95_pct is None else f"95 % CI of ±{r.ci95_pct:.1f}%"
+            ci = "no CI (one trial)" if r.ci95_pct is None else f"95 % CI of ±{r.ci95_pct:.2f}%"
             out.append(f"{r.label} MHz: J/image has {ci} after {r.n} trials, wider than the target "
                        f"±{p.target_ci_pct:g}% (protocol.max_trials = {p.max_trials})")
         if r.cv > cv_limit:
             out.append(f"{r.label} MHz: J/image varies by CV {r.cv * 100:.1f}% "
                        f"(> {cv_limit * 100:.0f}%) over {r.n} trials")
-    if rows and rows[0].s_per_image_mean:
-        top = rows[0]
-        for r in rows[1:]:
-            if not r.s_per_image_mean or not r.freq_mhz or not top.freq_mhz:
-                continue
-            if r.freq_mhz >= top.freq_mhz:
-                continue
-            faster = (top.s_per_image_mean - r.s_per_image_mean) / top.s_per_image_mean
-            if faster > max(0.02, 2 * max(r.cv, top.cv)):
-                out.append(f"{r.freq_mhz} MHz ran {faster * 100:.0f}% faster per image than {top.freq_mhz} MHz: "
-                           "a lower clock cannot be faster, so timing noise (or a host-bound workload) is larger "
-                           "than the clock's effect; the savings here are doubtful")
     for t in job.trials:
         if not t.ok:
             out.append(f"{clock_label(t.freq_mhz)} MHz trial {t.trial} failed: {t.error} (not in the table)")

@@ -135,11 +135,14 @@ def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: 
     trials = p.most  # sequential sampling may take up to max_trials: the estimate (and a SLURM time limit) allow for it
     duration = fixed + warm0 * s_img[0] + sum(p.settle_s + p.warmup * s + trials * (t + per_trial)
                                               + p.cooldown_s * (trials - 1) for s, t in zip(s_img, window, strict=True))
+    checks = p.drift_checks(len(plan)) if req.frequencies.mode != "baseline" else 0
+    duration += checks * (p.settle_s + p.warmup * s_img[0] + p.least * (window[0] + per_trial + p.cooldown_s))
+    again = checks * p.least * n  # images of the baseline's re-measurements
     size, size_source = _bytes_per_image(history, req)
     free = _free(layout.images)
-    out = Estimate(device.name, device.simulated, len(plan), trials, n, len(plan) * trials * n, duration,
+    out = Estimate(device.name, device.simulated, len(plan), trials, n, len(plan) * trials * n + again, duration,
                    time_source, size, size_source, free, request_mode=req.images.mode)
-    saved = {"benchmark": 0, "research": n * len(representative(len(plan))), "archive": n * len(plan) * trials}
+    saved = {"benchmark": 0, "research": n * len(representative(len(plan))), "archive": n * len(plan) * trials + again}
     for mode in MODES:
         nbytes, files = saved[mode] * size, saved[mode]
         why = []

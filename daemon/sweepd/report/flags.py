@@ -1,11 +1,26 @@
-"""The report's doubts about a job, for the commands that are not the report (`run`, `demo`,
-`status`): whatever `sweepd report` would flag, they say too."""
+"""The report's answer and doubts about a job, for the commands that are not the report (`run`, `demo`,
+`status`): whatever `sweepd report` would say or flag, they say too."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from sweepd.errors import SweepdError
+
+
+def verdict(results_dir: Path) -> tuple[list[str], list[str]]:
+    """The report's answer (optima, bottleneck) and its flags for a job's results folder."""
+    from sweepd.report.analysis import analyse
+    from sweepd.report.data import load
+    from sweepd.report.words import answer_lines
+
+    if not (Path(results_dir) / "sweep.json").exists():
+        return [], []
+    try:
+        a = analyse(load(Path(results_dir)))
+    except (OSError, SweepdError):
+        return [], []
+    return answer_lines(a), a.flags
 
 
 def doubts(results_dir: Path) -> list[str]:

@@ -1,5 +1,5 @@
-"""report.html: one self-contained file (plots embedded, no network) with the table, the optima,
-the flags and the contact sheet. Every text from the request is escaped."""
+"""report.html: one self-contained file (plots embedded, no network) with the optima (95 % CIs and
+equivalent sets), what sets the pace, the baseline's drift, the flags, the table and the plots. Every text from the request is escaped."""
 
 from __future__ import annotations
 
@@ -23,6 +23,18 @@ def _img(path: Path) -> str:
     return f'<img alt="{escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
+def _pct(x: float) -> str:
+    return f"{x + 0.0:+.1f}%"
+
+
+def _range(ci: list[float] | None, sign: int) -> str:
+    """A CI given as [low, high] of a saving (sign -1: shown as a change) or of a change (sign 1)."""
+    if ci is None:
+        return " <small>(no CI)</small>"
+    lo, hi = sorted(sign * x for x in ci)
+    return f" <small>({lo + 0.0:+.1f} to {hi + 0.0:+.1f}%)</small>"
+
+
 def render(a: Analysis, plots: list[Path]) -> str:
     j = a.job
     w = j.manifest.request.workload
@@ -36,25 +48,39 @@ def render(a: Analysis, plots: list[Path]) -> str:
                  f"<q>{escape(str(w.prompt))}</q>; GPU {escape(j.gpu_name)} ({escape(j.manifest.backend or '')}); "
                  f"status {escape(j.manifest.status)}; sweep {escape(j.manifest.sweep_id)}</p>")
     parts.append(f"<h2>Optimal clock</h2><p>Baseline: {escape(clock_label(a.baseline))} MHz (the highest clock "
-                 f"measured). Slowdown bound: +{a.bound_pct:g}% time.</p><table><tr><th>criterion</th><th>clock MHz</th>"
-                 "<th>energy vs baseline</th><th>time vs baseline</th></tr>")
+                 f"measured). Slowdown bound: +{a.bound_pct:g}% time. Ranges are 95% confidence intervals; the "
+                 "equivalent clocks are those not significantly worse than the optimum.</p>"
+                 "<table class='optima'><tr><th>criterion</th><th>clock MHz</th><th>energy vs baseline</th>"
+                 "<th>time vs baseline</th><th>equivalent within the noise (MHz)</th></tr>")
     for o in a.optima:
-        name = {"energy": "minimum energy", "edp": "minimum EDP", "ed2p": "minimum ED2P"}[o.metric]
-        if o.bounded:
-            name += f" within +{a.bound_pct:g}% time"
-        parts.append(f"<tr><td style='text-align:left'>{name}</td><td>{escape(clock_label(o.freq))}</td>"
-                     f"<td>{0.0 - o.energy_saving_pct + 0.0:+.1f}%</td><td>{o.time_change_pct:+.1f}%</td></tr>")
+        eq = ", ".join(clock_label(f) for f in o.equivalent_mhz)
+        parts.append(f"<tr><td style='text-align:left'>{escape(o.name(a.bound_pct))}</td>"
+                     f"<td>{escape(clock_label(o.freq_mhz))}</td>"
+                     f"<td>{_pct(-o.energy_saving_pct)}{_range(o.energy_saving_ci95, -1)}</td>"
+                     f"<td>{_pct(o.time_change_pct)}{_range(o.time_change_ci95, 1)}</td>"
+                     f"<td style='text-align:left'>{escape(eq)}</td></tr>")
     parts.append("</table>")
+    parts.append("<h2>What sets the pace</h2><ul class='bottleneck'>"
+                 + "".join(f"<li>{escape(t)}</li>" for t in a.bottleneck_sentences) + "</ul>")
+    if a.drift is not None:
+        d = a.drift
+        parts.append(f"<p class='drift'>Baseline measured again ({d.n} trials): J/image {_pct(d.j_pct)} "
+                     f"(±{d.j_ci95_pct:.1f}%), s/image {_pct(d.s_pct)} (±{d.s_ci95_pct:.1f}%) since its first "
+                     "measurement.</p>")
     parts.append("<h2>Flags</h2>" + ("<ul>" + "".join(f"<li class='flag'>{escape(f)}</li>" for f in a.flags) + "</ul>"
                                      if a.flags else "<p>none</p>"))
-    parts.append("<h2>Per clock</h2><table><tr><th>clock MHz</th><th>n</th><th>s/image</th><th>J/image</th><th>CV</th>"
-                 "<th>W</th><th>EDP</th><th>ED2P</th><th>energy vs max</th><th>time vs max</th></tr>")
+    parts.append("<h2>Per clock</h2><table class='clocks'><tr><th>clock MHz</th><th>n</th><th>s/image</th>"
+                 "<th>J/image</th><th>95% CI</th><th>GPU util</th><th>bound</th><th>W</th><th>EDP</th><th>ED2P</th>"
+                 "<th>energy vs max</th><th>time vs max</th></tr>")
     for r in a.rows:
+        util = "-" if r.gpu_util_pct is None else f"{r.gpu_util_pct:.0f}%"
+        ci = "-" if r.ci95_pct is None else f"±{r.ci95_pct:.1f}%"
         parts.append(f"<tr><td>{escape(r.label)}</td><td>{r.n}</td>"
                      f"<td>{r.s_per_image_mean:.4f} ± {r.s_per_image_std:.4f}</td>"
-                     f"<td>{r.j_per_image_mean:.2f} ± {r.j_per_image_std:.2f}</td><td>{r.cv * 100:.1f}%</td>"
-                     f"<td>{r.avg_power_w:.0f}</td><td>{r.edp:.4g}</td><td>{r.ed2p:.4g}</td>"
-                     f"<td>{0.0 - r.energy_saving_pct_vs_max + 0.0:+.1f}%</td><td>{r.time_change_pct_vs_max:+.1f}%</td></tr>")
+                     f"<td>{r.j_per_image_mean:.2f} ± {r.j_per_image_std:.2f}</td><td>{ci}</td><td>{util}</td>"
+                     f"<td>{escape(r.bound or '-')}</td><td>{r.avg_power_w:.0f}</td><td>{r.edp:.4g}</td>"
+                     f"<td>{r.ed2p:.4g}</td><td>{_pct(-r.energy_saving_pct_vs_max)}</td>"
+                     f"<td>{_pct(r.time_change_pct_vs_max)}</td></tr>")
     parts.append("</table><h2>Plots</h2>")
     for p in plots:
         if p.suffix == ".png":

@@ -40,14 +40,27 @@ def _clocks(a: Analysis) -> np.ndarray:
     return np.array([float(r.freq_mhz) if r.freq_mhz else np.nan for r in a.rows])
 
 
+def _ci(mean: float, pct: float | None) -> float:
+    """A 95 % half-width from a row's ci95 in % (0 where there is none: one trial)."""
+    return mean * pct / 100 if pct is not None else 0.0
+
+
 def energy_time(a: Analysis, out: Path) -> list[Path]:
+    """Energy and time per image with 95 % confidence intervals as error bars; the minimum-EDP clock's
+    equivalent set (every clock not significantly worse) as a shaded band."""
     f = _clocks(a)
     j = np.array([r.j_per_image_mean for r in a.rows])
-    js = np.array([r.j_per_image_std for r in a.rows])
+    js = np.array([_ci(r.j_per_image_mean, r.ci95_pct) for r in a.rows])
     s = np.array([r.s_per_image_mean for r in a.rows])
-    ss = np.array([r.s_per_image_std for r in a.rows])
+    ss = np.array([_ci(r.s_per_image_mean, r.s_ci95_pct) for r in a.rows])
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)
-    ax1.errorbar(f, j, yerr=js, marker="o", ms=3, capsize=2, color="tab:red")
+    edp = a.best("edp", False)
+    eq = [float(x) for x in (edp.equivalent_mhz if edp else []) if x]
+    if len(eq) > 1:
+        for ax in (ax1, ax2):
+            ax.axvspan(min(eq) - 7, max(eq) + 7, color="tab:purple", alpha=0.12, lw=0,
+                       label="min EDP: equivalent within the noise" if ax is ax1 else None)
+    ax1.errorbar(f, j, yerr=js, marker="o", ms=3, capsize=2, color="tab:red", label="mean ± 95% CI")
     ax1.set_ylabel("energy per image (J)")
     ax2.errorbar(f, s, yerr=ss, marker="o", ms=3, capsize=2, color="tab:blue")
     ax2.set_ylabel("time per image (s)")

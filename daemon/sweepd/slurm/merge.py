@@ -70,7 +70,7 @@ def merge(layout: Layout, job_id: str) -> Path:
     TrialRow.write_all(top / "trials.csv", trials)
     ImageRow.write_all(top / "images.csv", images)
     PowerRow.write_all(top / "power.csv", power)
-    SummaryRow.write_all(top / "summary.csv", summarize(trials, order))
+    SummaryRow.write_all(top / "summary.csv", summarize(trials, order, first.request.protocol.target_ci_pct))
     ref = top / "shards" / "0" / "reference"
     if ref.is_dir():  # shard 0 measured the highest clock: the sweep's reference images
         shutil.copytree(ref, top / "reference", dirs_exist_ok=True)

@@ -1,0 +1,25 @@
+"""The answer in words, for the terminal (`sweepd run`, `sweepd demo`, `sweepd report`): each optimum with
+its confidence intervals and its equivalent set, then what sets the pace over which clocks."""
+
+from __future__ import annotations
+
+from sweepd.records.rows import clock_label
+from sweepd.report.analysis import Analysis
+from sweepd.report.optima import Optimum
+
+
+def _ci(ci: list[float] | None) -> str:
+    return " (no CI)" if ci is None else f" (95% CI {ci[0]:+.1f} to {ci[1]:+.1f}%)"
+
+
+def optimum_line(o: Optimum, a: Analysis) -> str:
+    eq = [clock_label(f) for f in o.equivalent_mhz if f != o.freq_mhz]
+    return (f"{o.name(a.bound_pct)}: {clock_label(o.freq_mhz)} MHz, energy {-o.energy_saving_pct:+.1f}%"
+            f"{_ci(None if o.energy_saving_ci95 is None else [-o.energy_saving_ci95[1], -o.energy_saving_ci95[0]])}, "
+            f"time {o.time_change_pct:+.1f}%{_ci(o.time_change_ci95)} vs {clock_label(a.baseline)} MHz; "
+            + (f"equivalent within the noise: {', '.join(eq)} MHz" if eq else "no other clock equivalent")
+            + (" (simulated)" if a.job.simulated else ""))
+
+
+def answer_lines(a: Analysis) -> list[str]:
+    return [optimum_line(o, a) for o in a.optima] + a.bottleneck_sentences

@@ -1,0 +1,94 @@
+"""The statistics behind the answer: Welch's test, ratio CIs, bottlenecks, drift and equivalent sets, on
+trial rows made up here (whole sweeps on the simulated GPU: test_fidelity.py)."""
+
+import math
+import statistics
+
+import pytest
+
+from sweepd.engine.summary import bottleneck, drifts, reference_trials, summarize
+from sweepd.records.rows import TrialRow
+from sweepd.report import optima
+from sweepd.engine.summary import by_clock
+from sweepd.stats import ratio_ci95, significantly_greater, welch_diff
+
+
+def test_welch_difference_matches_the_textbook_and_needs_two_values_a_side():
+    a, b = [20.0, 22.0, 24.0], [10.0, 11.0, 12.0, 13.0]
+    d, half = welch_diff(a, b)
+    se = math.sqrt(statistics.variance(a) / 3 + statistics.variance(b) / 4)
+    assert d == pytest.approx(22 - 11.5)
+    # Welch-Satterthwaite: (4/3 + 5/12)^2 / ((4/3)^2 / 2 + (5/12)^2 / 3) = 3.2 -> 3 (rounded down): t = 3.182
+    assert half == pytest.approx(3.182 * se)
+    assert significantly_greater(a, b) and not significantly_greater(b, a)
+    assert welch_diff([1.0], b)[1] == math.inf and not significantly_greater([100.0], b)
+    assert not significantly_greater([10.0, 12.0], [11.0, 11.5])  # overlapping: no claim
+
+
+def test_ratio_ci_holds_the_true_ratio_and_is_none_with_one_value():
+    r, lo, hi = ratio_ci95([75.0, 76.0, 74.0, 75.5], [100.0, 101.0, 99.0, 100.5])
+    assert lo < 0.75 < hi and r == pytest.approx(0.75, abs=0.002) and hi - lo < 0.03
+    assert ratio_ci95([75.0], [100.0, 101.0]) == (75 / 100.5, None, None)
+
+
+def row(f, trial, j, s, util=None, role=None, ok=True):
+    return TrialRow(sweep_id="s", job_id="j", backend="sim", simulated=True, gpu_name="g", gpu_uuid="u",
+                    freq_mhz=f, trial=trial, images=4, steps=2, time_s=4 * s, energy_j=4 * j, j_per_image=j,
+                    s_per_image=s, avg_power_w=j / s, status="ok" if ok else "failed", gpu_util_pct=util, role=role)
+
+
+def rows(f, j, s, util=None, n=4, spread=0.01, role=None, first=1):
+    """n trials around (j, s) with a small, fixed spread."""
+    k = [1 + spread * x for x in (-1.5, -0.5, 0.5, 1.5, 0.0, 1.0)[:n]]
+    return [row(f, first + i, j * x, s * x, util, role) for i, x in enumerate(k)]
+
+
+def test_a_flat_clock_with_an_idle_gpu_is_host_bound_and_a_slower_one_gpu_bound_down_to_the_last():
+    # host floor at the top (flat time, GPU 60 % busy), then time grows as the clock falls
+    trials = (rows(1410, 100, 1.0, 60) + rows(1200, 90, 1.0, 62) + rows(945, 80, 1.01, 70)
+              + rows(780, 85, 1.3, 95) + rows(645, 95, 1.6, 88) + rows(510, 110, 2.0, 97))
+    out = summarize(trials, [1410, 1200, 945, 780, 645, 510])
+    assert [r.bound for r in out] == ["host", "host", "host", "gpu", "gpu", "gpu"]  # 645: slower than 780 is enough
+    assert [(b.from_mhz, b.to_mhz, b.bound) for b in bottleneck(out)] == [(1410, 945, "host"), (780, 510, "gpu")]
+    # a busy GPU whose time hardly changes with the clock (memory-bound) is GPU-bound, not host-bound
+    busy = summarize(rows(1410, 100, 1.0, 99) + rows(1200, 90, 1.0, 98), [1410, 1200])
+    assert [r.bound for r in busy] == ["gpu", "gpu"]
+    # without utilisation readings (sweepd 0.1's files) a flat clock cannot be told apart
+    old = summarize(rows(1410, 100, 1.0) + rows(1200, 90, 1.0) + rows(510, 110, 2.0), [1410, 1200, 510])
+    assert [r.bound for r in old] == ["unknown", "unknown", "gpu"]
+
+
+def test_a_drifted_baseline_is_replaced_by_its_remeasurement_only_beyond_noise_and_target():
+    cold = rows(1410, 160, 1.6)  # the first measurement, right after the model loaded: slow
+    again = rows(1410, 100, 1.0, role="drift", first=5, n=3)
+    trials = cold + rows(945, 75, 1.02) + again
+    (d,) = drifts(trials)
+    assert d.j_pct == pytest.approx(-37.5, abs=0.5) and d.exceeds(2.0) and d.n == 3
+    assert reference_trials(trials, [1410, 945], 2.0) == again
+    out = summarize(trials, [1410, 945], 2.0)
+    # savings against the re-measurement: 945 MHz saves 25 % and is 2 % slower, not "37 % faster"
+    assert out[1].energy_saving_pct_vs_max == pytest.approx(25, abs=0.5)
+    assert out[1].time_change_pct_vs_max == pytest.approx(2.5, abs=0.5)
+    assert out[0].n == 4  # the re-measurement is not part of the clock's own statistics
+    # a small drift inside the noise keeps the first measurement as the reference
+    noisy = rows(1410, 100, 1.0, spread=0.05) + rows(1410, 103, 1.0, role="drift", first=5, n=3, spread=0.05)
+    (d,) = drifts(noisy)
+    assert not d.exceeds(2.0) and reference_trials(noisy, [1410], 2.0) == noisy[:4]
+
+
+def test_the_equivalent_set_holds_every_clock_not_significantly_worse_and_the_saving_has_a_ci():
+    trials = (rows(1410, 100, 1.0, spread=0.01) + rows(1095, 80, 1.02, spread=0.01)
+              + rows(1005, 76.5, 1.03, spread=0.03) + rows(945, 76, 1.04, spread=0.01)
+              + rows(780, 90, 1.3, spread=0.01))
+    order = [1410, 1095, 1005, 945, 780]
+    out = summarize(trials, order)
+    o = optima.find("energy", False, out, by_clock(trials), reference_trials(trials, order, 2.0), 5.0)
+    assert o.freq_mhz == 945 and o.freq == 945 and sorted(o.equivalent_mhz) == [945, 1005]
+    lo, hi = o.energy_saving_ci95
+    assert lo < o.energy_saving_pct < hi and lo > 20 and o.saving_certain
+    assert o.time_change_ci95[0] < 4 < o.time_change_ci95[1]
+    # one trial a clock: no CI, and nothing can be ruled out
+    single = [r for r in trials if r.trial == 1]
+    o1 = optima.find("energy", False, summarize(single, order), by_clock(single), reference_trials(single, order, 2.0),
+                     5.0)
+    assert o1.energy_saving_ci95 is None and sorted(o1.equivalent_mhz) == sorted(order)
