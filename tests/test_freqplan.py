@@ -53,3 +53,16 @@ def test_baseline_has_one_point_without_clock_control():
 def test_nearest():
     assert nearest([1410, 1395, 1380], 1390) == [1380, 1395]
     assert nearest([1410, 1395], 100) == [1395]
+
+
+def test_the_measuring_order_keeps_the_highest_clock_first_and_visits_every_clock_once():
+    from sweepd.freqplan import ClockPoint, measuring_order
+
+    plan = [ClockPoint(f, 1215) for f in (1410, 1305, 1200, 1095, 1005, 945, 885)]
+    f = lambda pts: [p.freq_mhz for p in pts]  # noqa: E731
+    assert f(measuring_order(plan, "descending", 1)) == f(plan)
+    assert f(measuring_order(plan, "serpentine", 1)) == [1410, 1305, 1095, 945, 885, 1005, 1200]
+    a, b = measuring_order(plan, "shuffled", 1), measuring_order(plan, "shuffled", 2)
+    assert a == measuring_order(plan, "shuffled", 1) and a != b  # the seed decides, and only the seed
+    for order in (a, b):
+        assert order[0] == plan[0] and sorted(f(order)) == sorted(f(plan))

@@ -45,8 +45,17 @@ def test_report_finds_the_known_optimum_and_labels_simulation(swept):
     assert best[("energy", False)]["freq"] == 945 and 5 < best[("energy", False)]["energy_saving_pct"] < 45
     assert rows[510]["j_per_image_mean"] > rows[945]["j_per_image_mean"]
     assert a["baseline_mhz"] == 1410 and a["simulated"] is True and a["slowdown_bound_pct"] == 5.0
+    # how sure: per clock n, CI, utilisation and bound; per optimum its equivalent set and CIs; drift, bottleneck
+    assert all({"ci95_pct", "s_ci95_pct", "n", "gpu_util_pct", "bound"} <= set(c) for c in a["clocks"])
+    for o in a["optima"]:
+        assert o["freq_mhz"] == o["freq"] and o["freq_mhz"] in o["equivalent_mhz"]
+        lo, hi = o["energy_saving_ci95"]
+        assert lo <= o["energy_saving_pct"] <= hi and len(o["time_change_ci95"]) == 2
+    assert isinstance(a["drift_pct"], float) and a["bottleneck"][0]["from_mhz"] == 1410
+    assert a["bottleneck"][-1]["to_mhz"] == 510 and isinstance(a["flags"], list)
     text = sweepd("report", "cal", "--root", tmp / "root", env=env).stdout
-    assert "minimum energy: 945 MHz" in text and "(simulated)" in text and "baseline: 1410 MHz" in text
+    assert "minimum energy: 945 MHz, energy -" in text and "(simulated)" in text and "baseline: 1410 MHz" in text
+    assert "95% CI" in text and "bound" in text
     d = tmp / "root/results/job_cal"
     for stem in ("energy_time", "power", "energy_vs_time", "contact_sheet"):
         assert (d / f"{stem}.png").stat().st_size > 1000 and (d / f"{stem}.svg").exists()
@@ -72,6 +81,10 @@ def test_report_html_is_written_at_the_end_and_renders_in_chromium(swept):
     assert r.returncode == 0, r.stderr[-2000:]
     dom = r.stdout
     assert "Sweep report: job cal" in dom and "minimum EDP" in dom and dom.count("<img") == 4
+    # the optima with their CIs and equivalent sets, what sets the pace, and the baseline's drift
+    assert "equivalent within the noise (MHz)" in dom and re.search(r"<small>\([+-]\d+\.\d to [+-]\d+\.\d%\)", dom)
+    assert re.search(r"(GPU|host)-bound from 1410 to \d+ MHz", dom) and "Baseline measured again" in dom
+    assert "<th>95% CI</th>" in dom and "<th>bound</th>" in dom
     shot = tmp / "report.png"
     subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                     "--disable-background-networking", f"--user-data-dir={tmp / 'chromium-profile2'}",

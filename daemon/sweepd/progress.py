@@ -48,11 +48,12 @@ class ConsoleObserver:
 
 def summary_table(rows: list[SummaryRow], simulated: bool, title: str) -> Table:
     t = Table(title=title + (" - SIMULATED GPU" if simulated else ""), title_justify="left")
-    for col in ("clock MHz", "n", "s/image", "J/image", "CV", "W", "EDP", "energy vs max", "time vs max"):
+    for col in ("clock MHz", "n", "s/image", "J/image", "95% CI", "W", "EDP", "energy vs max", "time vs max", "bound"):
         t.add_column(col, justify="right")
     for r in rows:
         t.add_row(r.label, str(r.n), f"{r.s_per_image_mean:.3f} ± {r.s_per_image_std:.3f}",
-                  f"{r.j_per_image_mean:.2f} ± {r.j_per_image_std:.2f}", f"{r.cv * 100:.1f}%",
+                  f"{r.j_per_image_mean:.2f} ± {r.j_per_image_std:.2f}",
+                  "-" if r.ci95_pct is None else f"±{r.ci95_pct:.1f}%",
                   f"{r.avg_power_w:.0f}", f"{r.edp:.3g}", f"{0.0 - r.energy_saving_pct_vs_max + 0.0:+.1f}%",
-                  f"{r.time_change_pct_vs_max:+.1f}%")
+                  f"{r.time_change_pct_vs_max:+.1f}%", r.bound or "-")
     return t

@@ -26,6 +26,7 @@ from sweepd.freqplan import ClockPoint, representative
 from sweepd.gpu.base import BENIGN_REASONS, GpuDevice, decode_reasons
 from sweepd.gpu.locks import ClockGuard
 from sweepd.gpu.sampler import Sampler
+from sweepd.records.manifest import DeviceTime
 from sweepd.records.rows import ImageRow, PowerRow, SummaryRow, TrialRow
 from sweepd.request import SweepRequest
 
@@ -72,6 +73,7 @@ class Sweep:
     shard: tuple[int, int] = (0, 1)  # (k, n): this plan is clocks k, k+n, ... of the whole sweep
     reference: dict[int, np.ndarray] = field(default_factory=dict)
     _warmed: bool = False
+    _mark: int = 0  # the device time accounted up to
 
     @property
     def controls_clocks(self) -> bool:
@@ -95,6 +97,7 @@ class Sweep:
         """Measure every clock not yet complete. Raises StopRequested when asked to stop."""
         self._load_reference()
         self.sleep = self.sleep or self.device.wait
+        self._mark = self.device.now_ns()
         protocol = self.request.protocol
         with Sampler(self.device) as sampler:
             pending = [(k, p) for k, p in enumerate(self.plan) if not self.store.clock_done(p, protocol)]
@@ -124,13 +127,30 @@ class Sweep:
             self.store.commit_trial(row, image_rows)
             self.observer.trial_done(k, len(self.plan), point, row)
         summary = self.store.commit_clock(self._power_rows(point, sampler.take()), self.plan)
+        self._account()
         self.observer.clock_done(k, len(self.plan), point, summary)
         _log_clock(k, len(self.plan), point, summary)
 
     def _settle(self, point: ClockPoint) -> None:
+        t0 = self.device.now_ns()
         if self.controls_clocks:
             self.guard.lock(point.freq_mhz, point.mem_mhz)
         self.sleep(self.request.protocol.settle_s)
+        self._time().settle_s += (self.device.now_ns() - t0) / 1e9
+
+    def _time(self) -> DeviceTime:
+        m = self.store.manifest
+        if m.device_time is None:
+            m.device_time = DeviceTime()
+        return m.device_time
+
+    def _account(self) -> None:
+        """Add the device time since the last call to the sweep's total and write it down (a killed sweep
+        keeps what its finished clocks took)."""
+        now = self.device.now_ns()
+        self._time().total_s += (now - self._mark) / 1e9
+        self._mark = now
+        self.store.write_manifest()
 
     def _drift_check(self, workload: Workload, sampler: Sampler, why: str) -> None:
         """Measure the baseline clock again (``protocol.least`` trials, rows with role "drift"): its first
@@ -147,6 +167,7 @@ class Sweep:
             self.store.commit_trial(row, image_rows)
         sampler.take()  # power.csv keeps each clock's own trace only
         self.store.write_summary(self.plan)
+        self._account()
         d = next((d for d in drifts(self.store.trials) if d.freq_mhz == point.freq_mhz), None)
         if d is not None:
             progress_log.info("baseline %s measured again (%s): J/image %+.1f%%, s/image %+.1f%% since its first "
@@ -161,19 +182,22 @@ class Sweep:
         first, self._warmed = not self._warmed, True
         times: list[float] = []
         start = self.device.now_ns()
-        while True:
-            done = len(times) * b
-            steady = len(times) >= FIRST_WARMUP_BATCHES and \
-                all(t <= 1.1 * min(times) for t in times[-FIRST_WARMUP_BATCHES:])
-            if done >= w and (not first or not w or steady or len(times) >= FIRST_WARMUP_MAX
-                              or (self.device.now_ns() - start) / 1e9 > FIRST_WARMUP_MAX_S):
-                return
-            t0 = self.device.now_ns()
-            n = b if first else min(b, w - done)
-            with self.device.busy(n):  # warm-up is GPU work too: the GPU draws power and heats up
-                workload.generate(0, n)
-                workload.synchronize()
-            times.append((self.device.now_ns() - t0) / 1e9)
+        try:
+            while True:
+                done = len(times) * b
+                steady = len(times) >= FIRST_WARMUP_BATCHES and \
+                    all(t <= 1.1 * min(times) for t in times[-FIRST_WARMUP_BATCHES:])
+                if done >= w and (not first or not w or steady or len(times) >= FIRST_WARMUP_MAX
+                                  or (self.device.now_ns() - start) / 1e9 > FIRST_WARMUP_MAX_S):
+                    return
+                t0 = self.device.now_ns()
+                n = b if first else min(b, w - done)
+                with self.device.busy(n):  # warm-up is GPU work too: the GPU draws power and heats up
+                    workload.generate(0, n)
+                    workload.synchronize()
+                times.append((self.device.now_ns() - t0) / 1e9)
+        finally:
+            self._time().warmup_s += (self.device.now_ns() - start) / 1e9
 
     def _trial(self, workload: Workload, sampler: Sampler, k: int, point: ClockPoint, trial: int,
                role: str | None = None):

@@ -43,6 +43,16 @@ class WorkloadInfo(BaseModel):
     transformers: str | None = None
 
 
+class DeviceTime(BaseModel):
+    """Where the GPU's time went, on the device's own clock (the simulated clock on the sim), summed over
+    every process that worked on the sweep: settling after clock changes, warm-up, and the rest of the
+    time since the model was loaded (trial windows, which trials.csv itemises, and the host's writing)."""
+    model_config = ConfigDict(extra="allow")
+    total_s: float = 0.0
+    settle_s: float = 0.0
+    warmup_s: float = 0.0
+
+
 class ShardPart(BaseModel):
     """One shard of a merged sweep."""
     model_config = ConfigDict(extra="allow")
@@ -79,6 +89,7 @@ class SweepManifest(JsonRecord):
     resumed_at: list[str] = []
     workload: WorkloadInfo | None = None
     model_loaded_unix: float | None = None
+    device_time: DeviceTime | None = None  # added after 0.1.0
     # a shard's own manifest
     shard: int | None = None
     plan_mhz_all: list[int | None] | None = None

@@ -9,6 +9,7 @@ from sweepd.engine.summary import METRICS, Drift, Range, bottleneck, by_clock, r
 from sweepd.records.rows import SummaryRow, clock_label
 from sweepd.report import optima as optima_mod
 from sweepd.report.data import JobResults
+from sweepd.report.gputime import GpuTime, breakdown
 from sweepd.report.optima import Optimum
 from sweepd.stats import significantly_greater
 
@@ -25,6 +26,7 @@ class Analysis:
     flags: list[str] = field(default_factory=list)
     ranges: list[Range] = field(default_factory=list)
     drift: Drift | None = None
+    gpu_time: GpuTime | None = None
 
     def best(self, metric: str, bounded: bool) -> Optimum | None:
         return next((o for o in self.optima if o.metric == metric and o.bounded == bounded), None)
@@ -39,7 +41,8 @@ class Analysis:
                 "clocks": [r.model_dump(mode="json") for r in self.rows],
                 "bottleneck": [asdict(r) for r in self.ranges], "bottleneck_text": self.bottleneck_sentences,
                 "drift_pct": None if self.drift is None else round(self.drift.pct, 2),
-                "optima": [asdict(o) for o in self.optima], "flags": self.flags}
+                "optima": [asdict(o) for o in self.optima], "flags": self.flags,
+                "gpu_time": None if self.gpu_time is None else asdict(self.gpu_time)}
 
 
 def _span(r: Range) -> str:
@@ -63,7 +66,7 @@ def analyse(job: JobResults, bound_pct: float = 5.0, cv_limit: float = 0.05, loc
     limit = job.manifest.request.protocol.target_ci_pct
     rows = summarize(job.trials, order, limit)
     a = Analysis(job, rows, rows[0].freq_mhz if rows else None, bound_pct, ranges=bottleneck(rows),
-                 drift=worst_drift(job.trials))
+                 drift=worst_drift(job.trials), gpu_time=breakdown(job))
     trials, ref = by_clock(job.trials), reference_trials(job.trials, order, limit)
     for name in METRICS:
         for bounded in (False, True):

@@ -22,4 +22,5 @@ def optimum_line(o: Optimum, a: Analysis) -> str:
 
 
 def answer_lines(a: Analysis) -> list[str]:
-    return [optimum_line(o, a) for o in a.optima] + a.bottleneck_sentences
+    time = [a.gpu_time.line() + (" (simulated)" if a.job.simulated else "")] if a.gpu_time else []
+    return [optimum_line(o, a) for o in a.optima] + a.bottleneck_sentences + time

@@ -14,7 +14,7 @@ from pathlib import Path
 from sweepd.engine.summary import summarize
 from sweepd.errors import InputError, RecordError
 from sweepd.paths import Layout
-from sweepd.records.manifest import GpuInfo, ShardPart, SweepManifest
+from sweepd.records.manifest import DeviceTime, GpuInfo, ShardPart, SweepManifest
 from sweepd.records.rows import ImageRow, PowerRow, SummaryRow, TrialRow
 
 
@@ -32,6 +32,15 @@ def shard_manifests(top: Path) -> dict[int, SweepManifest]:
             except RecordError as e:
                 raise MergeError(str(e)) from None
     return out
+
+
+def _device_time(manifests: list[SweepManifest]) -> DeviceTime | None:
+    """The shards' GPU time added up (GPU time, not the wall time: shards run side by side)."""
+    times = [m.device_time for m in manifests if m.device_time is not None]
+    if not times:
+        return None
+    return DeviceTime(total_s=sum(t.total_s for t in times), settle_s=sum(t.settle_s for t in times),
+                      warmup_s=sum(t.warmup_s for t in times))
 
 
 def merge(layout: Layout, job_id: str) -> Path:
@@ -88,6 +97,7 @@ def merge(layout: Layout, job_id: str) -> Path:
         "started_unix": min(m.started_unix for m in manifests.values()),
         "ended_unix": max(m.ended_unix or 0 for m in manifests.values()),
         "shard": None, "plan_mhz_all": None, "resumed_at": [], "gpus_used": None,
+        "device_time": _device_time(list(manifests.values())),
     })
     merged.write(SweepManifest.path_in(top))  # last: until it exists, job_<ID>/ is not a finished result
     return top

@@ -1,0 +1,46 @@
+"""Where a sweep's GPU time went: the trial windows the answer needs (``min_trials`` per clock), the extra
+trials sequential sampling added, the baseline's re-measurements, settling, warm-up, and the rest (the
+host writing images and rows while the GPU waits). On the simulated GPU these are simulated seconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sweepd.report.data import JobResults
+
+
+@dataclass
+class GpuTime:
+    total_s: float
+    measure_s: float  # the first min_trials windows of each clock
+    extra_s: float  # windows beyond them (sequential sampling to the CI target)
+    drift_s: float  # the baseline measured again
+    settle_s: float
+    warmup_s: float
+    other_s: float
+
+    def line(self) -> str:
+        parts = [("measurement", self.measure_s), ("extra trials", self.extra_s), ("baseline again", self.drift_s),
+                 ("settle", self.settle_s), ("warm-up", self.warmup_s), ("other", self.other_s)]
+        share = ", ".join(f"{name} {s / self.total_s * 100:.0f}%" for name, s in parts) if self.total_s else ""
+        return f"GPU time {self.total_s / 60:.1f} min: {share}"
+
+
+def breakdown(job: JobResults) -> GpuTime | None:
+    """None for a sweep that did not record its device time (sweepd 0.1)."""
+    dt = job.manifest.device_time
+    if dt is None or not dt.total_s:
+        return None
+    least = job.manifest.request.protocol.least
+    measure = extra = drift = 0.0
+    for t in job.trials:
+        if t.time_s is None:
+            continue
+        if t.drift_check:
+            drift += t.time_s
+        elif t.trial <= least:
+            measure += t.time_s
+        else:
+            extra += t.time_s
+    other = max(0.0, dt.total_s - measure - extra - drift - dt.settle_s - dt.warmup_s)
+    return GpuTime(dt.total_s, measure, extra, drift, dt.settle_s, dt.warmup_s, other)
