@@ -55,7 +55,7 @@ def plan_clocks(freqs: Frequencies, device: GpuDevice) -> list[ClockPoint]:
     supported = device.graphics_clocks(mem)
     if freqs.mode == "baseline":
         return [ClockPoint(None, None)]
-    if freqs.mode == "dvfs":
+    if freqs.mode in ("dvfs", "adaptive"):  # adaptive: the candidates; the search picks which to measure
         clocks = [f for f in supported if f >= freqs.floor_mhz][:: freqs.stride]
         if not clocks:
             raise ClockPlanError("frequencies.floor_mhz", freqs.floor_mhz,

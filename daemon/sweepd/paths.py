@@ -73,6 +73,10 @@ class Layout:
     def gpu_locks(self) -> Path:
         return self.state / "gpu-locks"
 
+    @property
+    def production_locks(self) -> Path:
+        return self.state / "production-locks"
+
     def job_results(self, job_id: str) -> Path:
         return self.results / f"job_{check_job_id(job_id)}"
 

@@ -26,7 +26,8 @@ SWEEPD_SBATCH = {"array": "split", "a": "split", "output": None, "o": None, "err
 # Fields added after 0.1.0: left out of the fingerprint at their defaults, so a 0.1 sweep still resumes.
 ADDED_SINCE_0_1 = (("gpu", "sim_noise"), ("gpu", "sim_host_s_per_image"), ("gpu", "sim_cold_start_s"),
                    ("protocol", "target_ci_pct"), ("protocol", "min_trials"), ("protocol", "max_trials"),
-                   ("protocol", "order"), ("protocol", "baseline_every"))
+                   ("protocol", "order"), ("protocol", "baseline_every"), ("frequencies", "objective"),
+                   ("frequencies", "max_slowdown_pct"))
 SCHEDULERS = ("default", "ddim", "ddpm", "pndm", "euler", "euler_a", "dpmpp_2m", "heun", "unipc")
 
 
@@ -102,11 +103,16 @@ class Gpu(_Section):
 class Frequencies(_Section):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True,
                               serialize_by_alias=True)
-    mode: Literal["dvfs", "custom", "baseline"] = "dvfs"
+    mode: Literal["dvfs", "custom", "baseline", "adaptive"] = "dvfs"
     floor_mhz: int = Field(510, ge=1, le=5000)
     clocks: list[int] | None = Field(None, alias="list", description='the clocks of mode = "custom", in MHz')
     stride: int = Field(1, ge=1)
     memory_mhz: int | None = Field(None, ge=1)
+    objective: Literal["energy", "edp", "ed2p"] | None = Field(
+        None, description='what mode = "adaptive" minimises (default edp)')
+    max_slowdown_pct: float | None = Field(None, gt=0, le=1000, allow_inf_nan=False,
+                                           description='mode = "adaptive": at most this much slower than the '
+                                                       'highest clock')
 
     @field_validator("clocks")
     @classmethod
@@ -127,7 +133,14 @@ class Frequencies(_Section):
             raise ValueError('mode = "custom" needs frequencies.list')
         if self.mode != "custom" and self.clocks:
             raise ValueError(f'frequencies.list is only used with mode = "custom", not {self.mode!r}')
+        for name in ("objective", "max_slowdown_pct"):
+            if self.mode != "adaptive" and getattr(self, name) is not None:
+                raise ValueError(f'frequencies.{name} is only used with mode = "adaptive", not {self.mode!r}')
         return self
+
+    @property
+    def search_objective(self) -> str:
+        return self.objective or "edp"
 
 
 class Protocol(_Section):
@@ -225,6 +238,9 @@ class SweepRequest(_Section):
     def _split_needs_slurm(self) -> "SweepRequest":
         if self.split > 1 and self.executor == "local":
             raise ValueError(f'split = {self.split} runs shards as a SLURM job array: it needs executor = "slurm"')
+        if self.split > 1 and self.frequencies.mode == "adaptive":
+            raise ValueError(f'split = {self.split}: an adaptive search decides each clock from the ones before it, '
+                             'on one GPU; use split = 1')
         return self
 
     def fingerprint(self) -> str:

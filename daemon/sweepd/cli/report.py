@@ -157,6 +157,10 @@ def estimate(
             print(json.dumps(e.to_json() | ({"slurm": asdict(slurm)} if slurm else {}), indent=1))
             return 0
         sim = " [SIMULATED GPU]" if e.simulated else ""
+        if e.adaptive_evaluations:
+            lo, _, hi = e.adaptive_evaluations
+            console.print(f"adaptive search: about {e.clocks} of the candidate clocks ({lo} to {hi}); "
+                          f"{e.duration_range_s[0] / 60:.1f} to {e.duration_range_s[1] / 60:.1f} min", highlight=False)
         console.print(f"{e.gpu}{sim}: {e.clocks} clocks x {e.trials} trials x {e.images_per_trial} images = "
                       f"{e.images_generated} images; about {e.duration_s / 60:.1f} min ({e.time_source})",
                       highlight=False)

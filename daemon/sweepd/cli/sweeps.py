@@ -159,27 +159,36 @@ def demo(root: Optional[Path] = RootOpt, verbose: bool = VerboseOpt) -> None:
 
 @app.command()
 def gpus(backend: str = typer.Option("auto", help="auto | nvml | sim"),
-         as_json: bool = typer.Option(False, "--json")) -> None:
-    """List GPUs, their backend and supported clocks."""
+         as_json: bool = typer.Option(False, "--json"), root: Optional[Path] = RootOpt) -> None:
+    """List GPUs, their backend and supported clocks, and the production lock `sweepd clock set` left."""
     setup_logging(False)
     from sweepd.gpu import list_devices
 
     def go() -> int:
         if backend not in ("auto", "nvml", "sim"):
             raise InputError(f"--backend {backend!r}: use auto, nvml or sim")
+        from sweepd.records.gpulock import ProductionLock
+
+        locks = {r.uuid: r for r in ProductionLock.all_in(layout_of(root).production_locks)}
         out = []
         for dev in list_devices(backend):
             with dev:
                 mems = dev.memory_clocks()
                 out.append((dev.info(), {str(m): dev.graphics_clocks(m) for m in mems}))
         if as_json:
-            console.print_json(json.dumps([info.model_dump(mode="json") | {"clocks": clocks} for info, clocks in out]))
+            console.print_json(json.dumps([info.model_dump(mode="json") | {"clocks": clocks} | {
+                "production_lock_mhz": locks[info.uuid].freq_mhz if info.uuid in locks else None}
+                for info, clocks in out]))
             return 0
         for info, table in out:
             # the simulated boards are alternatives (gpu.sim_model), not several GPUs of one machine
             label = f'sim_model = "{info.sim_model}"' if info.simulated else f"GPU {info.index}"
             tag = "  [SIMULATED]" if info.simulated else ""
             console.print(f"{label}: {info.name}  {info.uuid}  backend={info.backend}{tag}", highlight=False)
+            if info.uuid in locks:
+                r = locks[info.uuid]
+                console.print(f"  production lock: {r.freq_mhz} MHz since {r.since}, from {r.source} "
+                              "(sweepd clock reset)", highlight=False)
             for mem, clocks in table.items():
                 sweep = [f for f in clocks if f >= 510]
                 console.print(f"  memory {mem} MHz: {len(clocks)} core clocks {clocks[0]}..{clocks[-1]} MHz "

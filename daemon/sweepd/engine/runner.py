@@ -78,6 +78,8 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int
     try:
         plan = plan_clocks(request.frequencies, device)
         order, seed = request.protocol.order, request.workload.seed
+        if request.frequencies.mode == "adaptive":
+            order = "descending"  # the search decides what comes after the highest clock
         if shard is None:
             return device, measuring_order(plan, order, seed), JobStore(layout, job_id)
         if not 0 <= shard[0] < shard[1] or shard[1] > len(plan):
@@ -101,7 +103,7 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
         resumed = store.open(request, device.info(), plan, sweep_id)
         stop.install()
         try:
-            with ClockGuard(device, layout.gpu_locks) as guard:
+            with ClockGuard(device, layout.gpu_locks, layout.production_locks) as guard:
                 stop.check()  # cancelled while starting: do not load the model for nothing
                 workload = Workload(request.workload, paths.cache_dir(), gpu_uuid=device.uuid,
                                     simulated=device.simulated)

@@ -21,12 +21,13 @@ import numpy as np
 from sweepd.engine import imaging
 from sweepd.engine.stop import StopFlag, StopRequested
 from sweepd.engine.store import JobStore
-from sweepd.engine.summary import desc, drifts
+from sweepd.engine import search
+from sweepd.engine.summary import by_clock, desc, drifts
 from sweepd.freqplan import ClockPoint, representative
 from sweepd.gpu.base import BENIGN_REASONS, GpuDevice, decode_reasons
 from sweepd.gpu.locks import ClockGuard
 from sweepd.gpu.sampler import Sampler
-from sweepd.records.manifest import DeviceTime
+from sweepd.records.manifest import DeviceTime, SearchRecord
 from sweepd.records.rows import ImageRow, PowerRow, SummaryRow, TrialRow
 from sweepd.request import SweepRequest
 
@@ -100,6 +101,8 @@ class Sweep:
         self._mark = self.device.now_ns()
         protocol = self.request.protocol
         with Sampler(self.device) as sampler:
+            if self.request.frequencies.mode == "adaptive":
+                return self._search(workload, sampler)
             pending = [(k, p) for k, p in enumerate(self.plan) if not self.store.clock_done(p, protocol)]
             if self.checks_drift and self.store.clock_done(self.plan[0], protocol) and \
                     (pending or not self.store.last_was_drift_check()):
@@ -109,6 +112,34 @@ class Sweep:
                 last = i == len(pending) - 1
                 if self.checks_drift and k and protocol.check_after(i, last):
                     self._drift_check(workload, sampler, "end of the sweep" if last else "baseline_every")
+
+    def _search(self, workload: Workload, sampler: Sampler) -> None:
+        """Adaptive mode: measure the clock the search asks for next, one at a time, until it stops. Each
+        decision depends only on the clocks completed so far, so a resumed sweep makes the same ones."""
+        protocol, freqs = self.request.protocol, self.request.frequencies
+        candidates = [p.freq_mhz for p in self.plan]
+        measured_here = 0
+        if self.store.clock_done(self.plan[0], protocol):
+            self._drift_check(workload, sampler, "resumed")
+        while True:
+            done = {f: [search.Trial(float(t.j_per_image), float(t.s_per_image_median or t.s_per_image))
+                        for t in rows] for f, rows in by_clock(self.store.trials).items()
+                    if f in candidates and self.store.clock_done(self.plan[candidates.index(f)], protocol)}
+            d = search.decide(candidates, done, freqs.search_objective, freqs.max_slowdown_pct)
+            evaluated = [f for f in self.store.manifest.search.evaluated_mhz if f in done] \
+                if self.store.manifest.search else []
+            evaluated += [f for f in done if f not in evaluated]
+            self.store.update(search=SearchRecord(
+                objective=freqs.search_objective, evaluated_mhz=evaluated, supported_count=len(candidates),
+                fraction=round(len(evaluated) / len(candidates), 3), chosen_mhz=d.chosen_mhz,
+                stopped_because=d.stopped_because, notes=d.notes))
+            if not d.next_mhz:
+                break
+            k = candidates.index(d.next_mhz[0])
+            self._measure_clock(workload, sampler, k, self.plan[k])
+            measured_here += 1
+        if measured_here and len(done) > 1:
+            self._drift_check(workload, sampler, "end of the sweep")
 
     def _measure_clock(self, workload: Workload, sampler: Sampler, k: int, point: ClockPoint) -> None:
         protocol = self.request.protocol

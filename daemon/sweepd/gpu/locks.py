@@ -20,7 +20,7 @@ from typing import Callable
 from sweepd.procs import pid_alive
 from sweepd.gpu.base import GpuDevice, GpuError
 from sweepd.records.base import RecordError
-from sweepd.records.gpulock import ClockLockRecord
+from sweepd.records.gpulock import ClockLockRecord, ProductionLock
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,12 @@ def repair_stale_locks(records: Path, opener: Callable[[ClockLockRecord], GpuDev
 class ClockGuard:
     """Locks clocks on one device and guarantees the reset."""
 
-    def __init__(self, device: GpuDevice, records: Path):
+    def __init__(self, device: GpuDevice, records: Path, production: Path | None = None):
+        """``production``: where ``sweepd clock set`` records production locks; one for this GPU is restored
+        after the reset."""
         self.device = device
         self.records = Path(records)
+        self.production = production
         self.path = ClockLockRecord.path_for(self.records, device.uuid)
         self.locked: tuple[int, int | None] | None = None
 
@@ -95,3 +98,8 @@ class ClockGuard:
         self.device.reset_clocks()  # raises if the reset fails: then the record stays for repair
         self.locked = None
         self.path.unlink(missing_ok=True)
+        if self.production is not None:
+            rec = ProductionLock.read_or_none(ProductionLock.path_for(self.production, self.device.uuid))
+            if rec is not None:
+                self.device.lock_clocks(rec.freq_mhz, rec.mem_mhz)
+                log.info("restored the production lock of %s at %d MHz", self.device.name, rec.freq_mhz)

@@ -1,7 +1,9 @@
 """``state/gpu-locks/<uuid>.json``: a sweep holds this GPU's clocks locked (:mod:`sweepd.gpu.locks`).
-
 Written before the first lock and removed after the reset; one left behind by a dead process is
-how the next sweepd start knows to reset that GPU."""
+how the next sweepd start knows to reset that GPU.
+
+``state/production-locks/<uuid>.json``: ``sweepd clock set`` locked this GPU at a chosen clock for
+production; a sweep on that GPU restores it when it ends instead of resetting to the default."""
 
 from __future__ import annotations
 
@@ -25,3 +27,31 @@ class ClockLockRecord(JsonRecord):
     @staticmethod
     def path_for(records: Path, uuid: str) -> Path:
         return Path(records) / f"{uuid}.json"
+
+
+class ProductionLock(JsonRecord):
+    uuid: str
+    index: int | None = None
+    name: str | None = None
+    backend: str | None = None
+    sim_model: str | None = None
+    freq_mhz: int
+    mem_mhz: int | None = None
+    source: str = ""  # the job whose answer it is, or "manual"
+    since: str = ""
+    path: Path | None = Field(None, exclude=True)
+
+    @staticmethod
+    def path_for(records: Path, uuid: str) -> Path:
+        return Path(records) / f"{uuid}.json"
+
+    @classmethod
+    def all_in(cls, records: Path) -> list["ProductionLock"]:
+        """Every readable record (an unreadable one is skipped: it locks nothing)."""
+        out = []
+        for path in sorted(Path(records).glob("*.json")):
+            rec = cls.read_or_none(path)
+            if rec is not None:
+                rec.path = path
+                out.append(rec)
+        return out

@@ -53,6 +53,19 @@ class DeviceTime(BaseModel):
     warmup_s: float = 0.0
 
 
+class SearchRecord(BaseModel):
+    """An adaptive sweep's search (``frequencies.mode = "adaptive"``), as it stands."""
+    model_config = ConfigDict(extra="allow")
+    mode: str = "adaptive"
+    objective: str = "edp"
+    evaluated_mhz: list[int] = []
+    supported_count: int = 0
+    fraction: float = 0.0
+    chosen_mhz: int | None = None
+    stopped_because: str | None = None
+    notes: list[str] = []
+
+
 class ShardPart(BaseModel):
     """One shard of a merged sweep."""
     model_config = ConfigDict(extra="allow")
@@ -90,6 +103,7 @@ class SweepManifest(JsonRecord):
     workload: WorkloadInfo | None = None
     model_loaded_unix: float | None = None
     device_time: DeviceTime | None = None  # added after 0.1.0
+    search: SearchRecord | None = None  # an adaptive sweep's (added after 0.1.0)
     # a shard's own manifest
     shard: int | None = None
     plan_mhz_all: list[int | None] | None = None

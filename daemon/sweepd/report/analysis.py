@@ -42,7 +42,8 @@ class Analysis:
                 "bottleneck": [asdict(r) for r in self.ranges], "bottleneck_text": self.bottleneck_sentences,
                 "drift_pct": None if self.drift is None else round(self.drift.pct, 2),
                 "optima": [asdict(o) for o in self.optima], "flags": self.flags,
-                "gpu_time": None if self.gpu_time is None else asdict(self.gpu_time)}
+                "gpu_time": None if self.gpu_time is None else asdict(self.gpu_time),
+                "search": None if self.job.manifest.search is None else self.job.manifest.search.model_dump(mode="json")}
 
 
 def _span(r: Range) -> str:
@@ -68,9 +69,13 @@ def analyse(job: JobResults, bound_pct: float = 5.0, cv_limit: float = 0.05, loc
     a = Analysis(job, rows, rows[0].freq_mhz if rows else None, bound_pct, ranges=bottleneck(rows),
                  drift=worst_drift(job.trials), gpu_time=breakdown(job))
     trials, ref = by_clock(job.trials), reference_trials(job.trials, order, limit)
+    s = job.manifest.search
     for name in METRICS:
         for bounded in (False, True):
-            o = optima_mod.find(name, bounded, rows, trials, ref, bound_pct)
+            # an adaptive sweep's answer for its objective is the search's: the clock its fit rates best among
+            # those not significantly worse than the best measured
+            chosen = s.chosen_mhz if s is not None and s.objective == name and not bounded else None
+            o = optima_mod.find(name, bounded, rows, trials, ref, bound_pct, chosen)
             if o is not None:
                 a.optima.append(o)
     a.flags = flags(job, rows, cv_limit, lock_tolerance_mhz) + _doubts(a, limit)

@@ -15,6 +15,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sweepd.engine.search import COARSE, MAX_EVALUATIONS
 from sweepd.freqplan import ClockPoint, plan_clocks, representative
 from sweepd.gpu.base import GpuDevice
 from sweepd.paths import Layout
@@ -22,6 +23,7 @@ from sweepd.report.data import JobResults, all_jobs
 from sweepd.request import SweepRequest
 
 MODES = ("benchmark", "research", "archive")
+EXPECTED_EVALUATIONS = 12  # an adaptive search's median on the simulated boards (BENCHMARKS.md)
 BYTES_PER_PIXEL = {"tiny": 3.0, "model": 1.5}  # random-weight noise vs real pictures (360-500 KB at 512x512)
 STARTUP_S = 15.0  # interpreter, torch import and model load, without history
 STARTUP_PROCESS_S = 1.0  # interpreter start before sweep.json exists (measured runs start the clock later)
@@ -53,6 +55,8 @@ class Estimate:
     caps: list[str] = field(default_factory=list)
     modes: list[ModeEstimate] = field(default_factory=list)
     request_mode: str = "research"
+    adaptive_evaluations: list[int] | None = None  # an adaptive search's clocks: [fewest, expected, most]
+    duration_range_s: list[float] | None = None  # [fewest, most] evaluations' duration
 
     def mode(self, name: str) -> ModeEstimate:
         return next(m for m in self.modes if m.mode == name)
@@ -133,16 +137,28 @@ def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: 
     window = [n * s if p.images_per_trial else max(p.min_window_s, n * s) for s in s_img]
     warm0 = 6 * w.batch_size if p.warmup else 0  # the first clock warms up until timings settle
     trials = p.most  # sequential sampling may take up to max_trials: the estimate (and a SLURM time limit) allow for it
-    duration = fixed + warm0 * s_img[0] + sum(p.settle_s + p.warmup * s + trials * (t + per_trial)
-                                              + p.cooldown_s * (trials - 1) for s, t in zip(s_img, window, strict=True))
-    checks = p.drift_checks(len(plan)) if req.frequencies.mode != "baseline" else 0
-    duration += checks * (p.settle_s + p.warmup * s_img[0] + p.least * (window[0] + per_trial + p.cooldown_s))
+    per_clock = [p.settle_s + p.warmup * s + trials * (t + per_trial) + p.cooldown_s * (trials - 1)
+                 for s, t in zip(s_img, window, strict=True)]
+    clocks, evaluations, duration_range = len(plan), None, None
+    if req.frequencies.mode == "adaptive":  # the search measures a few of the candidates (bench/adaptive.py)
+        evaluations = [min(len(plan), x) for x in (COARSE, EXPECTED_EVALUATIONS, MAX_EVALUATIONS)]
+        clocks = evaluations[1]
+        mean = sum(per_clock) / len(per_clock)
+        per_clock = [mean] * clocks
+    checks = p.drift_checks(clocks) if req.frequencies.mode != "baseline" else 0
+    base = fixed + warm0 * s_img[0] + checks * (p.settle_s + p.warmup * s_img[0]
+                                                + p.least * (window[0] + per_trial + p.cooldown_s))
+    duration = base + sum(per_clock)
+    if evaluations:
+        duration_range = [base + per_clock[0] * evaluations[0], base + per_clock[0] * evaluations[2]]
     again = checks * p.least * n  # images of the baseline's re-measurements
     size, size_source = _bytes_per_image(history, req)
     free = _free(layout.images)
-    out = Estimate(device.name, device.simulated, len(plan), trials, n, len(plan) * trials * n + again, duration,
-                   time_source, size, size_source, free, request_mode=req.images.mode)
-    saved = {"benchmark": 0, "research": n * len(representative(len(plan))), "archive": n * len(plan) * trials + again}
+    out = Estimate(device.name, device.simulated, clocks, trials, n, clocks * trials * n + again, duration,
+                   time_source, size, size_source, free, request_mode=req.images.mode,
+                   adaptive_evaluations=evaluations, duration_range_s=duration_range)
+    saved = {"benchmark": 0, "research": n * min(clocks, len(representative(len(plan)))),
+             "archive": n * clocks * trials + again}
     for mode in MODES:
         nbytes, files = saved[mode] * size, saved[mode]
         why = []

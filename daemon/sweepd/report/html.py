@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sweepd import atomic
 from sweepd.records.rows import clock_label
+from sweepd.report import words
 from sweepd.report.analysis import Analysis
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}
@@ -62,6 +63,9 @@ def render(a: Analysis, plots: list[Path]) -> str:
     parts.append("</table>")
     parts.append("<h2>What sets the pace</h2><ul class='bottleneck'>"
                  + "".join(f"<li>{escape(t)}</li>" for t in a.bottleneck_sentences) + "</ul>")
+    use = words.search_line(a) + words.use_lines(a) + ([a.gpu_time.line()] if a.gpu_time else [])
+    parts.append("<h2>How it was found, how to use it</h2><ul class='use'>"
+                 + "".join(f"<li>{escape(t)}</li>" for t in use) + "</ul>")
     if a.drift is not None:
         d = a.drift
         parts.append(f"<p class='drift'>Baseline measured again ({d.n} trials): J/image {_pct(d.j_pct)} "

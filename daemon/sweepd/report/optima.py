@@ -54,13 +54,15 @@ def _change(a: list[float], ref: list[float]) -> tuple[float, list[float] | None
 
 
 def find(metric: str, bounded: bool, rows: list[SummaryRow], trials: dict[int | None, list[TrialRow]],
-         ref: list[TrialRow], bound_pct: float) -> Optimum | None:
-    """The optimum of ``metric`` among ``rows`` (within ``bound_pct`` slowdown when ``bounded``)."""
+         ref: list[TrialRow], bound_pct: float, chosen: int | None = None) -> Optimum | None:
+    """The optimum of ``metric`` among ``rows`` (within ``bound_pct`` slowdown when ``bounded``): the lowest mean,
+    or ``chosen`` (an adaptive search's answer) when it is one of them."""
     cands = [r for r in rows if trials.get(r.freq_mhz) and (not bounded or r.time_change_pct_vs_max <= bound_pct)]
     if not cands or not ref:
         return None
     values = {r.freq_mhz: [per_trial(metric, t) for t in trials[r.freq_mhz]] for r in cands}
     best = min(cands, key=lambda r: sum(values[r.freq_mhz]) / len(values[r.freq_mhz]))
+    best = next((r for r in cands if r.freq_mhz == chosen), best)
     equivalent = [r.freq_mhz for r in cands
                   if not significantly_greater(values[r.freq_mhz], values[best.freq_mhz])]
     rows_best = trials[best.freq_mhz]

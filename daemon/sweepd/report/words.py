@@ -21,6 +21,27 @@ def optimum_line(o: Optimum, a: Analysis) -> str:
             + (" (simulated)" if a.job.simulated else ""))
 
 
+def search_line(a: Analysis) -> list[str]:
+    s = a.job.manifest.search
+    if s is None:
+        return []
+    return [f"adaptive search ({s.objective}): measured {len(s.evaluated_mhz)} of {s.supported_count} clocks "
+            f"({s.fraction * 100:.0f}%): {', '.join(map(str, s.evaluated_mhz))} MHz; "
+            + (f"stopped because {s.stopped_because}" if s.stopped_because else "not finished")] + s.notes
+
+
+def use_lines(a: Analysis) -> list[str]:
+    """How to run at the answer with other tools: SLURM's own option and nvidia-smi."""
+    s = a.job.manifest.search
+    o = a.best(s.objective, False) if s is not None else a.best("edp", False)
+    if o is None or o.freq_mhz is None:
+        return []
+    f = o.freq_mhz
+    return [f"to run at {f} MHz: sweepd clock set {a.job.job_id} | sbatch --gpu-freq={f} ... | "
+            f"nvidia-smi -lgc {f},{f} (reset: nvidia-smi -rgc)"]
+
+
 def answer_lines(a: Analysis) -> list[str]:
     time = [a.gpu_time.line() + (" (simulated)" if a.job.simulated else "")] if a.gpu_time else []
-    return [optimum_line(o, a) for o in a.optima] + a.bottleneck_sentences + time
+    return ([optimum_line(o, a) for o in a.optima] + search_line(a) + a.bottleneck_sentences + time
+            + use_lines(a))

@@ -1,0 +1,173 @@
+"""Adaptive search over clocks (``[frequencies] mode = "adaptive"``): which clock to measure next, and when
+to stop. A pure function of what has been measured, so a killed sweep that resumes from its trials.csv
+reaches the same decisions.
+
+The energy curve of a GPU has one minimum over most of its clock range, at a knee: above it voltage falls
+with the clock, so energy drops while time hardly changes; below it voltage stays at its minimum while
+time keeps growing as 1/f, so energy and EDP rise steeply. A cubic ``a*f^3 + b`` misfits that kink. The
+search therefore:
+
+1. measures a coarse set: the highest clock, the lowest, and three evenly between (by table index);
+2. fits a knee-aware model around the best measured clock: a V (a line on each side of a knee clock), the
+   knee chosen by least squares over the table;
+3. measures the fitted knee, then the clocks next to it in the table (the lower one first: below the
+   knee the curve is steep), refitting after each clock;
+4. stops when the fitted knee and both its neighbours in the table are measured, or when
+   ``max_evaluations`` is reached.
+
+If the measured curve is not unimodal within its confidence intervals (an interior clock significantly
+worse than a lower and a higher clock that are both better), it measures the gaps around that bump
+before trusting the fit, and says so. Each trial's time is its median per-image time when recorded
+(host stalls are noise, not the clock's effect); the answer is the measured clock the fit rates best.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from sweepd.stats import significantly_greater
+
+COARSE = 5
+MAX_EVALUATIONS = 16
+
+
+@dataclass(frozen=True)
+class Trial:
+    j_per_image: float
+    s_per_image: float
+
+
+@dataclass
+class Decision:
+    next_mhz: list[int]  # what to measure next (empty: stop)
+    chosen_mhz: int | None  # the answer so far
+    stopped_because: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def value(objective: str, t: Trial) -> float:
+    return t.j_per_image * t.s_per_image ** {"energy": 0, "edp": 1, "ed2p": 2}[objective]
+
+
+def coarse(n: int) -> list[int]:
+    """Indices (0: the highest clock) of the coarse set."""
+    return sorted({round(i * (n - 1) / (COARSE - 1)) for i in range(COARSE)}) if n > COARSE else list(range(n))
+
+
+def _solve(rows: list[list[float]], ys: list[float], ws: list[float]) -> tuple[list[float], float]:
+    """Weighted least squares by the normal equations (tiny systems); returns (coefficients, SSE)."""
+    m = len(rows[0])
+    a = [[sum(w * r[i] * r[j] for r, w in zip(rows, ws)) for j in range(m)] for i in range(m)]
+    b = [sum(w * r[i] * y for r, y, w in zip(rows, ys, ws)) for i in range(m)]
+    for i in range(m):  # a small ridge keeps a singular system (too few points on one side) solvable
+        a[i][i] += 1e-9 * (a[i][i] or 1.0)
+    for c in range(m):  # Gaussian elimination with partial pivoting
+        p = max(range(c, m), key=lambda r: abs(a[r][c]))
+        a[c], a[p], b[c], b[p] = a[p], a[c], b[p], b[c]
+        if abs(a[c][c]) < 1e-300:
+            continue
+        for r in range(c + 1, m):
+            f = a[r][c] / a[c][c]
+            for k in range(c, m):
+                a[r][k] -= f * a[c][k]
+            b[r] -= f * b[c]
+    x = [0.0] * m
+    for c in reversed(range(m)):
+        x[c] = (b[c] - sum(a[c][k] * x[k] for k in range(c + 1, m))) / a[c][c] if abs(a[c][c]) > 1e-300 else 0.0
+    sse = sum(w * (sum(ci * ri for ci, ri in zip(x, r)) - y) ** 2 for r, y, w in zip(rows, ys, ws))
+    return x, sse
+
+
+def fit(points: dict[int, list[float]], supported: list[int]) -> tuple[int, dict[int, float]]:
+    """A V with its tip at a knee, fitted by weighted least squares to the best measured clock and up to two
+    measured neighbours on each side (locally the curve is two lines; further out it bends). Returns (the knee,
+    the fitted objective at each supported clock in that span). Weights: each clock's trials over its
+    variance (a clock with one trial gets the others' pooled variance)."""
+    means = {f: statistics.fmean(v) for f, v in points.items()}
+    best = min(means, key=means.get)
+    clocks = sorted(points)
+    i = clocks.index(best)
+    near = clocks[max(0, i - 2): i + 3]
+    multi = [statistics.variance(points[f]) / means[f] ** 2 for f in near if len(points[f]) > 1]
+    pooled = statistics.fmean(multi) if multi else 1e-4
+    ws = [len(points[f]) / max(statistics.variance(points[f]) / means[f] ** 2 if len(points[f]) > 1 else pooled,
+                                 pooled / 4, 1e-8) for f in near]
+    scale = (max(near) - min(near)) or 1.0
+    inside = [f for f in supported if near[0] <= f <= near[-1]]
+    fitted: tuple[float, int, list[float]] | None = None
+    for knee in inside:
+        rows = [[1.0, max(0.0, f - knee) / scale, max(0.0, knee - f) / scale] for f in near]
+        coef, sse = _solve(rows, [means[f] for f in near], ws)
+        if fitted is None or sse < fitted[0] - 1e-12:
+            fitted = (sse, knee, coef)
+    _, knee, (c0, up, down) = fitted
+    curve = {f: c0 + up * max(0.0, f - knee) / scale + down * max(0.0, knee - f) / scale for f in inside}
+    return knee, curve
+
+
+def _choose(points: dict[int, list[float]], curve: dict[int, float]) -> int:
+    """Among the measured clocks not significantly worse than the best measured mean, the one the fit rates best:
+    the fit pools neighbouring clocks' trials, the test keeps it from overruling what was measured."""
+    best = min(points, key=lambda f: statistics.fmean(points[f]))
+    near = [f for f in points if not significantly_greater(points[f], points[best])]
+    return min(near, key=lambda f: curve.get(f, statistics.fmean(points[f])))
+
+
+def _bumps(points: dict[int, list[float]]) -> list[int]:
+    """Measured clocks significantly worse than both a lower and a higher measured clock."""
+    clocks = sorted(points)
+    out = []
+    for i, f in enumerate(clocks[1:-1], start=1):
+        lower = [g for g in clocks[:i] if significantly_greater(points[f], points[g])]
+        higher = [g for g in clocks[i + 1:] if significantly_greater(points[f], points[g])]
+        if lower and higher:
+            out.append(f)
+    return out
+
+
+def decide(supported: list[int], measured: dict[int, list[Trial]], objective: str = "edp",
+           max_slowdown_pct: float | None = None, max_evaluations: int = MAX_EVALUATIONS) -> Decision:
+    """``supported``: the clocks allowed, highest first; ``measured``: each evaluated clock's trials."""
+    idx = {f: i for i, f in enumerate(supported)}
+    first = [supported[i] for i in coarse(len(supported))]
+    todo = [f for f in first if f not in measured]
+    if todo:
+        return Decision(todo, None)
+    top_s = statistics.fmean(t.s_per_image for t in measured[supported[0]])
+    feasible = {f: [value(objective, t) for t in ts] for f, ts in measured.items() if ts and (
+        max_slowdown_pct is None or statistics.fmean(t.s_per_image for t in ts) <= top_s * (1 + max_slowdown_pct / 100))}
+    if not feasible:
+        return Decision([], supported[0], "no clock is within the slowdown bound")
+    notes = []
+    knee, curve = fit(feasible, supported)
+    chosen = _choose(feasible, curve)
+    evaluated = sorted(measured, key=lambda f: idx[f])
+    if len(evaluated) >= max_evaluations:
+        return Decision([], chosen, f"max_evaluations ({max_evaluations}) reached", notes)
+    bumps = _bumps(feasible)
+    if bumps:
+        notes.append("the measured curve is not unimodal within its confidence intervals at "
+                      f"{', '.join(map(str, bumps))} MHz: measured more densely there")
+        gaps = _gaps([idx[b] for b in bumps], [idx[f] for f in evaluated], supported)
+        if gaps:
+            return Decision(gaps, chosen, None, notes)
+    if knee not in measured:
+        return Decision([knee], chosen, None, notes)
+    # the knee is measured: its neighbours in the table tell on which side the optimum lies
+    k = idx[knee]
+    nxt = [supported[j] for j in (k + 1, k - 1) if 0 <= j < len(supported) and supported[j] not in measured]
+    if nxt:
+        return Decision(nxt[:1], chosen, None, notes)
+    return Decision([], chosen, "the fitted optimum and the clocks next to it in the table are measured", notes)
+
+
+def _gaps(bumps: list[int], ev: list[int], supported: list[int]) -> list[int]:
+    out = []
+    for b in bumps:
+        for j in (max((e for e in ev if e < b), default=None), min((e for e in ev if e > b), default=None)):
+            if j is not None and abs(j - b) > 1:
+                f = supported[(b + j) // 2]
+                if f not in out:
+                    out.append(f)
+    return [f for f in out if supported.index(f) not in ev]
