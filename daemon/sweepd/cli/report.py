@@ -101,16 +101,20 @@ def estimate_table() -> str:
     from sweepd.report.estimate import estimate
     from sweepd.request import SweepRequest
 
-    lines = ["| GPU (clocks >= 510 MHz) | images generated | benchmark | research | archive | duration |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| GPU (clocks >= 510 MHz) | images generated | benchmark | research | archive | duration | adaptive |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
         layout = layout_of(tmp)
         for gpu in ("H100", "A100", "V100"):
             req = SweepRequest.model_validate({"workload": {"model": "runwayml/stable-diffusion-v1-5"},
                                                "gpu": {"backend": "sim", "sim_model": gpu}, "protocol": {"trials": 5}})
             e = estimate(req, layout, SimulatedGpu(gpu))
+            ada = estimate(req.model_copy(update={"frequencies": req.frequencies.model_copy(
+                update={"mode": "adaptive"})}), layout, SimulatedGpu(gpu))
             cells = [f"{m.images_saved} files, {human(m.bytes)}" for m in e.modes]
-            lines.append(f"| {gpu} ({e.clocks}) | {e.images_generated} | {' | '.join(cells)} | {e.duration_s / 3600:.1f} h |")
+            lo, hi = ada.duration_range_s
+            lines.append(f"| {gpu} ({e.clocks}) | {e.images_generated} | {' | '.join(cells)} | {e.duration_s / 3600:.1f} h "
+                         f"| {ada.clocks} clocks, {ada.duration_s / 3600:.2f} h ({lo / 3600:.2f}-{hi / 3600:.2f}) |")
     return "\n".join(lines)
 
 
