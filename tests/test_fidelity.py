@@ -2,9 +2,6 @@
 (the sim's noise-free model), run as `sweepd run` subprocesses and read through `sweepd report --json`."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -127,14 +124,11 @@ def test_order_and_baseline_every_decide_when_each_clock_is_measured(tmp_path):
     assert gt["total_s"] == pytest.approx(windows + gt["warmup_s"])
 
 
-def test_the_demo_on_a_fully_loaded_machine_gives_945_mhz_within_the_edp_equivalent_set(tmp_path):
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
-    try:
-        r = sweepd("demo", "--root", tmp_path / "demo", timeout=600)
-    finally:
-        for h in hogs:
-            h.kill()
-            h.wait()
+def test_the_demo_gives_945_mhz_within_the_edp_equivalent_set_and_the_calibrated_saving_in_its_ci(tmp_path):
+    """The demo's figures are the simulated GPU's alone: the same on a loaded machine as on an idle one
+    (test_sweep.py::test_the_sims_figures_do_not_depend_on_how_busy_this_machine_is runs a sweep both ways;
+    ../shared/checks/09-fidelity runs the demo itself with every core busy)."""
+    r = sweepd("demo", "--root", tmp_path / "demo", timeout=600)
     assert r.returncode == 0, r.stderr
     job = next((tmp_path / "demo/results").glob("job_*")).name
     a = json.loads(sweepd("report", job, "--root", tmp_path / "demo", "--json").stdout)

@@ -55,9 +55,16 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, for
     tag = " on a SIMULATED GPU" if simulated else ""
     p = request.protocol
     trials = str(p.trials) if not p.sequential else f"{p.min_trials}-{p.max_trials} (to a {p.target_ci_pct:g} % CI)"
-    console.print(f"sweep job {job}: {len(plan)} clock(s) x {trials} trials{tag}; "
+    clocks = f"{len(plan)} clock(s)"
+    expected = len(plan)
+    if request.frequencies.mode == "adaptive":
+        from sweepd.report.estimate import EXPECTED_EVALUATIONS
+
+        expected = min(len(plan), EXPECTED_EVALUATIONS)
+        clocks = f"an adaptive search ({request.frequencies.search_objective}) over {len(plan)} clocks (about {expected} measured)"
+    console.print(f"sweep job {job}: {clocks} x {trials} trials{tag}; "
                   f"results in {layout.job_results(job)}", highlight=False)
-    with ConsoleObserver(console, len(plan) * p.least, p.most, simulated) as obs, \
+    with ConsoleObserver(console, expected * p.least, p.most, simulated) as obs, \
             job_log(layout.job_results(job) / "sweep.log"):
         outcome = runner.run(request, layout, job, obs)
         from sweepd.report.build import write_report
