@@ -22,11 +22,10 @@ import json
 import statistics
 
 from sweepd.engine.search import Trial, decide
+from sweepd.engine.summary import TIME_POWER as POWER
 from sweepd.gpu.sim import SimulatedGpu
 from sweepd.gpu.simmodel import calibrate, s_per_image
 from sweepd.request import Protocol
-
-POWER = {"energy": 0, "edp": 1, "ed2p": 2}
 
 
 class Bench:

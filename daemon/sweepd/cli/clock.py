@@ -35,8 +35,7 @@ def _target(target: str, layout) -> tuple[int, str, str | None, str | None]:
         if target.isdigit():
             return int(target), "manual", None, None
         raise InputError(f"{target!r} is neither a sweep under {layout.results} nor a clock in MHz") from None
-    s = a.job.manifest.search
-    o = a.best(s.objective if s else "edp", False)
+    o = a.recommended
     if o is None or o.freq_mhz is None:
         raise InputError(f"job {a.job.job_id} has no measured clock to recommend")
     req = a.job.manifest.request

@@ -26,6 +26,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from sweepd.engine.summary import objective as objective_value
 from sweepd.stats import significantly_greater
 
 COARSE = 5
@@ -46,8 +47,8 @@ class Decision:
     notes: list[str] = field(default_factory=list)
 
 
-def value(objective: str, t: Trial) -> float:
-    return t.j_per_image * t.s_per_image ** {"energy": 0, "edp": 1, "ed2p": 2}[objective]
+def value(metric: str, t: Trial) -> float:
+    return objective_value(metric, t.j_per_image, t.s_per_image)
 
 
 def coarse(n: int) -> list[int]:
@@ -142,14 +143,13 @@ def decide(supported: list[int], measured: dict[int, list[Trial]], objective: st
     notes = []
     knee, curve = fit(feasible, supported)
     chosen = _choose(feasible, curve)
-    evaluated = sorted(measured, key=lambda f: idx[f])
-    if len(evaluated) >= max_evaluations:
+    if len(measured) >= max_evaluations:
         return Decision([], chosen, f"max_evaluations ({max_evaluations}) reached", notes)
     bumps = _bumps(feasible)
     if bumps:
         notes.append("the measured curve is not unimodal within its confidence intervals at "
                       f"{', '.join(map(str, bumps))} MHz: measured more densely there")
-        gaps = _gaps([idx[b] for b in bumps], [idx[f] for f in evaluated], supported)
+        gaps = _gaps([idx[b] for b in bumps], [idx[f] for f in measured], supported)
         if gaps:
             return Decision(gaps, chosen, None, notes)
     if knee not in measured:
@@ -163,6 +163,8 @@ def decide(supported: list[int], measured: dict[int, list[Trial]], objective: st
 
 
 def _gaps(bumps: list[int], ev: list[int], supported: list[int]) -> list[int]:
+    """The clocks halfway between each bump and its nearest measured neighbours (by table index); a halfway
+    clock lies strictly between two measured ones, so it is never measured yet."""
     out = []
     for b in bumps:
         for j in (max((e for e in ev if e < b), default=None), min((e for e in ev if e > b), default=None)):
@@ -170,4 +172,4 @@ def _gaps(bumps: list[int], ev: list[int], supported: list[int]) -> list[int]:
                 f = supported[(b + j) // 2]
                 if f not in out:
                     out.append(f)
-    return [f for f in out if supported.index(f) not in ev]
+    return out

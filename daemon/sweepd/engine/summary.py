@@ -61,11 +61,12 @@ def desc(order: Iterable[int | None]) -> list[int | None]:
     return sorted(order, key=lambda f: -1 if f is None else -f)
 
 
-def by_clock(trials: Iterable[TrialRow]) -> dict[int | None, list[TrialRow]]:
-    """The successful measurements of each clock (re-measurements for drift left out)."""
+def by_clock(trials: Iterable[TrialRow], drift_checks: bool = False) -> dict[int | None, list[TrialRow]]:
+    """The successful measurements of each clock, in the order they were first measured (re-measurements for
+    drift left out; with ``drift_checks``, only those)."""
     out: dict[int | None, list[TrialRow]] = {}
     for row in trials:
-        if row.ok and not row.drift_check:
+        if row.ok and row.drift_check == drift_checks:
             out.setdefault(row.freq_mhz, []).append(row)
     return out
 
@@ -73,12 +74,8 @@ def by_clock(trials: Iterable[TrialRow]) -> dict[int | None, list[TrialRow]]:
 def drifts(trials: list[TrialRow]) -> list[Drift]:
     """Each clock measured again for drift, against its first measurement."""
     first = by_clock(trials)
-    again: dict[int | None, list[TrialRow]] = {}
-    for row in trials:
-        if row.ok and row.drift_check:
-            again.setdefault(row.freq_mhz, []).append(row)
     out = []
-    for f, rows in again.items():
+    for f, rows in by_clock(trials, drift_checks=True).items():
         if not first.get(f):
             continue
         change = []
@@ -106,7 +103,7 @@ def reference_trials(trials: list[TrialRow], order: list[int | None], drift_limi
     if drift_limit_pct is not None:
         d = next((d for d in drifts(trials) if d.freq_mhz == top), None)
         if d is not None and d.exceeds(drift_limit_pct):
-            return [r for r in trials if r.ok and r.drift_check and r.freq_mhz == top]
+            return by_clock(trials, drift_checks=True)[top]
     return clocks.get(top, [])
 
 
@@ -114,9 +111,10 @@ def _s(rows: list[TrialRow]) -> list[float]:
     return [float(r.s_per_image) for r in rows]
 
 
-def _bound(rows: list[TrialRow], top: list[TrialRow], util: float | None) -> str:
-    """``util``: the median of the trials' GPU utilisation (a host stall in one window does not decide)."""
-    if rows is not top and significantly_greater(_s(rows), _s(top)):
+def _bound(slower: bool, util: float | None) -> str:
+    """``slower``: significantly slower than the top clock (or below one that is); ``util``: the median of the
+    trials' GPU utilisation (a host stall in one window does not decide)."""
+    if slower:
         return "gpu"
     if util is None:
         return "unknown"
@@ -148,8 +146,8 @@ def summarize(trials: Iterable[TrialRow], order: list[int | None],
         p = [float(r.avg_power_w) for r in rows]
         u = [r.gpu_util_pct for r in rows if r.gpu_util_pct is not None]
         util = round(statistics.fmean(u), 1) if u else None
-        bound = "gpu" if slower else _bound(rows, top, statistics.median(u) if u else None)
-        slower = slower or (bound == "gpu" and rows is not top and significantly_greater(s, _s(top)))
+        slower = slower or (rows is not top and significantly_greater(s, _s(top)))
+        bound = _bound(slower, statistics.median(u) if u else None)
         jm, sm = statistics.fmean(j), statistics.fmean(s)
         jsd = statistics.stdev(j) if len(j) > 1 else 0.0
         out.append(SummaryRow(
@@ -177,10 +175,17 @@ def bottleneck(rows: list[SummaryRow]) -> list[Range]:
 METRICS = {"energy": "j_per_image_mean", "edp": "edp", "ed2p": "ed2p"}
 
 
+TIME_POWER = {"energy": 0, "edp": 1, "ed2p": 2}  # each objective is J/image x (s/image) ** this
+
+
+def objective(metric: str, j_per_image: float, s_per_image: float) -> float:
+    """An objective's value: J/image (energy), J x s per image (EDP) or J x s^2 (ED2P)."""
+    return j_per_image * s_per_image ** TIME_POWER[metric]
+
+
 def per_trial(metric: str, row: TrialRow) -> float:
-    """One trial's value of an objective: J/image, EDP (J x s per image) or ED2P."""
-    j, s = float(row.j_per_image), float(row.s_per_image)
-    return {"energy": j, "edp": j * s, "ed2p": j * s * s}[metric]
+    """One trial's value of an objective."""
+    return objective(metric, float(row.j_per_image), float(row.s_per_image))
 
 
 def optimum(rows: list[SummaryRow], metric: str) -> SummaryRow | None:

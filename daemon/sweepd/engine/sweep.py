@@ -126,9 +126,7 @@ class Sweep:
                         for t in rows] for f, rows in by_clock(self.store.trials).items()
                     if f in candidates and self.store.clock_done(self.plan[candidates.index(f)], protocol)}
             d = search.decide(candidates, done, freqs.search_objective, freqs.max_slowdown_pct)
-            evaluated = [f for f in self.store.manifest.search.evaluated_mhz if f in done] \
-                if self.store.manifest.search else []
-            evaluated += [f for f in done if f not in evaluated]
+            evaluated = list(done)  # by_clock keeps the order clocks were first measured in
             self.store.update(search=SearchRecord(
                 objective=freqs.search_objective, evaluated_mhz=evaluated, supported_count=len(candidates),
                 fraction=round(len(evaluated) / len(candidates), 3), chosen_mhz=d.chosen_mhz,
@@ -295,6 +293,7 @@ class Sweep:
     def _image_rows(self, workload: Workload, images: list[np.ndarray], k: int, point: ClockPoint,
                     trial: int, per_image: list[float]) -> list[ImageRow]:
         seed0, first_trial = self.request.workload.seed, not self.reference
+        keep = self.keeps_images(k, trial)
         rows = []
         for i, img in enumerate(images):
             seed = seed0 + i
@@ -303,7 +302,7 @@ class Sweep:
                 imaging.save_png(self.store.reference_dir / f"i{i:03d}_s{seed}.png", img)
             ref = self.reference.get(i)
             saved = ""
-            if self.keeps_images(k, trial):
+            if keep:
                 path = self.store.images_dir / point.label / imaging.image_name(point.label, trial, i, seed)
                 imaging.save_png(path, img, self._png_text(workload, point, trial, i, seed))
                 saved = str(path)

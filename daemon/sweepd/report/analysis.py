@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from sweepd.engine.summary import METRICS, Drift, Range, bottleneck, by_clock, reference_trials, summarize, worst_drift
-from sweepd.records.rows import SummaryRow, clock_label
+from sweepd.records.rows import SummaryRow, TrialRow, clock_label
 from sweepd.report import optima as optima_mod
 from sweepd.report.data import JobResults
 from sweepd.report.gputime import GpuTime, breakdown
@@ -30,6 +30,12 @@ class Analysis:
 
     def best(self, metric: str, bounded: bool) -> Optimum | None:
         return next((o for o in self.optima if o.metric == metric and o.bounded == bounded), None)
+
+    @property
+    def recommended(self) -> Optimum | None:
+        """The clock to run at: an adaptive search's answer for its objective, else the minimum EDP."""
+        s = self.job.manifest.search
+        return self.best(s.objective if s is not None else "edp", False)
 
     @property
     def bottleneck_sentences(self) -> list[str]:
@@ -78,11 +84,11 @@ def analyse(job: JobResults, bound_pct: float = 5.0, cv_limit: float = 0.05, loc
             o = optima_mod.find(name, bounded, rows, trials, ref, bound_pct, chosen)
             if o is not None:
                 a.optima.append(o)
-    a.flags = flags(job, rows, cv_limit, lock_tolerance_mhz) + _doubts(a, limit)
+    a.flags = flags(job, rows, cv_limit, lock_tolerance_mhz) + _doubts(a, limit, trials, ref)
     return a
 
 
-def _doubts(a: Analysis, limit: float) -> list[str]:
+def _doubts(a: Analysis, limit: float, trials: dict[int | None, list[TrialRow]], ref: list[TrialRow]) -> list[str]:
     """Drift, savings inside the noise, lower clocks faster than the reference, counter vs power."""
     out = []
     d = a.drift
@@ -101,8 +107,6 @@ def _doubts(a: Analysis, limit: float) -> list[str]:
             lo, hi = o.energy_saving_ci95
             out.append(f"{o.name(a.bound_pct)} at {clock_label(o.freq_mhz)} MHz saves {o.energy_saving_pct:.1f}% "
                        f"(95% CI {lo:.1f} to {hi:.1f}%): not distinguishable from no saving")
-    trials = by_clock(a.job.trials)
-    ref = reference_trials(a.job.trials, a.job.plan, limit)
     s_ref = [float(t.s_per_image) for t in ref]
     faster = [r.label for r in a.rows[1:] if r.freq_mhz is not None and a.baseline is not None
               and r.freq_mhz < a.baseline and significantly_greater(s_ref, [float(t.s_per_image) for t in trials[r.freq_mhz]])]

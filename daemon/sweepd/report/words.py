@@ -32,8 +32,7 @@ def search_line(a: Analysis) -> list[str]:
 
 def use_lines(a: Analysis) -> list[str]:
     """How to run at the answer with other tools: SLURM's own option and nvidia-smi."""
-    s = a.job.manifest.search
-    o = a.best(s.objective, False) if s is not None else a.best("edp", False)
+    o = a.recommended
     if o is None or o.freq_mhz is None:
         return []
     f = o.freq_mhz
