@@ -4,7 +4,7 @@ import pytest
 
 from sweepd.freqplan import plan_clocks
 from sweepd.gpu.sim import SimulatedGpu
-from sweepd.gpu.simmodel import anchors, calibrate
+from sweepd.gpu.simmodel import anchors, batch_factor, calibrate
 from sweepd.request import Frequencies
 
 
@@ -45,7 +45,7 @@ def test_a_batch_takes_the_modelled_time_on_the_sims_own_clock_whatever_the_cpu_
     with gpu.busy(3):
         time.sleep(0.05)  # the CPU's share: however long it takes, the simulated clock does not see it
     elapsed = (gpu.now_ns() - t0) / 1e9
-    assert elapsed == pytest.approx(3 * 2.0 * gpu.model.slowdown(510))
+    assert elapsed == pytest.approx(3 * 2.0 * gpu.model.slowdown(510) * batch_factor(3))  # batching saves per image
     gpu.wait(0.1)  # past the next published step
     joules = (gpu.energy_mj() - e0) / 1000
     assert joules == pytest.approx(gpu.model.busy_power_w(510) * elapsed, rel=0.02)

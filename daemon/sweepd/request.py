@@ -25,9 +25,11 @@ SWEEPD_SBATCH = {"array": "split", "a": "split", "output": None, "o": None, "err
                  "A": "account", "gres": "gres (daemon setting)", "open-mode": None}
 # Fields added after 0.1.0: left out of the fingerprint at their defaults, so a 0.1 sweep still resumes.
 ADDED_SINCE_0_1 = (("gpu", "sim_noise"), ("gpu", "sim_host_s_per_image"), ("gpu", "sim_cold_start_s"),
+                   ("gpu", "sim_memory_gib"),
                    ("protocol", "target_ci_pct"), ("protocol", "min_trials"), ("protocol", "max_trials"),
                    ("protocol", "order"), ("protocol", "baseline_every"), ("frequencies", "objective"),
                    ("frequencies", "max_slowdown_pct"))
+MAX_BATCH = 64
 SCHEDULERS = ("default", "ddim", "ddpm", "pndm", "euler", "euler_a", "dpmpp_2m", "heun", "unipc")
 
 
@@ -47,7 +49,9 @@ class Workload(_Section):
     scheduler: Literal[SCHEDULERS] = "default"  # type: ignore[valid-type]
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     seed: int = Field(42, ge=0, le=2**32 - 1)
-    batch_size: int = Field(1, ge=1, le=64)
+    batch_size: int | list[int] = Field(
+        1, description="images per generate() call; a list (e.g. [1, 2, 4, 8]) measures each at the highest clock "
+                       "first and sweeps the clocks at the best one")
 
     @field_validator("prompt")
     @classmethod
@@ -64,6 +68,29 @@ class Workload(_Section):
             if len(p) > 2000:
                 raise ValueError("a prompt longer than 2000 characters is not supported")
         return v
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_sizes(cls, v: int | list[int]) -> int | list[int]:
+        sizes = [v] if isinstance(v, int) else v
+        if not sizes:
+            raise ValueError("give at least one batch size")
+        for b in sizes:
+            if not 1 <= b <= MAX_BATCH:
+                raise ValueError(f"a batch size must be 1 to {MAX_BATCH}; {b} is not")
+        if len(set(sizes)) != len(sizes):
+            raise ValueError(f"batch sizes must differ; {sizes} repeats one")
+        return v
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """Every batch size the request asks for (one, unless batch_size is a list)."""
+        return [self.batch_size] if isinstance(self.batch_size, int) else list(self.batch_size)
+
+    @property
+    def batch_search(self) -> bool:
+        """batch_size is a list of more than one size: the sweep measures them first (engine.batching)."""
+        return len(self.batch_sizes) > 1
 
     @field_validator("width", "height")
     @classmethod
@@ -91,6 +118,10 @@ class Gpu(_Section):
         0.0, ge=0, le=86400, allow_inf_nan=False,
         description="the simulated host runs slow (x1.6) for this many seconds after the model loads, as a real one "
                     "did right after loading: what re-measuring the baseline catches (0: never)")
+    sim_memory_gib: float | None = Field(
+        None, gt=0, le=4096, allow_inf_nan=False,
+        description="the simulated board's memory (default: the real board's); a batch that needs more fails "
+                    "as CUDA out of memory would")
     clock_control: Literal["lock", "observe"] = "lock"
 
     @model_validator(mode="after")
@@ -109,7 +140,7 @@ class Frequencies(_Section):
     stride: int = Field(1, ge=1)
     memory_mhz: int | None = Field(None, ge=1)
     objective: Literal["energy", "edp", "ed2p"] | None = Field(
-        None, description='what mode = "adaptive" minimises (default edp)')
+        None, description='what mode = "adaptive" and a batch_size list minimise (default edp)')
     max_slowdown_pct: float | None = Field(None, gt=0, le=1000, allow_inf_nan=False,
                                            description='mode = "adaptive": at most this much slower than the '
                                                        'highest clock')
@@ -133,9 +164,8 @@ class Frequencies(_Section):
             raise ValueError('mode = "custom" needs frequencies.list')
         if self.mode != "custom" and self.clocks:
             raise ValueError(f'frequencies.list is only used with mode = "custom", not {self.mode!r}')
-        for name in ("objective", "max_slowdown_pct"):
-            if self.mode != "adaptive" and getattr(self, name) is not None:
-                raise ValueError(f'frequencies.{name} is only used with mode = "adaptive", not {self.mode!r}')
+        if self.mode != "adaptive" and self.max_slowdown_pct is not None:
+            raise ValueError(f'frequencies.max_slowdown_pct is only used with mode = "adaptive", not {self.mode!r}')
         return self
 
     @property
@@ -235,11 +265,18 @@ class SweepRequest(_Section):
         return None if v is None else check_job_id(v)
 
     @model_validator(mode="after")
-    def _split_needs_slurm(self) -> "SweepRequest":
+    def _fits_together(self) -> "SweepRequest":
         if self.split > 1 and self.executor == "local":
             raise ValueError(f'split = {self.split} runs shards as a SLURM job array: it needs executor = "slurm"')
         if self.split > 1 and self.frequencies.mode == "adaptive":
             raise ValueError(f'split = {self.split}: an adaptive search decides each clock from the ones before it, '
+                             'on one GPU; use split = 1')
+        if self.frequencies.objective is not None and not (self.frequencies.mode == "adaptive"
+                                                           or self.workload.batch_search):
+            raise ValueError('frequencies.objective is only used with mode = "adaptive" or a list of batch sizes, '
+                             f'not mode {self.frequencies.mode!r} with one batch size')
+        if self.split > 1 and self.workload.batch_search:
+            raise ValueError(f'split = {self.split}: a list of batch sizes picks one before the clocks are measured, '
                              'on one GPU; use split = 1')
         return self
 

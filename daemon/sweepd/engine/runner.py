@@ -19,7 +19,7 @@ from sweepd.freqplan import ClockPoint, measuring_order, plan_clocks
 from sweepd.gpu import open_device
 from sweepd.gpu.base import GpuDevice
 from sweepd.gpu.locks import ClockGuard, repair_stale_locks
-from sweepd.gpu.simmodel import s_per_image
+from sweepd.gpu.simmodel import gib_per_image, s_per_image
 from sweepd.paths import Layout
 from sweepd.records.gpulock import ClockLockRecord
 from sweepd.request import SweepRequest
@@ -40,8 +40,9 @@ def open_for(request: SweepRequest) -> GpuDevice:
     g, w = request.gpu, request.workload
     return open_device(g.backend, index=g.index, uuid=g.uuid, sim_model=g.sim_model, sim_noise=g.sim_noise,
                        sim_host_s_per_image=g.sim_host_s_per_image, sim_cold_start_s=g.sim_cold_start_s,
-                       sim_seed=w.seed,
-                       sim_s_per_image=s_per_image(g.sim_model, w.model, w.steps, w.width, w.height))
+                       sim_seed=w.seed, sim_memory_gib=g.sim_memory_gib,
+                       sim_s_per_image=s_per_image(g.sim_model, w.model, w.steps, w.width, w.height),
+                       sim_gib_per_image=gib_per_image(w.model, w.width, w.height))
 
 
 def repair_locks(layout: Layout) -> list[str]:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from sweepd import __version__
+from sweepd.engine import batching
 from sweepd.engine.summary import summarize
 from sweepd.errors import InputError
 from sweepd.freqplan import ClockPoint
@@ -26,7 +27,7 @@ from sweepd.request import Protocol, SweepRequest
 
 def _tally(trials: list[TrialRow], freq_mhz: int | None) -> tuple[int, list[float]]:
     """(trials attempted, J/image of the successful ones) at one clock."""
-    rows = [r for r in trials if r.freq_mhz == freq_mhz and not r.drift_check]
+    rows = [r for r in trials if r.freq_mhz == freq_mhz and r.role is None]
     return len(rows), [float(r.j_per_image) for r in rows if r.ok and r.j_per_image is not None]
 
 
@@ -118,7 +119,9 @@ class JobStore:
     def _load_rows(self, plan: list[ClockPoint], protocol: Protocol) -> None:
         trials = TrialRow.read_all(self.dir / "trials.csv")
         complete = {p.freq_mhz for p in plan if protocol.enough(*_tally(trials, p.freq_mhz))}
-        self.trials = [r for r in trials if r.freq_mhz in complete]
+        sizes = self.manifest.request.workload.batch_sizes
+        batch_done = len(sizes) > 1 and batching.phase_done(trials, sizes, protocol)
+        self.trials = [r for r in trials if (batch_done if r.batch_trial else r.freq_mhz in complete)]
         kept = {(r.freq_mhz, r.trial) for r in self.trials}
         self.images = [r for r in ImageRow.read_all(self.dir / "images.csv") if (r.freq_mhz, r.trial) in kept]
         self.power = [r for r in PowerRow.read_all(self.dir / "power.csv") if r.freq_mhz in complete]

@@ -63,10 +63,10 @@ def desc(order: Iterable[int | None]) -> list[int | None]:
 
 def by_clock(trials: Iterable[TrialRow], drift_checks: bool = False) -> dict[int | None, list[TrialRow]]:
     """The successful measurements of each clock, in the order they were first measured (re-measurements for
-    drift left out; with ``drift_checks``, only those)."""
+    drift and batch-size windows left out; with ``drift_checks``, only the re-measurements)."""
     out: dict[int | None, list[TrialRow]] = {}
     for row in trials:
-        if row.ok and row.drift_check == drift_checks:
+        if row.ok and row.role == ("drift" if drift_checks else None):
             out.setdefault(row.freq_mhz, []).append(row)
     return out
 

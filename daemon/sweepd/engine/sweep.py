@@ -6,29 +6,32 @@ generate images in batches until the window lasts at least ``min_window_s`` (and
 image count is reached), synchronize, read both again. The first trial at the first (highest)
 clock fixes the image count for the whole sweep, so every clock does the same work with the same
 seeds; its images are the reference that every other image's PSNR is measured against.
+
+A list of batch sizes is measured first, at the highest clock (:mod:`sweepd.engine.batching`); an
+adaptive search then picks each next clock (:mod:`sweepd.engine.search`), other modes go down the plan.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from sweepd.engine import imaging
 from sweepd.engine.stop import StopFlag, StopRequested
+from sweepd.engine.imagerows import ImageRecorder
 from sweepd.engine.store import JobStore
-from sweepd.engine import search
-from sweepd.engine.summary import by_clock, desc, drifts
-from sweepd.freqplan import ClockPoint, representative
-from sweepd.gpu.base import BENIGN_REASONS, GpuDevice, decode_reasons
+from sweepd.engine import batching, search
+from sweepd.engine.summary import by_clock, drifts
+from sweepd.freqplan import ClockPoint
+from sweepd.errors import SweepdError
+from sweepd.gpu.base import BENIGN_REASONS, GpuDevice, decode_reasons, is_out_of_memory
 from sweepd.gpu.locks import ClockGuard
 from sweepd.gpu.sampler import Sampler
 from sweepd.records.manifest import DeviceTime, SearchRecord
-from sweepd.records.rows import ImageRow, PowerRow, SummaryRow, TrialRow
+from sweepd.records.rows import PowerRow, SummaryRow, TrialRow
 from sweepd.request import SweepRequest
 
 log = logging.getLogger(__name__)
@@ -72,20 +75,20 @@ class Sweep:
     observer: Observer
     sleep: object = None  # how settle and cool-down pass; default: the device's own clock (device.wait)
     shard: tuple[int, int] = (0, 1)  # (k, n): this plan is clocks k, k+n, ... of the whole sweep
-    reference: dict[int, np.ndarray] = field(default_factory=dict)
     _warmed: bool = False
     _mark: int = 0  # the device time accounted up to
+    _batch_now: int | None = None  # the size the batch-size phase is measuring
+    images: ImageRecorder | None = None  # set by run()
+
+    @property
+    def batch(self) -> int:
+        """Images per generate() call: the size the batch phase is measuring, the one it chose, or the request's."""
+        chosen = self.store.manifest.batch.chosen if self.store.manifest.batch else None
+        return self._batch_now or chosen or self.request.workload.batch_sizes[0]
 
     @property
     def controls_clocks(self) -> bool:
         return self.request.gpu.clock_control == "lock" and self.request.frequencies.mode != "baseline"
-
-    def keeps_images(self, k: int, trial: int) -> bool:
-        mode = self.request.images.mode
-        if mode != "research":
-            return mode == "archive"
-        whole = desc(self.store.manifest.plan_mhz_all or [p.freq_mhz for p in self.plan])
-        return trial == 1 and whole.index(self.plan[k].freq_mhz) in representative(len(whole))
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -96,11 +99,13 @@ class Sweep:
 
     def run(self, workload: Workload) -> None:
         """Measure every clock not yet complete. Raises StopRequested when asked to stop."""
-        self._load_reference()
+        self.images = ImageRecorder(self.request, self.device, self.store, self.plan)
         self.sleep = self.sleep or self.device.wait
         self._mark = self.device.now_ns()
         protocol = self.request.protocol
         with Sampler(self.device) as sampler:
+            if self.request.workload.batch_search:
+                self._batch_phase(workload, sampler)
             if self.request.frequencies.mode == "adaptive":
                 return self._search(workload, sampler)
             pending = [(k, p) for k, p in enumerate(self.plan) if not self.store.clock_done(p, protocol)]
@@ -139,6 +144,51 @@ class Sweep:
         if measured_here and len(done) > 1:
             self._drift_check(workload, sampler, "end of the sweep")
 
+    def _batch_phase(self, workload: Workload, sampler: Sampler) -> None:
+        """Each batch size at the highest clock (:mod:`sweepd.engine.batching`); the clocks then use the best."""
+        req, point = self.request, self.plan[0]
+        wanted, protocol = req.workload.batch_sizes, req.protocol
+        if not batching.phase_done(self.store.trials, wanted, protocol):
+            self.stop.check()
+            self._settle(point)
+            for b in wanted:
+                self._batch_now = b
+                try:
+                    self._measure_size(workload, sampler, point, b)
+                finally:
+                    self._batch_now = None
+            sampler.take()  # power.csv keeps each clock's own trace only
+            self._account()
+        rec = batching.record(self.store.trials, wanted, req.frequencies.search_objective)
+        self.store.update(batch=rec)
+        if rec.chosen is None:
+            why = "; ".join(f"{b}: {e}" for b, e in rec.refused.items()) or "every window failed"
+            raise NoBatchSize(f"no batch size of {wanted} could be measured ({why})")
+        progress_log.info("batch sizes %s at %s: the clocks are measured at batch %d%s", wanted, point.label,
+                          rec.chosen, "".join(f"; {b} refused ({e})" for b, e in rec.refused.items()))
+
+    def _measure_size(self, workload: Workload, sampler: Sampler, point: ClockPoint, b: int) -> None:
+        protocol = self.request.protocol
+        if batching.size_done(self.store.trials, b, protocol):
+            return
+        self.stop.check()
+        try:
+            self._warm_up(workload, full=True)
+        except Exception as e:  # a batch too large for the GPU fails here first: the size is refused
+            if not is_out_of_memory(e):
+                raise
+            self._release(workload)
+            log.warning("batch %d at %s does not fit: %s", b, point.label, e)
+            self.store.commit_trial(TrialRow(**self._base(point, self.store.next_trial(point), "batch"), images=0,
+                                             status="failed", error=f"{type(e).__name__}: {e}"[:500]), [])
+            return
+        while not batching.size_done(self.store.trials, b, protocol):  # an out-of-memory window ends it too
+            self.stop.check()
+            row, image_rows = self._trial(workload, sampler, 0, point, self.store.next_trial(point), role="batch")
+            self.store.commit_trial(row, image_rows)
+            progress_log.info("batch %d at %s, window %d: %s", b, point.label, row.trial,
+                              f"{row.j_per_image:.2f} J/image, {row.s_per_image:.3f} s/image" if row.ok else row.error)
+
     def _measure_clock(self, workload: Workload, sampler: Sampler, k: int, point: ClockPoint) -> None:
         protocol = self.request.protocol
         self.stop.check()
@@ -146,15 +196,16 @@ class Sweep:
         self._settle(point)
         self._warm_up(workload)
         sampler.take()
-        trial = 0
+        first = True
         while not self.store.clock_done(point, protocol):  # fixed trials, or until the CI target
-            trial += 1
-            if trial > 1 and protocol.cooldown_s:
+            trial = self.store.next_trial(point)  # after a batch-size phase's windows at this clock
+            if not first and protocol.cooldown_s:
                 self.sleep(protocol.cooldown_s)
             self.stop.check()
             row, image_rows = self._trial(workload, sampler, k, point, trial)
             self.store.commit_trial(row, image_rows)
             self.observer.trial_done(k, len(self.plan), point, row)
+            first = False
         summary = self.store.commit_clock(self._power_rows(point, sampler.take()), self.plan)
         self._account()
         self.observer.clock_done(k, len(self.plan), point, summary)
@@ -202,12 +253,12 @@ class Sweep:
             progress_log.info("baseline %s measured again (%s): J/image %+.1f%%, s/image %+.1f%% since its first "
                               "measurement", point.label, why, d.j_pct, d.s_pct)
 
-    def _warm_up(self, workload: Workload) -> None:
+    def _warm_up(self, workload: Workload, full: bool = False) -> None:
         """Unmeasured images after a clock change. First runs are slower (allocator, kernel selection),
         and the first clock is the reference every saving is measured against: there, warm-up goes on
         until FIRST_WARMUP_BATCHES batches in a row run within 10 % of the fastest (at most
-        FIRST_WARMUP_MAX batches or FIRST_WARMUP_MAX_S seconds)."""
-        w, b = self.request.protocol.warmup, self.request.workload.batch_size
+        FIRST_WARMUP_MAX batches or FIRST_WARMUP_MAX_S seconds). ``full``: whole batches (a new batch size)."""
+        w, b = self.request.protocol.warmup, self.batch
         first, self._warmed = not self._warmed, True
         times: list[float] = []
         start = self.device.now_ns()
@@ -220,7 +271,7 @@ class Sweep:
                                   or (self.device.now_ns() - start) / 1e9 > FIRST_WARMUP_MAX_S):
                     return
                 t0 = self.device.now_ns()
-                n = b if first else min(b, w - done)
+                n = b if first or full else min(b, w - done)
                 with self.device.busy(n):  # warm-up is GPU work too: the GPU draws power and heats up
                     workload.generate(0, n)
                     workload.synchronize()
@@ -228,22 +279,30 @@ class Sweep:
         finally:
             self._time().warmup_s += (self.device.now_ns() - start) / 1e9
 
+    def _base(self, point: ClockPoint, trial: int, role: str | None) -> dict:
+        """What every row of this trial says about where and how it was measured."""
+        return dict(sweep_id=self.store.sweep_id, job_id=self.store.job_id, backend=self.device.backend,
+                    simulated=self.device.simulated, gpu_name=self.device.name, gpu_uuid=self.device.uuid,
+                    freq_mhz=point.freq_mhz, mem_clock_mhz=point.mem_mhz, trial=trial,
+                    steps=self.request.workload.steps, role=role, batch_size=self.batch)
+
+    @staticmethod
+    def _release(workload: Workload) -> None:
+        release = getattr(workload, "release_memory", None)
+        if release:
+            release()
+
     def _trial(self, workload: Workload, sampler: Sampler, k: int, point: ClockPoint, trial: int,
                role: str | None = None):
-        req = self.request
-        base = dict(sweep_id=self.store.sweep_id, job_id=self.store.job_id, backend=self.device.backend,
-                    simulated=self.device.simulated, gpu_name=self.device.name, gpu_uuid=self.device.uuid,
-                    freq_mhz=point.freq_mhz, mem_clock_mhz=point.mem_mhz, trial=trial, steps=req.workload.steps,
-                    role=role)
+        base = self._base(point, trial, role)
+        first = role is None and not any(r.freq_mhz == point.freq_mhz and r.role is None for r in self.store.trials)
         try:
-            images, t_ns, e_mj, t0, t1, per_image = self._window(workload)
+            images, t_ns, e_mj, t0, t1, per_image = self._window(workload, fix=role != "batch")
         except (StopRequested, KeyboardInterrupt):
             raise
         except Exception as e:  # a failed trial is recorded, never analysed, and the sweep goes on
             log.warning("trial %d at %s failed: %s", trial, point.label, e)
-            release = getattr(workload, "release_memory", None)
-            if release:
-                release()
+            self._release(workload)
             return TrialRow(**base, images=0, status="failed", error=f"{type(e).__name__}: {e}"[:500]), []
         n, secs, joules = len(images), t_ns / 1e9, e_mj / 1000
         samples = sampler.window(t0, t1)
@@ -261,15 +320,18 @@ class Sweep:
         if joules <= 0:
             row.status = "failed"
             row.error = f"the energy counter did not advance over {secs:.3f} s; raise protocol.min_window_s"
-        return row, self._image_rows(workload, images, k, point, trial, per_image)
+        if role == "batch":  # timing windows of one size: not compared with the reference, not kept
+            return row, self.images.rows(workload, images, point, trial, per_image, keep=False, compare=False)
+        return row, self.images.rows(workload, images, point, trial, per_image, self.images.keeps(k, first))
 
-    def _window(self, workload: Workload):
+    def _window(self, workload: Workload, fix: bool = True):
         """One measured window. Returns (images, elapsed ns, energy mJ, start ns, end ns, seconds per image
-        for each image: its batch's time over the batch's size)."""
+        for each image: its batch's time over the batch's size). The sweep's first window fixes the image
+        count of every later one (``fix``; not a batch-size window: its batch differs)."""
         req = self.request
-        b, min_ns = req.workload.batch_size, int(req.protocol.min_window_s * 1e9)
+        b, min_ns = self.batch, int(req.protocol.min_window_s * 1e9)
         fixed = req.protocol.images_per_trial
-        target = fixed or self.store.manifest.images_per_trial or 0
+        target = fixed or (self.store.manifest.images_per_trial if fix else None) or 0
         if fixed:
             min_ns = 0  # a fixed count: exactly that many images per trial, however long they take
         images: list[np.ndarray] = []
@@ -286,43 +348,9 @@ class Sweep:
             per_image += [(self.device.now_ns() - start) / 1e9 / max(len(batch), 1)] * len(batch)
         t1 = self.device.now_ns()
         e1 = self.device.energy_mj()
-        if not target:
+        if not target and fix:
             self.store.update(images_per_trial=len(images))
         return images, t1 - t0, e1 - e0, t0, t1, per_image
-
-    def _image_rows(self, workload: Workload, images: list[np.ndarray], k: int, point: ClockPoint,
-                    trial: int, per_image: list[float]) -> list[ImageRow]:
-        seed0, first_trial = self.request.workload.seed, not self.reference
-        keep = self.keeps_images(k, trial)
-        rows = []
-        for i, img in enumerate(images):
-            seed = seed0 + i
-            if first_trial:
-                self.reference[i] = img
-                imaging.save_png(self.store.reference_dir / f"i{i:03d}_s{seed}.png", img)
-            ref = self.reference.get(i)
-            saved = ""
-            if keep:
-                path = self.store.images_dir / point.label / imaging.image_name(point.label, trial, i, seed)
-                imaging.save_png(path, img, self._png_text(workload, point, trial, i, seed))
-                saved = str(path)
-            rows.append(ImageRow(sweep_id=self.store.sweep_id, job_id=self.store.job_id,
-                                 simulated=self.device.simulated, freq_mhz=point.freq_mhz, trial=trial, index=i,
-                                 seed=seed, sha256=imaging.pixel_sha256(img),
-                                 psnr_vs_ref=None if ref is None else _psnr_2dp(imaging.psnr(img, ref)),
-                                 saved_path=saved, time_s=per_image[i] if i < len(per_image) else None))
-        return rows
-
-    def _png_text(self, workload: Workload, point: ClockPoint, trial: int, i: int, seed: int) -> dict[str, str]:
-        w = self.request.workload
-        return {"prompt": workload.prompt_for(i), "negative_prompt": w.negative_prompt or "", "model": w.model,
-                "steps": str(w.steps), "seed": str(seed), "clock_mhz": point.key or "baseline",
-                "trial": str(trial), "job_id": self.store.job_id, "sweep_id": self.store.sweep_id,
-                "gpu": self.device.name, "simulated": str(self.device.simulated).lower(), "software": "sweepd"}
-
-    def _load_reference(self) -> None:
-        for path in sorted(self.store.reference_dir.glob("i*_s*.png")):
-            self.reference[int(path.name[1:4])] = imaging.load_png(path)
 
     def _power_rows(self, point: ClockPoint, samples: list) -> list[PowerRow]:
         if not samples:
@@ -331,6 +359,10 @@ class Sweep:
         return [PowerRow(freq_mhz=point.freq_mhz, t_s=(s.t_ns - t0) / 1e9, power_w=s.power_w, temp_c=s.temp_c,
                          sm_clock_mhz=s.sm_mhz, throttle_reasons=decode_reasons(s.reasons),
                          simulated=self.device.simulated) for s in samples]
+
+
+class NoBatchSize(SweepdError):
+    """Every size of a batch-size list was refused (out of memory) or failed."""
 
 
 def _power_energy(samples: list, secs: float) -> float | None:
@@ -344,10 +376,3 @@ def _power_energy(samples: list, secs: float) -> float | None:
 def _mean_util(samples: list) -> float | None:
     utils = [s.util_pct for s in samples if s.util_pct is not None]
     return round(statistics.fmean(utils), 1) if utils else None
-
-
-def _psnr_2dp(value: float) -> float | None:
-    """PSNR to 2 decimals (inf: identical images; None when undefined)."""
-    if math.isinf(value):
-        return value
-    return None if math.isnan(value) else round(value, 2)

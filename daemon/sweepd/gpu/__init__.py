@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 def open_device(backend: str = "auto", index: int | None = None, uuid: str | None = None,
                 sim_model: str = "A100", sim_noise: str = "none", sim_host_s_per_image: float = 0.0,
-                sim_seed: int = 0, sim_s_per_image: float = 0.1, sim_cold_start_s: float = 0.0) -> GpuDevice:
+                sim_seed: int = 0, sim_s_per_image: float = 0.1, sim_cold_start_s: float = 0.0,
+                sim_memory_gib: float | None = None, sim_gib_per_image: float | None = None) -> GpuDevice:
     """``nvml``: a real GPU or an error; ``sim``: a simulated one; ``auto``: real if NVML answers.
     The ``sim_*`` arguments shape the simulated GPU (:class:`~sweepd.gpu.sim.SimulatedGpu`)."""
     if backend in ("nvml", "auto"):
@@ -33,7 +34,8 @@ def open_device(backend: str = "auto", index: int | None = None, uuid: str | Non
     from sweepd.gpu.sim import SimulatedGpu
 
     return SimulatedGpu(sim_model, index=index or 0, noise=sim_noise, host_s_per_image=sim_host_s_per_image,
-                        seed=sim_seed, s_per_image=sim_s_per_image, cold_start_s=sim_cold_start_s)
+                        seed=sim_seed, s_per_image=sim_s_per_image, cold_start_s=sim_cold_start_s,
+                        memory_gib=sim_memory_gib, **({"gib_per_image": sim_gib_per_image} if sim_gib_per_image else {}))
 
 
 def list_devices(backend: str = "auto") -> list[GpuDevice]:

@@ -52,6 +52,15 @@ class GpuPermissionError(GpuError):
     prefix = ""
 
 
+class OutOfMemory(GpuError):
+    """A batch did not fit in the GPU's memory (what CUDA reports as out of memory)."""
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """A GPU memory failure: the simulated GPU's, torch's OutOfMemoryError, or a CUDA error saying so."""
+    return isinstance(e, OutOfMemory) or type(e).__name__ == "OutOfMemoryError" or "out of memory" in str(e).lower()
+
+
 class GpuNotSupported(GpuError):
     """This GPU or driver does not support the call (e.g. memory locks before Ampere, energy before Volta)."""
 

@@ -6,8 +6,10 @@ The simulated GPU keeps its own clock, which never looks at this machine's: the 
 the batch would take on the board, and the sweep times its windows with that clock
 (:meth:`now_ns`). A batch of ``b`` images takes
 
-    max(b * s_per_image * slowdown(clock), b * host_s_per_image) * jitter * (stall, sometimes)
+    max(b * s_per_image * slowdown(clock) * batch_factor(b), b * host_s_per_image) * jitter * (stall, sometimes)
 
+(``batch_factor``: what batching saves per image; a batch larger than the board's memory fails as CUDA
+out of memory would).
 ``s_per_image`` is the modelled work at the highest clock (:func:`~sweepd.gpu.simmodel.s_per_image`);
 the host side (``sim_host_s_per_image``, 0 by default) is a floor the clock cannot go below, as
 on a real host-bound GPU; the noise (``sim_noise``: "measured" or "none") is the measured noise of
@@ -27,8 +29,8 @@ import uuid as uuidlib
 from typing import Iterator
 
 from sweepd.gpu import clockdump
-from sweepd.gpu.base import GpuDevice, GpuNotFound, GpuNotSupported
-from sweepd.gpu.simmodel import BOARDS, NOISE, SimModel, calibrate
+from sweepd.gpu.base import GpuDevice, GpuNotFound, GpuNotSupported, OutOfMemory
+from sweepd.gpu.simmodel import BOARDS, GIB_PER_IMAGE_512, NOISE, SimModel, batch_factor, calibrate, gib_needed
 from sweepd.records.manifest import GpuInfo
 
 COUNTER_STEP_S = 0.1
@@ -45,10 +47,13 @@ class SimulatedGpu(GpuDevice):
     synthesizes_samples = True  # the 10 Hz trace is written on the simulated clock (see pop_samples)
 
     def __init__(self, model: str = "A100", index: int = 0, noise: str = "none", host_s_per_image: float = 0.0,
-                 seed: int = 0, s_per_image: float = 0.1, cold_start_s: float = 0.0):
+                 seed: int = 0, s_per_image: float = 0.1, cold_start_s: float = 0.0, memory_gib: float | None = None,
+                 gib_per_image: float = GIB_PER_IMAGE_512):
         """``s_per_image``: the workload's modelled seconds per image at the highest clock
         (:func:`~sweepd.gpu.simmodel.s_per_image`); ``cold_start_s``: for this long on the simulated clock
-        the host side runs ``COLD_FACTOR`` times slower (a cold start right after the model loaded)."""
+        the host side runs ``COLD_FACTOR`` times slower (a cold start right after the model loaded);
+        ``memory_gib``: the board's memory (default: the real board's), which a batch must fit in
+        (:func:`~sweepd.gpu.simmodel.gib_needed`, ``gib_per_image`` per image)."""
         if model not in BOARDS:
             raise GpuNotFound(f"no simulated GPU {model!r}; choose one of {', '.join(BOARDS)}")
         if noise not in NOISE:
@@ -63,6 +68,8 @@ class SimulatedGpu(GpuDevice):
         self.host_s_per_image = max(0.0, host_s_per_image)
         self.s_per_image = max(1e-6, s_per_image)
         self.cold_start_s = max(0.0, cold_start_s)
+        self.memory_gib = memory_gib or board["memory_gib"]
+        self.gib_per_image = gib_per_image
         self._rng = random.Random(f"sweepd-sim/{model}/{index}/{seed}")
         self._lock = threading.Lock()
         self._locked_sm: int | None = None
@@ -160,7 +167,7 @@ class SimulatedGpu(GpuDevice):
 
     def batch_s(self, images: int, f_mhz: float) -> tuple[float, float]:
         """(seconds, GPU seconds) of a batch at ``f_mhz``: the slower of the GPU and the host, times the noise."""
-        gpu = images * self.s_per_image * self.model.slowdown(f_mhz)
+        gpu = images * self.s_per_image * self.model.slowdown(f_mhz) * batch_factor(images)
         total = max(gpu, images * self.host_s_per_image)
         if self._now < self.cold_start_s:
             total *= COLD_FACTOR
@@ -177,7 +184,12 @@ class SimulatedGpu(GpuDevice):
 
     @contextlib.contextmanager
     def busy(self, images: int = 1) -> Iterator[None]:
-        """Run one batch of work (on the CPU), then advance the simulated clock by its simulated time."""
+        """Run one batch of work (on the CPU), then advance the simulated clock by its simulated time. A batch
+        that needs more memory than the board has fails before it starts, as CUDA would (:class:`OutOfMemory`)."""
+        need = gib_needed(images, self.gib_per_image)
+        if need > self.memory_gib:
+            raise OutOfMemory(f"CUDA out of memory (simulated): a batch of {images} needs about {need:.1f} GiB; "
+                              f"the simulated {self.model.gpu} has {self.memory_gib:g} GiB")
         f = self.effective_mhz
         total, gpu = self.batch_s(images, f)
         busy_w, idle_w = self.model.busy_power_w(f), self.model.p_idle_w

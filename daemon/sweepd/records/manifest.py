@@ -66,6 +66,16 @@ class SearchRecord(BaseModel):
     notes: list[str] = []
 
 
+class BatchRecord(BaseModel):
+    """A batch-size list's phase (``[workload] batch_size = [...]``): the sizes measured at the highest clock, the
+    ones refused (size as text: the error, e.g. CUDA out of memory) and the size the clocks are measured at."""
+    model_config = ConfigDict(extra="allow")
+    sizes: list[int] = []
+    objective: str = "edp"
+    refused: dict[str, str] = {}
+    chosen: int | None = None
+
+
 class ShardPart(BaseModel):
     """One shard of a merged sweep."""
     model_config = ConfigDict(extra="allow")
@@ -104,6 +114,7 @@ class SweepManifest(JsonRecord):
     model_loaded_unix: float | None = None
     device_time: DeviceTime | None = None  # added after 0.1.0
     search: SearchRecord | None = None  # an adaptive sweep's (added after 0.1.0)
+    batch: BatchRecord | None = None  # a batch-size list's phase (added after 0.1.0)
     # a shard's own manifest
     shard: int | None = None
     plan_mhz_all: list[int | None] | None = None

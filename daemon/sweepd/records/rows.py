@@ -46,8 +46,10 @@ class TrialRow(CsvRow):
     # added after 0.1.0 (empty in its files)
     s_per_image_median: float | None = None  # the median of the window's per-image times (robust to stalls)
     gpu_util_pct: float | None = None  # mean GPU utilisation over the window (nvmlDeviceGetUtilizationRates)
-    role: str | None = None  # None: a measurement of its clock; "drift": the baseline clock measured again
+    role: str | None = None  # None: a measurement of its clock; "drift": the baseline clock measured again;
+    # "batch": one of a batch-size list's sizes measured at the highest clock before the clock sweep
     energy_j_power: float | None = None  # the window's energy from the ~10 Hz power samples (a check on energy_j)
+    batch_size: int | None = None  # images per generate() call (empty: the request's one batch_size)
 
     @property
     def ok(self) -> bool:
@@ -57,6 +59,16 @@ class TrialRow(CsvRow):
     def drift_check(self) -> bool:
         """A re-measurement of the baseline clock (for drift), not part of its clock's statistics."""
         return self.role == "drift"
+
+    @property
+    def out_of_memory(self) -> bool:
+        """A window that failed because its batch did not fit in the GPU's memory."""
+        return not self.ok and bool(self.error) and "out of memory" in self.error.lower()
+
+    @property
+    def batch_trial(self) -> bool:
+        """A window of the batch-size phase, not part of its clock's statistics."""
+        return self.role == "batch"
 
 
 class ImageRow(CsvRow):

@@ -9,6 +9,7 @@ from sweepd.engine.summary import METRICS, Drift, Range, bottleneck, by_clock, r
 from sweepd.records.rows import SummaryRow, TrialRow, clock_label
 from sweepd.report import optima as optima_mod
 from sweepd.report.data import JobResults
+from sweepd.report.batch import BatchKnob, knob
 from sweepd.report.gputime import GpuTime, breakdown
 from sweepd.report.optima import Optimum
 from sweepd.stats import significantly_greater
@@ -27,15 +28,17 @@ class Analysis:
     ranges: list[Range] = field(default_factory=list)
     drift: Drift | None = None
     gpu_time: GpuTime | None = None
+    batch: BatchKnob | None = None  # a batch-size list's answer
 
     def best(self, metric: str, bounded: bool) -> Optimum | None:
         return next((o for o in self.optima if o.metric == metric and o.bounded == bounded), None)
 
     @property
     def recommended(self) -> Optimum | None:
-        """The clock to run at: an adaptive search's answer for its objective, else the minimum EDP."""
-        s = self.job.manifest.search
-        return self.best(s.objective if s is not None else "edp", False)
+        """The clock to run at: an adaptive search's answer for its objective, else the minimum of the batch-size
+        list's objective, else the minimum EDP."""
+        s, b = self.job.manifest.search, self.job.manifest.batch
+        return self.best(s.objective if s is not None else b.objective if b is not None else "edp", False)
 
     @property
     def bottleneck_sentences(self) -> list[str]:
@@ -49,7 +52,8 @@ class Analysis:
                 "drift_pct": None if self.drift is None else round(self.drift.pct, 2),
                 "optima": [asdict(o) for o in self.optima], "flags": self.flags,
                 "gpu_time": None if self.gpu_time is None else asdict(self.gpu_time),
-                "search": None if self.job.manifest.search is None else self.job.manifest.search.model_dump(mode="json")}
+                "search": None if self.job.manifest.search is None else self.job.manifest.search.model_dump(mode="json"),
+                "batch": None if self.batch is None else asdict(self.batch)}
 
 
 def _span(r: Range) -> str:
@@ -85,6 +89,7 @@ def analyse(job: JobResults, bound_pct: float = 5.0, cv_limit: float = 0.05, loc
             if o is not None:
                 a.optima.append(o)
     a.flags = flags(job, rows, cv_limit, lock_tolerance_mhz) + _doubts(a, limit, trials, ref)
+    a.batch = knob(job, a.recommended)
     return a
 
 
@@ -148,7 +153,7 @@ def flags(job: JobResults, rows: list[SummaryRow], cv_limit: float, tol: int) ->
             out.append(f"{r.label} MHz: J/image varies by CV {r.cv * 100:.1f}% "
                        f"(> {cv_limit * 100:.0f}%) over {r.n} trials")
     for t in job.trials:
-        if not t.ok:
+        if not t.ok and not (t.batch_trial and t.out_of_memory):  # a refused size: said with the sizes
             out.append(f"{clock_label(t.freq_mhz)} MHz trial {t.trial} failed: {t.error} (not in the table)")
     differ: dict[int | None, int] = {}
     for im in job.images:

@@ -99,6 +99,7 @@ def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: 
     """policy_caps: (rule name, max_bytes, max_files, bytes used now, files used now) of rules covering images/."""
     plan: list[ClockPoint] = plan_clocks(req.frequencies, device)
     p, w = req.protocol, req.workload
+    b = max(w.batch_sizes)  # a batch-size list: the most images a window can hold, so caps are not underestimated
     history = [j for j in all_jobs(layout) if _same_workload(j, req, device.name)]
     keys = [pt.freq_mhz for pt in plan]
     if history:
@@ -121,7 +122,7 @@ def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: 
             max(len(job.trials), 1)  # writing rows, images and summaries
         n = p.images_per_trial or m.images_per_trial or 1
         if not p.images_per_trial and p.min_window_s != hp.min_window_s:
-            n = max(w.batch_size, math.ceil(p.min_window_s / s_img[0] / w.batch_size) * w.batch_size)
+            n = max(b, math.ceil(p.min_window_s / s_img[0] / b) * b)
         time_source = f"measured: job {job.job_id} on {job.gpu_name}"
         if device.simulated:  # the simulated GPU's own clock: what the board would take, not this CPU
             fixed, per_trial = 0.0, 0.0
@@ -131,11 +132,11 @@ def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: 
         name, model = _sim_model_for(device.name)
         s_max = s_per_image(name or "A100", w.model, w.steps, w.width, w.height)
         s_img = [s_max * (model.slowdown(f) if model and f else 1.0) for f in keys]
-        n = p.images_per_trial or max(w.batch_size, math.ceil(p.min_window_s / s_max / w.batch_size) * w.batch_size)
+        n = p.images_per_trial or max(b, math.ceil(p.min_window_s / s_max / b) * b)
         fixed, per_trial = (0.0 if device.simulated else STARTUP_S), 0.0
         time_source = f"modelled: no earlier sweep of this workload on {device.name}"
     window = [n * s if p.images_per_trial else max(p.min_window_s, n * s) for s in s_img]
-    warm0 = 6 * w.batch_size if p.warmup else 0  # the first clock warms up until timings settle
+    warm0 = 6 * b if p.warmup else 0  # the first clock warms up until timings settle
     trials = p.most  # sequential sampling may take up to max_trials: the estimate (and a SLURM time limit) allow for it
     per_clock = [p.settle_s + p.warmup * s + trials * (t + per_trial) + p.cooldown_s * (trials - 1)
                  for s, t in zip(s_img, window, strict=True)]
@@ -148,13 +149,18 @@ def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: 
     checks = p.drift_checks(clocks) if req.frequencies.mode != "baseline" else 0
     base = fixed + warm0 * s_img[0] + checks * (p.settle_s + p.warmup * s_img[0]
                                                 + p.least * (window[0] + per_trial + p.cooldown_s))
+    sizes = len(w.batch_sizes) if w.batch_search else 0  # each size measured at the highest clock first
+    phase = sizes * (trials * (window[0] + per_trial) + p.warmup * s_img[0]) + (p.settle_s if sizes else 0.0)
+    base += phase
     duration = base + sum(per_clock)
     if evaluations:
         duration_range = [base + per_clock[0] * evaluations[0], base + per_clock[0] * evaluations[2]]
     again = checks * p.least * n  # images of the baseline's re-measurements
+    phase_images = sizes * trials * n  # the batch sizes' windows (timing work: never saved)
     size, size_source = _bytes_per_image(history, req)
     free = _free(layout.images)
-    out = Estimate(device.name, device.simulated, clocks, trials, n, clocks * trials * n + again, duration,
+    out = Estimate(device.name, device.simulated, clocks, trials, n, clocks * trials * n + again + phase_images,
+                   duration,
                    time_source, size, size_source, free, request_mode=req.images.mode,
                    adaptive_evaluations=evaluations, duration_range_s=duration_range)
     saved = {"benchmark": 0, "research": n * min(clocks, len(representative(len(plan)))),

@@ -1,5 +1,6 @@
 """Where a sweep's GPU time went: the trial windows the answer needs (``min_trials`` per clock), the extra
-trials sequential sampling added, the baseline's re-measurements, settling, warm-up, and the rest (the
+trials sequential sampling added, the baseline's re-measurements, a batch-size list's windows, settling,
+warm-up, and the rest (the
 host writing images and rows while the GPU waits). On the simulated GPU these are simulated seconds."""
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ class GpuTime:
     settle_s: float
     warmup_s: float
     other_s: float
+    batch_s: float = 0.0  # a batch-size list's windows at the highest clock
 
     def line(self) -> str:
         parts = [("measurement", self.measure_s), ("extra trials", self.extra_s), ("baseline again", self.drift_s),
-                 ("settle", self.settle_s), ("warm-up", self.warmup_s), ("other", self.other_s)]
+                 ("batch sizes", self.batch_s), ("settle", self.settle_s), ("warm-up", self.warmup_s),
+                 ("other", self.other_s)]
+        parts = [(name, s) for name, s in parts if s or name != "batch sizes"]
         share = ", ".join(f"{name} {s / self.total_s * 100:.0f}%" for name, s in parts) if self.total_s else ""
         return f"GPU time {self.total_s / 60:.1f} min: {share}"
 
@@ -32,15 +36,20 @@ def breakdown(job: JobResults) -> GpuTime | None:
     if dt is None or not dt.total_s:
         return None
     least = job.manifest.request.protocol.least
-    measure = extra = drift = 0.0
+    measure = extra = drift = batch = 0.0
+    seen: dict[int | None, int] = {}  # each clock's own windows so far
     for t in job.trials:
         if t.time_s is None:
             continue
         if t.drift_check:
             drift += t.time_s
-        elif t.trial <= least:
-            measure += t.time_s
+        elif t.batch_trial:
+            batch += t.time_s
         else:
-            extra += t.time_s
-    other = max(0.0, dt.total_s - measure - extra - drift - dt.settle_s - dt.warmup_s)
-    return GpuTime(dt.total_s, measure, extra, drift, dt.settle_s, dt.warmup_s, other)
+            seen[t.freq_mhz] = seen.get(t.freq_mhz, 0) + 1
+            if seen[t.freq_mhz] <= least:
+                measure += t.time_s
+            else:
+                extra += t.time_s
+    other = max(0.0, dt.total_s - measure - extra - drift - batch - dt.settle_s - dt.warmup_s)
+    return GpuTime(dt.total_s, measure, extra, drift, dt.settle_s, dt.warmup_s, other, batch)

@@ -63,7 +63,8 @@ def render(a: Analysis, plots: list[Path]) -> str:
     parts.append("</table>")
     parts.append("<h2>What sets the pace</h2><ul class='bottleneck'>"
                  + "".join(f"<li>{escape(t)}</li>" for t in a.bottleneck_sentences) + "</ul>")
-    use = words.search_line(a) + words.use_lines(a) + ([a.gpu_time.line()] if a.gpu_time else [])
+    use = (words.search_line(a) + ([a.batch.line(a.job.simulated)] if a.batch else []) + words.use_lines(a)
+           + ([a.gpu_time.line()] if a.gpu_time else []))
     parts.append("<h2>How it was found, how to use it</h2><ul class='use'>"
                  + "".join(f"<li>{escape(t)}</li>" for t in use) + "</ul>")
     if a.drift is not None:

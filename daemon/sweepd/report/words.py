@@ -42,5 +42,6 @@ def use_lines(a: Analysis) -> list[str]:
 
 def answer_lines(a: Analysis) -> list[str]:
     time = [a.gpu_time.line() + (" (simulated)" if a.job.simulated else "")] if a.gpu_time else []
-    return ([optimum_line(o, a) for o in a.optima] + search_line(a) + a.bottleneck_sentences + time
+    batch = [a.batch.line(a.job.simulated)] if a.batch else []
+    return ([optimum_line(o, a) for o in a.optima] + search_line(a) + batch + a.bottleneck_sentences + time
             + use_lines(a))
