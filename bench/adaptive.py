@@ -41,13 +41,14 @@ class Bench:
         g.wait(p.settle_s)
         trials: list[Trial] = []
         while not p.enough(len(trials), [t.j_per_image for t in trials]):
-            e0, t0, per = g.energy_mj(), g.now_ns(), []
+            e0 = g.energy_update_mj()  # as the engine's windows: from a fresh counter step to the first after
+            t0, per = g.now_ns(), []
             while g.now_ns() - t0 < p.min_window_s * 1e9:
                 a = g.now_ns()
                 with g.busy(1):
                     pass
                 per.append((g.now_ns() - a) / 1e9)
-            trials.append(Trial((g.energy_mj() - e0) / 1000 / len(per), statistics.median(per)))
+            trials.append(Trial((g.energy_update_mj() - e0) / 1000 / len(per), statistics.median(per)))
         return trials
 
     def adaptive(self, objective: str) -> tuple[int, int, float]:

@@ -337,7 +337,8 @@ class Sweep:
         images: list[np.ndarray] = []
         per_image: list[float] = []
         workload.synchronize()
-        e0, t0 = self.device.energy_mj(), self.device.now_ns()
+        e0 = self.device.energy_update_mj()  # the window starts on a fresh step of the counter ...
+        t0 = self.device.now_ns()
         while len(images) < target or self.device.now_ns() - t0 < min_ns:
             n = min(b, target - len(images)) if fixed else b
             start = self.device.now_ns()
@@ -347,7 +348,7 @@ class Sweep:
             images.extend(batch)
             per_image += [(self.device.now_ns() - start) / 1e9 / max(len(batch), 1)] * len(batch)
         t1 = self.device.now_ns()
-        e1 = self.device.energy_mj()
+        e1 = self.device.energy_update_mj()  # ... and ends on the first step that covers its last image
         if not target and fix:
             self.store.update(images_per_trial=len(images))
         return images, t1 - t0, e1 - e0, t0, t1, per_image

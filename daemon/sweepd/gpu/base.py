@@ -27,6 +27,9 @@ CLOCK_EVENT_REASONS = {
     0x80: "hw_power_brake_slowdown",
     0x100: "display_clock_setting",
 }
+COUNTER_WAIT_S = 0.25  # the longest wait for the energy counter's next step (they come every 20-100 ms)
+COUNTER_POLL_S = 0.001
+
 # Reasons that say nothing about a lock being missed: idle between kernels, and the lock itself.
 BENIGN_REASONS = 0x1 | 0x2
 
@@ -130,6 +133,19 @@ class GpuDevice(ABC):
         """Let ``seconds`` pass on that clock (settle, cool down)."""
         if seconds > 0:
             time.sleep(seconds)
+
+    def energy_update_mj(self, limit_s: float = COUNTER_WAIT_S, poll_s: float = COUNTER_POLL_S) -> int:
+        """The energy counter's next published value: it moves in steps (every 20-100 ms), so a window read at
+        an arbitrary moment is off by up to one step at each end; one that starts on a fresh step and ends on
+        the first step after its last image is off only by the idle energy of that short wait. Gives the
+        current value after ``limit_s`` without a change (an idle GPU whose counter did not move)."""
+        e0, t0 = self.energy_mj(), self.now_ns()
+        while self.now_ns() - t0 < limit_s * 1e9:
+            self.wait(poll_s)
+            e = self.energy_mj()
+            if e != e0:
+                return e
+        return e0
 
     def info(self) -> GpuInfo:
         """What identifies this GPU in a sweep's manifest."""

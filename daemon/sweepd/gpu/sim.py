@@ -93,9 +93,10 @@ class SimulatedGpu(GpuDevice):
 
     # the 10 Hz trace, on the simulated clock (a sampling thread would see the CPU's time instead) ------
     def _trace_span(self, start: float, end: float, watts: float, reasons: int, util: float) -> None:
-        n = max(1, min(int((end - start) / COUNTER_STEP_S), 600))
-        for k in range(n):
-            t = start + (end - start) * (k + 0.5) / n
+        """The 10 Hz sampler's readings in [start, end): one at every multiple of 100 ms (at most 600)."""
+        k0, k1 = math.ceil(start / COUNTER_STEP_S - 1e-9), math.ceil(end / COUNTER_STEP_S - 1e-9)
+        for k in range(k0, k1, max(1, -(-(k1 - k0) // 600))):
+            t = k * COUNTER_STEP_S
             self._trace.append((int(t * 1e9), watts, self.temperature_at(t, watts), self.effective_mhz, reasons,
                                 round(util, 1)))
         del self._trace[:-20000]
