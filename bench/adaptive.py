@@ -12,7 +12,7 @@ within 1 %), the same for the full sweep, and GPU time of the search against the
 No images are rendered (the CPU's share does not matter to the sim's clock), so this takes a minute or
 two, not hours; whole adaptive sweeps through the engine are tests/test_adaptive.py.
 
-    python bench/adaptive.py [--runs 20] [--json out.json]
+    python bench/adaptive.py [--runs 20] [--min-window-s 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -76,9 +76,11 @@ def regret(board: str, objective: str, f: int, supported: list[int]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--min-window-s", type=float, default=Protocol().min_window_s,
+                    help="the protocol's window (default: the request default); both sweeps use it")
     ap.add_argument("--json")
     args = ap.parse_args()
-    p = Protocol()
+    p = Protocol(min_window_s=args.min_window_s)
     rows = []
     print("| board (clocks) | objective | evaluations median (max) | adaptive within 1 % | worst | full sweep within 1 % "
           "| GPU time adaptive / full |")
@@ -100,7 +102,7 @@ def main() -> None:
                    "evaluations_median": statistics.median(evals), "evaluations_max": max(evals),
                    "adaptive_within_1pct": sum(r <= 1 for r in ra), "adaptive_worst_pct": round(max(ra), 2),
                    "full_within_1pct": sum(r <= 1 for r in rf), "gpu_time_ratio": round(sum(ta) / sum(tf), 3),
-                   "runs": args.runs}
+                   "runs": args.runs, "min_window_s": p.min_window_s}
             rows.append(row)
             print(f"| {board} ({row['clocks']}) | {objective} | {row['evaluations_median']:g} ({row['evaluations_max']}) | "
                   f"{row['adaptive_within_1pct']}/{args.runs} | {row['adaptive_worst_pct']:.1f} % | "

@@ -9,20 +9,24 @@ search therefore:
 
 1. measures a coarse set: the highest clock, the lowest, and three evenly between (by table index);
 2. fits a knee-aware model around the best measured clock: a V (a line on each side of a knee clock), the
-   knee chosen by least squares over the table;
-3. measures the fitted knee, then the clocks next to it in the table (the lower one first: below the
+   knee chosen by least squares over the table, averaged over bootstrap resamples of the trials
+   (:func:`expected`): with noisy trials the knee is uncertain, and the average's minimum leans to the
+   side where missing it costs less;
+3. measures that minimum, then the clocks next to it in the table (the lower one first: below the
    knee the curve is steep), refitting after each clock;
-4. stops when the fitted knee and both its neighbours in the table are measured, or when
+4. stops when that minimum and both its neighbours in the table are measured, or when
    ``max_evaluations`` is reached.
 
 If the measured curve is not unimodal within its confidence intervals (an interior clock significantly
 worse than a lower and a higher clock that are both better), it measures the gaps around that bump
 before trusting the fit, and says so. Each trial's time is its median per-image time when recorded
-(host stalls are noise, not the clock's effect); the answer is the measured clock the fit rates best.
+(host stalls are noise, not the clock's effect); the answer is the measured clock the averaged fit rates
+best among those not significantly worse than the best measured.
 """
 
 from __future__ import annotations
 
+import random
 import statistics
 from dataclasses import dataclass, field
 
@@ -31,6 +35,7 @@ from sweepd.stats import significantly_greater
 
 COARSE = 5
 MAX_EVALUATIONS = 16
+BOOTSTRAP = 32
 
 
 @dataclass(frozen=True)
@@ -80,16 +85,24 @@ def _solve(rows: list[list[float]], ys: list[float], ws: list[float]) -> tuple[l
     return x, sse
 
 
-def fit(points: dict[int, list[float]], supported: list[int]) -> tuple[int, dict[int, float]]:
+def span(points: dict[int, list[float]]) -> list[int]:
+    """The best measured clock (lowest mean) and up to two measured neighbours on each side: locally the curve
+    is two lines; further out it bends."""
+    means = {f: statistics.fmean(v) for f, v in points.items()}
+    best = min(means, key=means.get)
+    clocks = sorted(points)
+    i = clocks.index(best)
+    return clocks[max(0, i - 2): i + 3]
+
+
+def fit(points: dict[int, list[float]], supported: list[int], near: list[int] | None = None
+        ) -> tuple[int, dict[int, float]]:
     """A V with its tip at a knee, fitted by weighted least squares to the best measured clock and up to two
     measured neighbours on each side (locally the curve is two lines; further out it bends). Returns (the knee,
     the fitted objective at each supported clock in that span). Weights: each clock's trials over its
     variance (a clock with one trial gets the others' pooled variance)."""
     means = {f: statistics.fmean(v) for f, v in points.items()}
-    best = min(means, key=means.get)
-    clocks = sorted(points)
-    i = clocks.index(best)
-    near = clocks[max(0, i - 2): i + 3]
+    near = near or span(points)
     multi = [statistics.variance(points[f]) / means[f] ** 2 for f in near if len(points[f]) > 1]
     pooled = statistics.fmean(multi) if multi else 1e-4
     ws = [len(points[f]) / max(statistics.variance(points[f]) / means[f] ** 2 if len(points[f]) > 1 else pooled,
@@ -105,6 +118,22 @@ def fit(points: dict[int, list[float]], supported: list[int]) -> tuple[int, dict
     _, knee, (c0, up, down) = fitted
     curve = {f: c0 + up * max(0.0, f - knee) / scale + down * max(0.0, knee - f) / scale for f in inside}
     return knee, curve
+
+
+def expected(points: dict[int, list[float]], supported: list[int]) -> dict[int, float]:
+    """The V fit averaged over BOOTSTRAP resamples of each clock's trials, at each supported clock of the fit's
+    span: the objective to expect at a clock given what the measurements leave uncertain. Where the knee is
+    uncertain, this average's minimum lies on the side where missing the knee costs less (above it the
+    objective rises slowly, below it steeply), not at the single best fit's knee. The resamples are seeded by
+    the measurements themselves, so the same trials always give the same curve (a resumed sweep decides alike)."""
+    near = span(points)
+    rng = random.Random(repr(sorted((f, round(sum(v), 9)) for f, v in points.items())))
+    total: dict[int, float] = {}
+    for _ in range(BOOTSTRAP):
+        sample = {f: [v[rng.randrange(len(v))] for _ in v] if len(v) > 1 else v for f, v in points.items()}
+        for f, y in fit(sample, supported, near)[1].items():
+            total[f] = total.get(f, 0.0) + y / BOOTSTRAP
+    return total
 
 
 def _choose(points: dict[int, list[float]], curve: dict[int, float]) -> int:
@@ -141,7 +170,8 @@ def decide(supported: list[int], measured: dict[int, list[Trial]], objective: st
     if not feasible:
         return Decision([], supported[0], "no clock is within the slowdown bound")
     notes = []
-    knee, curve = fit(feasible, supported)
+    curve = expected(feasible, supported)
+    knee = min(curve, key=curve.get)  # the clock the measurements expect to be best
     chosen = _choose(feasible, curve)
     if len(measured) >= max_evaluations:
         return Decision([], chosen, f"max_evaluations ({max_evaluations}) reached", notes)
