@@ -16,10 +16,10 @@ LONG_ID = "a-rather-long-job-identifier-for-piping-2026"
 
 @pytest.fixture(scope="module")
 def foreground(tmp_path_factory):
-    """One foreground sweep whose report has a flag (a trial fails: the fake NVML's 3rd energy read)."""
+    """One foreground sweep whose report has a flag (a trial fails: the fake NVML's 5th energy read)."""
     tmp = tmp_path_factory.mktemp("fg")
     req = write_request(tmp / "r.toml", backend="nvml", clocks=(1410, 945), trials=2, images="benchmark")
-    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100", FAKE_NVML_ENERGY_FAIL_AT="3",
+    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100", FAKE_NVML_ENERGY_FAIL_AT="5",
                      XDG_CONFIG_HOME=str(tmp / "xdg"), COLUMNS="80")
     r = sweepd("run", req, "--root", tmp / "root", "--job-id", LONG_ID, env=env)
     assert r.returncode == 0, r.stderr

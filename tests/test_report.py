@@ -98,7 +98,7 @@ def test_report_html_is_written_at_the_end_and_renders_in_chromium(swept):
 
 def test_failed_trials_and_missed_locks_are_flagged(tmp_path):
     req = write_request(tmp_path / "r.toml", backend="nvml", clocks=(1410, 945), trials=3)
-    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100", FAKE_NVML_ENERGY_FAIL_AT="3", FAKE_NVML_CAP_MHZ="1200",
+    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100", FAKE_NVML_ENERGY_FAIL_AT="5", FAKE_NVML_CAP_MHZ="1200",
                      XDG_CONFIG_HOME=str(tmp_path / "xdg"))
     assert sweepd("run", req, "--root", tmp_path / "root", "--job-id", "fl", env=env).returncode == 0
     a = json.loads(sweepd("report", "fl", "--root", tmp_path / "root", "--json", env=env).stdout)

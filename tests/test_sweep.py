@@ -67,8 +67,8 @@ def test_unsupported_clock_fails_before_anything_runs(tmp_path):
 
 def test_failed_trial_is_recorded_and_kept_out_of_the_summary(tmp_path):
     req = write_request(tmp_path / "r.toml", backend="nvml", clocks=(1410, 945), trials=3)
-    # energy read 3 is the start of the 2nd trial at 1410 MHz
-    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100", FAKE_NVML_ENERGY_FAIL_AT="3")
+    # energy read 5 is the start of the 2nd trial at 1410 MHz (a window reads the counter 4 times)
+    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100", FAKE_NVML_ENERGY_FAIL_AT="5")
     r = sweepd("run", req, "--root", tmp_path, "--job-id", "f", env=env)
     assert r.returncode == 0, r.stderr
     _, trials, images, summary = results(tmp_path, "f")

@@ -11,7 +11,8 @@ Configured through the environment so that subprocesses (``sweepd run``) use it 
 - FAKE_NVML_LOG: file to append one JSON line per setter call (for subprocess tests)
 - FAKE_NVML_DENY_SET=1: setters raise NVMLError_NoPermission (a non-root user)
 - FAKE_NVML_ABSENT=1: nvmlInit raises NVMLError_LibraryNotFound (no driver)
-- FAKE_NVML_ENERGY_FAIL_AT=N: the N-th energy read (1-based) raises NVMLError_Unknown
+- FAKE_NVML_ENERGY_FAIL_AT=N: the N-th energy read (1-based) raises NVMLError_Unknown (each window reads 4
+  times: 5 is the start of the second window)
 - FAKE_NVML_CAP_MHZ=F: the observed SM clock never exceeds F and reports sw_power_cap
 - FAKE_NVML_UTIL_PCT=P: nvmlDeviceGetUtilizationRates reports P % GPU utilisation (default 97; "unsupported": NOT_SUPPORTED)
 """
@@ -239,7 +240,9 @@ def nvmlDeviceGetTotalEnergyConsumption(h):
     if os.environ.get("FAKE_NVML_ENERGY_FAIL_AT") == str(n):
         raise NVMLError(NVML_ERROR_UNKNOWN)
     elapsed = time.monotonic() - h.t0
-    elapsed -= elapsed % 0.02  # the counter moves in 20 ms steps
+    # the counter moves in steps; 1 ms here (an H100's; older boards: 20-100 ms), so the engine's wait for the
+    # next step (a poll 1 ms later) takes exactly two reads: each window reads the counter 4 times
+    elapsed -= elapsed % 0.001
     return int(_watts(h) * elapsed * 1000)
 
 
