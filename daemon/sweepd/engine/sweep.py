@@ -337,6 +337,7 @@ class Sweep:
         images: list[np.ndarray] = []
         per_image: list[float] = []
         workload.synchronize()
+        wait0 = self.device.now_ns()
         e0 = self.device.energy_update_mj()  # the window starts on a fresh step of the counter ...
         t0 = self.device.now_ns()
         while len(images) < target or self.device.now_ns() - t0 < min_ns:
@@ -349,6 +350,7 @@ class Sweep:
             per_image += [(self.device.now_ns() - start) / 1e9 / max(len(batch), 1)] * len(batch)
         t1 = self.device.now_ns()
         e1 = self.device.energy_update_mj()  # ... and ends on the first step that covers its last image
+        self._time().counter_s += (t0 - wait0 + self.device.now_ns() - t1) / 1e9
         if not target and fix:
             self.store.update(images_per_trial=len(images))
         return images, t1 - t0, e1 - e0, t0, t1, per_image

@@ -72,8 +72,9 @@ class Sampler:
             return None
 
     def window(self, t0_ns: int, t1_ns: int) -> list[Sample]:
+        """The samples taken in [t0, t1): one taken at the very end belongs to what follows the window."""
         self._collect()
-        return [s for s in list(self.samples) if t0_ns <= s.t_ns <= t1_ns]
+        return [s for s in list(self.samples) if t0_ns <= s.t_ns < t1_ns]
 
     def take(self) -> list[Sample]:
         """Hand over the samples so far (for the power trace) and start a fresh list."""

@@ -51,6 +51,7 @@ class DeviceTime(BaseModel):
     total_s: float = 0.0
     settle_s: float = 0.0
     warmup_s: float = 0.0
+    counter_s: float = 0.0  # waiting for the energy counter's next step around each window (added after 0.1.0)
 
 
 class SearchRecord(BaseModel):

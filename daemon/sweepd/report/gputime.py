@@ -1,6 +1,6 @@
 """Where a sweep's GPU time went: the trial windows the answer needs (``min_trials`` per clock), the extra
 trials sequential sampling added, the baseline's re-measurements, a batch-size list's windows, settling,
-warm-up, and the rest (the
+warm-up, the waits for the energy counter's steps, and the rest (the
 host writing images and rows while the GPU waits). On the simulated GPU these are simulated seconds."""
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ class GpuTime:
     warmup_s: float
     other_s: float
     batch_s: float = 0.0  # a batch-size list's windows at the highest clock
+    counter_s: float = 0.0  # waiting for the energy counter's steps around the windows
 
     def line(self) -> str:
         parts = [("measurement", self.measure_s), ("extra trials", self.extra_s), ("baseline again", self.drift_s),
                  ("batch sizes", self.batch_s), ("settle", self.settle_s), ("warm-up", self.warmup_s),
-                 ("other", self.other_s)]
-        parts = [(name, s) for name, s in parts if s or name != "batch sizes"]
+                 ("counter steps", self.counter_s), ("other", self.other_s)]
+        parts = [(name, s) for name, s in parts if s or name not in ("batch sizes", "counter steps")]
         share = ", ".join(f"{name} {s / self.total_s * 100:.0f}%" for name, s in parts) if self.total_s else ""
         return f"GPU time {self.total_s / 60:.1f} min: {share}"
 
@@ -51,5 +52,5 @@ def breakdown(job: JobResults) -> GpuTime | None:
                 measure += t.time_s
             else:
                 extra += t.time_s
-    other = max(0.0, dt.total_s - measure - extra - drift - batch - dt.settle_s - dt.warmup_s)
-    return GpuTime(dt.total_s, measure, extra, drift, dt.settle_s, dt.warmup_s, other, batch)
+    other = max(0.0, dt.total_s - measure - extra - drift - batch - dt.settle_s - dt.warmup_s - dt.counter_s)
+    return GpuTime(dt.total_s, measure, extra, drift, dt.settle_s, dt.warmup_s, other, batch, dt.counter_s)
