@@ -13,7 +13,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from sweepd.engine.summary import objective as objective_value
+from sweepd.engine.summary import per_trial
 from sweepd.records.manifest import BatchRecord
 from sweepd.records.rows import TrialRow
 from sweepd.request import Protocol
@@ -26,11 +26,15 @@ class BatchSize:
     refused: str | None  # why the size was dropped (its error), or None
 
 
+def _windows(rows: list[TrialRow], size: int) -> list[TrialRow]:
+    return [r for r in rows if r.batch_trial and r.batch_size == size]
+
+
 def sizes(rows: list[TrialRow], wanted: list[int]) -> list[BatchSize]:
     """Each wanted size's batch-phase windows, in the request's order."""
     out = []
     for b in wanted:
-        mine = [r for r in rows if r.batch_trial and r.batch_size == b]
+        mine = _windows(rows, b)
         oom = next((r.error for r in mine if r.out_of_memory), None)
         out.append(BatchSize(b, [r for r in mine if r.ok], oom))
     return out
@@ -38,7 +42,7 @@ def sizes(rows: list[TrialRow], wanted: list[int]) -> list[BatchSize]:
 
 def size_done(rows: list[TrialRow], size: int, protocol: Protocol) -> bool:
     """The size has its windows (like any clock: the fixed count, the CI target or max_trials), or is refused."""
-    mine = [r for r in rows if r.batch_trial and r.batch_size == size]
+    mine = _windows(rows, size)
     if any(r.out_of_memory for r in mine):
         return True
     return protocol.enough(len(mine), [float(r.j_per_image) for r in mine if r.ok and r.j_per_image is not None])
@@ -48,14 +52,10 @@ def phase_done(rows: list[TrialRow], wanted: list[int], protocol: Protocol) -> b
     return all(size_done(rows, b, protocol) for b in wanted)
 
 
-def mean_objective(metric: str, trials: list[TrialRow]) -> float:
-    return statistics.fmean(objective_value(metric, float(t.j_per_image), float(t.s_per_image)) for t in trials)
-
-
 def record(rows: list[TrialRow], wanted: list[int], metric: str) -> BatchRecord:
     """The phase as it stands: sizes, the refused ones with their error, and the best of the rest."""
     found = sizes(rows, wanted)
     usable = [s for s in found if s.trials and s.refused is None]
-    best = min(usable, key=lambda s: mean_objective(metric, s.trials)).size if usable else None
+    best = min(usable, key=lambda s: statistics.fmean(per_trial(metric, t) for t in s.trials)).size if usable else None
     return BatchRecord(sizes=list(wanted), objective=metric, chosen=best,
                        refused={str(s.size): s.refused for s in found if s.refused})

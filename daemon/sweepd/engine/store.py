@@ -119,8 +119,8 @@ class JobStore:
     def _load_rows(self, plan: list[ClockPoint], protocol: Protocol) -> None:
         trials = TrialRow.read_all(self.dir / "trials.csv")
         complete = {p.freq_mhz for p in plan if protocol.enough(*_tally(trials, p.freq_mhz))}
-        sizes = self.manifest.request.workload.batch_sizes
-        batch_done = len(sizes) > 1 and batching.phase_done(trials, sizes, protocol)
+        w = self.manifest.request.workload
+        batch_done = w.batch_search and batching.phase_done(trials, w.batch_sizes, protocol)
         self.trials = [r for r in trials if (batch_done if r.batch_trial else r.freq_mhz in complete)]
         kept = {(r.freq_mhz, r.trial) for r in self.trials}
         self.images = [r for r in ImageRow.read_all(self.dir / "images.csv") if (r.freq_mhz, r.trial) in kept]

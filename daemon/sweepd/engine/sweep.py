@@ -177,10 +177,9 @@ class Sweep:
         except Exception as e:  # a batch too large for the GPU fails here first: the size is refused
             if not is_out_of_memory(e):
                 raise
-            self._release(workload)
             log.warning("batch %d at %s does not fit: %s", b, point.label, e)
-            self.store.commit_trial(TrialRow(**self._base(point, self.store.next_trial(point), "batch"), images=0,
-                                             status="failed", error=f"{type(e).__name__}: {e}"[:500]), [])
+            self.store.commit_trial(self._failed(workload, self._base(point, self.store.next_trial(point), "batch"),
+                                                 e), [])
             return
         while not batching.size_done(self.store.trials, b, protocol):  # an out-of-memory window ends it too
             self.stop.check()
@@ -287,10 +286,12 @@ class Sweep:
                     steps=self.request.workload.steps, role=role, batch_size=self.batch)
 
     @staticmethod
-    def _release(workload: Workload) -> None:
+    def _failed(workload: Workload, base: dict, e: Exception) -> TrialRow:
+        """A failed trial's row, with its error; the GPU memory the failure may have left is released."""
         release = getattr(workload, "release_memory", None)
         if release:
             release()
+        return TrialRow(**base, images=0, status="failed", error=f"{type(e).__name__}: {e}"[:500])
 
     def _trial(self, workload: Workload, sampler: Sampler, k: int, point: ClockPoint, trial: int,
                role: str | None = None):
@@ -302,8 +303,7 @@ class Sweep:
             raise
         except Exception as e:  # a failed trial is recorded, never analysed, and the sweep goes on
             log.warning("trial %d at %s failed: %s", trial, point.label, e)
-            self._release(workload)
-            return TrialRow(**base, images=0, status="failed", error=f"{type(e).__name__}: {e}"[:500]), []
+            return self._failed(workload, base, e), []
         n, secs, joules = len(images), t_ns / 1e9, e_mj / 1000
         samples = sampler.window(t0, t1)
         reasons = 0

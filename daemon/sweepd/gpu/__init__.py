@@ -35,7 +35,7 @@ def open_device(backend: str = "auto", index: int | None = None, uuid: str | Non
 
     return SimulatedGpu(sim_model, index=index or 0, noise=sim_noise, host_s_per_image=sim_host_s_per_image,
                         seed=sim_seed, s_per_image=sim_s_per_image, cold_start_s=sim_cold_start_s,
-                        memory_gib=sim_memory_gib, **({"gib_per_image": sim_gib_per_image} if sim_gib_per_image else {}))
+                        memory_gib=sim_memory_gib, gib_per_image=sim_gib_per_image)
 
 
 def list_devices(backend: str = "auto") -> list[GpuDevice]:

@@ -48,12 +48,12 @@ class SimulatedGpu(GpuDevice):
 
     def __init__(self, model: str = "A100", index: int = 0, noise: str = "none", host_s_per_image: float = 0.0,
                  seed: int = 0, s_per_image: float = 0.1, cold_start_s: float = 0.0, memory_gib: float | None = None,
-                 gib_per_image: float = GIB_PER_IMAGE_512):
+                 gib_per_image: float | None = None):
         """``s_per_image``: the workload's modelled seconds per image at the highest clock
         (:func:`~sweepd.gpu.simmodel.s_per_image`); ``cold_start_s``: for this long on the simulated clock
         the host side runs ``COLD_FACTOR`` times slower (a cold start right after the model loaded);
         ``memory_gib``: the board's memory (default: the real board's), which a batch must fit in
-        (:func:`~sweepd.gpu.simmodel.gib_needed`, ``gib_per_image`` per image)."""
+        (:func:`~sweepd.gpu.simmodel.gib_needed`, ``gib_per_image`` per image; default: SD at 512x512)."""
         if model not in BOARDS:
             raise GpuNotFound(f"no simulated GPU {model!r}; choose one of {', '.join(BOARDS)}")
         if noise not in NOISE:
@@ -69,7 +69,7 @@ class SimulatedGpu(GpuDevice):
         self.s_per_image = max(1e-6, s_per_image)
         self.cold_start_s = max(0.0, cold_start_s)
         self.memory_gib = memory_gib or board["memory_gib"]
-        self.gib_per_image = gib_per_image
+        self.gib_per_image = gib_per_image or GIB_PER_IMAGE_512
         self._rng = random.Random(f"sweepd-sim/{model}/{index}/{seed}")
         self._lock = threading.Lock()
         self._locked_sm: int | None = None
