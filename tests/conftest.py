@@ -27,7 +27,7 @@ def fake_nvml(monkeypatch):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     monkeypatch.setitem(sys.modules, "pynvml", mod)
-    for var in ("FAKE_NVML_DENY_SET", "FAKE_NVML_ABSENT", "FAKE_NVML_ENERGY_FAIL_AT", "FAKE_NVML_CAP_MHZ"):
+    for var in ("FAKE_NVML_DENY_SET", "FAKE_NVML_ABSENT", "FAKE_NVML_ENERGY_FAIL_AT", "FAKE_NVML_CAP_MHZ", "FAKE_NVML_POWER"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("FAKE_NVML_GPUS", "A100")
     return mod

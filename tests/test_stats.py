@@ -92,3 +92,15 @@ def test_the_equivalent_set_holds_every_clock_not_significantly_worse_and_the_sa
     o1 = optima.find("energy", False, summarize(single, order), by_clock(single), reference_trials(single, order, 2.0),
                      5.0)
     assert o1.energy_saving_ci95 is None and sorted(o1.equivalent_mhz) == sorted(order)
+
+
+def test_a_windows_power_sample_energy_carries_the_standard_error_its_spread_gives():
+    from sweepd.engine.sweep import _power_energy
+    from sweepd.gpu.sampler import Sample
+
+    steady = _power_energy([Sample(i, 400.0 + (i % 2), 40, 1980, 0) for i in range(24)], 2.4)
+    assert steady["energy_j_power"] == pytest.approx(961.2) and steady["energy_j_power_se"] < 0.3
+    # 10 Hz samples of 0.15 s bursts land on 700 W or 150 W: a 10 % miss is within what they can tell
+    bursty = _power_energy([Sample(i, 700.0 if i % 3 else 150.0, 40, 1980, 0) for i in range(24)], 2.4)
+    assert 3 * bursty["energy_j_power_se"] > 0.1 * bursty["energy_j_power"]
+    assert _power_energy([Sample(i, 400.0, 40, 1980, 0) for i in range(9)], 2.4) == {}  # under 1 s of samples

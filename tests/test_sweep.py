@@ -129,7 +129,9 @@ def test_sigterm_stops_after_the_trial_resets_clocks_and_resumes(tmp_path):
     assert calls[-2:] == ["nvmlDeviceResetGpuLockedClocks", "nvmlDeviceResetMemoryLockedClocks"]
     assert not list((tmp_path / "state/gpu-locks").glob("*.json"))
     d = tmp_path / "results/job_s"
-    assert json.loads((d / "sweep.json").read_text())["status"] == "interrupted"
+    manifest = json.loads((d / "sweep.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert manifest["gpu"]["power_reading"] == "instant"  # the fake driver has the instant-power field
     r = sweepd("run", "--resume", "s", "--root", tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     trials = atomic.read_csv(d / "trials.csv")

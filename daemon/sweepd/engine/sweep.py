@@ -316,7 +316,7 @@ class Sweep:
             throttle_reasons=decode_reasons(reasons & ~BENIGN_REASONS),
             temp_c=round(statistics.fmean(s.temp_c for s in samples), 1) if samples else None, status="ok",
             s_per_image_median=statistics.median(per_image) if per_image else None,
-            gpu_util_pct=_mean_util(samples), energy_j_power=_power_energy(samples, secs))
+            gpu_util_pct=_mean_util(samples), **_power_energy(samples, secs))
         if joules <= 0:
             row.status = "failed"
             row.error = f"the energy counter did not advance over {secs:.3f} s; raise protocol.min_window_s"
@@ -368,12 +368,14 @@ class NoBatchSize(SweepdError):
     """Every size of a batch-size list was refused (out of memory) or failed."""
 
 
-def _power_energy(samples: list, secs: float) -> float | None:
-    """The window's energy from its power samples (their mean times the window's length), with at least
-    MIN_POWER_SAMPLES of them: a check on the energy counter."""
+def _power_energy(samples: list, secs: float) -> dict[str, float]:
+    """The window's energy from its power samples (their mean times the window's length) and that figure's
+    standard error (from the samples' spread), with at least MIN_POWER_SAMPLES of them: a check on the counter."""
     if len(samples) < MIN_POWER_SAMPLES:
-        return None
-    return statistics.fmean(s.power_w for s in samples) * secs
+        return {}
+    watts = [s.power_w for s in samples]
+    return {"energy_j_power": statistics.fmean(watts) * secs,
+            "energy_j_power_se": statistics.stdev(watts) / len(watts) ** 0.5 * secs}
 
 
 def _mean_util(samples: list) -> float | None:

@@ -150,7 +150,11 @@ class GpuDevice(ABC):
     def info(self) -> GpuInfo:
         """What identifies this GPU in a sweep's manifest."""
         return GpuInfo(backend=self.backend, simulated=self.simulated, index=self.index, name=self.name,
-                       uuid=self.uuid)
+                       uuid=self.uuid, power_reading=self.power_reading())
+
+    def power_reading(self) -> str:
+        """What :meth:`power_w` reads: "instant" power, or a "1 s average" that lags the work by up to a second."""
+        return "instant"
 
     def close(self) -> None:
         pass

@@ -55,6 +55,10 @@ def nvml_errors(what: str) -> Iterator[None]:
         raise GpuError(text) from None
 
 
+# nvmlFieldValue_t.valueType -> the member of its value union that holds it (nvmlValueType_t)
+FIELD_VALUE = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -101,6 +105,7 @@ class NvmlGpu(GpuDevice):
             shutdown()
             raise
         self._memory_locked = False
+        self._instant: bool | None = None  # whether the instant-power field answers; None until asked
 
     def memory_clocks(self) -> list[int]:
         with nvml_errors("nvmlDeviceGetSupportedMemoryClocks"):
@@ -134,8 +139,36 @@ class NvmlGpu(GpuDevice):
             return int(self._nv.nvmlDeviceGetTotalEnergyConsumption(self._h))
 
     def power_w(self) -> float:
+        """Instant power where the driver has the field (NVML_FI_DEV_POWER_INSTANT, driver 530 and newer), else
+        nvmlDeviceGetPowerUsage: averaged over 1 s on Ampere and newer except the A100, so on an H100 or H200 it lags
+        a 2 s window by up to a second and misses up to a fifth of a bursty window's energy."""
+        if self._instant is not False:
+            watts = self._instant_w()
+            self._instant = watts is not None
+            if watts is not None:
+                return watts
         with nvml_errors("nvmlDeviceGetPowerUsage"):
             return self._nv.nvmlDeviceGetPowerUsage(self._h) / 1000.0
+
+    def _instant_w(self) -> float | None:
+        nv = self._nv
+        field = getattr(nv, "NVML_FI_DEV_POWER_INSTANT", None)
+        if field is None or not hasattr(nv, "nvmlDeviceGetFieldValues"):
+            return None  # an nvidia-ml-py older than the field
+        try:
+            with nvml_errors("nvmlDeviceGetFieldValues(NVML_FI_DEV_POWER_INSTANT)"):
+                value = nv.nvmlDeviceGetFieldValues(self._h, [field])[0]
+        except GpuError:
+            return None
+        if value.nvmlReturn != nv.NVML_SUCCESS:
+            return None  # a driver that does not know the field answers per value
+        return getattr(value.value, FIELD_VALUE.get(value.valueType, "uiVal")) / 1000.0
+
+    def power_reading(self) -> str:
+        if self._instant is None:
+            with contextlib.suppress(GpuError):
+                self.power_w()
+        return "instant" if self._instant else "1 s average"
 
     def temperature_c(self) -> float:
         nv = self._nv

@@ -28,6 +28,9 @@ class GpuInfo(BaseModel):
     uuid: str | None = None
     sim_model: str | None = None
     driver: str | None = None
+    # what the power samples are: "instant", or "1 s average" (NVML's power usage on Ampere and newer except the
+    # A100, when the driver has no instant-power field): averages lag a window, so they are not checked against it
+    power_reading: str | None = None
 
 
 class WorkloadInfo(BaseModel):

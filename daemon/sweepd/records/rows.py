@@ -50,6 +50,8 @@ class TrialRow(CsvRow):
     # "batch": one of a batch-size list's sizes measured at the highest clock before the clock sweep
     energy_j_power: float | None = None  # the window's energy from the ~10 Hz power samples (a check on energy_j)
     batch_size: int | None = None  # images per generate() call (empty: the request's one batch_size)
+    energy_j_power_se: float | None = None  # energy_j_power's standard error from the samples' spread: 10 Hz
+    # samples of a bursty load (SD at batch 4: 0.2 s bursts) miss the counter by up to 10 % without either being off
 
     @property
     def ok(self) -> bool:

@@ -14,6 +14,8 @@ Configured through the environment so that subprocesses (``sweepd run``) use it 
 - FAKE_NVML_ENERGY_FAIL_AT=N: the N-th energy read (1-based) raises NVMLError_Unknown (each window reads 4
   times: 5 is the start of the second window)
 - FAKE_NVML_CAP_MHZ=F: the observed SM clock never exceeds F and reports sw_power_cap
+- FAKE_NVML_POWER=average: the instant-power field answers NOT_SUPPORTED in its value (a driver before 530), so
+  only nvmlDeviceGetPowerUsage's 1 s average is left
 - FAKE_NVML_UTIL_PCT=P: nvmlDeviceGetUtilizationRates reports P % GPU utilisation (default 97; "unsupported": NOT_SUPPORTED)
 """
 
@@ -248,6 +250,30 @@ def nvmlDeviceGetTotalEnergyConsumption(h):
 
 def nvmlDeviceGetPowerUsage(h):
     return int(_watts(h) * 1000)
+
+
+NVML_FI_DEV_POWER_INSTANT = 186
+NVML_VALUE_TYPE_UNSIGNED_INT = 1
+
+
+class c_nvmlValue_t:
+    def __init__(self, ui):
+        self.dVal, self.uiVal, self.ulVal, self.ullVal, self.sllVal, self.siVal, self.usVal = float(ui), ui, ui, ui, ui, ui, ui
+
+
+class c_nvmlFieldValue_t:
+    def __init__(self, field_id, ret, value):
+        self.fieldId, self.scopeId, self.timestamp, self.latencyUsec = field_id, 0, int(time.time() * 1e6), 0
+        self.valueType, self.nvmlReturn, self.value = NVML_VALUE_TYPE_UNSIGNED_INT, ret, c_nvmlValue_t(value)
+
+
+def nvmlDeviceGetFieldValues(h, field_ids):
+    """NVML answers per value: an unknown or unsupported field has its own nvmlReturn, the call itself succeeds."""
+    out = []
+    for f in field_ids:
+        ok = f == NVML_FI_DEV_POWER_INSTANT and os.environ.get("FAKE_NVML_POWER") != "average"
+        out.append(c_nvmlFieldValue_t(f, NVML_SUCCESS if ok else NVML_ERROR_NOT_SUPPORTED, int(_watts(h) * 1000) if ok else 0))
+    return out
 
 
 def nvmlDeviceGetTemperatureV(h, sensor):
