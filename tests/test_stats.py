@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from sweepd.engine.summary import bottleneck, drifts, reference_trials, summarize
+from sweepd.engine.summary import Range, bottleneck, drifts, reference_trials, summarize
 from sweepd.records.rows import TrialRow
 from sweepd.report import optima
 from sweepd.engine.summary import by_clock
@@ -92,6 +92,16 @@ def test_the_equivalent_set_holds_every_clock_not_significantly_worse_and_the_sa
     o1 = optima.find("energy", False, summarize(single, order), by_clock(single), reference_trials(single, order, 2.0),
                      5.0)
     assert o1.energy_saving_ci95 is None and sorted(o1.equivalent_mhz) == sorted(order)
+
+
+def test_a_host_bound_range_of_one_clock_says_nothing_about_the_clocks_below_it():
+    """The real H200 at batch 4: only 1980 MHz had the GPU idle enough to count as host-bound; 'down to 1980 MHz
+    the energy saving is free' said nothing true."""
+    from sweepd.report.analysis import _sentence
+
+    one = _sentence(Range(1980, 1980, "host"))
+    assert one.startswith("host-bound at 1980 MHz") and "down to" not in one and "free" not in one
+    assert "down to 945 MHz the energy saving is free" in _sentence(Range(1410, 945, "host"))
 
 
 def test_a_windows_power_sample_energy_carries_the_standard_error_its_spread_gives():

@@ -62,6 +62,9 @@ def _span(r: Range) -> str:
 
 
 def _sentence(r: Range) -> str:
+    if r.bound == "host" and r.from_mhz == r.to_mhz:  # one clock: nothing to say about lower ones
+        return (f"host-bound {_span(r)}: the GPU waits for the host part of the time there; a larger batch_size, "
+                "CUDA graphs or torch.compile would use the GPU better")
     if r.bound == "host":
         return (f"host-bound {_span(r)}: the clock does not change the time per image here, so down to "
                 f"{clock_label(r.to_mhz)} MHz the energy saving is free; a larger batch_size, CUDA graphs or "
