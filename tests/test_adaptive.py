@@ -5,6 +5,7 @@ import json
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -84,6 +85,15 @@ def test_an_adaptive_sweep_measures_a_few_clocks_reports_the_search_and_resumes_
     assert sorted(c["freq_mhz"] for c in a["clocks"]) == sorted(s["evaluated_mhz"])  # ordinary rows, each one
     edp = next(o for o in a["optima"] if o["metric"] == "edp" and not o["bounded"])
     assert edp["freq_mhz"] == s["chosen_mhz"] in (945, 960, 975)  # the noise-free truth's 1 % band
+    # the whole path replays from trials.csv as written: every decision was made from the rows a resume reads
+    done = [TrialRow.model_validate(r) for r in atomic.read_csv(tmp_path / "one/results/job_a/trials.csv")]
+    replay: dict[int, list[Trial]] = {}
+    for f in s["evaluated_mhz"]:
+        assert decide(list(range(1410, 509, -15)), replay, "edp").next_mhz[0] == f
+        replay[f] = [Trial(t.j_per_image, t.s_per_image_median or t.s_per_image) for t in done
+                     if t.freq_mhz == f and t.role is None]
+    last = decide(list(range(1410, 509, -15)), replay, "edp")
+    assert last.next_mhz == [] and last.chosen_mhz == s["chosen_mhz"]
     text = sweepd("report", "a", "--root", tmp_path / "one").stdout
     assert f"measured {len(s['evaluated_mhz'])} of 61 clocks" in text and "stopped because" in text
     assert f"sbatch --gpu-freq={edp['freq_mhz']}" in text and f"nvidia-smi -lgc {edp['freq_mhz']},{edp['freq_mhz']}" in text
@@ -185,3 +195,51 @@ def test_under_uncertainty_the_pick_leans_to_the_side_where_missing_the_knee_cos
         assert search.expected(pts, supported) == e
     assert sum(f < 945 for f in averaged) < sum(f < 945 for f in single)
     assert sum(map(true, averaged)) < sum(map(true, single))
+
+
+def test_on_a_real_h200s_trials_the_search_stops_at_its_answer_inside_the_stride_sweeps_equivalent_set():
+    """The trials of a real adaptive sweep (H200, SD-1.5-sized, batch 4): from all its clocks the search stops
+    with the answer it gave there (1320 MHz), and that answer lies inside the equivalent set of a 12-clock stride
+    sweep of the same request on the same GPU. (That sweep decided from its rows before they were rounded to
+    the file's 6 digits; its path cannot be replayed from the file, which is what commit_trial's stored rows
+    now prevent: test_an_adaptive_sweep_..._resumes_to_the_same_decisions replays one.)"""
+    from sweepd.engine.summary import by_clock, reference_trials, summarize
+    from sweepd.report.optima import find
+
+    fixtures = Path(__file__).parent / "fixtures" / "h200-batch4"
+    supported = list(range(1980, 509, -15))  # the H200's 99 clocks >= 510 MHz (sweepd gpus on the real board)
+    rows = by_clock(TrialRow.read_all(fixtures / "adaptive-trials.csv"))
+    trials = {f: [Trial(float(t.j_per_image), float(t.s_per_image_median or t.s_per_image)) for t in ts]
+              for f, ts in rows.items()}
+    assert len(trials) == 11
+    d = decide(supported, trials, "edp")
+    assert d.next_mhz == [] and d.chosen_mhz == 1320 and "next to it in the table are measured" in d.stopped_because
+
+    stride = TrialRow.read_all(fixtures / "stride-trials.csv")
+    plan = sorted({t.freq_mhz for t in stride}, reverse=True)
+    o = find("edp", False, summarize(stride, plan, 2.0), by_clock(stride), reference_trials(stride, plan, 2.0), 5.0)
+    assert o.freq_mhz == 1305 and min(o.equivalent_mhz) <= d.chosen_mhz <= max(o.equivalent_mhz)
+
+
+def test_a_search_decides_from_the_rows_as_written_so_a_resume_decides_alike(tmp_path):
+    """A live process holds each trial's figures to more digits than trials.csv keeps (6); the search is seeded by
+    the trials, and from the real H200's coarse clocks a difference in the 7th digit sends it elsewhere (1035 to
+    1110 MHz). The store keeps the rows as written, so the live process and a resumed one decide alike."""
+    from sweepd.engine.store import JobStore
+    from sweepd.paths import Layout
+
+    fixtures = Path(__file__).parent / "fixtures" / "h200-batch4"
+    rows = [r for r in TrialRow.read_all(fixtures / "adaptive-trials.csv")
+            if r.freq_mhz in (1980, 1620, 1245, 870, 510) and r.role is None]
+    store = JobStore(Layout.resolve(tmp_path), "h200")
+    store.dir.mkdir(parents=True)
+    for k, r in enumerate(rows):  # the digits a live process has beyond the file's
+        store.commit_trial(r.model_copy(update={"j_per_image": r.j_per_image * (1 + 3e-7 * (k % 3 - 1))}), [])
+
+    def next_clock(trials: list[TrialRow]) -> int:
+        by = {}
+        for t in trials:
+            by.setdefault(t.freq_mhz, []).append(Trial(t.j_per_image, t.s_per_image_median or t.s_per_image))
+        return decide(list(range(1980, 509, -15)), by, "edp").next_mhz[0]
+
+    assert next_clock(store.trials) == next_clock(TrialRow.read_all(store.dir / "trials.csv"))

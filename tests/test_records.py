@@ -193,3 +193,15 @@ def test_counter_and_power_samples_are_compared_within_what_the_samples_can_tell
     assert bool(hits) == flagged, hits
     if flagged:
         assert {h.split(" MHz")[0] for h in hits} == {"1410", "945"}
+
+
+def test_a_row_as_stored_is_the_row_a_resumed_process_reads_back(tmp_path):
+    """The engine decides from the stored form of each row it commits: a float written to 6 digits reads back
+    different in its 7th, and an adaptive search seeded by its trials went another way from those digits."""
+    row = TrialRow(sweep_id="s", job_id="j", backend="nvml", simulated=False, gpu_name="g", gpu_uuid="u",
+                   freq_mhz=1320, trial=1, images=12, steps=20, time_s=2.98765432, energy_j=955.123456789,
+                   j_per_image=79.5936213, s_per_image=0.248971193, status="ok", energy_j_power=None)
+    TrialRow.write_all(tmp_path / "trials.csv", [row])
+    (back,) = TrialRow.read_all(tmp_path / "trials.csv")
+    assert row.stored() == back and row.stored().stored() == back
+    assert back.j_per_image == 79.5936 and back.energy_j_power is None and back.simulated is False

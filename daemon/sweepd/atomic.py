@@ -64,7 +64,7 @@ def write_csv(path: Path, fieldnames: Sequence[str], rows: Iterable[Mapping[str,
     writer = csv.DictWriter(buf, fieldnames=list(fieldnames), extrasaction="raise", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _cell(v) for k, v in row.items()})
+        writer.writerow({k: cell(v) for k, v in row.items()})
     write_text(path, buf.getvalue())
 
 
@@ -75,7 +75,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _cell(value: Any) -> Any:
+def cell(value: Any) -> Any:
+    """A value as :func:`write_csv` writes it: "" for None, "true"/"false", floats to 6 significant digits."""
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -163,7 +163,7 @@ class JobStore:
     def commit_trial(self, trial_row: TrialRow, image_rows: list[ImageRow]) -> None:
         self.images.extend(image_rows)
         ImageRow.write_all(self.dir / "images.csv", self.images)
-        self.trials.append(trial_row)
+        self.trials.append(trial_row.stored())  # decisions from these equal a resumed process's, which reads the file
         TrialRow.write_all(self.dir / "trials.csv", self.trials)
 
     def commit_clock(self, power_rows: list[PowerRow], plan: list[ClockPoint]) -> list[SummaryRow]:

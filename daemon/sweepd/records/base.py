@@ -97,6 +97,12 @@ class CsvRow(BaseModel):
     def columns(cls) -> list[str]:
         return list(cls.model_fields)
 
+    def stored(self) -> Self:
+        """This row as it reads back from its file (floats to 6 significant digits). What is decided from rows
+        (when a clock has enough trials, where an adaptive search goes next) is decided from these, so a process
+        that resumes from the file decides exactly as the one that wrote it would have."""
+        return self.model_validate({k: atomic.cell(v) for k, v in self.model_dump().items()})
+
     @classmethod
     def read_all(cls, path: Path) -> list[Self]:
         """Every row (none when the file is missing); a row that does not parse raises RecordError."""
