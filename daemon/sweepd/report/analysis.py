@@ -29,6 +29,12 @@ class Analysis:
     drift: Drift | None = None
     gpu_time: GpuTime | None = None
     batch: BatchKnob | None = None  # a batch-size list's answer
+    remeasured: bool = False  # the baseline drifted beyond the target: savings are against its re-measurement
+
+    @property
+    def reference(self) -> str:
+        """What savings are measured against, in words."""
+        return f"{clock_label(self.baseline)} MHz" + (" as measured again" if self.remeasured else "")
 
     def best(self, metric: str, bounded: bool) -> Optimum | None:
         return next((o for o in self.optima if o.metric == metric and o.bounded == bounded), None)
@@ -82,6 +88,7 @@ def analyse(job: JobResults, bound_pct: float = 5.0, cv_limit: float = 0.05, loc
     a = Analysis(job, rows, rows[0].freq_mhz if rows else None, bound_pct, ranges=bottleneck(rows),
                  drift=worst_drift(job.trials), gpu_time=breakdown(job))
     trials, ref = by_clock(job.trials), reference_trials(job.trials, order, limit)
+    a.remeasured = a.baseline is not None and bool(ref) and all(t.drift_check for t in ref)
     s = job.manifest.search
     for name in METRICS:
         for bounded in (False, True):

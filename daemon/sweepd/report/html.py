@@ -48,8 +48,9 @@ def render(a: Analysis, plots: list[Path]) -> str:
     parts.append(f"<p>{escape(w.model)}, {w.width}x{w.height}, {w.steps} steps, prompt "
                  f"<q>{escape(str(w.prompt))}</q>; GPU {escape(j.gpu_name)} ({escape(j.manifest.backend or '')}); "
                  f"status {escape(j.manifest.status)}; sweep {escape(j.manifest.sweep_id)}</p>")
+    again = " and, since it drifted, measured again at the end: savings are against that" if a.remeasured else ""
     parts.append(f"<h2>Optimal clock</h2><p>Baseline: {escape(clock_label(a.baseline))} MHz (the highest clock "
-                 f"measured). Slowdown bound: +{a.bound_pct:g}% time. Ranges are 95% confidence intervals; the "
+                 f"measured{again}). Slowdown bound: +{a.bound_pct:g}% time. Ranges are 95% confidence intervals; the "
                  "equivalent clocks are those not significantly worse than the optimum.</p>"
                  "<table class='optima'><tr><th>criterion</th><th>clock MHz</th><th>energy vs baseline</th>"
                  "<th>time vs baseline</th><th>equivalent within the noise (MHz)</th></tr>")

@@ -16,7 +16,7 @@ def optimum_line(o: Optimum, a: Analysis) -> str:
     eq = [clock_label(f) for f in o.equivalent_mhz if f != o.freq_mhz]
     return (f"{o.name(a.bound_pct)}: {clock_label(o.freq_mhz)} MHz, energy {-o.energy_saving_pct:+.1f}%"
             f"{_ci(None if o.energy_saving_ci95 is None else [-o.energy_saving_ci95[1], -o.energy_saving_ci95[0]])}, "
-            f"time {o.time_change_pct:+.1f}%{_ci(o.time_change_ci95)} vs {clock_label(a.baseline)} MHz; "
+            f"time {o.time_change_pct:+.1f}%{_ci(o.time_change_ci95)} vs {a.reference}; "
             + (f"equivalent within the noise: {', '.join(eq)} MHz" if eq else "no other clock equivalent")
             + (" (simulated)" if a.job.simulated else ""))
 
