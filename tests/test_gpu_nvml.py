@@ -111,7 +111,7 @@ def test_power_is_read_instant_where_the_driver_has_the_field_else_as_the_1s_ave
     fell 5-20 % short of the energy counter over 2 s windows. The instant-power field is read where it answers."""
     with NvmlGpu() as gpu:
         assert gpu.power_w() > 0 and gpu.power_reading() == "instant" and gpu.info().power_reading == "instant"
-    monkeypatch.setenv("FAKE_NVML_POWER", "average")  # a driver before 530: the field answers NOT_SUPPORTED
+    monkeypatch.setenv("FAKE_NVML_POWER", "average")  # an older driver: the field answers NOT_SUPPORTED
     with NvmlGpu() as gpu:
         assert gpu.power_reading() == "1 s average" and gpu.power_w() > 0
         assert gpu.info().power_reading == "1 s average"

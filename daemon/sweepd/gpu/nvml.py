@@ -139,7 +139,7 @@ class NvmlGpu(GpuDevice):
             return int(self._nv.nvmlDeviceGetTotalEnergyConsumption(self._h))
 
     def power_w(self) -> float:
-        """Instant power where the driver has the field (NVML_FI_DEV_POWER_INSTANT, driver 530 and newer), else
+        """Instant power where the driver has the field (NVML_FI_DEV_POWER_INSTANT; Zeus reads the same), else
         nvmlDeviceGetPowerUsage: averaged over 1 s on Ampere and newer except the A100, so on an H100 or H200 it lags
         a 2 s window by up to a second and misses up to a fifth of a bursty window's energy."""
         if self._instant is not False:

@@ -14,7 +14,7 @@ Configured through the environment so that subprocesses (``sweepd run``) use it 
 - FAKE_NVML_ENERGY_FAIL_AT=N: the N-th energy read (1-based) raises NVMLError_Unknown (each window reads 4
   times: 5 is the start of the second window)
 - FAKE_NVML_CAP_MHZ=F: the observed SM clock never exceeds F and reports sw_power_cap
-- FAKE_NVML_POWER=average: the instant-power field answers NOT_SUPPORTED in its value (a driver before 530), so
+- FAKE_NVML_POWER=average: the instant-power field answers NOT_SUPPORTED in its value (an older driver), so
   only nvmlDeviceGetPowerUsage's 1 s average is left
 - FAKE_NVML_UTIL_PCT=P: nvmlDeviceGetUtilizationRates reports P % GPU utilisation (default 97; "unsupported": NOT_SUPPORTED)
 """
