@@ -142,11 +142,11 @@ class NvmlGpu(GpuDevice):
         """Instant power where the driver has the field (NVML_FI_DEV_POWER_INSTANT; Zeus reads the same), else
         nvmlDeviceGetPowerUsage: averaged over 1 s on Ampere and newer except the A100, so on an H100 or H200 it lags
         a 2 s window by up to a second and misses up to a fifth of a bursty window's energy."""
-        if self._instant is not False:
-            watts = self._instant_w()
-            self._instant = watts is not None
-            if watts is not None:
-                return watts
+        watts = None if self._instant is False else self._instant_w()
+        if self._instant is None:  # decided once per GPU, as sweep.json records it: a later failed read of the
+            self._instant = watts is not None  # field falls back for that sample alone
+        if watts is not None:
+            return watts
         with nvml_errors("nvmlDeviceGetPowerUsage"):
             return self._nv.nvmlDeviceGetPowerUsage(self._h) / 1000.0
 
