@@ -12,7 +12,7 @@ within 1 %), the same for the full sweep, and GPU time of the search against the
 No images are rendered (the CPU's share does not matter to the sim's clock), so this takes a minute or
 two, not hours; whole adaptive sweeps through the engine are tests/test_adaptive.py.
 
-    python bench/adaptive.py [--runs 20] [--min-window-s 2] [--json out.json]
+    python bench/adaptive.py [--runs 20] [--first-seed 0] [--min-window-s 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ def regret(board: str, objective: str, f: int, supported: list[int]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + runs - 1")
     ap.add_argument("--min-window-s", type=float, default=Protocol().min_window_s,
                     help="the protocol's window (default: the request default); both sweeps use it")
     ap.add_argument("--json")
@@ -88,7 +89,7 @@ def main() -> None:
     for board in ("H100", "A100", "V100"):
         for objective in ("energy", "edp", "ed2p"):
             evals, ra, rf, ta, tf = [], [], [], [], []
-            for seed in range(args.runs):
+            for seed in range(args.first_seed, args.first_seed + args.runs):
                 b = Bench(board, seed, p)
                 chosen, n, t = b.adaptive(objective)
                 evals.append(n)
@@ -102,7 +103,7 @@ def main() -> None:
                    "evaluations_median": statistics.median(evals), "evaluations_max": max(evals),
                    "adaptive_within_1pct": sum(r <= 1 for r in ra), "adaptive_worst_pct": round(max(ra), 2),
                    "full_within_1pct": sum(r <= 1 for r in rf), "gpu_time_ratio": round(sum(ta) / sum(tf), 3),
-                   "runs": args.runs, "min_window_s": p.min_window_s}
+                   "runs": args.runs, "first_seed": args.first_seed, "min_window_s": p.min_window_s}
             rows.append(row)
             print(f"| {board} ({row['clocks']}) | {objective} | {row['evaluations_median']:g} ({row['evaluations_max']}) | "
                   f"{row['adaptive_within_1pct']}/{args.runs} | {row['adaptive_worst_pct']:.1f} % | "

@@ -1,4 +1,5 @@
-"""Small statistics for the measurement protocol: Student's t quantiles and confidence intervals.
+"""Small statistics for the measurement protocol: Student's t quantiles and confidence intervals, and a weighted
+least-squares solver for the adaptive search's fits.
 
 Welch's test compares two clocks' trials without assuming equal spread.
 
@@ -74,3 +75,28 @@ def ratio_ci95(a: Sequence[float], b: Sequence[float]) -> tuple[float, float | N
     se = abs(r) * math.sqrt(_se2(a) / ma**2 + _se2(b) / mb**2)
     half = t95(_welch_df(a, b)) * se
     return r, r - half, r + half
+
+
+def least_squares(rows: list[list[float]], ys: list[float], ws: list[float]) -> tuple[list[float], float]:
+    """Weighted least squares by the normal equations (tiny systems: a few coefficients, a few dozen rows); returns
+    (coefficients, weighted SSE)."""
+    m = len(rows[0])
+    a = [[sum(w * r[i] * r[j] for r, w in zip(rows, ws)) for j in range(m)] for i in range(m)]
+    b = [sum(w * r[i] * y for r, y, w in zip(rows, ys, ws)) for i in range(m)]
+    for i in range(m):  # a small ridge keeps a singular system (too few points on one side) solvable
+        a[i][i] += 1e-9 * (a[i][i] or 1.0)
+    for c in range(m):  # Gaussian elimination with partial pivoting
+        p = max(range(c, m), key=lambda r: abs(a[r][c]))
+        a[c], a[p], b[c], b[p] = a[p], a[c], b[p], b[c]
+        if abs(a[c][c]) < 1e-300:
+            continue
+        for r in range(c + 1, m):
+            f = a[r][c] / a[c][c]
+            for k in range(c, m):
+                a[r][k] -= f * a[c][k]
+            b[r] -= f * b[c]
+    x = [0.0] * m
+    for c in reversed(range(m)):
+        x[c] = (b[c] - sum(a[c][k] * x[k] for k in range(c + 1, m))) / a[c][c] if abs(a[c][c]) > 1e-300 else 0.0
+    sse = sum(w * (sum(ci * ri for ci, ri in zip(x, r)) - y) ** 2 for r, y, w in zip(rows, ys, ws))
+    return x, sse

@@ -19,9 +19,12 @@ search therefore:
 
 If the measured curve is not unimodal within its confidence intervals (an interior clock significantly
 worse than a lower and a higher clock that are both better), it measures the gaps around that bump
-before trusting the fit, and says so. Each trial's time is its median per-image time when recorded
-(host stalls are noise, not the clock's effect); the answer is the measured clock the averaged fit rates
-best among those not significantly worse than the best measured.
+before trusting the fit, and says so. The objective of each trial is its J/image times a time per image
+taken from a roofline through every measured clock (:mod:`sweepd.engine.roofline`: a clock's own time is
+the sweep's noisiest figure, and EDP squares it), each clock's time being its trials' median per-image
+times (host stalls are noise, not the clock's effect); the slowdown bound is checked on the measured
+times. The answer is the measured clock the averaged fit rates best among those not significantly worse
+than the best measured.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ import random
 import statistics
 from dataclasses import dataclass, field
 
+from sweepd.engine import roofline
 from sweepd.engine.summary import objective as objective_value
-from sweepd.stats import significantly_greater
+from sweepd.stats import least_squares, significantly_greater
 
 COARSE = 5
 MAX_EVALUATIONS = 16
@@ -61,30 +65,6 @@ def coarse(n: int) -> list[int]:
     return sorted({round(i * (n - 1) / (COARSE - 1)) for i in range(COARSE)}) if n > COARSE else list(range(n))
 
 
-def _solve(rows: list[list[float]], ys: list[float], ws: list[float]) -> tuple[list[float], float]:
-    """Weighted least squares by the normal equations (tiny systems); returns (coefficients, SSE)."""
-    m = len(rows[0])
-    a = [[sum(w * r[i] * r[j] for r, w in zip(rows, ws)) for j in range(m)] for i in range(m)]
-    b = [sum(w * r[i] * y for r, y, w in zip(rows, ys, ws)) for i in range(m)]
-    for i in range(m):  # a small ridge keeps a singular system (too few points on one side) solvable
-        a[i][i] += 1e-9 * (a[i][i] or 1.0)
-    for c in range(m):  # Gaussian elimination with partial pivoting
-        p = max(range(c, m), key=lambda r: abs(a[r][c]))
-        a[c], a[p], b[c], b[p] = a[p], a[c], b[p], b[c]
-        if abs(a[c][c]) < 1e-300:
-            continue
-        for r in range(c + 1, m):
-            f = a[r][c] / a[c][c]
-            for k in range(c, m):
-                a[r][k] -= f * a[c][k]
-            b[r] -= f * b[c]
-    x = [0.0] * m
-    for c in reversed(range(m)):
-        x[c] = (b[c] - sum(a[c][k] * x[k] for k in range(c + 1, m))) / a[c][c] if abs(a[c][c]) > 1e-300 else 0.0
-    sse = sum(w * (sum(ci * ri for ci, ri in zip(x, r)) - y) ** 2 for r, y, w in zip(rows, ys, ws))
-    return x, sse
-
-
 def span(points: dict[int, list[float]]) -> list[int]:
     """The best measured clock (lowest mean) and up to two measured neighbours on each side: locally the curve
     is two lines; further out it bends."""
@@ -112,7 +92,7 @@ def fit(points: dict[int, list[float]], supported: list[int], near: list[int] | 
     fitted: tuple[float, int, list[float]] | None = None
     for knee in inside:
         rows = [[1.0, max(0.0, f - knee) / scale, max(0.0, knee - f) / scale] for f in near]
-        coef, sse = _solve(rows, [means[f] for f in near], ws)
+        coef, sse = least_squares(rows, [means[f] for f in near], ws)
         if fitted is None or sse < fitted[0] - 1e-12:
             fitted = (sse, knee, coef)
     _, knee, (c0, up, down) = fitted
@@ -165,7 +145,8 @@ def decide(supported: list[int], measured: dict[int, list[Trial]], objective: st
     if todo:
         return Decision(todo, None)
     top_s = statistics.fmean(t.s_per_image for t in measured[supported[0]])
-    feasible = {f: [value(objective, t) for t in ts] for f, ts in measured.items() if ts and (
+    s_fit = roofline.pooled({f: [t.s_per_image for t in ts] for f, ts in measured.items()}, supported)
+    feasible = {f: [value(objective, Trial(t.j_per_image, s_fit[f])) for t in ts] for f, ts in measured.items() if ts and (
         max_slowdown_pct is None or statistics.fmean(t.s_per_image for t in ts) <= top_s * (1 + max_slowdown_pct / 100))}
     if not feasible:
         return Decision([], supported[0], "no clock is within the slowdown bound")
