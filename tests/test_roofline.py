@@ -23,8 +23,8 @@ def trials(f, time_factor=1.0, time_spread=0.01):
 
 def test_the_fit_finds_the_ridge_from_the_coarse_clocks_and_keeps_the_kink():
     coarse = [A100[i] for i in search.coarse(len(A100))]
-    ridge, a, b = roofline.fit({f: [t.s_per_image for t in trials(f)] for f in coarse}, A100)
-    assert ridge == MODEL.f_knee == 945
+    line = roofline.fit({f: [t.s_per_image for t in trials(f)] for f in coarse}, A100)
+    assert line.shape == "sloped" and line.ridge_mhz == MODEL.f_knee == 945
     t = roofline.pooled({f: [t.s_per_image for t in trials(f)] for f in coarse}, A100)
     for f in coarse:  # the simulated A100's time is this roofline: the fit reproduces it at every clock
         assert abs(t[f] / (5 * MODEL.slowdown(f)) - 1) < 0.005
@@ -68,7 +68,20 @@ def test_one_clocks_lucky_time_does_not_make_it_the_answer(monkeypatch):
     optimum) measured 5 % fast: ranked by its own mean time it beats the knee and is the answer; ranked by the
     roofline's time the answer is within 1 % of the optimum (945-975 MHz)."""
     measured = {f: trials(f, 0.95 if f == 1035 else 1.0, 0.08)
-                for f in (1410, 1185, 960, 735, 510, 1035, 990, 945, 930)}
-    assert decide(A100, measured, "edp").chosen_mhz in (945, 960, 975)
+                for f in (1410, 1185, 960, 735, 510, 1035, 990, 975, 945, 930)}
+    d = decide(A100, measured, "edp")
+    assert d.chosen_mhz in (945, 960, 975) and d.next_mhz == []
     monkeypatch.setattr(roofline, "pooled", lambda times, supported: {f: statistics.fmean(v) for f, v in times.items()})
     assert decide(A100, measured, "edp").chosen_mhz == 1035
+
+
+def test_a_flat_top_like_a_real_h200s_is_fitted_flat_and_the_sims_sloped():
+    """Above its ridge a real H200 at batch 4 runs at the host's pace (flat), below it t = 0.09 + 240/f; the
+    simulated boards' time keeps a small 1/f part above the ridge and is all 1/f below. Each gets its shape
+    and a ridge next to the true one from the coarse clocks and two near the ridge."""
+    clocks = (1410, 1185, 1035, 960, 930, 735, 510)
+    h200 = {f: [max(0.09 + 240 / f, 0.09 + 240 / 1290) * (1 + 0.002 * x) for x in (-1, 1)] for f in clocks}
+    sim = {f: [5 * MODEL.slowdown(f) * (1 + 0.002 * x) for x in (-1, 1)] for f in clocks}
+    flat, sloped = roofline.fit(h200, A100), roofline.fit(sim, A100)
+    assert flat.shape == "flat" and abs(flat.ridge_mhz - 1290) <= 15
+    assert sloped.shape == "sloped" and sloped.ridge_mhz == 945
