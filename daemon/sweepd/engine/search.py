@@ -34,6 +34,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from sweepd.engine import roofline
+from sweepd.engine.summary import TIME_POWER
 from sweepd.engine.summary import objective as objective_value
 from sweepd.stats import least_squares, significantly_greater
 
@@ -145,8 +146,10 @@ def decide(supported: list[int], measured: dict[int, list[Trial]], objective: st
     if todo:
         return Decision(todo, None)
     top_s = statistics.fmean(t.s_per_image for t in measured[supported[0]])
-    s_fit = roofline.pooled({f: [t.s_per_image for t in ts] for f, ts in measured.items()}, supported)
-    feasible = {f: [value(objective, Trial(t.j_per_image, s_fit[f])) for t in ts] for f, ts in measured.items() if ts and (
+    s_fit = roofline.pooled({f: [t.s_per_image for t in ts] for f, ts in measured.items()}, supported) \
+        if TIME_POWER[objective] else {}  # energy does not use time: no fit to make
+    feasible = {f: [value(objective, Trial(t.j_per_image, s_fit.get(f, t.s_per_image))) for t in ts]
+                for f, ts in measured.items() if ts and (
         max_slowdown_pct is None or statistics.fmean(t.s_per_image for t in ts) <= top_s * (1 + max_slowdown_pct / 100))}
     if not feasible:
         return Decision([], supported[0], "no clock is within the slowdown bound")
