@@ -189,3 +189,14 @@ def test_a_file_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_pat
         p.mkdir()
     with pytest.raises(ConfigError, match="not a regular file|cannot read"):
         read_data(p)
+
+
+def test_generated_job_ids_do_not_collide_within_a_second():
+    """A full spool is taken at hundreds of requests a second, each without a job_id drawing one: 20,000 draws
+    (far more than a second's) are all distinct. With the old 24 random bits about 12 pairs collided, and the
+    later request of each pair was rejected as a duplicate job (seen in test_thousand_files_dropped_at_once)."""
+    from sweepd import paths
+
+    ids = [paths.new_local_job_id().rsplit("-", 1)[1] for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(paths.check_job_id(f"local-20261128-023421-{i}") for i in ids[:3])
