@@ -22,6 +22,7 @@ import json
 import statistics
 
 from sweepd.engine.search import Trial, decide
+from sweepd.engine.stopping import windows_done
 from sweepd.engine.summary import TIME_POWER as POWER
 from sweepd.gpu.sim import SimulatedGpu
 from sweepd.gpu.simmodel import calibrate, s_per_image
@@ -32,15 +33,16 @@ class Bench:
     def __init__(self, board: str, seed: int, protocol: Protocol):
         self.gpu = SimulatedGpu(board, noise="measured", seed=seed, s_per_image=s_per_image(board, "tiny", 4, 64, 64))
         self.protocol = protocol
+        self.before: list[list[float]] = []  # the J/image of each clock measured so far (what plans the next)
         self.supported = [f for f in self.gpu.graphics_clocks(self.gpu.memory_clocks()[0]) if f >= 510]
 
     def clock(self, f: int) -> list[Trial]:
-        """One clock as the engine measures it: lock, settle, trials until Protocol.enough."""
+        """One clock as the engine measures it: lock, settle, the trials engine.stopping plans for it."""
         g, p = self.gpu, self.protocol
         g.lock_clocks(f)
         g.wait(p.settle_s)
         trials: list[Trial] = []
-        while not p.enough(len(trials), [t.j_per_image for t in trials]):
+        while not windows_done(p, [t.j_per_image for t in trials], len(trials), self.before):
             e0 = g.energy_update_mj()  # as the engine's windows: from a fresh counter step to the first after
             t0, per = g.now_ns(), []
             while g.now_ns() - t0 < p.min_window_s * 1e9:
@@ -49,6 +51,7 @@ class Bench:
                     pass
                 per.append((g.now_ns() - a) / 1e9)
             trials.append(Trial((g.energy_update_mj() - e0) / 1000 / len(per), statistics.median(per)))
+        self.before.append([t.j_per_image for t in trials])
         return trials
 
     def adaptive(self, objective: str) -> tuple[int, int, float]:

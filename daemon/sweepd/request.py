@@ -25,10 +25,10 @@ SWEEPD_SBATCH = {"array": "split", "a": "split", "output": None, "o": None, "err
                  "A": "account", "gres": "gres (daemon setting)", "open-mode": None}
 # Fields added after 0.1.0: left out of the fingerprint at their defaults, so a 0.1 sweep still resumes.
 ADDED_SINCE_0_1 = (("gpu", "sim_noise"), ("gpu", "sim_host_s_per_image"), ("gpu", "sim_cold_start_s"),
-                   ("gpu", "sim_memory_gib"),
+                   ("gpu", "sim_memory_gib"), ("gpu", "sim_power_offsets_pct"), ("gpu", "sim_speed_offsets_pct"),
                    ("protocol", "target_ci_pct"), ("protocol", "min_trials"), ("protocol", "max_trials"),
                    ("protocol", "order"), ("protocol", "baseline_every"), ("frequencies", "objective"),
-                   ("frequencies", "max_slowdown_pct"))
+                   ("frequencies", "max_slowdown_pct"), ("protocol", "equivalence_margin_pct"))
 MAX_BATCH = 64
 SCHEDULERS = ("default", "ddim", "ddpm", "pndm", "euler", "euler_a", "dpmpp_2m", "heun", "unipc")
 
@@ -122,7 +122,22 @@ class Gpu(_Section):
         None, gt=0, le=4096, allow_inf_nan=False,
         description="the simulated board's memory (default: the real board's); a batch that needs more fails "
                     "as CUDA out of memory would")
+    sim_power_offsets_pct: list[float] = Field(
+        default_factory=list, max_length=64,
+        description="chip-to-chip variation of simulated GPUs, by GPU index: GPU k draws this much more power "
+                    "(busy and idle), e.g. [0, 5]; a GPU the list leaves out has none")
+    sim_speed_offsets_pct: list[float] = Field(
+        default_factory=list, max_length=64,
+        description="the same for speed, by GPU index: GPU k's time per image divided by 1 + this / 100")
     clock_control: Literal["lock", "observe"] = "lock"
+
+    @field_validator("sim_power_offsets_pct", "sim_speed_offsets_pct")
+    @classmethod
+    def _offsets(cls, v: list[float]) -> list[float]:
+        bad = [x for x in v if not -50 <= x <= 100 or x != x]
+        if bad:
+            raise ValueError(f"each offset is a percentage from -50 to 100; got {bad}")
+        return v
 
     @model_validator(mode="after")
     def _one_selector(self) -> "Gpu":
@@ -191,6 +206,10 @@ class Protocol(_Section):
                                   "serpentine (down every other clock, then up the rest) or shuffled (by the seed)")
     baseline_every: int | None = Field(None, ge=1, le=1000, description="re-measure the baseline clock after every "
                                                                         "this many clocks (it always is at the end)")
+    equivalence_margin_pct: float = Field(
+        2.0, gt=0, le=100, allow_inf_nan=False,
+        description="a slowdown within this much of the highest clock counts as none: a clock is host-bound (its "
+                    "saving free) only when the 95 % upper bound of its slowdown is within it")
 
     @model_validator(mode="after")
     def _range(self) -> "Protocol":
@@ -218,15 +237,6 @@ class Protocol(_Section):
     def drift_checks(self, clocks: int) -> int:
         """How many times a fresh sweep of ``clocks`` clocks measures its baseline again."""
         return sum(self.check_after(i, i == clocks - 1) for i in range(1, clocks)) if clocks > 1 else 0
-
-    def enough(self, attempted: int, j_per_image: list[float]) -> bool:
-        """Whether a clock is done after ``attempted`` trials whose successful ones gave ``j_per_image``: its
-        fixed count, or (sequential) the precision target with at least min_trials, or max_trials."""
-        from sweepd.stats import ci95_pct
-
-        if attempted >= self.most:
-            return True
-        return self.sequential and len(j_per_image) >= self.least and ci95_pct(j_per_image) <= self.target_ci_pct
 
 
 class Images(_Section):
@@ -287,7 +297,9 @@ class SweepRequest(_Section):
         data = self.model_dump(mode="json", exclude={"job_id": True, "priority": True, "executor": True,
                                                      "split": True, "slurm": True, "gpu": {"index", "uuid"}})
         for section, name in ADDED_SINCE_0_1:  # at their defaults, a 0.1 request's fingerprint is unchanged
-            if data[section][name] == type(type(self).model_fields[section].default).model_fields[name].default:
+            default = type(type(self).model_fields[section].default).model_fields[name].get_default(
+                call_default_factory=True)
+            if data[section][name] == default:
                 del data[section][name]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 

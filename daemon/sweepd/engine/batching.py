@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from sweepd.engine import stopping
 from sweepd.engine.summary import per_trial
 from sweepd.records.manifest import BatchRecord
 from sweepd.records.rows import TrialRow
@@ -45,7 +46,23 @@ def size_done(rows: list[TrialRow], size: int, protocol: Protocol) -> bool:
     mine = _windows(rows, size)
     if any(r.out_of_memory for r in mine):
         return True
-    return protocol.enough(len(mine), [float(r.j_per_image) for r in mine if r.ok and r.j_per_image is not None])
+    before = [[float(r.j_per_image) for r in _windows(rows, b) if r.ok and r.j_per_image is not None]
+              for b in _sizes_before(rows, size)]
+    return stopping.windows_done(protocol, [float(r.j_per_image) for r in mine if r.ok and r.j_per_image is not None],
+                                 len(mine), before)
+
+
+def _sizes_before(rows: list[TrialRow], size: int) -> list[int]:
+    """The batch sizes whose windows started before ``size``'s (all of them, if it has none yet)."""
+    out: list[int] = []
+    for r in rows:
+        if not r.batch_trial:
+            continue
+        if r.batch_size == size:
+            break
+        if r.batch_size not in out:
+            out.append(r.batch_size)
+    return out
 
 
 def phase_done(rows: list[TrialRow], wanted: list[int], protocol: Protocol) -> bool:

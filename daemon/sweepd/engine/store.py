@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from sweepd import __version__
-from sweepd.engine import batching
+from sweepd.engine import batching, stopping
 from sweepd.engine.summary import summarize
 from sweepd.errors import InputError
 from sweepd.freqplan import ClockPoint
@@ -23,12 +23,6 @@ from sweepd.paths import Layout
 from sweepd.records.manifest import GpuInfo, SweepManifest
 from sweepd.records.rows import ImageRow, PowerRow, SummaryRow, TrialRow
 from sweepd.request import Protocol, SweepRequest
-
-
-def _tally(trials: list[TrialRow], freq_mhz: int | None) -> tuple[int, list[float]]:
-    """(trials attempted, J/image of the successful ones) at one clock."""
-    rows = [r for r in trials if r.freq_mhz == freq_mhz and r.role is None]
-    return len(rows), [float(r.j_per_image) for r in rows if r.ok and r.j_per_image is not None]
 
 
 def shard_dir(layout: Layout, job_id: str, shard: int) -> Path:
@@ -118,7 +112,7 @@ class JobStore:
 
     def _load_rows(self, plan: list[ClockPoint], protocol: Protocol) -> None:
         trials = TrialRow.read_all(self.dir / "trials.csv")
-        complete = {p.freq_mhz for p in plan if protocol.enough(*_tally(trials, p.freq_mhz))}
+        complete = {p.freq_mhz for p in plan if stopping.done(protocol, trials, p.freq_mhz)}
         w = self.manifest.request.workload
         batch_done = w.batch_search and batching.phase_done(trials, w.batch_sizes, protocol)
         self.trials = [r for r in trials if (batch_done if r.batch_trial else r.freq_mhz in complete)]
@@ -143,8 +137,9 @@ class JobStore:
         return bool(self.trials) and self.trials[-1].drift_check
 
     def clock_done(self, point: ClockPoint, protocol: Protocol) -> bool:
-        """The clock has its trials: the fixed count, or (sequential) the precision target or max_trials."""
-        return protocol.enough(*_tally(self.trials, point.freq_mhz))
+        """The clock has its trials: the fixed count, or (sequential) as many as :mod:`~sweepd.engine.stopping`
+        plans for it, or max_trials."""
+        return stopping.done(protocol, self.trials, point.freq_mhz)
 
     def write_manifest(self) -> None:
         self.manifest.write(self.manifest_path)
@@ -174,7 +169,8 @@ class JobStore:
 
     def summary_rows(self, plan: list[ClockPoint]) -> list[SummaryRow]:
         """The per-clock summary as it stands (summary.csv holds the same, written at each clock's end)."""
-        return summarize(self.trials, [p.freq_mhz for p in plan], self.manifest.request.protocol.target_ci_pct)
+        p = self.manifest.request.protocol
+        return summarize(self.trials, [q.freq_mhz for q in plan], p.target_ci_pct, p.equivalence_margin_pct)
 
     def write_summary(self, plan: list[ClockPoint]) -> list[SummaryRow]:
         rows = self.summary_rows(plan)
