@@ -42,7 +42,8 @@ def open_for(request: SweepRequest) -> GpuDevice:
                        sim_host_s_per_image=g.sim_host_s_per_image, sim_cold_start_s=g.sim_cold_start_s,
                        sim_seed=w.seed, sim_memory_gib=g.sim_memory_gib,
                        sim_s_per_image=s_per_image(g.sim_model, w.model, w.steps, w.width, w.height),
-                       sim_gib_per_image=gib_per_image(w.model, w.width, w.height))
+                       sim_gib_per_image=gib_per_image(w.model, w.width, w.height),
+                       sim_power_offsets_pct=g.sim_power_offsets_pct, sim_speed_offsets_pct=g.sim_speed_offsets_pct)
 
 
 def repair_locks(layout: Layout) -> list[str]:
@@ -64,7 +65,8 @@ def resolve_job_id(request: SweepRequest, override: str | None = None) -> str:
 
 def shard_plan(plan: list, shard: int, shards: int) -> list:
     """Shard k of n takes clocks k, k+n, k+2n, ... (highest first): every shard sees high and low clocks,
-    and shard 0 measures the highest, the baseline every saving is measured against."""
+    and shard 0 measures the highest, the baseline every saving is measured against. (``prepare`` puts the
+    highest first in every other shard's plan as well: each GPU measures its own reference, first and last.)"""
     return plan[shard::shards]
 
 
@@ -87,10 +89,28 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int
             raise InputError(f"shard {shard[0]} of {shard[1]}: the sweep has {len(plan)} clocks; "
                              "split must be at most the number of clocks")
         store = JobStore(layout, job_id, shard, [p.freq_mhz for p in plan])
-        return device, measuring_order(shard_plan(plan, *shard), order, seed), store
+        mine = shard_plan(plan, *shard)
+        if shard[0]:  # every GPU measures the reference itself: savings are ratios within one GPU
+            mine = [plan[0], *mine]
+        return device, measuring_order(mine, order, seed), store
     except BaseException:
         device.close()
         raise
+
+
+def run_blank(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int, int] | None = None) -> JobStore:
+    """A whole sweep with :class:`~sweepd.engine.blank.BlankWorkload` instead of the model, on the simulated GPU:
+    the engine and its files exactly as :func:`run` has them, in a fraction of a second (benchmarks, tests)."""
+    from sweepd.engine.blank import BlankWorkload, QuietObserver
+
+    device, plan, store = prepare(request, layout, job_id, shard)
+    with device:
+        store.open(request, device.info(), plan)
+        with ClockGuard(device, layout.gpu_locks) as guard:
+            Sweep(request, device, store, plan, guard, StopFlag(), QuietObserver(), shard=shard or (0, 1)
+                  ).run(BlankWorkload())
+        store.set_status("done")
+    return store
 
 
 def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,

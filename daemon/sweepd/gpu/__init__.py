@@ -16,7 +16,9 @@ log = logging.getLogger(__name__)
 def open_device(backend: str = "auto", index: int | None = None, uuid: str | None = None,
                 sim_model: str = "A100", sim_noise: str = "none", sim_host_s_per_image: float = 0.0,
                 sim_seed: int = 0, sim_s_per_image: float = 0.1, sim_cold_start_s: float = 0.0,
-                sim_memory_gib: float | None = None, sim_gib_per_image: float | None = None) -> GpuDevice:
+                sim_memory_gib: float | None = None, sim_gib_per_image: float | None = None,
+                sim_power_offsets_pct: list[float] | None = None, sim_speed_offsets_pct: list[float] | None = None
+                ) -> GpuDevice:
     """``nvml``: a real GPU or an error; ``sim``: a simulated one; ``auto``: real if NVML answers.
     The ``sim_*`` arguments shape the simulated GPU (:class:`~sweepd.gpu.sim.SimulatedGpu`)."""
     if backend in ("nvml", "auto"):
@@ -33,9 +35,12 @@ def open_device(backend: str = "auto", index: int | None = None, uuid: str | Non
         raise GpuError(f"unknown GPU backend {backend!r}: use auto, nvml or sim")
     from sweepd.gpu.sim import SimulatedGpu
 
-    return SimulatedGpu(sim_model, index=index or 0, noise=sim_noise, host_s_per_image=sim_host_s_per_image,
+    i = index or 0
+    by_index = lambda xs: (xs[i] if xs and i < len(xs) else 0.0)  # noqa: E731  (GPUs the list leaves out: none)
+    return SimulatedGpu(sim_model, index=i, noise=sim_noise, host_s_per_image=sim_host_s_per_image,
                         seed=sim_seed, s_per_image=sim_s_per_image, cold_start_s=sim_cold_start_s,
-                        memory_gib=sim_memory_gib, gib_per_image=sim_gib_per_image)
+                        memory_gib=sim_memory_gib, gib_per_image=sim_gib_per_image,
+                        power_offset_pct=by_index(sim_power_offsets_pct), speed_offset_pct=by_index(sim_speed_offsets_pct))
 
 
 def list_devices(backend: str = "auto") -> list[GpuDevice]:

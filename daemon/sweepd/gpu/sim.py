@@ -48,12 +48,15 @@ class SimulatedGpu(GpuDevice):
 
     def __init__(self, model: str = "A100", index: int = 0, noise: str = "none", host_s_per_image: float = 0.0,
                  seed: int = 0, s_per_image: float = 0.1, cold_start_s: float = 0.0, memory_gib: float | None = None,
-                 gib_per_image: float | None = None):
+                 gib_per_image: float | None = None, power_offset_pct: float = 0.0, speed_offset_pct: float = 0.0):
         """``s_per_image``: the workload's modelled seconds per image at the highest clock
         (:func:`~sweepd.gpu.simmodel.s_per_image`); ``cold_start_s``: for this long on the simulated clock
         the host side runs ``COLD_FACTOR`` times slower (a cold start right after the model loaded);
         ``memory_gib``: the board's memory (default: the real board's), which a batch must fit in
-        (:func:`~sweepd.gpu.simmodel.gib_needed`, ``gib_per_image`` per image; default: SD at 512x512)."""
+        (:func:`~sweepd.gpu.simmodel.gib_needed`, ``gib_per_image`` per image; default: SD at 512x512);
+        ``power_offset_pct`` / ``speed_offset_pct``: this chip against the model, as GPUs of one model differ (a few
+        % in power, up to ~20 % in speed: Sinha et al., SC22): power (busy and idle) times 1 + p/100, the GPU's
+        time per image divided by 1 + s/100."""
         if model not in BOARDS:
             raise GpuNotFound(f"no simulated GPU {model!r}; choose one of {', '.join(BOARDS)}")
         if noise not in NOISE:
@@ -66,7 +69,9 @@ class SimulatedGpu(GpuDevice):
         self.uuid = "GPU-" + str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"sweepd-sim/{model}/{index}"))
         self.noise = NOISE[noise]
         self.host_s_per_image = max(0.0, host_s_per_image)
-        self.s_per_image = max(1e-6, s_per_image)
+        self.s_per_image = max(1e-6, s_per_image) / (1 + speed_offset_pct / 100)
+        self.power_scale = 1 + power_offset_pct / 100
+        self.idle_w = self.model.p_idle_w * self.power_scale
         self.cold_start_s = max(0.0, cold_start_s)
         self.memory_gib = memory_gib or board["memory_gib"]
         self.gib_per_image = gib_per_image or GIB_PER_IMAGE_512
@@ -78,8 +83,8 @@ class SimulatedGpu(GpuDevice):
         self._now = 0.0  # the simulated clock, in seconds
         self._util = 0.0  # the GPU's share of the last batch's time
         # Energy is piecewise linear in time: (time, joules so far, watts from then on).
-        self._segments: list[tuple[float, float, float]] = [(0.0, 0.0, self.model.p_idle_w)]
-        self._temp_c, self._temp_t = AMBIENT_C + THERMAL_C_PER_W * self.model.p_idle_w, 0.0
+        self._segments: list[tuple[float, float, float]] = [(0.0, 0.0, self.idle_w)]
+        self._temp_c, self._temp_t = AMBIENT_C + THERMAL_C_PER_W * self.idle_w, 0.0
         self._trace: list[tuple[int, float, float, int, int, float]] = []
 
     def now_ns(self) -> int:
@@ -89,7 +94,7 @@ class SimulatedGpu(GpuDevice):
         if seconds > 0:
             with self._lock:
                 start, self._now = self._now, self._now + seconds
-                self._trace_span(start, self._now, self.model.p_idle_w, 0x1, 0.0)
+                self._trace_span(start, self._now, self.idle_w, 0x1, 0.0)
 
     # the 10 Hz trace, on the simulated clock (a sampling thread would see the CPU's time instead) ------
     def _trace_span(self, start: float, end: float, watts: float, reasons: int, util: float) -> None:
@@ -179,6 +184,38 @@ class SimulatedGpu(GpuDevice):
             total *= self._rng.uniform(n.stall_min, n.stall_max)
         return total, min(gpu, total)
 
+    def busy_w(self, f_mhz: float) -> float:
+        return self.model.busy_power_w(f_mhz) * self.power_scale
+
+    def expected(self, f_mhz: float, images: int = 1) -> tuple[float, float]:
+        """The truth a sweep estimates: the expected (J/image, s/image) of a batch of ``images`` at ``f_mhz`` under
+        this GPU's noise (no cold start), integrated over the jitter and the stalls. Not the noise-free model:
+        a stall stretches a batch at idle power and a fast draw is capped at the board's work, so the noisy
+        mean J/image lies about 1 % below the model's, and that is what any number of trials converges to."""
+        import numpy as np
+
+        gpu = images * self.s_per_image * self.model.slowdown(f_mhz) * batch_factor(images)
+        base = max(gpu, images * self.host_s_per_image)
+        busy_w, idle_w = self.busy_w(f_mhz), self.idle_w
+        n = self.noise
+        z = np.linspace(-8, 8, 8001)
+        wz = np.exp(-z * z / 2)
+        wz /= wz.sum()
+        jit = np.exp(n.jitter * z) if n.jitter else np.ones(1)
+        wz = wz if n.jitter else np.ones(1)
+        stalls = [(1.0 - n.stall_p, np.ones(1))]
+        if n.stall_p:
+            stalls.append((n.stall_p, np.linspace(n.stall_min, n.stall_max, 201)))
+        e_total = e_gpu = 0.0
+        for p, factors in stalls:
+            m = np.outer(factors, jit)  # every (stall, jitter) pair, weighted evenly in the stall, normally in z
+            total = base * m
+            share = np.minimum(gpu, total)
+            e_total += p * float((total.mean(axis=0) * wz).sum())
+            e_gpu += p * float((share.mean(axis=0) * wz).sum())
+        joules = e_gpu * busy_w + (e_total - e_gpu) * idle_w
+        return joules / images, e_total / images
+
     def utilization_pct(self) -> float:
         """The GPU's busy share of the last batch, as nvmlDeviceGetUtilizationRates reports it."""
         return round(self._util * 100, 1)
@@ -193,7 +230,7 @@ class SimulatedGpu(GpuDevice):
                               f"the simulated {self.model.gpu} has {self.memory_gib:g} GiB")
         f = self.effective_mhz
         total, gpu = self.batch_s(images, f)
-        busy_w, idle_w = self.model.busy_power_w(f), self.model.p_idle_w
+        busy_w, idle_w = self.busy_w(f), self.idle_w
         watts = (gpu * busy_w + (total - gpu) * idle_w) / total if total > 0 else idle_w
         self._busy = True
         try:

@@ -52,6 +52,8 @@ class TrialRow(CsvRow):
     batch_size: int | None = None  # images per generate() call (empty: the request's one batch_size)
     energy_j_power_se: float | None = None  # energy_j_power's standard error from the samples' spread: 10 Hz
     # samples of a bursty load (SD at batch 4: 0.2 s bursts) miss the counter by up to 10 % without either being off
+    energy_tail_j: float | None = None  # idle energy after the last image, up to the counter's next step, taken out
+    # of energy_j (instant power times that wait; empty where only 1 s power averages exist: no correction)
 
     @property
     def ok(self) -> bool:
