@@ -189,7 +189,7 @@ def test_counter_and_power_samples_are_compared_within_what_the_samples_can_tell
     m = SweepManifest.read(job / "sweep.json")
     m.gpu = m.gpu.model_copy(update={"power_reading": reading})
     m.write(job / "sweep.json")
-    hits = [f for f in analyse(load(job)).flags if "power samples differ" in f]
+    hits = [f.text for f in analyse(load(job)).flags if "power samples differ" in f.text]
     assert bool(hits) == flagged, hits
     if flagged:
         assert {h.split(" MHz")[0] for h in hits} == {"1410", "945"}

@@ -18,11 +18,25 @@ def test_welch_difference_matches_the_textbook_and_needs_two_values_a_side():
     d, half = welch_diff(a, b)
     se = math.sqrt(statistics.variance(a) / 3 + statistics.variance(b) / 4)
     assert d == pytest.approx(22 - 11.5)
-    # Welch-Satterthwaite: (4/3 + 5/12)^2 / ((4/3)^2 / 2 + (5/12)^2 / 3) = 3.2 -> 3 (rounded down): t = 3.182
-    assert half == pytest.approx(3.182 * se)
+    # Welch-Satterthwaite: (4/3 + 5/12)^2 / ((4/3)^2 / 2 + (5/12)^2 / 3) = 3.2347, not rounded down: t = 3.0557
+    # (scipy.stats.t.ppf(0.975, 3.2347); 3.182 at df 3 made the interval 4 % too wide)
+    assert half == pytest.approx(3.055712710425896 * se, rel=1e-6)
     assert significantly_greater(a, b) and not significantly_greater(b, a)
     assert welch_diff([1.0], b)[1] == math.inf and not significantly_greater([100.0], b)
     assert not significantly_greater([10.0, 12.0], [11.0, 11.5])  # overlapping: no claim
+
+
+def test_t_and_chi_square_quantiles_match_scipy_for_any_degrees_of_freedom():
+    from sweepd.stats import chi2_quantile, t95, t_quantile
+
+    # scipy.stats.t.ppf(0.975, df) and chi2.ppf, computed once (SciPy is not a dependency)
+    for df, q in [(1, 12.706204736174694), (2, 4.302652729749462), (3.2, 3.0728289297131623),
+                  (7.5, 2.333039626864974), (31, 2.039513446396408), (100, 1.9839715185235518)]:
+        assert t95(df) == pytest.approx(q, rel=1e-9), df
+    assert t95(31) / 1.96 > 1.039  # 1.96 beyond df 30 was 3.9 % too narrow at df 31
+    assert t_quantile(0.005, 9) == pytest.approx(3.689662392304245, rel=1e-9)
+    assert chi2_quantile(0.1, 2) == pytest.approx(0.21072103131565273, rel=1e-9)
+    assert chi2_quantile(0.9, 7.5) == pytest.approx(12.692400073293852, rel=1e-9)
 
 
 def test_ratio_ci_holds_the_true_ratio_and_is_none_with_one_value():
@@ -45,11 +59,20 @@ def rows(f, j, s, util=None, n=4, spread=0.01, role=None, first=1):
 
 def test_a_flat_clock_with_an_idle_gpu_is_host_bound_and_a_slower_one_gpu_bound_down_to_the_last():
     # host floor at the top (flat time, GPU 60 % busy), then time grows as the clock falls
-    trials = (rows(1410, 100, 1.0, 60) + rows(1200, 90, 1.0, 62) + rows(945, 80, 1.01, 70)
-              + rows(780, 85, 1.3, 95) + rows(645, 95, 1.6, 88) + rows(510, 110, 2.0, 97))
-    out = summarize(trials, [1410, 1200, 945, 780, 645, 510])
+    order = [1410, 1200, 945, 780, 645, 510]
+    low = rows(780, 85, 1.3, 95) + rows(645, 95, 1.6, 88) + rows(510, 110, 2.0, 97)
+    trials = rows(1410, 100, 1.0, 60, spread=0.002) + rows(1200, 90, 1.0, 62, spread=0.002) \
+        + rows(945, 80, 1.0, 70, spread=0.002) + low
+    out = summarize(trials, order)
     assert [r.bound for r in out] == ["host", "host", "host", "gpu", "gpu", "gpu"]  # 645: slower than 780 is enough
     assert [(b.from_mhz, b.to_mhz, b.bound) for b in bottleneck(out)] == [(1410, 945, "host"), (780, 510, "gpu")]
+    # the same flat means measured to +-1 %: no slowdown shown, but none beyond 2 % ruled out either. Absence of
+    # evidence is not "host-bound, the saving is free"
+    loose = summarize(rows(1410, 100, 1.0, 60) + rows(1200, 90, 1.0, 62) + rows(945, 80, 1.0, 70) + low, order)
+    assert [r.bound for r in loose] == ["host", "unresolved", "unresolved", "gpu", "gpu", "gpu"]
+    # a wider margin (protocol.equivalence_margin_pct) accepts them
+    assert [r.bound for r in summarize(rows(1410, 100, 1.0, 60) + rows(1200, 90, 1.0, 62), [1410, 1200],
+                                       margin_pct=5.0)] == ["host", "host"]
     # a busy GPU whose time hardly changes with the clock (memory-bound) is GPU-bound, not host-bound
     busy = summarize(rows(1410, 100, 1.0, 99) + rows(1200, 90, 1.0, 98), [1410, 1200])
     assert [r.bound for r in busy] == ["gpu", "gpu"]
@@ -99,9 +122,10 @@ def test_a_host_bound_range_of_one_clock_says_nothing_about_the_clocks_below_it(
     the energy saving is free' said nothing true."""
     from sweepd.report.analysis import _sentence
 
-    one = _sentence(Range(1980, 1980, "host"))
+    one = _sentence(Range(1980, 1980, "host"), 2.0)
     assert one.startswith("host-bound at 1980 MHz") and "down to" not in one and "free" not in one
-    assert "down to 945 MHz the energy saving is free" in _sentence(Range(1410, 945, "host"))
+    assert "down to 945 MHz the energy saving is free" in _sentence(Range(1410, 945, "host"), 2.0)
+    assert "not resolved at this precision" in _sentence(Range(1305, 1050, "unresolved"), 2.0)
 
 
 def test_a_windows_power_sample_energy_carries_the_standard_error_its_spread_gives():

@@ -227,4 +227,4 @@ def test_sequential_trials_stop_at_the_precision_target_or_at_max_trials_and_say
     _, trials, _, summary = results(tmp_path, "noisy")
     assert [s["n"] for s in summary] == ["4", "4"] and all(float(s["ci95_pct"]) > 0.01 for s in summary)
     flags = json.loads(sweepd("report", "noisy", "--root", tmp_path, "--json").stdout)["flags"]
-    assert sum("wider than the target ±0.01%" in f for f in flags) == 2, flags
+    assert sum("wider than the target ±0.01%" in f["text"] and f["kind"] == "target_missed" for f in flags) == 2, flags

@@ -65,7 +65,7 @@ def report(
                           f"slowdown bound +{bound:g}%", highlight=False)
             for line in answer_lines(a):
                 console.print(line, highlight=False)
-            for f in a.flags:
+            for f in a.flag_lines:
                 console.print(f"[yellow]flag:[/] {f}", highlight=False)
             if page is not None:
                 console.print(f"report: {page}", highlight=False)

@@ -7,11 +7,16 @@ first measurement is not trusted (it may be a cold start right after the model l
 re-measurement is the reference instead; the report flags it either way.
 
 A clock is ``gpu``-bound when its time per image is significantly longer than at the highest clock
-(Welch's test on the trials' s/image; every lower clock then is too: time only grows as the clock
-falls), or when it is not but the GPU is busy (a median utilisation of at least ``HOST_UTIL_PCT``): then the GPU's work sets the pace, even if the clock hardly changes it (memory-bound
-kernels). It is ``host``-bound when the time is flat within the confidence intervals and the GPU idles
-part of the time: the CPU side sets the pace and the clock's energy saving costs no time. Without
-utilisation readings a flat clock is ``unknown``.
+(Welch's test on the trials' s/image, one-sided at 5 % split over the clocks below the top; every lower clock
+then is too: time only grows as the clock falls), or when it is not but the GPU is busy (a median utilisation of at least ``HOST_UTIL_PCT``): then the
+GPU's work sets the pace, even if the clock hardly changes it (memory-bound kernels). It is ``host``-bound,
+and its energy saving free, only when the GPU idles part of the time and an equivalence test shows the time
+flat: the upper 95 % confidence bound of its slowdown (one-sided, Bonferroni over the clocks below the top) is
+within ``equivalence_margin_pct``. A clock neither shown slower nor shown flat is ``unresolved``: absence of
+evidence is not a claim. Without utilisation readings a flat clock is ``unknown``.
+
+Drift is judged on J/image and s/image at once, each at 2.5 % (two tests, 5 % in all), so a sweep without
+drift is flagged in at most about 5 % of sweeps.
 """
 
 from __future__ import annotations
@@ -21,15 +26,18 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from sweepd.records.rows import SummaryRow, TrialRow
-from sweepd.stats import ci95_pct, significantly_greater, welch_diff
+from sweepd.stats import ALPHA, ci95_pct, ratio_ci95, significantly_greater, welch_diff
 
 HOST_UTIL_PCT = 90.0
+DRIFT_ALPHA = ALPHA / 2  # J/image and s/image: two looks at the same re-measurement
+EQUIVALENCE_MARGIN_PCT = 2.0  # the default of protocol.equivalence_margin_pct
 
 
 @dataclass(frozen=True)
 class Drift:
     """The baseline clock measured again: how far its mean J/image and s/image moved, in %, each with the
-    95 % half-width of that change (Welch; inf with a single trial on either side)."""
+    half-width of that change at 97.5 % (Welch, two metrics at 2.5 % each; inf with a single trial on either
+    side)."""
     freq_mhz: int | None
     n: int
     j_pct: float
@@ -81,7 +89,7 @@ def drifts(trials: list[TrialRow]) -> list[Drift]:
         change = []
         for k in ("j_per_image", "s_per_image"):
             a, b = [float(getattr(r, k)) for r in rows], [float(getattr(r, k)) for r in first[f]]
-            d, half = welch_diff(a, b)
+            d, half = welch_diff(a, b, DRIFT_ALPHA)
             m = statistics.fmean(b)
             change += [d / m * 100, half / m * 100]
         out.append(Drift(f, len(rows), change[0], change[2], change[1], change[3]))
@@ -111,20 +119,31 @@ def _s(rows: list[TrialRow]) -> list[float]:
     return [float(r.s_per_image) for r in rows]
 
 
-def _bound(slower: bool, util: float | None) -> str:
+def _bound(slower: bool, util: float | None, flat: bool) -> str:
     """``slower``: significantly slower than the top clock (or below one that is); ``util``: the median of the
-    trials' GPU utilisation (a host stall in one window does not decide)."""
+    trials' GPU utilisation (a host stall in one window does not decide); ``flat``: its slowdown is shown to be
+    within the equivalence margin."""
     if slower:
         return "gpu"
     if util is None:
         return "unknown"
-    return "host" if util < HOST_UTIL_PCT else "gpu"
+    if util >= HOST_UTIL_PCT:
+        return "gpu"
+    return "host" if flat else "unresolved"
+
+
+def slowdown_upper(s: list[float], top: list[float], looks: int) -> float:
+    """The upper confidence bound of a clock's slowdown against the top clock, in %: one-sided at 5 % split over
+    ``looks`` clocks (inf with a single trial on either side)."""
+    r, lo, hi = ratio_ci95(s, top, 2 * ALPHA / max(looks, 1))
+    return float("inf") if hi is None else (hi - 1) * 100
 
 
 def summarize(trials: Iterable[TrialRow], order: list[int | None],
-              drift_limit_pct: float | None = None) -> list[SummaryRow]:
+              drift_limit_pct: float | None = None, margin_pct: float = EQUIVALENCE_MARGIN_PCT) -> list[SummaryRow]:
     """One row per clock of ``order`` that has at least one ok trial, from the highest clock down; savings and
-    slowdown against :func:`reference_trials`."""
+    slowdown against :func:`reference_trials` (whose clock's row is that reference: never itself against its own
+    re-measurement)."""
     trials = list(trials)
     clocks = by_clock(trials)
     backend, simulated = (trials[-1].backend, trials[-1].simulated) if trials else (None, False)
@@ -136,18 +155,23 @@ def summarize(trials: Iterable[TrialRow], order: list[int | None],
     top: list[TrialRow] | None = None
     slower = False  # a higher clock was already significantly slower than the top: the GPU sets the pace below it
     out: list[SummaryRow] = []
+    looks = max(1, sum(1 for f in order if clocks.get(f)) - 1)  # the clocks below the top a range may claim
     for freq in desc(order):
         rows = clocks.get(freq)
         if not rows:
             continue
+        if top is None and ref and ref[0].freq_mhz == freq:
+            rows = ref  # the reference clock's row is the reference (its re-measurement, when it drifted)
         top = top or rows
         j = [float(r.j_per_image) for r in rows]
         s = [float(r.s_per_image) for r in rows]
         p = [float(r.avg_power_w) for r in rows]
         u = [r.gpu_util_pct for r in rows if r.gpu_util_pct is not None]
         util = round(statistics.fmean(u), 1) if u else None
-        slower = slower or (rows is not top and significantly_greater(s, _s(top)))
-        bound = _bound(slower, statistics.median(u) if u else None)
+        slower = slower or (rows is not top and significantly_greater(s, _s(top), 2 * ALPHA / looks))
+        # the top clock is the reference: whether the GPU idles there is its utilisation alone
+        flat = rows is top or (not slower and slowdown_upper(s, _s(top), looks) <= margin_pct)
+        bound = _bound(slower, statistics.median(u) if u else None, flat)
         jm, sm = statistics.fmean(j), statistics.fmean(s)
         jsd = statistics.stdev(j) if len(j) > 1 else 0.0
         out.append(SummaryRow(

@@ -9,7 +9,8 @@ from sweepd.errors import SweepdError
 
 
 def verdict(results_dir: Path) -> tuple[list[str], list[str]]:
-    """The report's answer (optima, bottleneck) and its flags for a job's results folder."""
+    """The report's answer (optima, bottleneck) and its flags, grouped as a person reads them, for a job's results
+    folder."""
     from sweepd.report.analysis import analyse
     from sweepd.report.data import load
     from sweepd.report.words import answer_lines
@@ -20,7 +21,7 @@ def verdict(results_dir: Path) -> tuple[list[str], list[str]]:
         a = analyse(load(Path(results_dir)))
     except (OSError, SweepdError):
         return [], []
-    return answer_lines(a), a.flags
+    return answer_lines(a), a.flag_lines
 
 
 def doubts(results_dir: Path) -> list[str]:
@@ -31,6 +32,6 @@ def doubts(results_dir: Path) -> list[str]:
     if not (Path(results_dir) / "sweep.json").exists():
         return []
     try:
-        return analyse(load(Path(results_dir))).flags
+        return analyse(load(Path(results_dir))).flag_lines
     except (OSError, SweepdError):
         return []

@@ -50,21 +50,29 @@ def render(a: Analysis, plots: list[Path]) -> str:
                  f"status {escape(j.manifest.status)}; sweep {escape(j.manifest.sweep_id)}</p>")
     again = " and, since it drifted, measured again at the end: savings are against that" if a.remeasured else ""
     parts.append(f"<h2>Optimal clock</h2><p>Baseline: {escape(clock_label(a.baseline))} MHz (the highest clock "
-                 f"measured{again}). Slowdown bound: +{a.bound_pct:g}% time. Ranges are 95% confidence intervals; the "
-                 "equivalent clocks are those not significantly worse than the optimum.</p>"
+                 f"measured{again}). Slowdown bound: +{a.bound_pct:g}% time. Ranges are 95% confidence intervals, "
+                 "simultaneous over the optimum's equivalent set (the optimum was picked from it); the equivalent "
+                 "clocks are those no other clock beats significantly (multiple comparisons with the best, 95% "
+                 "overall), and for a bound, those not significantly slower than it allows.</p>"
                  "<table class='optima'><tr><th>criterion</th><th>clock MHz</th><th>energy vs baseline</th>"
                  "<th>time vs baseline</th><th>equivalent within the noise (MHz)</th></tr>")
     for o in a.optima:
         eq = ", ".join(clock_label(f) for f in o.equivalent_mhz)
+        s = o.shown
+        clock = (f"stay at {clock_label(o.freq_mhz)} (the reference; best other: {clock_label(s.freq_mhz)})"
+                 if o.is_reference else clock_label(o.freq_mhz))
+        maybe = (f"; within the bound or not cannot be told at {', '.join(clock_label(f) for f in o.uncertain_mhz)}"
+                 if o.uncertain_mhz else "")
         parts.append(f"<tr><td style='text-align:left'>{escape(o.name(a.bound_pct))}</td>"
-                     f"<td>{escape(clock_label(o.freq_mhz))}</td>"
-                     f"<td>{_pct(-o.energy_saving_pct)}{_range(o.energy_saving_ci95, -1)}</td>"
-                     f"<td>{_pct(o.time_change_pct)}{_range(o.time_change_ci95, 1)}</td>"
-                     f"<td style='text-align:left'>{escape(eq)}</td></tr>")
+                     f"<td>{escape(clock)}</td>"
+                     f"<td>{_pct(-s.energy_saving_pct)}{_range(s.energy_saving_ci95, -1)}</td>"
+                     f"<td>{_pct(s.time_change_pct)}{_range(s.time_change_ci95, 1)}</td>"
+                     f"<td style='text-align:left'>{escape(eq + maybe)}</td></tr>")
     parts.append("</table>")
     parts.append("<h2>What sets the pace</h2><ul class='bottleneck'>"
                  + "".join(f"<li>{escape(t)}</li>" for t in a.bottleneck_sentences) + "</ul>")
-    use = (words.search_line(a) + ([a.batch.line(a.job.simulated)] if a.batch else []) + words.use_lines(a)
+    use = (words.search_line(a) + ([a.batch.line(a.job.simulated)] if a.batch else []) + words.fleet_line(a)
+           + words.use_lines(a)
            + ([a.gpu_time.line()] if a.gpu_time else []))
     parts.append("<h2>How it was found, how to use it</h2><ul class='use'>"
                  + "".join(f"<li>{escape(t)}</li>" for t in use) + "</ul>")
@@ -73,7 +81,7 @@ def render(a: Analysis, plots: list[Path]) -> str:
         parts.append(f"<p class='drift'>Baseline measured again ({d.n} trials): J/image {_pct(d.j_pct)} "
                      f"(±{d.j_ci95_pct:.1f}%), s/image {_pct(d.s_pct)} (±{d.s_ci95_pct:.1f}%) since its first "
                      "measurement.</p>")
-    parts.append("<h2>Flags</h2>" + ("<ul>" + "".join(f"<li class='flag'>{escape(f)}</li>" for f in a.flags) + "</ul>"
+    parts.append("<h2>Flags</h2>" + ("<ul>" + "".join(f"<li class='flag'>{escape(f)}</li>" for f in a.flag_lines) + "</ul>"
                                      if a.flags else "<p>none</p>"))
     parts.append("<h2>Per clock</h2><table class='clocks'><tr><th>clock MHz</th><th>n</th><th>s/image</th>"
                  "<th>J/image</th><th>95% CI</th><th>GPU util</th><th>bound</th><th>W</th><th>EDP</th><th>ED2P</th>"

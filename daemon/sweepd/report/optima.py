@@ -1,11 +1,21 @@
 """The optimal clock for an objective, and how sure we are: its equivalent set and its savings' CIs.
 
-The best clock is the one with the lowest mean objective over its trials. Its **equivalent set** is
-every candidate clock whose trials are not significantly worse (Welch's test at 95 %: the confidence
-interval of the difference of means reaches zero); with a single trial on either side nothing can be
-told apart, so every such clock is equivalent. The energy saving and time change against the
-reference carry 95 % confidence intervals (delta method on the ratio of means); a saving whose
-interval contains zero is not a saving anyone can claim.
+The best clock is the candidate with the lowest mean objective over its trials. Its **equivalent set** holds
+every candidate that no other candidate beats significantly: multiple comparisons with the best (Hsu), each a
+one-sided Welch test at 5 % divided among the other candidates (Bonferroni), so the truly best clock is in the
+set in at least 95 % of sweeps however many clocks compete. With a single trial nothing can be told apart.
+
+**Bounded** answers (at most ``bound_pct`` slower than the reference) decide feasibility under uncertainty: the
+answer is the best clock whose measured slowdown is within the bound, and a clock belongs to its equivalent set
+unless it is significantly slower than the bound allows (its time change's 95 % CI lies wholly above it) or a
+clock that is surely within the bound (CI wholly below) beats it significantly. Clocks of the set whose slowdown
+may lie on either side of the bound are named (``uncertain_mhz``).
+
+The energy saving and time change against the reference carry 95 % confidence intervals (delta method on the
+ratio of means) that allow for the choice: the answer is the best of its equivalent set, and the best of several
+noisy means is biased towards a larger saving (the winner's curse), so its intervals are simultaneous over the
+set (each at 5 % / set size, Bonferroni); a clock picked from one holds them at 95 % whichever it is. The reference is never compared with itself: when it is the best clock, the answer is to stay
+at the reference, and ``next_best`` gives the best other candidate with its intervals.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ from dataclasses import dataclass, field
 
 from sweepd.engine.summary import per_trial
 from sweepd.records.rows import SummaryRow, TrialRow
-from sweepd.stats import ratio_ci95, significantly_greater
+from sweepd.stats import ALPHA, ratio_ci95, significantly_greater
 
 NAMES = {"energy": "minimum energy", "edp": "minimum EDP", "ed2p": "minimum ED2P"}
 
@@ -32,6 +42,9 @@ class Optimum:
     j_per_image: float
     s_per_image: float
     freq: int | None = field(default=None)  # the same as freq_mhz (the key of sweepd 0.1)
+    is_reference: bool = False  # the best clock is the reference itself: stay there (see next_best)
+    next_best: "Optimum | None" = None  # then: the best other candidate, with its intervals
+    uncertain_mhz: list[int | None] = field(default_factory=list)  # bounded: set members maybe beyond the bound
 
     def __post_init__(self) -> None:
         self.freq = self.freq_mhz
@@ -40,38 +53,84 @@ class Optimum:
         return NAMES[self.metric] + (f" within +{bound_pct:g}% time" if self.bounded else "")
 
     @property
+    def shown(self) -> "Optimum":
+        """The figures the answer states: this clock's, or the next best's when this is the reference."""
+        return self.next_best if self.is_reference and self.next_best is not None else self
+
+    @property
     def saving_certain(self) -> bool:
         """The energy saving's CI lies above zero (False without a CI, or for the reference itself)."""
-        return bool(self.energy_saving_ci95) and self.energy_saving_ci95[0] > 0
+        return not self.is_reference and bool(self.energy_saving_ci95) and self.energy_saving_ci95[0] > 0
 
 
-def _change(a: list[float], ref: list[float]) -> tuple[float, list[float] | None]:
-    """(mean(a) / mean(ref) - 1) in %, with its 95 % CI; [0, 0] when ``a`` is the reference itself."""
-    r, lo, hi = ratio_ci95(a, ref)
-    if a is ref:
-        return 0.0, [0.0, 0.0]
+def _change(a: list[float], ref: list[float], alpha: float = ALPHA) -> tuple[float, list[float] | None]:
+    """(mean(a) / mean(ref) - 1) in %, with its (1 - alpha) CI."""
+    r, lo, hi = ratio_ci95(a, ref, alpha)
     return (r - 1) * 100, None if lo is None else [(lo - 1) * 100, (hi - 1) * 100]
 
 
-def find(metric: str, bounded: bool, rows: list[SummaryRow], trials: dict[int | None, list[TrialRow]],
-         ref: list[TrialRow], bound_pct: float, chosen: int | None = None) -> Optimum | None:
-    """The optimum of ``metric`` among ``rows`` (within ``bound_pct`` slowdown when ``bounded``): the lowest mean,
-    or ``chosen`` (an adaptive search's answer) when it is one of them."""
-    cands = [r for r in rows if trials.get(r.freq_mhz) and (not bounded or r.time_change_pct_vs_max <= bound_pct)]
-    if not cands or not ref:
-        return None
-    values = {r.freq_mhz: [per_trial(metric, t) for t in trials[r.freq_mhz]] for r in cands}
-    best = min(cands, key=lambda r: sum(values[r.freq_mhz]) / len(values[r.freq_mhz]))
-    best = next((r for r in cands if r.freq_mhz == chosen), best)
-    equivalent = [r.freq_mhz for r in cands
-                  if not significantly_greater(values[r.freq_mhz], values[best.freq_mhz])]
-    rows_best = trials[best.freq_mhz]
-    same = rows_best is ref or rows_best == ref
-    j = [float(t.j_per_image) for t in rows_best]
-    s = [float(t.s_per_image) for t in rows_best]
-    j_ref = j if same else [float(t.j_per_image) for t in ref]
-    s_ref = s if same else [float(t.s_per_image) for t in ref]
-    dj, dj_ci = _change(j, j_ref)
-    ds, ds_ci = _change(s, s_ref)
+def _figures(metric: str, bounded: bool, rows: list[TrialRow], ref: list[TrialRow], best: SummaryRow,
+             equivalent: list[int | None], is_ref: bool) -> Optimum:
+    j, s = [float(t.j_per_image) for t in rows], [float(t.s_per_image) for t in rows]
+    alpha = ALPHA / max(1, len(equivalent))  # the answer was picked among these: 95 % over all of them at once
+    if is_ref:
+        dj, dj_ci, ds, ds_ci = 0.0, None, 0.0, None
+    else:
+        dj, dj_ci = _change(j, [float(t.j_per_image) for t in ref], alpha)
+        ds, ds_ci = _change(s, [float(t.s_per_image) for t in ref], alpha)
     return Optimum(metric, bounded, best.freq_mhz, equivalent, -dj, None if dj_ci is None else [-dj_ci[1], -dj_ci[0]],
-                   ds, ds_ci, best.j_per_image_mean, best.s_per_image_mean)
+                   ds, ds_ci, best.j_per_image_mean, best.s_per_image_mean, is_reference=is_ref)
+
+
+def _beaten(values: dict[int | None, list[float]], f: int | None, by: list[int | None]) -> bool:
+    """Some clock of ``by`` is significantly better than ``f`` (one-sided Welch at 5 % split among ``by``)."""
+    others = [g for g in by if g != f]
+    if not others:
+        return False
+    alpha = 2 * ALPHA / len(others)  # two-sided level whose one-sided half is 5 % / comparisons
+    return any(significantly_greater(values[f], values[g], alpha) for g in others)
+
+
+def _time_ci(rows: list[TrialRow], ref: list[TrialRow]) -> tuple[float, list[float] | None]:
+    return _change([float(t.s_per_image) for t in rows], [float(t.s_per_image) for t in ref])
+
+
+def find(metric: str, bounded: bool, rows: list[SummaryRow], trials: dict[int | None, list[TrialRow]],
+         ref: list[TrialRow], bound_pct: float, chosen: int | None = None,
+         refs: dict[str, list[TrialRow]] | None = None) -> Optimum | None:
+    """The optimum of ``metric`` among ``rows`` (within ``bound_pct`` slowdown when ``bounded``): the lowest mean,
+    or ``chosen`` (an adaptive search's answer) when it is one of them. ``rows[0]`` is the reference clock; its
+    trials are taken as ``ref`` (its re-measurement when the first measurement drifted). ``refs``: a split sweep's
+    reference on each GPU (by uuid, :func:`sweepd.engine.gpunorm.references`): a clock's intervals are taken
+    against its own GPU's."""
+    if not rows or not ref:
+        return None
+    top = rows[0].freq_mhz
+    mine = {r.freq_mhz: (ref if r.freq_mhz == top else trials.get(r.freq_mhz, [])) for r in rows}
+    present = [r for r in rows if mine[r.freq_mhz]]
+    own = {f: (refs or {}).get(ts[0].gpu_uuid or "", ref) if ts else ref for f, ts in mine.items()}
+    time = {r.freq_mhz: ((0.0, [0.0, 0.0]) if r.freq_mhz == top else _time_ci(mine[r.freq_mhz], own[r.freq_mhz]))
+            for r in present}
+    if bounded:
+        cands = [r for r in present if time[r.freq_mhz][0] <= bound_pct]  # within the bound as measured
+        plausible = [r for r in present if time[r.freq_mhz][1] is None or time[r.freq_mhz][1][0] <= bound_pct]
+        sure = [r.freq_mhz for r in present if time[r.freq_mhz][1] is not None and time[r.freq_mhz][1][1] <= bound_pct]
+    else:
+        cands = plausible = present
+        sure = [r.freq_mhz for r in present]
+    if not cands:
+        return None
+    values = {r.freq_mhz: [per_trial(metric, t) for t in mine[r.freq_mhz]] for r in present}
+    mean = {f: sum(v) / len(v) for f, v in values.items()}
+    best = min(cands, key=lambda r: mean[r.freq_mhz])
+    best = next((r for r in cands if r.freq_mhz == chosen), best)
+    equivalent = [r.freq_mhz for r in plausible if r.freq_mhz == best.freq_mhz or not _beaten(values, r.freq_mhz, sure)]
+    o = _figures(metric, bounded, mine[best.freq_mhz], own[best.freq_mhz], best, equivalent, best.freq_mhz == top)
+    if bounded:
+        o.uncertain_mhz = [f for f in equivalent if time[f][1] is None or time[f][1][0] <= bound_pct < time[f][1][1]]
+    if o.is_reference:  # the best other: within the bound as measured, else one that may be
+        others = [r for r in cands if r.freq_mhz != top] or [r for r in plausible if r.freq_mhz != top]
+        if others:
+            nb = min(others, key=lambda r: mean[r.freq_mhz])
+            o.next_best = _figures(metric, bounded, mine[nb.freq_mhz], own[nb.freq_mhz], nb, equivalent, False)
+    return o

@@ -12,13 +12,31 @@ def _ci(ci: list[float] | None) -> str:
     return " (no CI)" if ci is None else f" (95% CI {ci[0]:+.1f} to {ci[1]:+.1f}%)"
 
 
+def _figures(o: Optimum, a: Analysis) -> str:
+    return (f"energy {-o.energy_saving_pct:+.1f}%"
+            f"{_ci(None if o.energy_saving_ci95 is None else [-o.energy_saving_ci95[1], -o.energy_saving_ci95[0]])}, "
+            f"time {o.time_change_pct:+.1f}%{_ci(o.time_change_ci95)} vs {a.reference}")
+
+
 def optimum_line(o: Optimum, a: Analysis) -> str:
     eq = [clock_label(f) for f in o.equivalent_mhz if f != o.freq_mhz]
-    return (f"{o.name(a.bound_pct)}: {clock_label(o.freq_mhz)} MHz, energy {-o.energy_saving_pct:+.1f}%"
-            f"{_ci(None if o.energy_saving_ci95 is None else [-o.energy_saving_ci95[1], -o.energy_saving_ci95[0]])}, "
-            f"time {o.time_change_pct:+.1f}%{_ci(o.time_change_ci95)} vs {a.reference}; "
-            + (f"equivalent within the noise: {', '.join(eq)} MHz" if eq else "no other clock equivalent")
-            + (" (simulated)" if a.job.simulated else ""))
+    sim = " (simulated)" if a.job.simulated else ""
+    same = f"equivalent within the noise: {', '.join(eq)} MHz" if eq else "no other clock equivalent"
+    others = [clock_label(f) for f in o.uncertain_mhz if f != o.freq_mhz]
+    maybe = ""
+    if o.freq_mhz in o.uncertain_mhz:
+        maybe += f"; feasibility uncertain: its time change's 95% CI reaches past +{a.bound_pct:g}%"
+    if others:
+        maybe += (f"; {'of the equivalent clocks, ' if o.freq_mhz not in o.uncertain_mhz else 'so do '}"
+                  f"{', '.join(others)} MHz" + (" may or may not be within the bound" if o.freq_mhz not in
+                                                o.uncertain_mhz else ""))
+    if o.is_reference:
+        nb = o.next_best
+        other = (f"; the best other, {clock_label(nb.freq_mhz)} MHz: {_figures(nb, a)}" if nb is not None else "")
+        return (f"{o.name(a.bound_pct)}: stay at {clock_label(o.freq_mhz)} MHz, the reference: no clock measured "
+                f"better{other}; {same}{maybe}{sim}")
+    better = "" if o.saving_certain else " (not significantly better than the reference)"
+    return f"{o.name(a.bound_pct)}: {clock_label(o.freq_mhz)} MHz{better}, {_figures(o, a)}; {same}{maybe}{sim}"
 
 
 def search_line(a: Analysis) -> list[str]:
@@ -28,6 +46,24 @@ def search_line(a: Analysis) -> list[str]:
     return [f"adaptive search ({s.objective}): measured {len(s.evaluated_mhz)} of {s.supported_count} clocks "
             f"({s.fraction * 100:.0f}%): {', '.join(map(str, s.evaluated_mhz))} MHz; "
             + (f"stopped because {s.stopped_because}" if s.stopped_because else "not finished")] + s.notes
+
+
+def fleet_line(a: Analysis) -> list[str]:
+    """A split sweep's GPUs: how each differs from the first at the reference clock, and what that means for the
+    answer."""
+    if len(a.gpu_offsets) < 2:
+        return []
+    parts = [f"GPU {g.gpu}: energy {g.energy_offset_pct:+.1f}%{_ci(g.energy_offset_ci95)}, time "
+             f"{g.time_offset_pct:+.1f}%{_ci(g.time_offset_ci95)}" for g in a.gpu_offsets[1:]]
+    differ = [str(g.gpu) for g in a.gpu_offsets[1:] if g.differs()]
+    o = a.recommended
+    answer = f"the answer ({clock_label(o.freq_mhz)} MHz)" if o is not None else "the answer"
+    verdict = (f"GPU {', '.join(differ)} differ{'s' if len(differ) == 1 else ''} beyond the noise, " if differ
+               else "no GPU differs beyond the noise; ")
+    return [f"on these {len(a.gpu_offsets)} GPUs, against GPU {a.gpu_offsets[0].gpu} at {clock_label(a.baseline)} MHz: "
+            + "; ".join(parts) + f". {verdict.capitalize()}every saving is taken within its own GPU, so {answer} holds "
+            "on each as far as their curves differ by these offsets; each GPU measured other clocks, so a difference "
+            "in the curve's shape cannot show here (measure the answer's clock on each GPU to check)"]
 
 
 def use_lines(a: Analysis) -> list[str]:
@@ -43,5 +79,5 @@ def use_lines(a: Analysis) -> list[str]:
 def answer_lines(a: Analysis) -> list[str]:
     time = [a.gpu_time.line() + (" (simulated)" if a.job.simulated else "")] if a.gpu_time else []
     batch = [a.batch.line(a.job.simulated)] if a.batch else []
-    return ([optimum_line(o, a) for o in a.optima] + search_line(a) + batch + a.bottleneck_sentences + time
-            + use_lines(a))
+    return ([optimum_line(o, a) for o in a.optima] + search_line(a) + batch + fleet_line(a) + a.bottleneck_sentences
+            + time + use_lines(a))
