@@ -196,26 +196,31 @@ def test_two_shards_run_by_the_node_worker_merge_into_one_sweep(tmp_path):
     trials = atomic.read_csv(top / "trials.csv")
     assert [t["freq_mhz"] for t in measured(trials)] == ["1410", "1410", "1200", "1200", "945", "945", "705", "705",
                                                          "510", "510"]
-    # each shard measured its own first clock again at its end: the merged table keeps them, after that clock
-    assert [(t["freq_mhz"], t["trial"]) for t in trials if t["role"] == "drift"] == [
-        ("1410", "3"), ("1410", "4"), ("1200", "3"), ("1200", "4")]
+    # shard 0 measured the reference again at its end; shard 1 measured it first and last on its own GPU: that
+    # GPU's reference (role "reference"), which its savings are taken against
+    assert [(t["freq_mhz"], t["trial"]) for t in trials if t["role"] == "drift"] == [("1410", "3"), ("1410", "4")]
+    assert [(t["freq_mhz"], t["trial"]) for t in trials if t["role"] == "reference"] == [
+        ("1410", str(k)) for k in range(1, 5)]
     assert Counter(t["gpu_uuid"] for t in trials).keys() >= {trials[0]["gpu_uuid"]}
     assert {t["job_id"] for t in trials} == {"900"}
     assert [s["freq_mhz"] for s in atomic.read_csv(top / "summary.csv")] == ["1410", "1200", "945", "705", "510"]
     m = json.loads((top / "sweep.json").read_text())
     assert m["status"] == "done" and m["merged_shards"] == 2 and m["plan_mhz"] == [1410, 1200, 945, 705, 510]
-    assert [s["plan_mhz"] for s in m["shards"]] == [[1410, 945, 510], [1200, 705]]
+    assert [s["plan_mhz"] for s in m["shards"]] == [[1410, 945, 510], [1410, 1200, 705]]
     assert len(m["gpus"]) == 2 and m["simulated"] is True
     saved = sorted(p.parent.name for p in (layout.images / "job_900").rglob("*.png"))
     made = Counter()
     for t in trials:
-        made[f"{t['freq_mhz']}MHz"] += int(t["images"])
+        if t["role"] != "reference":  # shard 0 keeps the reference clock's images
+            made[f"{t['freq_mhz']}MHz"] += int(t["images"])
     assert Counter(saved) == made and len(made) == 5  # archive mode: every image of every shard, by clock
     html = (top / "report.html").read_text()
     assert "SIMULATED GPU" in html and "measured in 2 shards" in html
     rep = sweepd("report", "900", "--root", layout.root, "--json")
     assert rep.returncode == 0, rep.stderr
     assert json.loads(rep.stdout)["job_id"] == "900" and len(json.loads(rep.stdout)["clocks"]) == 5
+    offsets = json.loads(rep.stdout)["gpu_offsets"]  # GPU 1 against GPU 0 at the reference clock
+    assert [(g["gpu"], g["shards"], g["energy_offset_pct"]) for g in offsets][0] == (0, [0], 0.0) and len(offsets) == 2
     # a resubmission that raced its predecessor's end (SLURM's time limit as the worker exited) finds the
     # shard done and does nothing
     env = sweepd_env(SLURM_ARRAY_JOB_ID="905", SLURM_ARRAY_TASK_ID="1", SLURM_JOB_ID="905")

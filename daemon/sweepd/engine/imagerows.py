@@ -40,6 +40,8 @@ class ImageRecorder:
         if mode != "research":
             return mode == "archive"
         whole = desc(self.store.manifest.plan_mhz_all or [p.freq_mhz for p in self.plan])
+        if self.store.shard and self.store.shard[0] and self.plan[k].freq_mhz == whole[0]:
+            return False  # a later shard's own reference measurement: shard 0 keeps that clock's images
         return first and whole.index(self.plan[k].freq_mhz) in representative(len(whole))
 
     def rows(self, workload: Prompts, images: list[np.ndarray], point: ClockPoint,

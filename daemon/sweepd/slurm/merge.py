@@ -2,7 +2,9 @@
 
 The merged trials.csv, images.csv, power.csv and summary.csv hold every shard's rows in the whole
 sweep's clock order (highest first), so the report and the estimates read a merged sweep like any
-other. sweep.json is written last: until it exists, job_<ID>/ is not a finished result. Merging
+other. Every shard measured the reference (highest) clock on its own GPU; a later shard's rows there become
+``role = "reference"`` (its GPU's reference, :mod:`sweepd.engine.gpunorm`), and summary.csv is normalised
+per GPU. sweep.json is written last: until it exists, job_<ID>/ is not a finished result. Merging
 again gives the same files.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from sweepd.engine.gpunorm import REFERENCE, normalised
 from sweepd.engine.summary import summarize
 from sweepd.errors import InputError, RecordError
 from sweepd.paths import Layout
@@ -65,12 +68,17 @@ def merge(layout: Layout, job_id: str) -> Path:
     trials: list[TrialRow] = []
     images: list[ImageRow] = []
     power: list[PowerRow] = []
+    ref_mhz = order[0] if order else None
     try:
         for k in sorted(manifests):
             d = top / "shards" / str(k)
-            trials += TrialRow.read_all(d / "trials.csv")
+            rows = TrialRow.read_all(d / "trials.csv")
+            if k:  # a later shard's own measurements of the reference clock: its GPU's reference, not the sweep's
+                rows = [r.model_copy(update={"role": REFERENCE}) if r.freq_mhz == ref_mhz and r.role in (None, "drift")
+                        else r for r in rows]
+            trials += rows
             images += ImageRow.read_all(d / "images.csv")
-            power += PowerRow.read_all(d / "power.csv")
+            power += [r for r in PowerRow.read_all(d / "power.csv") if not (k and r.freq_mhz == ref_mhz)]
     except RecordError as e:
         raise MergeError(str(e)) from None
     trials.sort(key=lambda r: (pos.get(r.freq_mhz, len(pos)), r.trial))
@@ -79,7 +87,9 @@ def merge(layout: Layout, job_id: str) -> Path:
     TrialRow.write_all(top / "trials.csv", trials)
     ImageRow.write_all(top / "images.csv", images)
     PowerRow.write_all(top / "power.csv", power)
-    SummaryRow.write_all(top / "summary.csv", summarize(trials, order, first.request.protocol.target_ci_pct))
+    p = first.request.protocol
+    SummaryRow.write_all(top / "summary.csv", summarize(normalised(trials, ref_mhz), order, p.target_ci_pct,
+                                                        p.equivalence_margin_pct))
     ref = top / "shards" / "0" / "reference"
     if ref.is_dir():  # shard 0 measured the highest clock: the sweep's reference images
         shutil.copytree(ref, top / "reference", dirs_exist_ok=True)

@@ -41,6 +41,14 @@ def allocated_gpu(req: SweepRequest, env: dict | None = None) -> SweepRequest:
     return req.model_copy(update={"gpu": req.gpu.model_validate(req.gpu.model_dump() | chosen)})
 
 
+def simulated_board(req: SweepRequest, shard: int) -> SweepRequest:
+    """On the simulated GPU, each shard that no GPU was allocated to runs on a board of its own (index = shard):
+    as array tasks on a real cluster, each gets another chip (``gpu.sim_power_offsets_pct`` by index)."""
+    if req.gpu.backend != "sim" or req.gpu.index is not None or req.gpu.uuid:
+        return req
+    return req.model_copy(update={"gpu": req.gpu.model_validate(req.gpu.model_dump() | {"index": shard})})
+
+
 def job_id_for(spec: ShardSpec, override: str | None, env: dict | None = None) -> str:
     env = os.environ if env is None else env
     job_id = override or spec.job_id or env.get("SLURM_ARRAY_JOB_ID") or env.get("SLURM_JOB_ID")
@@ -70,6 +78,7 @@ def main(spec_path: Path, shard: int, layout: Layout, job_id: str | None = None)
         sweep_id, split = spec.sweep_id, int(spec.split or req.split)
         if not 0 <= shard < split:
             raise InputError(f"--shard {shard}: this sweep has shards 0 to {split - 1}")
+        req = simulated_board(req, shard)
         job = job_id_for(spec, job_id)
         node = socket.gethostname()
         where = {"shard": shard, "shards": split, "node": node,
