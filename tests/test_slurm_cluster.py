@@ -133,7 +133,9 @@ def test_a_split_sweep_is_a_two_task_array_merged_into_one_report(daemon, tmp_pa
     assert len(atomic.read_csv(top / "summary.csv")) == len(clocks)
     m = json.loads((top / "sweep.json").read_text())
     assert (m["status"], m["merged_shards"], m["job_id"]) == ("done", 2, array)
-    assert [s["plan_mhz"] for s in m["shards"]] == [list(clocks[0::2]), list(clocks[1::2])]
+    # each shard measures the reference clock on its own GPU: shard 1 too, first
+    assert [s["plan_mhz"] for s in m["shards"]] == [list(clocks[0::2]), [clocks[0], *clocks[1::2]]]
+    assert {t["role"] for t in trials if t["freq_mhz"] == str(clocks[0])} == {"", "drift", "reference"}
     assert "SIMULATED GPU" in (top / "report.html").read_text()
     assert (daemon.root / "images" / f"job_{array}" / "1410MHz").is_dir()
     assert not os.path.exists("/tmp/sweepd-pwned")  # the prompt never reached a shell

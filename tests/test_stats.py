@@ -92,7 +92,8 @@ def test_a_drifted_baseline_is_replaced_by_its_remeasurement_only_beyond_noise_a
     # savings against the re-measurement: 945 MHz saves 25 % and is 2 % slower, not "37 % faster"
     assert out[1].energy_saving_pct_vs_max == pytest.approx(25, abs=0.5)
     assert out[1].time_change_pct_vs_max == pytest.approx(2.5, abs=0.5)
-    assert out[0].n == 4  # the re-measurement is not part of the clock's own statistics
+    # the reference clock's row is the reference it stands for: its re-measurement, not its cold first one
+    assert out[0].n == 3 and out[0].j_per_image_mean == pytest.approx(100, abs=1) and out[0].energy_saving_pct_vs_max == 0
     # a small drift inside the noise keeps the first measurement as the reference
     noisy = rows(1410, 100, 1.0, spread=0.05) + rows(1410, 103, 1.0, role="drift", first=5, n=3, spread=0.05)
     (d,) = drifts(noisy)
@@ -138,3 +139,31 @@ def test_a_windows_power_sample_energy_carries_the_standard_error_its_spread_giv
     bursty = _power_energy([Sample(i, 700.0 if i % 3 else 150.0, 40, 1980, 0) for i in range(24)], 2.4)
     assert 3 * bursty["energy_j_power_se"] > 0.1 * bursty["energy_j_power"]
     assert _power_energy([Sample(i, 400.0, 40, 1980, 0) for i in range(9)], 2.4) == {}  # under 1 s of samples
+
+
+def test_on_a_real_h200_no_free_saving_from_absence_of_evidence_and_no_reference_against_itself():
+    """The real H200 at batch 4 (tests/fixtures/h200-batch4): the stride sweep called 1980-1050 MHz host-bound
+    ("the saving is free") because no difference was significant, where the per-image trace shows 1305 MHz 33 %
+    slower; the adaptive sweep's ED2P answer was "1980 MHz, energy -4.8 %", the reference against its own
+    re-measurement."""
+    from pathlib import Path
+
+    from sweepd.engine.summary import METRICS
+
+    fixtures = Path(__file__).parent / "fixtures" / "h200-batch4"
+    stride = TrialRow.read_all(fixtures / "stride-trials.csv")
+    plan = sorted({t.freq_mhz for t in stride}, reverse=True)
+    out = summarize(stride, plan, 2.0)
+    claimed = [r.freq_mhz for r in out[1:] if r.bound == "host"]
+    assert claimed == [], [(r.freq_mhz, r.bound) for r in out]  # 3 trials of 2 s cannot show a slowdown within 2 %
+    assert any(r.bound == "unresolved" for r in out)
+    ada = TrialRow.read_all(fixtures / "adaptive-trials.csv")
+    order = sorted({t.freq_mhz for t in ada}, reverse=True)
+    rows, ref = summarize(ada, order, 2.0), reference_trials(ada, order, 2.0)
+    assert rows[0].energy_saving_pct_vs_max == pytest.approx(0) and rows[0].time_change_pct_vs_max == pytest.approx(0)
+    for metric in METRICS:
+        o = optima.find(metric, False, rows, by_clock(ada), ref, 5.0)
+        if o.freq_mhz == 1980:  # stay at the reference: no saving of it against itself is claimed
+            assert o.is_reference and o.energy_saving_ci95 is None and o.next_best.freq_mhz != 1980
+        else:
+            assert not o.is_reference
