@@ -1,0 +1,38 @@
+"""The benchmarks that measure the printed answers run at a smoke size, so an API change cannot break one unnoticed:
+each completes and writes its figures. (Their real sizes and figures: BENCHMARKS.md.)"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parent.parent / "bench"
+
+
+def run(script: str, *args: str, tmp_path: Path) -> dict:
+    out = tmp_path / f"{script}.json"
+    r = subprocess.run([sys.executable, str(BENCH / script), *args, "--json", str(out)], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(out.read_text())
+
+
+def test_the_coverage_benchmark_runs_and_writes_every_figure_the_intervals_check_reads(tmp_path):
+    d = run("coverage.py", "--runs", "2", "--boards", "A100", "--windows", "2", "--split-runs", "1",
+            tmp_path=tmp_path)
+    cells = d["cells"]
+    assert {(c["split"], c["objective"], c["bounded"]) for c in cells} == {
+        (n, o, b) for n in (1, 2) for o in ("energy", "edp", "ed2p") for b in (False, True)}
+    for c in cells:
+        assert {"board", "window_s", "default_protocol", "runs", "saving_ci_coverage", "time_ci_coverage",
+                "clock_ci_coverage", "truth_in_set", "set_size_mean", "winners_curse_pp"} <= set(c)
+        assert c["default_protocol"] and 0 <= c["clock_ci_coverage"] <= 1 and c["set_size_mean"] >= 1
+    assert isinstance(d["false_alarms"], dict) and d["cost"]["A100 2 s"]["trials_per_clock"] >= 3
+
+
+@pytest.mark.slow  # 9 board/objective pairs of a search and a full sweep: about 6 s
+def test_the_adaptive_search_benchmark_runs(tmp_path):
+    rows = run("adaptive.py", "--runs", "1", tmp_path=tmp_path)
+    assert len(rows) == 9 and all(r["evaluations_median"] >= 3 for r in rows)
