@@ -5,7 +5,9 @@
 (b) archiving ~2 GB of real sweep-like PNGs (512x512, ~450 KB each), read-back verification
     included, vs `tar -I 'zstd -T0' -cf` and `tar czf` of the same files (warm cache, one run each).
 
-    python bench/storage.py [--skip-archive] [--workdir /tmp/sweepd-bench]
+    python bench/storage.py [--skip-archive] [--workdir /tmp/sweepd-bench] [--jobs 400 --per-job 500 --archive-mb 2000]
+
+(The test suite runs it at a smoke size, tests/test_bench_smoke.py, so that an API change cannot break it unseen.)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sweepd.storage import archive
 from sweepd.storage.context import IndexCache
 from sweepd.storage.planner import Planner
 from sweepd.storage.policy import Policy
+from sweepd.storage.safefs import UnitDir
 
 
 def make_tree(images: Path, jobs: int = 400, per_job: int = 500) -> None:
@@ -52,9 +55,9 @@ def timed(fn, n: int) -> float:
     return statistics.median(out)
 
 
-def bench_scan(work: Path) -> dict:
+def bench_scan(work: Path, jobs: int = 400, per_job: int = 500) -> dict:
     layout = Layout.resolve(work / "root")
-    make_tree(layout.images)
+    make_tree(layout.images, jobs, per_job)
     rules = [(r, "bench") for r in Policy.model_validate({"rules": [{"name": "cap", "max_bytes": "10MiB",
                                                                      "per_job": {"keep": "representative"}}]}).rules]
     du = lambda: subprocess.run(["du", "-s", str(layout.images)], check=True, capture_output=True)  # noqa: E731
@@ -72,7 +75,7 @@ def bench_scan(work: Path) -> dict:
                                                                      "max_age": "365d"}]}).rules]
     t_idle = timed(lambda: Planner(layout, set(), cache.get).plan(holds), 20)
     files = sum(i.nfiles for i in cache.indexes.values())
-    return {"files": files, "jobs": 400, "du_s": t_du, "scan_plan_s": t_ours, "ratio": t_ours / t_du,
+    return {"files": files, "jobs": jobs, "du_s": t_du, "scan_plan_s": t_ours, "ratio": t_ours / t_du,
             "replan_ms": t_replan * 1000, "actions": len(plan.actions), "replan_nothing_to_do_ms": t_idle * 1000}
 
 
@@ -105,8 +108,8 @@ def make_pngs(src: Path, target_bytes: int) -> list[Path]:
     return files
 
 
-def bench_archive(work: Path) -> dict:
-    files = make_pngs(work / "png-src", 2 * 10**9)
+def bench_archive(work: Path, target_bytes: int = 2 * 10**9) -> dict:
+    files = make_pngs(work / "png-src", target_bytes)
     job = files[0].parent.parent
     rel = sorted(str(f.relative_to(job)) for f in files)
     total = sum(f.stat().st_size for f in files)
@@ -118,14 +121,15 @@ def bench_archive(work: Path) -> dict:
 
     warm()
     t0 = time.perf_counter()
-    members = archive.write_archive(job, rel, out / "phase.partial", 3, -1)
+    with UnitDir(job.parent, job.name) as unit:
+        members = archive.write_archive(unit, rel, out / "phase.partial", 3, -1).members
     t_write = time.perf_counter() - t0
     archive.verify(out / "phase.partial", members)
     t_verify = time.perf_counter() - t0 - t_write
     (out / "phase.partial").unlink()
     warm()
     t0 = time.perf_counter()
-    archive.archive(job, rel, out / "sweepd", level=3, threads=-1)
+    archive.archive(job.parent, job.name, rel, out / "sweepd", level=3, threads=-1)
     t_ours = time.perf_counter() - t0
     ours_size = next((out / "sweepd").glob("*.tar.zst")).stat().st_size
     warm()
@@ -150,17 +154,20 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/sweepd-bench"))
     ap.add_argument("--skip-archive", action="store_true")
+    ap.add_argument("--jobs", type=int, default=400, help="job folders in the scanned tree")
+    ap.add_argument("--per-job", type=int, default=500, help="files in each")
+    ap.add_argument("--archive-mb", type=int, default=2000, help="PNGs to archive, in MB")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     a.workdir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(a.workdir / "archives", ignore_errors=True)
     res = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
-    s = res["scan"] = bench_scan(a.workdir)
+    s = res["scan"] = bench_scan(a.workdir, a.jobs, a.per_job)
     print(f"scan+plan {s['files']} files in {s['jobs']} jobs: {s['scan_plan_s']:.3f} s vs du -s {s['du_s']:.3f} s "
           f"= {s['ratio']:.2f}x; re-plan with nothing changed {s['replan_ms']:.1f} ms ({s['actions']} actions "
           f"pending), {s['replan_nothing_to_do_ms']:.1f} ms when the policy holds")
     if not a.skip_archive:
-        r = res["archive"] = bench_archive(a.workdir)
+        r = res["archive"] = bench_archive(a.workdir, a.archive_mb * 10**6)
         print(f"archive {r['bytes'] / 1e9:.2f} GB in {r['files']} PNGs: sweepd {r['sweepd_mb_s']:.0f} MB/s "
               f"(verified), tar+zstd -T0 {r['tar_zstd_mb_s']:.0f} MB/s, tar czf {r['tar_gz_mb_s']:.0f} MB/s; "
               f"sweepd = {r['vs_tar_zstd']:.2f}x tar+zstd's throughput, {r['vs_tar_gz']:.1f}x faster than tar czf; "

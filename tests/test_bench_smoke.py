@@ -36,3 +36,12 @@ def test_the_coverage_benchmark_runs_and_writes_every_figure_the_intervals_check
 def test_the_adaptive_search_benchmark_runs(tmp_path):
     rows = run("adaptive.py", "--runs", "1", tmp_path=tmp_path)
     assert len(rows) == 9 and all(r["evaluations_median"] >= 3 for r in rows)
+
+
+@pytest.mark.slow  # makes its sweep-like PNGs first: about 6 s
+def test_the_storage_benchmark_runs_its_scan_and_its_archive(tmp_path):
+    """It rotted once: write_archive came to take an open UnitDir while the bench still passed a path."""
+    d = run("storage.py", "--workdir", str(tmp_path / "work"), "--jobs", "4", "--per-job", "20", "--archive-mb", "3",
+            tmp_path=tmp_path)
+    assert d["scan"]["files"] == 80 and d["scan"]["jobs"] == 4
+    assert d["archive"]["files"] >= 5 and d["archive"]["vs_tar_zstd"] > 0 and 0 < d["archive"]["sweepd_ratio"] <= 1.1
