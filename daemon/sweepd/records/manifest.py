@@ -44,6 +44,7 @@ class WorkloadInfo(BaseModel):
     torch: str | None = None
     diffusers: str | None = None
     transformers: str | None = None
+    cpu_threads: int | None = None  # torch's threads where the model ran on the CPU (added after 0.2.0.dev0)
 
 
 class DeviceTime(BaseModel):
