@@ -51,43 +51,52 @@ def reference_rows(trials: list[TrialRow], top: int | None) -> dict[str, list[Tr
     return out
 
 
-def _primary(trials: list[TrialRow], top: int | None) -> str | None:
-    return next((r.gpu_uuid or "" for r in trials if r.ok and r.freq_mhz == top and r.role is None), None)
+def _split(trials: list[TrialRow], top: int | None) -> tuple[str, dict[str, list[TrialRow]]] | None:
+    """(the first GPU's uuid, each GPU's reference rows with the first GPU's first), or None for one GPU."""
+    refs = reference_rows(trials, top)
+    first = next((r.gpu_uuid or "" for r in trials if r.ok and r.freq_mhz == top and r.role is None), None)
+    if first is None or len(refs) < 2:
+        return None
+    return first, {first: refs.pop(first), **refs}
 
 
-def _pct(a: list[float], b: list[float], alpha: float) -> tuple[float, list[float] | None]:
-    r, lo, hi = ratio_ci95(a, b, alpha)
+def _pct(a: list[float], b: list[float]) -> tuple[float, list[float] | None]:
+    r, lo, hi = ratio_ci95(a, b, ALPHA)
     return (r - 1) * 100, None if lo is None else [(lo - 1) * 100, (hi - 1) * 100]
+
+
+def _mean(rows: list[TrialRow], key: str) -> float:
+    return sum(float(getattr(r, key)) for r in rows) / len(rows)
 
 
 def offsets(trials: list[TrialRow], top: int | None, index_of: dict[str, int | None] | None = None,
             shard_of: dict[str, list[int]] | None = None) -> list[GpuOffset]:
-    """Every GPU's offset against the first (empty for a sweep on one GPU)."""
-    refs = reference_rows(trials, top)
-    first = _primary(trials, top)
-    if first is None or len(refs) < 2:
+    """Every GPU's offset against the first, the first GPU first (empty for a sweep on one GPU)."""
+    split = _split(trials, top)
+    if split is None:
         return []
-    base = refs[first]
+    first, refs = split
     out = []
     for uuid, rows in refs.items():
-        j, jci = _pct([float(r.j_per_image) for r in rows], [float(r.j_per_image) for r in base], ALPHA)
-        s, sci = _pct([float(r.s_per_image) for r in rows], [float(r.s_per_image) for r in base], ALPHA)
+        if uuid == first:
+            j, jci, s, sci = 0.0, [0.0, 0.0], 0.0, [0.0, 0.0]
+        else:
+            j, jci = _pct([float(r.j_per_image) for r in rows], [float(r.j_per_image) for r in refs[first]])
+            s, sci = _pct([float(r.s_per_image) for r in rows], [float(r.s_per_image) for r in refs[first]])
         out.append(GpuOffset((index_of or {}).get(uuid), uuid, (shard_of or {}).get(uuid, []), len(rows),
-                             j if uuid != first else 0.0, jci if uuid != first else [0.0, 0.0],
-                             s if uuid != first else 0.0, sci if uuid != first else [0.0, 0.0]))
+                             j, jci, s, sci))
     return out
 
 
 def normalised(trials: list[TrialRow], top: int | None) -> list[TrialRow]:
     """The rows with each GPU's J/image and s/image divided by its offsets against the first GPU (the same rows
     when one GPU measured them all, or a GPU has no measurement of the reference clock to scale by)."""
-    refs = reference_rows(trials, top)
-    first = _primary(trials, top)
-    if first is None or len(refs) < 2:
+    split = _split(trials, top)
+    if split is None:
         return trials
-    mean = lambda rows, k: sum(float(getattr(r, k)) for r in rows) / len(rows)  # noqa: E731
-    scale = {u: (mean(rows, "j_per_image") / mean(refs[first], "j_per_image"),
-                 mean(rows, "s_per_image") / mean(refs[first], "s_per_image")) for u, rows in refs.items()}
+    first, refs = split
+    scale = {u: (_mean(rows, "j_per_image") / _mean(refs[first], "j_per_image"),
+                 _mean(rows, "s_per_image") / _mean(refs[first], "s_per_image")) for u, rows in refs.items()}
     out = []
     for r in trials:
         fj, fs = scale.get(r.gpu_uuid or "", (1.0, 1.0))
@@ -101,9 +110,9 @@ def normalised(trials: list[TrialRow], top: int | None) -> list[TrialRow]:
 
 def references(trials: list[TrialRow], top: int | None, ref: list[TrialRow]) -> dict[str, list[TrialRow]]:
     """The reference each GPU's savings are taken against, by GPU uuid: its own measurement of the reference clock
-    (``trials`` normalised), or ``ref`` (the sweep's) on the first GPU and on a sweep measured on one."""
-    refs = reference_rows(trials, top)
-    first = _primary(trials, top)
-    if first is None or len(refs) < 2:
+    (``trials`` normalised), or ``ref`` (the sweep's) on the first GPU; empty for a sweep measured on one."""
+    split = _split(trials, top)
+    if split is None:
         return {}
+    first, refs = split
     return {u: (ref if u == first else rows) for u, rows in refs.items()}

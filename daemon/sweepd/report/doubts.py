@@ -26,6 +26,11 @@ class Flag:
     #            one_trial | saving_unclear | lower_clock_faster | counter_vs_power | gpu_offset | feasibility
     freq_mhz: int | None  # the clock it is about (None: the sweep)
     text: str
+    value: float | None = None  # the figure it is about, where one ranks flags of its kind (a CI half-width, %)
+
+
+ONE_PER_CLOCK = ("lock_missed", "cv", "images_differ", "counter_vs_power", "trial_failed")  # grouped by clock
+ONE_PER_ANSWER = ("saving_unclear", "one_trial", "feasibility")
 
 
 def _clocks(flags: list[Flag]) -> str:
@@ -43,15 +48,13 @@ def lines(flags: list[Flag], clocks: int) -> list[str]:
         if len(fl) == 1:
             out.append(fl[0].text)
         elif kind == "target_missed":
-            widest = max(fl, key=lambda f: float(f.text.split("±")[1].split("%")[0]) if "±" in f.text else math.inf)
+            widest = max(fl, key=lambda f: math.inf if f.value is None else f.value)
             out.append(f"{len(fl)} of {clocks} clocks missed the precision target; widest: {widest.text}: longer "
                        "windows (protocol.min_window_s) or more trials (protocol.max_trials) help")
-        elif kind in ("saving_unclear", "one_trial", "feasibility"):
-            out.append(fl[0].text + f" (and {len(fl) - 1} more like it)")
+        elif kind in ONE_PER_CLOCK:
+            out.append(f"{len(fl)} clocks ({_clocks(fl)}): {fl[0].text}")
         else:
-            out.append(f"{len(fl)} clocks ({_clocks(fl)}): {fl[0].text}" if kind in ("lock_missed", "cv", "images_differ",
-                                                                                  "counter_vs_power", "trial_failed")
-                       else fl[0].text + f" (and {len(fl) - 1} more)")
+            out.append(fl[0].text + f" (and {len(fl) - 1} more{' like it' if kind in ONE_PER_ANSWER else ''})")
     if len(out) > MAX_LINES:
         out = out[:MAX_LINES - 1] + [f"and {len(out) - MAX_LINES + 1} more kinds of flag: `sweepd report JOB --json` "
                                      "lists every flag with its clock"]
@@ -79,7 +82,8 @@ def measurement(job, rows: list[SummaryRow], cv_limit: float, tol: int) -> list[
         if p.sequential and (r.ci95_pct is None or r.ci95_pct > p.target_ci_pct):
             ci = "no CI (one trial)" if r.ci95_pct is None else f"95 % CI of ±{r.ci95_pct:.2f}%"
             out.append(Flag("target_missed", r.freq_mhz, f"{r.label} MHz: J/image has {ci} after {r.n} trials, wider "
-                            f"than the target ±{p.target_ci_pct:g}% (protocol.max_trials = {p.max_trials})"))
+                            f"than the target ±{p.target_ci_pct:g}% (protocol.max_trials = {p.max_trials})",
+                            r.ci95_pct))
         if r.n > 1 and r.cv > cv_limit and _cv_lower(r.cv, r.n, looks) > cv_limit:
             out.append(Flag("cv", r.freq_mhz, f"{r.label} MHz: J/image varies by CV {r.cv * 100:.1f}% over {r.n} "
                             f"trials, beyond {cv_limit * 100:.0f}% by more than chance explains"))
@@ -130,7 +134,7 @@ def answer(a, limit: float, trials: dict[int | None, list[TrialRow]], ref: list[
         if s.energy_saving_ci95 is None:
             out.append(Flag("one_trial", s.freq_mhz, f"{o.name(a.bound_pct)} at {clock_label(s.freq_mhz)} MHz: one "
                             "trial, no confidence interval; every clock with one trial counts as equivalent"))
-        elif not o.bounded and not o.is_reference and not s.saving_certain:
+        elif not o.bounded and not s.saving_certain:
             lo, hi = s.energy_saving_ci95
             out.append(Flag("saving_unclear", s.freq_mhz, f"{o.name(a.bound_pct)} at {clock_label(s.freq_mhz)} MHz "
                             f"saves {s.energy_saving_pct:.1f}% (95% CI {lo:.1f} to {hi:.1f}%): not distinguishable "
@@ -146,11 +150,10 @@ def answer(a, limit: float, trials: dict[int | None, list[TrialRow]], ref: list[
                         f"the reference {clock_label(a.baseline)} MHz: a lower clock cannot be faster, so timing "
                         "noise, drift or a host-bound workload is larger than the clock's effect; the savings here "
                         "are doubtful"))
-    first = next((g for g in a.gpu_offsets if g.energy_offset_ci95 == [0.0, 0.0]), None)
-    for g in a.gpu_offsets:
-        if g is not first and g.differs():
+    for g in a.gpu_offsets[1:]:  # the first GPU is what the others are measured against
+        if g.differs():
             out.append(Flag("gpu_offset", a.baseline, f"GPU {g.gpu} (shard {', '.join(map(str, g.shards))}) differs "
-                            f"from GPU {first.gpu if first else '?'} at the reference {clock_label(a.baseline)} MHz by "
+                            f"from GPU {a.gpu_offsets[0].gpu} at the reference {clock_label(a.baseline)} MHz by "
                             f"{g.energy_offset_pct:+.1f}% J/image ({_ci(g.energy_offset_ci95)}) and "
                             f"{g.time_offset_pct:+.1f}% s/image ({_ci(g.time_offset_ci95)}): GPUs of one model differ; "
                             "each clock's saving is taken on its own GPU"))

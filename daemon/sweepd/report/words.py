@@ -22,14 +22,12 @@ def optimum_line(o: Optimum, a: Analysis) -> str:
     eq = [clock_label(f) for f in o.equivalent_mhz if f != o.freq_mhz]
     sim = " (simulated)" if a.job.simulated else ""
     same = f"equivalent within the noise: {', '.join(eq)} MHz" if eq else "no other clock equivalent"
-    others = [clock_label(f) for f in o.uncertain_mhz if f != o.freq_mhz]
-    maybe = ""
+    others = ", ".join(clock_label(f) for f in o.uncertain_mhz if f != o.freq_mhz)
     if o.freq_mhz in o.uncertain_mhz:
-        maybe += f"; feasibility uncertain: its time change's 95% CI reaches past +{a.bound_pct:g}%"
-    if others:
-        maybe += (f"; {'of the equivalent clocks, ' if o.freq_mhz not in o.uncertain_mhz else 'so do '}"
-                  f"{', '.join(others)} MHz" + (" may or may not be within the bound" if o.freq_mhz not in
-                                                o.uncertain_mhz else ""))
+        maybe = f"; feasibility uncertain: its time change's 95% CI reaches past +{a.bound_pct:g}%" + \
+            (f"; so do {others} MHz" if others else "")
+    else:
+        maybe = f"; of the equivalent clocks, {others} MHz may or may not be within the bound" if others else ""
     if o.is_reference:
         nb = o.next_best
         other = (f"; the best other, {clock_label(nb.freq_mhz)} MHz: {_figures(nb, a)}" if nb is not None else "")
