@@ -23,7 +23,7 @@ import statistics
 
 from sweepd.engine.search import Trial, decide
 from sweepd.engine.stopping import windows_done
-from sweepd.engine.summary import TIME_POWER as POWER
+from sweepd.vocab import Objective
 from sweepd.gpu.sim import SimulatedGpu
 from sweepd.gpu.simmodel import calibrate, s_per_image
 from sweepd.request import Protocol
@@ -65,14 +65,14 @@ class Bench:
 
     def full(self, objective: str) -> tuple[int, float]:
         start = self.gpu.now_ns()
-        means = {f: statistics.fmean(t.j_per_image * t.s_per_image ** POWER[objective] for t in self.clock(f))
+        means = {f: statistics.fmean(Objective(objective).of(t.j_per_image, t.s_per_image) for t in self.clock(f))
                  for f in self.supported}
         return min(means, key=means.get), (self.gpu.now_ns() - start) / 1e9
 
 
 def regret(board: str, objective: str, f: int, supported: list[int]) -> float:
     m = calibrate(board)
-    true = {c: m.energy_ratio(c) * m.slowdown(c) ** POWER[objective] for c in supported}
+    true = {c: Objective(objective).of(m.energy_ratio(c), m.slowdown(c)) for c in supported}
     return (true[f] / min(true.values()) - 1) * 100
 
 

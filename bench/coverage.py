@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweepd.engine.runner import open_for, run_blank
-from sweepd.engine.summary import TIME_POWER
+from sweepd.vocab import Objective
 from sweepd.paths import Layout
 from sweepd.report.analysis import analyse
 from sweepd.report.data import load
@@ -150,7 +150,7 @@ def run_cells(board: str, window_s: float, runs: int, first_seed: int, cells: di
                 alarms.setdefault(key, {}).setdefault("host_bound_claim", 0)
                 alarms[key]["host_bound_claim"] += 1
         for obj in OBJECTIVES:
-            true_obj = {f: j * s ** TIME_POWER[obj] for f, (j, s) in truth.items()}
+            true_obj = {f: Objective(obj).of(j, s) for f, (j, s) in truth.items()}
             for bounded in (False, True):
                 c = cells.setdefault((board, window_s, split, obj, bounded), Cell(board, window_s, split, obj, bounded))
                 o = a.best(obj, bounded)

@@ -18,6 +18,24 @@ def pytest_configure(config):
         cache = Path(config.cache.makedir("sweepd-cache"))
         os.environ["SWEEPD_CACHE_DIR"] = str(cache)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may download
+    isolate_home()
+
+
+def isolate_home() -> None:
+    """HOME and the XDG folders of this session (and every process it starts) in a fresh temporary folder: the
+    developer's own ~/.config/sweepd (settings, policies) and data never reach a test. Python's user site stays
+    where it was, so packages installed with --user still import."""
+    import site
+    import tempfile
+
+    os.environ.setdefault("PYTHONUSERBASE", site.getuserbase())
+    home = Path(tempfile.mkdtemp(prefix="sweepd-test-home-"))
+    os.environ["HOME"] = str(home)
+    for var, sub in (("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"),
+                     ("XDG_STATE_HOME", ".local/state"), ("XDG_CACHE_HOME", ".cache"),
+                     ("XDG_RUNTIME_DIR", "run")):
+        os.environ[var] = str(home / sub)
+        (home / sub).mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture
@@ -41,10 +59,80 @@ def sweepd_env(fake_nvml: bool = False, **extra: str) -> dict:
     return env
 
 
-def sweepd(*args, env=None, timeout=300, **kw) -> subprocess.CompletedProcess:
-    """Run the real `sweepd` command (python -m sweepd) and capture its output."""
-    return subprocess.run([sys.executable, "-m", "sweepd", *map(str, args)], capture_output=True, text=True,
-                          env=env or sweepd_env(), timeout=timeout, **kw)
+def sweepd(*args, env=None, timeout=300, process: bool = False, **kw) -> subprocess.CompletedProcess:
+    """Run a `sweepd` command and capture its output: in this process through typer's CliRunner (what a
+    command does does not need a process to show), or as a real `python -m sweepd` process with
+    ``process=True`` (and always for `serve`). Either way the result is a CompletedProcess."""
+    argv = [str(a) for a in args]
+    if process or argv[:1] == ["serve"]:
+        return subprocess.run([sys.executable, "-m", "sweepd", *argv], capture_output=True, text=True,
+                              env=env or sweepd_env(), timeout=timeout, **kw)
+    return in_process(argv, env or sweepd_env(), **kw)
+
+
+def in_process(argv: list[str], env: dict, input: str | None = None) -> subprocess.CompletedProcess:
+    """`sweepd ARGV` in this process with ``env`` as its whole environment, as a fresh process would see it:
+    the fake pynvml when ``env``'s PYTHONPATH names it, sweepd's caches empty, signal handlers restored."""
+    import signal
+
+    import typer
+    from click.testing import CliRunner
+
+    from sweepd.cli import app
+
+    changes = {k: None for k in os.environ if k not in env}
+    changes.update(env)
+    fake = str(FAKES) in env.get("PYTHONPATH", "").split(os.pathsep)
+    saved_nvml = sys.modules.get("pynvml")
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    _clear_caches()
+    try:
+        if fake:
+            _load_fake_nvml(changes)
+        result = CliRunner().invoke(typer.main.get_command(app), argv, env=changes, input=input, prog_name="sweepd")
+    finally:
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
+        if saved_nvml is None:
+            sys.modules.pop("pynvml", None)
+        else:
+            sys.modules["pynvml"] = saved_nvml
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        import traceback
+
+        stderr += "".join(traceback.format_exception(result.exception))  # what a process would print
+    return subprocess.CompletedProcess(["sweepd", *argv], result.exit_code, result.stdout, stderr)
+
+
+def _load_fake_nvml(changes: dict) -> None:
+    """The fake pynvml, loaded fresh (its configuration is read from the environment, which the invocation sets)."""
+    old = {k: os.environ.get(k) for k in changes}
+    try:
+        for k, v in changes.items():  # the fake reads FAKE_NVML_* as it loads and as it is called
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        spec = importlib.util.spec_from_file_location("pynvml", FAKES / "pynvml" / "__init__.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.modules["pynvml"] = mod
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _clear_caches() -> None:
+    """Every functools cache in sweepd's modules: a process starts without them."""
+    for name, mod in list(sys.modules.items()):
+        if name == "sweepd" or name.startswith("sweepd."):
+            for value in list(vars(mod).values()):
+                if callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", "") == name:
+                    value.cache_clear()
 
 
 def write_request(path: Path, *, clocks=(1410, 945, 510), trials=2, backend="sim", images="research",

@@ -64,6 +64,7 @@ def test_a_batch_list_needs_one_gpu_and_is_what_lets_a_dvfs_sweep_take_an_object
         SweepRequest.model_validate({"workload": {"batch_size": [1, 4]}, "executor": "slurm", "split": 2})
 
 
+@pytest.mark.slow  # the tiny pipeline at three batch sizes
 def test_a_batch_list_end_to_end_with_a_size_refused_for_memory(tmp_path):
     req = batch_request(tmp_path / "b.toml")
     r = sweepd("run", req, "--root", tmp_path / "root", "--job-id", "b")
@@ -94,6 +95,7 @@ def test_a_batch_list_end_to_end_with_a_size_refused_for_memory(tmp_path):
     assert "trial" not in [line for line in text.splitlines() if "out of memory" in line][0].split("refused")[0]
 
 
+@pytest.mark.slow  # two runs of the tiny pipeline
 def test_an_interrupted_batch_phase_is_measured_again_and_decides_the_same(tmp_path):
     req = batch_request(tmp_path / "b.toml", sizes="[4, 1, 2]", memory=40.0)
     root = tmp_path / "root"
@@ -116,6 +118,7 @@ def test_an_interrupted_batch_phase_is_measured_again_and_decides_the_same(tmp_p
     assert len(keys) == len(set(keys))
 
 
+@pytest.mark.slow  # the tiny pipeline
 def test_when_no_size_fits_the_sweep_fails_with_one_line_naming_them(tmp_path):
     req = batch_request(tmp_path / "b.toml", sizes="[4, 8]", memory=4.0)
     r = sweepd("run", req, "--root", tmp_path / "root", "--job-id", "b")

@@ -29,6 +29,6 @@ def test_a_tiny_workload_sets_torchs_threads_and_records_them():
     before = torch.get_num_threads()
     try:  # the session's tiny model (conftest builds it once)
         w = Workload(Spec(model="tiny", steps=1, width=32, height=32), paths.cache_dir(), simulated=True)
-        assert torch.get_num_threads() == 1 and w.info()["cpu_threads"] == 1
+        assert torch.get_num_threads() == 1 and w.info().cpu_threads == 1
     finally:
         torch.set_num_threads(before)

@@ -187,7 +187,7 @@ def test_counter_and_power_samples_are_compared_within_what_the_samples_can_tell
         r.energy_j_power_se = None if se_pct is None else r.energy_j_power * se_pct / 100
     TrialRow.write_all(job / "trials.csv", rows)
     m = SweepManifest.read(job / "sweep.json")
-    m.gpu = m.gpu.model_copy(update={"power_reading": reading})
+    m.gpu.power_reading = reading  # validated as a file's value would be
     m.write(job / "sweep.json")
     hits = [f.text for f in analyse(load(job)).flags if "power samples differ" in f.text]
     assert bool(hits) == flagged, hits

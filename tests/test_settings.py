@@ -1,6 +1,10 @@
 """Daemon settings: packaged defaults < user file < SWEEPD_* < --config, errors name the file."""
 
+import os
+import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +103,20 @@ def test_the_layout_takes_root_images_and_results_from_the_settings_file(xdg, tm
         layout(root=tmp_path / "x")
     r = sweepd("list", "--root", tmp_path / "x", env=sweepd_env(XDG_CONFIG_HOME=str(xdg.parent.parent)))
     assert r.returncode == 2 and "gpus" in r.stderr and str(xdg) in r.stderr and "Traceback" not in r.stderr
+
+def test_the_users_own_settings_and_policies_cannot_reach_the_suite():
+    """conftest puts HOME and every XDG folder of the session in a temporary folder: a developer's
+    ~/.config/sweepd/settings.toml or policies/ (the README suggests copying policies there) is never read."""
+    import pwd
+
+    from sweepd import paths
+
+    real_home = Path(pwd.getpwuid(os.getuid()).pw_dir).resolve()
+    home = Path(os.environ["HOME"]).resolve()
+    assert home != real_home and home.name.startswith("sweepd-test-home-")
+    for kind in ("config", "data", "cache"):
+        assert paths.xdg(kind).resolve().is_relative_to(home), kind
+    # a process started by the suite sees the same (what sweepd's settings and policies are read from)
+    out = subprocess.run([sys.executable, "-c", "from sweepd import paths; print(paths.xdg('config'))"],
+                         capture_output=True, text=True, env=sweepd_env(), check=True).stdout.strip()
+    assert Path(out).resolve().is_relative_to(home) and not Path(out).resolve().is_relative_to(real_home / ".config")

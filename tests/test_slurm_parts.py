@@ -15,6 +15,7 @@ from conftest import measured, sweepd, sweepd_env, write_request
 from sweepd import atomic, paths
 from sweepd.engine.runner import shard_plan
 from sweepd.queue import Queue
+from sweepd.records.queuerows import AttemptEnd
 from sweepd.records.shardspec import ShardSpec
 from sweepd.request import SweepRequest
 from sweepd.settings import SlurmSettings
@@ -142,7 +143,7 @@ def test_shard_rows_record_each_attempt(tmp_path):
     assert q.claim_next("gpu0", 0) is None  # a SLURM sweep is never run by a local worker
     assert q.claim_next("slurm", None, executor="slurm").id == "cccccccccccc"
     q.set_submitted("cccccccccccc", "41", "41", {0: "41_0", 1: "41_1"}, minutes=12)
-    q.update_shard("cccccccccccc", 1, state="interrupted", slurm_state="TIMEOUT", ended={"slurm_state": "TIMEOUT"})
+    q.update_shard("cccccccccccc", 1, state="interrupted", slurm_state="TIMEOUT", ended=AttemptEnd(slurm_state="TIMEOUT"))
     q.update_shard("cccccccccccc", 1, resubmitted_as="45_1", minutes=24)
     row, shards = q.get("41"), q.shards("cccccccccccc")
     assert row.slurm_job_id == "41" and row.id == "cccccccccccc"

@@ -148,7 +148,7 @@ def test_on_a_real_h200_no_free_saving_from_absence_of_evidence_and_no_reference
     re-measurement."""
     from pathlib import Path
 
-    from sweepd.engine.summary import METRICS
+    from sweepd.vocab import Objective
 
     fixtures = Path(__file__).parent / "fixtures" / "h200-batch4"
     stride = TrialRow.read_all(fixtures / "stride-trials.csv")
@@ -161,7 +161,7 @@ def test_on_a_real_h200_no_free_saving_from_absence_of_evidence_and_no_reference
     order = sorted({t.freq_mhz for t in ada}, reverse=True)
     rows, ref = summarize(ada, order, 2.0), reference_trials(ada, order, 2.0)
     assert rows[0].energy_saving_pct_vs_max == pytest.approx(0) and rows[0].time_change_pct_vs_max == pytest.approx(0)
-    for metric in METRICS:
+    for metric in Objective:
         o = optima.find(metric, False, rows, by_clock(ada), ref, 5.0)
         if o.freq_mhz == 1980:  # stay at the reference: no saving of it against itself is claimed
             assert o.is_reference and o.energy_saving_ci95 is None and o.next_best.freq_mhz != 1980

@@ -48,7 +48,8 @@ def nothing_lost(root, originals, tmp_path):
 @pytest.mark.parametrize("step", STEPS)
 def test_kill_at_each_step_then_rerun_loses_nothing(tmp_path, step):
     root, policy, originals = root_with_jobs(tmp_path)
-    r = sweepd("storage", "apply", "--policy", policy, "--root", root, env=sweepd_env(SWEEPD_CRASH_AT=step))
+    r = sweepd("storage", "apply", "--policy", policy, "--root", root, env=sweepd_env(SWEEPD_CRASH_AT=step),
+               process=True)  # it dies like kill -9: a process of its own
     assert r.returncode == 137, r.stderr  # died at the step, like kill -9
     nothing_lost(root, originals, tmp_path)
     if step in ("mid_write", "after_write", "after_verify"):

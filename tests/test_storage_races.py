@@ -44,6 +44,7 @@ mgr._enforce(None, "schedule")  # what the daemon's scheduled run does (its exce
 """
 
 
+@pytest.mark.slow  # a real daemon racing hand-run applies over 2,000 files
 def test_hand_applies_and_the_daemons_enforcement_racing_lose_nothing(tmp_path):
     """Per round: two `sweepd storage apply` processes and the daemon's enforcement code in a third, all
     started at once on the same root; files big enough that their archive runs overlap."""
@@ -109,19 +110,26 @@ def test_the_storage_lock_excludes_a_second_holder_and_names_the_first(tmp_path)
         p = subprocess.Popen([sys.executable, "-m", "sweepd", "storage", "apply", "--policy", str(policy),
                               "--root", str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=sweepd_env())
-        time.sleep(3)
+        said = ""
+        while "waiting for" not in said:  # it says so as it starts waiting (EOF first would mean it did not wait)
+            line = p.stderr.readline()
+            assert line, f"the apply ended without waiting: exit {p.wait()}, {said}"
+            said += line
         assert p.poll() is None and (root / "images/job_w").exists()  # waiting, nothing touched
         held.release()
         out, errs = p.communicate(timeout=60)
-        assert p.returncode == 0 and "waiting for" in errs and f"pid {os.getpid()}" in errs, errs
+        errs = said + errs
+        assert p.returncode == 0 and f"pid {os.getpid()}" in errs, errs
         assert not (root / "images/job_w").exists()
     finally:
         first.release()
 
 
 def test_a_lock_dies_with_its_holder(tmp_path):
-    code = f"from sweepd.storage.lock import StorageLock; StorageLock({str(tmp_path)!r}).acquire(); import os; os._exit(9)"
-    subprocess.run([sys.executable, "-c", code], env=sweepd_env(), check=False, timeout=60)
+    code = (f"from sweepd.storage.lock import StorageLock; StorageLock({str(tmp_path)!r}).acquire(); "
+            "print('held', flush=True); import os; os._exit(9)")
+    child = subprocess.run([sys.executable, "-c", code], env=sweepd_env(), capture_output=True, text=True, timeout=60)
+    assert (child.returncode, child.stdout) == (9, "held\n"), child.stderr  # it held the lock, then died
     StorageLock(tmp_path).acquire(timeout_s=1).release()
 
 

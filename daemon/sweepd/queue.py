@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Iterator
 
 from sweepd.errors import QueueError
-from sweepd.records.queuerows import ShardAttempt, ShardRow, SweepRow
+from sweepd.records.queuerows import AttemptEnd, ShardAttempt, ShardRow, SweepRow
+from sweepd.vocab import ShardState, SweepState
 
 SCHEMA_VERSION = 2
-STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
-FINAL = ("done", "failed", "cancelled")
-SHARD_STATES = ("pending", "running", "done", "interrupted", "failed", "cancelled")
-SHARD_FINAL = ("done", "failed", "cancelled")
+STATES = tuple(s.value for s in SweepState)  # plain strings: they are spelled into the tables' CHECKs
+FINAL = tuple(s.value for s in SweepState if s.final)
+SHARD_STATES = tuple(s.value for s in ShardState)
+SHARD_FINAL = tuple(s.value for s in ShardState if s.final)
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -215,9 +216,9 @@ class Queue:
         return [ShardRow.of(r) for r in
                 self.db.execute("SELECT * FROM shards WHERE sweep_id = ? ORDER BY shard", (sweep_id,)).fetchall()]
 
-    def update_shard(self, sweep_id: str, shard: int, *, state: str | None = None, slurm_state: str | None = None,
-                     error: str | None = None, resubmitted_as: str | None = None, ended: dict | None = None,
-                     minutes: int | None = None) -> None:
+    def update_shard(self, sweep_id: str, shard: int, *, state: ShardState | None = None,
+                     slurm_state: str | None = None, error: str | None = None, resubmitted_as: str | None = None,
+                     ended: AttemptEnd | None = None, minutes: int | None = None) -> None:
         """Record what SLURM says of a shard; `ended` closes its current attempt in the history,
         `resubmitted_as` starts a new attempt under a new SLURM job."""
         with self.tx() as db:
@@ -225,7 +226,7 @@ class Queue:
                                          (sweep_id, shard)).fetchone())
             history = list(row.history)
             if ended:
-                history[-1] = history[-1].model_copy(update=ended | {"ended": time.time()})
+                history[-1] = history[-1].closed(ended)
             new = row.model_copy(update={"updated_at": time.time()})
             if state is not None:
                 assert state in SHARD_STATES
@@ -264,6 +265,6 @@ class Queue:
         return [SweepRow.of(r) for r in
                 self.db.execute(f"SELECT * FROM sweeps WHERE state IN ({marks}) ORDER BY seq", states).fetchall()]
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[SweepState, int]:
         rows = self.db.execute("SELECT state, COUNT(*) FROM sweeps GROUP BY state").fetchall()
-        return {s: 0 for s in STATES} | {r[0]: r[1] for r in rows}
+        return {s: 0 for s in SweepState} | {SweepState(r[0]): r[1] for r in rows}

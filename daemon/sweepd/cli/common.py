@@ -35,12 +35,11 @@ def fail(message: str, code: int) -> int:
 def setup_logging(verbose: bool) -> None:
     """The terminal gets sweepd's own messages; the libraries' chatter (and the per-clock progress lines,
     which the terminal shows its own way) goes to sweep.log only, or with -v to the terminal too."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="sweepd: %(levelname)s: %(message)s")
-    if not verbose:
-        for h in logging.getLogger().handlers:
-            h.addFilter(lambda r: r.name.startswith("sweepd") and not r.name.startswith("sweepd.progress")
-                        or r.levelno >= logging.ERROR)
+    from sweepd import logsetup
+
+    logsetup.terminal(logging.DEBUG if verbose else logging.INFO, "sweepd: %(levelname)s: %(message)s",
+                      None if verbose else (lambda r: r.name.startswith("sweepd") and not r.name.startswith(
+                          "sweepd.progress") or r.levelno >= logging.ERROR))
     from sweepd import quiet
 
     quiet.libraries(verbose)

@@ -19,7 +19,6 @@ from sweepd.storage import manifest as manifest_mod
 from sweepd.storage.archive import ArchiveError
 from sweepd.storage.context import (load_policies, make_plan, policy_files, protected_jobs,
                                     protection_now, storage_lock, user_policy_dir)
-from sweepd.storage.lock import StorageBusy
 from sweepd.storage.planner import Plan, PolicyError, resolve_root
 from sweepd.storage.units import human
 
@@ -135,18 +134,11 @@ def storage_apply(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path]
             console.print(f"note: {e}", highlight=False)
         return EXIT_FAILED if out.failed else 0
 
-    raise typer.Exit(_storage_guarded(go))
+    raise typer.Exit(guarded(go))
 
 
 def _locked(layout: paths.Layout):
     return storage_lock(layout, waiting=lambda msg: err.print(msg, highlight=False))
-
-
-def _storage_guarded(go) -> int:
-    try:
-        return guarded(go)
-    except (StorageBusy, ArchiveError) as e:
-        return fail(str(e), EXIT_FAILED)
 
 
 @storage_app.command("report")
@@ -220,7 +212,7 @@ def storage_clean(
                       + (f"; failed: {len(out.failed)}" if out.failed else ""), highlight=False)
         return EXIT_FAILED if out.failed else 0
 
-    raise typer.Exit(_storage_guarded(go))
+    raise typer.Exit(guarded(go))
 
 
 @storage_app.command("watch")
@@ -308,7 +300,7 @@ def archive_restore(job: str = typer.Argument(..., help="the unit: job_<ID>, the
                           highlight=False)
         return 0
 
-    raise typer.Exit(_storage_guarded(go))
+    raise typer.Exit(guarded(go))
 
 
 def _restore_one(layout, adir: Path, m, unit: str, to: Optional[Path], force: bool) -> int:

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from sweepd import configfile, paths
-from sweepd.cli.common import (layout_of, EXIT_FAILED, EXIT_INTERRUPTED, ImagesOpt, ResultsOpt, RootOpt, VerboseOpt,
+from sweepd.cli.common import (layout_of, ImagesOpt, ResultsOpt, RootOpt, VerboseOpt,
                                app, console, err, guarded, setup_logging)
 from sweepd.configfile import ConfigError
 from sweepd.errors import InputError, RecordError
@@ -91,8 +91,7 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, for
     err.print(f"sweep {outcome.status}: {outcome.error}", highlight=False)
     if outcome.status == "interrupted":
         err.print(f"resume with: sweepd run --resume {job}", highlight=False)
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED
+    return outcome.exit_code
 
 
 def apply_flags(request: SweepRequest, no_save_images: bool, custom: str | None) -> SweepRequest:

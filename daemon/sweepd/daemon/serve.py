@@ -31,6 +31,7 @@ from sweepd.records.status import DaemonState
 from sweepd.settings import Settings
 from sweepd.spool import Spool
 from sweepd.storage.units import human
+from sweepd.vocab import SweepState
 
 log = logging.getLogger("sweepd")
 
@@ -213,7 +214,7 @@ class Daemon:
             parts.append(f"{slot}: job {r.job_id}{where}{last}")
         parts += self.slurm.snapshot.lines
         counts = self.queue.counts()
-        line = "; ".join(parts or ["idle"]) + f"; {counts['queued']} queued"
+        line = "; ".join(parts or ["idle"]) + f"; {counts[SweepState.QUEUED]} queued"
         if self.storage.policies:
             line += f"; images {human(self.storage.usage())}"
         if self.settings_error:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 
+from sweepd import logsetup
 from sweepd.engine import runner
 from sweepd.engine.status import StatusFileObserver, ended_by, status_path
-from sweepd.errors import EXIT_DONE, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED
+from sweepd.errors import EXIT_INPUT
 from sweepd.paths import Layout
 from sweepd.queue import Queue
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def main(sweep_id: str, layout: Layout) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s sweepd worker: %(levelname)s: %(message)s")
+    logsetup.terminal(logging.INFO, "%(asctime)s sweepd worker: %(levelname)s: %(message)s")
     obs = None
     try:
         queue = Queue(layout.state / "queue.sqlite")
@@ -38,6 +39,6 @@ def main(sweep_id: str, layout: Layout) -> int:
         write_report(outcome.store.dir, row.job_id)
     except Exception as e:
         return ended_by(e, obs, log)
-    obs.write(state=outcome.status, error=outcome.error)
+    obs.ended(outcome.status, outcome.error, outcome.exit_code)
     log.info("sweep %s %s%s", sweep_id, outcome.status, f": {outcome.error}" if outcome.error else "")
-    return {"done": EXIT_DONE, "interrupted": EXIT_INTERRUPTED}.get(outcome.status, EXIT_FAILED)
+    return outcome.exit_code

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 from sweepd.records.rows import TrialRow
 from sweepd.stats import ALPHA, ratio_ci95
+from sweepd.vocab import Role
 
-REFERENCE = "reference"  # a later shard's own measurement of the reference clock
+REFERENCE = Role.REFERENCE  # a later shard's own measurement of the reference clock
 
 
 @dataclass(frozen=True)

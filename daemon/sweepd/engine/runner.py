@@ -7,13 +7,12 @@ model loads, so a bad request fails in a second, not after a minute of loading.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 from sweepd import paths
 from sweepd.engine.stop import StopFlag, StopRequested, early
 from sweepd.engine.store import JobStore
-from sweepd.errors import InputError
+from sweepd.errors import EXIT_DONE, EXIT_FAILED, EXIT_INTERRUPTED, InputError, SweepdError
 from sweepd.engine.sweep import Observer, Sweep
 from sweepd.freqplan import ClockPoint, measuring_order, plan_clocks
 from sweepd.gpu import open_device
@@ -28,12 +27,14 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Outcome:
+class SweepOutcome:
+    """How a sweep ended, when it ended as sweepd expects (a bug is raised instead, see :func:`run`)."""
     status: str  # done | failed | interrupted
     store: JobStore
     plan: list[ClockPoint]
     error: str | None = None
     resumed: bool = False
+    exit_code: int = EXIT_DONE  # the process's exit code for this ending (sweepd.errors)
 
 
 def open_for(request: SweepRequest) -> GpuDevice:
@@ -114,7 +115,7 @@ def run_blank(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[i
 
 
 def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
-        stop: StopFlag | None = None, sweep_id: str | None = None, shard: tuple[int, int] | None = None) -> Outcome:
+        stop: StopFlag | None = None, sweep_id: str | None = None, shard: tuple[int, int] | None = None) -> SweepOutcome:
     from sweepd.workload.pipeline import Workload  # torch is imported here, in the sweep process only
 
     device, plan, store = prepare(request, layout, job_id, shard)
@@ -128,24 +129,26 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
                 stop.check()  # cancelled while starting: do not load the model for nothing
                 workload = Workload(request.workload, paths.cache_dir(), gpu_uuid=device.uuid,
                                     simulated=device.simulated)
-                store.update(workload=workload.info(), model_loaded_unix=time.time())
+                store.model_loaded(workload.info())
                 Sweep(request, device, store, plan, guard, stop, observer, shard=shard or (0, 1)).run(workload)
             store.set_status("done")
-            return Outcome("done", store, plan, resumed=resumed)
+            return SweepOutcome("done", store, plan, resumed=resumed)
         except (StopRequested, KeyboardInterrupt) as e:
             _final_status(store, "interrupted", f"stopped by {e or 'request'}")
-            return Outcome("interrupted", store, plan, f"stopped by {e or 'request'}", resumed)
+            return SweepOutcome("interrupted", store, plan, f"stopped by {e or 'request'}", resumed, EXIT_INTERRUPTED)
         except OSError as e:  # results could not be written (disk full, quota, read-only)
             where = f": {e.filename}" if e.filename else ""
             msg = f"cannot write results ({e.strerror or e}{where}); what was committed before is kept and resumes"
             log.error("sweep %s failed: %s", job_id, msg)
             _final_status(store, "failed", msg)
-            return Outcome("failed", store, plan, msg, resumed)
-        except Exception as e:
-            msg = f"{type(e).__name__}: {e}"
-            log.error("sweep %s failed: %s", job_id, msg)
-            _final_status(store, "failed", msg)
-            return Outcome("failed", store, plan, msg, resumed)
+            return SweepOutcome("failed", store, plan, msg, resumed, EXIT_FAILED)
+        except SweepdError as e:  # the GPU, the input or the model said no: its own line and exit code
+            log.error("sweep %s failed: %s", job_id, e.line())
+            _final_status(store, "failed", e.line())
+            return SweepOutcome("failed", store, plan, e.line(), resumed, e.exit_code)
+        except Exception as e:  # a bug: sweep.json says so, and the caller shows the traceback and exits 70
+            _final_status(store, "failed", f"internal error (a bug in sweepd): {type(e).__name__}: {e}")
+            raise
         finally:
             stop.restore()
 

@@ -34,7 +34,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from sweepd.engine import roofline
-from sweepd.engine.summary import TIME_POWER
+from sweepd.vocab import Objective
 from sweepd.engine.summary import objective as objective_value
 from sweepd.stats import least_squares, significantly_greater
 
@@ -147,7 +147,7 @@ def decide(supported: list[int], measured: dict[int, list[Trial]], objective: st
         return Decision(todo, None)
     top_s = statistics.fmean(t.s_per_image for t in measured[supported[0]])
     s_fit = roofline.pooled({f: [t.s_per_image for t in ts] for f, ts in measured.items()}, supported) \
-        if TIME_POWER[objective] else {}  # energy does not use time: no fit to make
+        if Objective(objective).time_power else {}  # energy does not use time: no fit to make
     feasible = {f: [value(objective, Trial(t.j_per_image, s_fit.get(f, t.s_per_image))) for t in ts]
                 for f, ts in measured.items() if ts and (
         max_slowdown_pct is None or statistics.fmean(t.s_per_image for t in ts) <= top_s * (1 + max_slowdown_pct / 100))}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from sweepd.errors import EXIT_FAILED, EXIT_INPUT, EXIT_INTERNAL, SweepdError
@@ -31,30 +32,52 @@ def read_shard_status(layout: Layout, job_id: str, shard: int) -> WorkerStatus |
     return WorkerStatus.read_or_none(WorkerStatus.path_in(shard_dir(layout, job_id, shard)))
 
 
+@dataclass(frozen=True)
+class ShardPlace:
+    """Where a SLURM shard runs, as its status.json says."""
+    shard: int
+    shards: int
+    node: str
+    slurm_job_id: str | None
+    slurm_array_task: str | None
+
+
 class StatusFileObserver:
     """Implements :class:`sweepd.engine.sweep.Observer` by rewriting status.json."""
 
-    def __init__(self, path: Path, job_id: str, sweep_id: str, trials_per_clock: int, **extra: object):
+    def __init__(self, path: Path, job_id: str, sweep_id: str, trials_per_clock: int, shard: ShardPlace | None = None):
         self.path = path
         self.state = WorkerStatus(sweep_id=sweep_id, job_id=job_id, pid=os.getpid(), state="starting",
-                                  trials_per_clock=trials_per_clock, **extra)
-        self.write()
+                                  trials_per_clock=trials_per_clock)
+        if shard is not None:
+            s = self.state
+            s.shard, s.shards, s.node, s.slurm_job_id, s.slurm_array_task = (
+                shard.shard, shard.shards, shard.node, shard.slurm_job_id, shard.slurm_array_task)
+        self._save()
 
-    def write(self, **fields: object) -> None:
-        for name, value in fields.items():
-            setattr(self.state, name, value)
+    def _save(self) -> None:
         self.state.updated = time.time()
         self.state.write(self.path)
 
     def clock_started(self, k: int, n: int, point: ClockPoint) -> None:
-        self.write(state="running", clock=k + 1, clocks=n, freq=point.label, trials_done=0)
+        s = self.state
+        s.state, s.clock, s.clocks, s.freq, s.trials_done = "running", k + 1, n, point.label, 0
+        self._save()
 
     def trial_done(self, k: int, n: int, point: ClockPoint, row: TrialRow) -> None:
-        self.write(trials_done=self.state.trials_done + 1,
-                   last_j_per_image=row.j_per_image if row.ok else self.state.last_j_per_image)
+        self.state.trials_done += 1
+        if row.ok:
+            self.state.last_j_per_image = row.j_per_image
+        self._save()
 
     def clock_done(self, k: int, n: int, point: ClockPoint, summary: list[SummaryRow]) -> None:
-        self.write()
+        self._save()
+
+    def ended(self, state: str, error: str | None, exit_code: int) -> None:
+        """The process's last word: how the sweep ended, why, and the exit code it gives."""
+        s = self.state
+        s.state, s.error, s.exit_code, s.input_error = state, error, exit_code, exit_code == EXIT_INPUT
+        self._save()
 
 
 def ended_by(e: BaseException, obs: StatusFileObserver | None, log) -> int:
@@ -71,7 +94,7 @@ def ended_by(e: BaseException, obs: StatusFileObserver | None, log) -> int:
         log.exception("%s", line)
     if obs is not None:
         try:
-            obs.write(state="failed", error=line, input_error=code == EXIT_INPUT)
+            obs.ended("failed", line, code)
         except OSError:
             pass
     return code

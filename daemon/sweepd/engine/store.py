@@ -20,7 +20,7 @@ from sweepd.engine.summary import summarize
 from sweepd.errors import InputError
 from sweepd.freqplan import ClockPoint
 from sweepd.paths import Layout
-from sweepd.records.manifest import GpuInfo, SweepManifest
+from sweepd.records.manifest import BatchRecord, DeviceTime, GpuInfo, SearchRecord, SweepManifest, WorkloadInfo
 from sweepd.records.rows import ImageRow, PowerRow, SummaryRow, TrialRow
 from sweepd.request import Protocol, SweepRequest
 
@@ -144,15 +144,34 @@ class JobStore:
     def write_manifest(self) -> None:
         self.manifest.write(self.manifest_path)
 
-    def update(self, **fields: object) -> None:
-        for name, value in fields.items():
-            setattr(self.manifest, name, value)
-        self.write_manifest()
-
     def set_status(self, status: str, error: str | None = None) -> None:
         final = status in ("done", "failed", "interrupted")
-        self.update(status=status, error=error, ended_at=now_iso() if final else None,
-                    ended_unix=time.time() if final else None)
+        m = self.manifest
+        m.status, m.error = status, error
+        m.ended_at, m.ended_unix = (now_iso(), time.time()) if final else (None, None)
+        self.write_manifest()
+
+    def model_loaded(self, workload: WorkloadInfo) -> None:
+        self.manifest.workload, self.manifest.model_loaded_unix = workload, time.time()
+        self.write_manifest()
+
+    def set_search(self, record: SearchRecord) -> None:
+        self.manifest.search = record
+        self.write_manifest()
+
+    def set_batch(self, record: BatchRecord) -> None:
+        self.manifest.batch = record
+        self.write_manifest()
+
+    def set_images_per_trial(self, n: int) -> None:
+        self.manifest.images_per_trial = n
+        self.write_manifest()
+
+    def device_time(self) -> DeviceTime:
+        """Where the GPU's time went so far (added to by the sweep, written with the manifest)."""
+        if self.manifest.device_time is None:
+            self.manifest.device_time = DeviceTime()
+        return self.manifest.device_time
 
     # rows ------------------------------------------------------------------------------------
     def commit_trial(self, trial_row: TrialRow, image_rows: list[ImageRow]) -> None:

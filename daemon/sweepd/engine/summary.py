@@ -27,6 +27,7 @@ from typing import Iterable
 
 from sweepd.records.rows import SummaryRow, TrialRow
 from sweepd.stats import ALPHA, ci95_pct, ratio_ci95, significantly_greater, welch_diff
+from sweepd.vocab import Objective, Role
 
 HOST_UTIL_PCT = 90.0
 DRIFT_ALPHA = ALPHA / 2  # J/image and s/image: two looks at the same re-measurement
@@ -74,7 +75,7 @@ def by_clock(trials: Iterable[TrialRow], drift_checks: bool = False) -> dict[int
     drift and batch-size windows left out; with ``drift_checks``, only the re-measurements)."""
     out: dict[int | None, list[TrialRow]] = {}
     for row in trials:
-        if row.ok and row.role == ("drift" if drift_checks else None):
+        if row.ok and row.role == (Role.DRIFT if drift_checks else None):
             out.setdefault(row.freq_mhz, []).append(row)
     return out
 
@@ -196,20 +197,14 @@ def bottleneck(rows: list[SummaryRow]) -> list[Range]:
     return out
 
 
-METRICS = {"energy": "j_per_image_mean", "edp": "edp", "ed2p": "ed2p"}
-
-
-TIME_POWER = {"energy": 0, "edp": 1, "ed2p": 2}  # each objective is J/image x (s/image) ** this
-
-
-def objective(metric: str, j_per_image: float, s_per_image: float) -> float:
+def objective(metric: Objective | str, j_per_image: float, s_per_image: float) -> float:
     """An objective's value: J/image (energy), J x s per image (EDP) or J x s^2 (ED2P)."""
-    return j_per_image * s_per_image ** TIME_POWER[metric]
+    return Objective(metric).of(j_per_image, s_per_image)
 
 
-def per_trial(metric: str, row: TrialRow) -> float:
+def per_trial(metric: Objective | str, row: TrialRow) -> float:
     """One trial's value of an objective."""
-    return objective(metric, float(row.j_per_image), float(row.s_per_image))
+    return Objective(metric).of(float(row.j_per_image), float(row.s_per_image))
 
 
 def optimum(rows: list[SummaryRow], metric: str) -> SummaryRow | None:

@@ -27,12 +27,13 @@ from sweepd.engine import batching, search
 from sweepd.engine.summary import by_clock, drifts
 from sweepd.freqplan import ClockPoint
 from sweepd.errors import SweepdError
-from sweepd.gpu.base import BENIGN_REASONS, GpuDevice, GpuError, decode_reasons, is_out_of_memory
+from sweepd.gpu.base import BENIGN_REASONS, GpuDevice, GpuError, decode_reasons, is_out_of_memory, is_window_failure
 from sweepd.gpu.locks import ClockGuard
 from sweepd.gpu.sampler import Sampler
 from sweepd.records.manifest import DeviceTime, SearchRecord
 from sweepd.records.rows import PowerRow, SummaryRow, TrialRow
 from sweepd.request import SweepRequest
+from sweepd.vocab import PowerReading, Role
 
 log = logging.getLogger(__name__)
 progress_log = logging.getLogger("sweepd.progress")  # per-clock lines for sweep.log (the terminal has its own)
@@ -132,7 +133,7 @@ class Sweep:
                     if f in candidates and self.store.clock_done(self.plan[candidates.index(f)], protocol)}
             d = search.decide(candidates, done, freqs.search_objective, freqs.max_slowdown_pct)
             evaluated = list(done)  # by_clock keeps the order clocks were first measured in
-            self.store.update(search=SearchRecord(
+            self.store.set_search(SearchRecord(
                 objective=freqs.search_objective, evaluated_mhz=evaluated, supported_count=len(candidates),
                 fraction=round(len(evaluated) / len(candidates), 3), chosen_mhz=d.chosen_mhz,
                 stopped_because=d.stopped_because, notes=d.notes))
@@ -160,7 +161,7 @@ class Sweep:
             sampler.take()  # power.csv keeps each clock's own trace only
             self._account()
         rec = batching.record(self.store.trials, wanted, req.frequencies.search_objective)
-        self.store.update(batch=rec)
+        self.store.set_batch(rec)
         if rec.chosen is None:
             why = "; ".join(f"{b}: {e}" for b, e in rec.refused.items()) or "every window failed"
             raise NoBatchSize(f"no batch size of {wanted} could be measured ({why})")
@@ -178,12 +179,12 @@ class Sweep:
             if not is_out_of_memory(e):
                 raise
             log.warning("batch %d at %s does not fit: %s", b, point.label, e)
-            self.store.commit_trial(self._failed(workload, self._base(point, self.store.next_trial(point), "batch"),
+            self.store.commit_trial(self._failed(workload, self._base(point, self.store.next_trial(point), Role.BATCH),
                                                  e), [])
             return
         while not batching.size_done(self.store.trials, b, protocol):  # an out-of-memory window ends it too
             self.stop.check()
-            row, image_rows = self._trial(workload, sampler, 0, point, self.store.next_trial(point), role="batch")
+            row, image_rows = self._trial(workload, sampler, 0, point, self.store.next_trial(point), role=Role.BATCH)
             self.store.commit_trial(row, image_rows)
             progress_log.info("batch %d at %s, window %d: %s", b, point.label, row.trial,
                               f"{row.j_per_image:.2f} J/image, {row.s_per_image:.3f} s/image" if row.ok else row.error)
@@ -218,10 +219,7 @@ class Sweep:
         self._time().settle_s += (self.device.now_ns() - t0) / 1e9
 
     def _time(self) -> DeviceTime:
-        m = self.store.manifest
-        if m.device_time is None:
-            m.device_time = DeviceTime()
-        return m.device_time
+        return self.store.device_time()
 
     def _account(self) -> None:
         """Add the device time since the last call to the sweep's total and write it down (a killed sweep
@@ -260,7 +258,7 @@ class Sweep:
         if self.request.protocol.cooldown_s:
             self.sleep(self.request.protocol.cooldown_s)
         self.stop.check()
-        row, image_rows = self._trial(workload, sampler, 0, point, self.store.next_trial(point), role="drift")
+        row, image_rows = self._trial(workload, sampler, 0, point, self.store.next_trial(point), role=Role.DRIFT)
         self.store.commit_trial(row, image_rows)
 
     def _drift(self, point: ClockPoint):
@@ -312,10 +310,12 @@ class Sweep:
         base = self._base(point, trial, role)
         first = role is None and not any(r.freq_mhz == point.freq_mhz and r.role is None for r in self.store.trials)
         try:
-            images, t_ns, e_mj, t0, t1, per_image, tail_mj = self._window(workload, fix=role != "batch")
+            images, t_ns, e_mj, t0, t1, per_image, tail_mj = self._window(workload, fix=role != Role.BATCH)
         except (StopRequested, KeyboardInterrupt):
             raise
-        except Exception as e:  # a failed trial is recorded, never analysed, and the sweep goes on
+        except Exception as e:  # a failed window is recorded, never analysed, and the sweep goes on; a bug is raised
+            if not is_window_failure(e):
+                raise
             log.warning("trial %d at %s failed: %s", trial, point.label, e)
             return self._failed(workload, base, e), []
         n, secs, joules = len(images), t_ns / 1e9, (e_mj - (tail_mj or 0)) / 1000
@@ -335,7 +335,7 @@ class Sweep:
         if joules <= 0:
             row.status = "failed"
             row.error = f"the energy counter did not advance over {secs:.3f} s; raise protocol.min_window_s"
-        if role == "batch":  # timing windows of one size: not compared with the reference, not kept
+        if role == Role.BATCH:  # timing windows of one size: not compared with the reference, not kept
             return row, self.images.rows(workload, images, point, trial, per_image, keep=False, compare=False)
         return row, self.images.rows(workload, images, point, trial, per_image, self.images.keeps(k, first))
 
@@ -368,7 +368,7 @@ class Sweep:
         t_step = self.device.now_ns()
         self._time().counter_s += (t0 - wait0 + t_step - t1) / 1e9
         if not target and fix:
-            self.store.update(images_per_trial=len(images))
+            self.store.set_images_per_trial(len(images))
         return images, t1 - t0, e1 - e0, t0, t1, per_image, self._tail_mj(t_step - t1, e1 - e0)
 
     def _tail_mj(self, wait_ns: int, window_mj: int) -> float | None:
@@ -376,7 +376,7 @@ class Sweep:
         step: up to 100 ms of an idle GPU, +0.3 % J/image on a 2 s window), from the instant power then; None where
         power is a 1 s average (it still reads the busy window: no correction)."""
         gpu = self.store.manifest.gpu
-        if gpu is not None and gpu.power_reading == "1 s average":
+        if gpu is not None and gpu.power_reading == PowerReading.AVERAGE_1S:
             return None
         try:
             watts = self.device.power_w()

@@ -12,8 +12,9 @@ import time
 from abc import ABC, abstractmethod
 from typing import ContextManager
 
-from sweepd.errors import GpuError
+from sweepd.errors import GpuError, SweepdError
 from sweepd.records.manifest import GpuInfo
+from sweepd.vocab import PowerReading
 
 # NVML's clock event ("throttle") reason bits, named as in nvml.h (nvmlClocksEventReason*).
 CLOCK_EVENT_REASONS = {
@@ -62,6 +63,16 @@ class OutOfMemory(GpuError):
 def is_out_of_memory(e: BaseException) -> bool:
     """A GPU memory failure: the simulated GPU's, torch's OutOfMemoryError, or a CUDA error saying so."""
     return isinstance(e, OutOfMemory) or type(e).__name__ == "OutOfMemoryError" or "out of memory" in str(e).lower()
+
+
+def is_window_failure(e: BaseException) -> bool:
+    """What may fail one measured window without being a bug in sweepd: an error sweepd expects (the GPU or its
+    driver said no), the system saying no (OSError), the GPU's memory, or a CUDA error (torch's
+    ``AcceleratorError``, or a ``RuntimeError`` naming CUDA). A window that fails otherwise is a bug: it fails the
+    sweep with its traceback rather than become a failed row."""
+    if isinstance(e, (SweepdError, OSError)) or is_out_of_memory(e):
+        return True
+    return type(e).__name__ == "AcceleratorError" or (isinstance(e, RuntimeError) and "CUDA" in str(e))
 
 
 class GpuNotSupported(GpuError):
@@ -152,9 +163,9 @@ class GpuDevice(ABC):
         return GpuInfo(backend=self.backend, simulated=self.simulated, index=self.index, name=self.name,
                        uuid=self.uuid, power_reading=self.power_reading())
 
-    def power_reading(self) -> str:
+    def power_reading(self) -> PowerReading:
         """What :meth:`power_w` reads: "instant" power, or a "1 s average" that lags the work by up to a second."""
-        return "instant"
+        return PowerReading.INSTANT
 
     def close(self) -> None:
         pass

@@ -19,6 +19,7 @@ from sweepd.gpu.base import (
     GpuPermissionError,
     GpuUnavailable,
 )
+from sweepd.vocab import PowerReading
 
 PERMISSION_HINT = (
     "setting GPU clocks needs root or CAP_SYS_ADMIN (or an administrator's "
@@ -164,11 +165,11 @@ class NvmlGpu(GpuDevice):
             return None  # a driver that does not know the field answers per value
         return getattr(value.value, FIELD_VALUE.get(value.valueType, "uiVal")) / 1000.0
 
-    def power_reading(self) -> str:
+    def power_reading(self) -> PowerReading:
         if self._instant is None:
             with contextlib.suppress(GpuError):
                 self.power_w()
-        return "instant" if self._instant else "1 s average"
+        return PowerReading.INSTANT if self._instant else PowerReading.AVERAGE_1S
 
     def temperature_c(self) -> float:
         nv = self._nv

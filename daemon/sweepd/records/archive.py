@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from sweepd.records.base import Record
 
 SUFFIX = ".tar.zst"
 _PLAIN = re.compile(r"^[^/\0]+\Z")
 
 
-class Member(BaseModel):
+class Member(Record):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
     size: int
     sha256: str
 
 
-class ArchiveManifest(BaseModel):
+class ArchiveManifest(Record):
     model_config = ConfigDict(extra="ignore")
     schema_version: int = 1  # 0.1.0's have none: the same fields
     archive: str

@@ -19,7 +19,20 @@ def _problems(e: ValidationError) -> str:
                      for err in e.errors()[:5])
 
 
-class JsonRecord(BaseModel):
+class Record(BaseModel):
+    """Every record. A file's unknown keys may be kept where a record says so (``extra="allow"``: a newer
+    sweepd's fields survive a rewrite by this one), but an attribute set in code by a name the record does not
+    declare is a bug (a typo such as ``trails_done``) and raises AttributeError instead of being kept. A value
+    assigned is validated as one read from a file would be."""
+    model_config = ConfigDict(validate_assignment=True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in type(self).model_fields and not name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__} has no field {name!r}")
+        super().__setattr__(name, value)
+
+
+class JsonRecord(Record):
     """A JSON file. Unknown keys are kept (a newer sweepd's fields survive a rewrite by this one);
     a file without ``schema_version`` was written by sweepd 0.1.0 (schema 1)."""
     model_config = ConfigDict(extra="allow", validate_assignment=True)
@@ -74,7 +87,7 @@ def _allows_none(annotation: Any) -> bool:
 _NULLABLE: dict[type, frozenset[str]] = {}
 
 
-class CsvRow(BaseModel):
+class CsvRow(Record):
     """One row of a CSV file; the columns are the fields, in order. An empty cell is None where the
     field allows it; booleans are written "true"/"false" and floats with 6 significant digits."""
     model_config = ConfigDict(extra="ignore")

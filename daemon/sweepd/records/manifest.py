@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
-from sweepd.records.base import JsonRecord
+from sweepd.records.base import JsonRecord, Record
 from sweepd.request import SweepRequest
+from sweepd.vocab import Objective, PowerReading, RunState
 
 FINAL_STATUSES = ("done", "failed", "interrupted")
 
 
-class GpuInfo(BaseModel):
+class GpuInfo(Record):
     """What identifies a GPU (``GpuDevice.info()``)."""
     model_config = ConfigDict(extra="allow")
     backend: str | None = None
@@ -30,10 +31,10 @@ class GpuInfo(BaseModel):
     driver: str | None = None
     # what the power samples are: "instant", or "1 s average" (NVML's power usage on Ampere and newer except the
     # A100, when the driver has no instant-power field): averages lag a window, so they are not checked against it
-    power_reading: str | None = None
+    power_reading: PowerReading | None = None
 
 
-class WorkloadInfo(BaseModel):
+class WorkloadInfo(Record):
     """The loaded pipeline: where the model came from and the library versions."""
     model_config = ConfigDict(extra="allow")
     model: str | None = None
@@ -47,7 +48,7 @@ class WorkloadInfo(BaseModel):
     cpu_threads: int | None = None  # torch's threads where the model ran on the CPU (added after 0.2.0.dev0)
 
 
-class DeviceTime(BaseModel):
+class DeviceTime(Record):
     """Where the GPU's time went, on the device's own clock (the simulated clock on the sim), summed over
     every process that worked on the sweep: settling after clock changes, warm-up, and the rest of the
     time since the model was loaded (trial windows, which trials.csv itemises, and the host's writing)."""
@@ -58,11 +59,11 @@ class DeviceTime(BaseModel):
     counter_s: float = 0.0  # waiting for the energy counter's next step around each window (added after 0.1.0)
 
 
-class SearchRecord(BaseModel):
+class SearchRecord(Record):
     """An adaptive sweep's search (``frequencies.mode = "adaptive"``), as it stands."""
     model_config = ConfigDict(extra="allow")
     mode: str = "adaptive"
-    objective: str = "edp"
+    objective: Objective = Objective.EDP
     evaluated_mhz: list[int] = []
     supported_count: int = 0
     fraction: float = 0.0
@@ -71,17 +72,17 @@ class SearchRecord(BaseModel):
     notes: list[str] = []
 
 
-class BatchRecord(BaseModel):
+class BatchRecord(Record):
     """A batch-size list's phase (``[workload] batch_size = [...]``): the sizes measured at the highest clock, the
     ones refused (size as text: the error, e.g. CUDA out of memory) and the size the clocks are measured at."""
     model_config = ConfigDict(extra="allow")
     sizes: list[int] = []
-    objective: str = "edp"
+    objective: Objective = Objective.EDP
     refused: dict[str, str] = {}
     chosen: int | None = None
 
 
-class ShardPart(BaseModel):
+class ShardPart(Record):
     """One shard of a merged sweep."""
     model_config = ConfigDict(extra="allow")
     shard: int
@@ -97,7 +98,7 @@ class ShardPart(BaseModel):
 class SweepManifest(JsonRecord):
     sweep_id: str
     job_id: str
-    status: str  # running | done | failed | interrupted
+    status: RunState
     simulated: bool = False
     backend: str | None = None
     gpu: GpuInfo | None = None

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
 import sqlite3
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from sweepd.errors import InputError
+from sweepd.records.base import Record
 from sweepd.request import SweepRequest
+from sweepd.vocab import RunState, ShardState, SweepState
 
 
-class _Row(BaseModel):
+class _Row(Record):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     @classmethod
@@ -23,7 +26,7 @@ class SweepRow(_Row):
     seq: int
     id: str
     job_id: str
-    state: str  # queued | running | done | failed | cancelled | interrupted
+    state: SweepState
     priority: int = 0
     gpu_index: int | None = None
     request_json: str = Field(alias="request")  # the request as submitted (JSON text)
@@ -63,7 +66,14 @@ class SweepRow(_Row):
         return self.model_dump(mode="json", exclude={"request_json"})
 
 
-class ShardAttempt(BaseModel):
+class AttemptEnd(Record):
+    """How a shard's SLURM job ended, as the executor saw it: SLURM's state and the worker's own."""
+    model_config = ConfigDict(frozen=True)
+    slurm_state: str
+    worker_state: RunState | None = None
+
+
+class ShardAttempt(Record):
     """One submission of a shard to SLURM."""
     model_config = ConfigDict(extra="allow")
     slurm_id: str
@@ -71,14 +81,19 @@ class ShardAttempt(BaseModel):
     minutes: int | None = None
     ended: float | None = None
     slurm_state: str | None = None
-    worker_state: str | None = None
+    worker_state: RunState | None = None
+
+    def closed(self, end: AttemptEnd) -> "ShardAttempt":
+        """This attempt, ended now as ``end`` says."""
+        return self.model_copy(update={"ended": time.time(), "slurm_state": end.slurm_state,
+                                       "worker_state": end.worker_state})
 
 
 class ShardRow(_Row):
     sweep_id: str
     shard: int
     slurm_id: str | None = None
-    state: str  # pending | running | done | interrupted | failed | cancelled
+    state: ShardState
     slurm_state: str | None = None
     attempts: int = 1
     error: str | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from sweepd.records.base import CsvRow
+from sweepd.vocab import Role, TrialStatus
 
 
 def clock_key(freq_mhz: int | None) -> str:
@@ -41,13 +42,12 @@ class TrialRow(CsvRow):
     observed_sm_clock_mhz: int | None = None
     throttle_reasons: str | None = None
     temp_c: float | None = None
-    status: str  # ok | failed
+    status: TrialStatus
     error: str | None = None
     # added after 0.1.0 (empty in its files)
     s_per_image_median: float | None = None  # the median of the window's per-image times (robust to stalls)
     gpu_util_pct: float | None = None  # mean GPU utilisation over the window (nvmlDeviceGetUtilizationRates)
-    role: str | None = None  # None: a measurement of its clock; "drift": the baseline clock measured again;
-    # "batch": one of a batch-size list's sizes measured at the highest clock before the clock sweep
+    role: Role | None = None  # None: a measurement of its clock; else what else it is for (sweepd.vocab.Role)
     energy_j_power: float | None = None  # the window's energy from the ~10 Hz power samples (a check on energy_j)
     batch_size: int | None = None  # images per generate() call (empty: the request's one batch_size)
     energy_j_power_se: float | None = None  # energy_j_power's standard error from the samples' spread: 10 Hz
@@ -62,7 +62,7 @@ class TrialRow(CsvRow):
     @property
     def drift_check(self) -> bool:
         """A re-measurement of the baseline clock (for drift), not part of its clock's statistics."""
-        return self.role == "drift"
+        return self.role == Role.DRIFT
 
     @property
     def out_of_memory(self) -> bool:
@@ -72,7 +72,7 @@ class TrialRow(CsvRow):
     @property
     def batch_trial(self) -> bool:
         """A window of the batch-size phase, not part of its clock's statistics."""
-        return self.role == "batch"
+        return self.role == Role.BATCH
 
 
 class ImageRow(CsvRow):

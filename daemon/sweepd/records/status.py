@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sweepd.errors import EXIT_INPUT, EXIT_INTERNAL
 from sweepd.records.base import JsonRecord
+from sweepd.vocab import RunState
 
 
 class WorkerStatus(JsonRecord):
     sweep_id: str
     job_id: str
     pid: int | None = None
-    state: str = "starting"  # starting | running | done | failed | interrupted
+    state: RunState = RunState.STARTING
     clock: int = 0
     clocks: int = 0
     freq: str | None = None  # the clock's label, e.g. "1410MHz"
@@ -25,12 +27,18 @@ class WorkerStatus(JsonRecord):
     updated: float | None = None
     error: str | None = None
     input_error: bool = False  # the request is at fault: retrying cannot help
+    exit_code: int | None = None  # the process's exit code, once it ended (sweepd.errors; added after 0.2.0.dev0)
     # a SLURM shard's
     shard: int | None = None
     shards: int | None = None
     node: str | None = None
     slurm_job_id: str | None = None
     slurm_array_task: str | None = None
+
+    @property
+    def retry_cannot_help(self) -> bool:
+        """The request is at fault (EXIT_INPUT) or sweepd has a bug (EXIT_INTERNAL): running it again ends the same."""
+        return self.input_error or self.exit_code in (EXIT_INPUT, EXIT_INTERNAL)
 
     @staticmethod
     def path_in(job_dir: Path) -> Path:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from sweepd.engine import gpunorm
 from sweepd.engine.gpunorm import GpuOffset
-from sweepd.engine.summary import (METRICS, Drift, Range, bottleneck, by_clock, desc, reference_trials, summarize,
+from sweepd.engine.summary import (Drift, Range, bottleneck, by_clock, desc, reference_trials, summarize,
                                    worst_drift)
 from sweepd.records.rows import SummaryRow, clock_label
 from sweepd.report import optima as optima_mod
@@ -17,6 +17,7 @@ from sweepd.report.gputime import GpuTime, breakdown
 from sweepd.report.optima import Optimum
 from sweepd.report import doubts
 from sweepd.report.doubts import Flag
+from sweepd.vocab import Objective
 
 
 @dataclass
@@ -115,7 +116,7 @@ def analyse(job: JobResults, bound_pct: float = 5.0, cv_limit: float = 0.05, loc
     a.gpu_offsets = gpunorm.offsets(job.trials, top, {g.uuid: g.index for g in gpus}, shard_of)
     a.remeasured = a.baseline is not None and bool(ref) and all(t.drift_check for t in ref)
     s = job.manifest.search
-    for name in METRICS:
+    for name in Objective:
         for bounded in (False, True):
             # an adaptive sweep's answer for its objective is the search's: the clock its fit rates best among
             # those not significantly worse than the best measured

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sweepd.errors import SweepdError
 from sweepd.report import html, plots
 from sweepd.report.analysis import Analysis, analyse
 from sweepd.report.data import JobResults, load
@@ -25,6 +26,6 @@ def write_report(results_dir: Path, job_id: str) -> None:
         return
     try:
         build(Path(results_dir))
-    except Exception as e:  # a plot must never turn a finished sweep into a failed one
+    except (SweepdError, OSError) as e:  # an unreadable file or a full disk leaves the sweep as it ended; a bug is raised
         logging.getLogger(__name__).warning("could not write the report for job %s: %s: %s", job_id,
                                             type(e).__name__, e)

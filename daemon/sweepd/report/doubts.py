@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sweepd.records.rows import SummaryRow, TrialRow, clock_label
 from sweepd.stats import ALPHA, chi2_quantile, significantly_greater
+from sweepd.vocab import PowerReading
 
 POWER_CHECK = 0.05  # counter energy vs the 10 Hz power samples' energy in one window
 MAX_LINES = 5
@@ -159,7 +160,7 @@ def answer(a, limit: float, trials: dict[int | None, list[TrialRow]], ref: list[
                             "each clock's saving is taken on its own GPU"))
     off: dict[int | None, list[str]] = {}
     m = a.job.manifest
-    averaged = any(g.power_reading == "1 s average" for g in [m.gpu, *(m.gpus_used or [])] if g is not None)
+    averaged = any(g.power_reading == PowerReading.AVERAGE_1S for g in [m.gpu, *(m.gpus_used or [])] if g is not None)
     for t in [] if averaged else a.job.trials:  # 1 s averages lag a 2 s window: a difference says nothing
         if t.ok and t.energy_j and t.energy_j_power and abs(t.energy_j - t.energy_j_power) > _power_tolerance(t):
             off.setdefault(t.freq_mhz, []).append(f"trial {t.trial}: {t.energy_j:.0f} J vs {t.energy_j_power:.0f} J")

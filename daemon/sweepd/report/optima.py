@@ -25,13 +25,11 @@ from dataclasses import dataclass, field
 from sweepd.engine.summary import per_trial
 from sweepd.records.rows import SummaryRow, TrialRow
 from sweepd.stats import ALPHA, ratio_ci95, significantly_greater
-
-NAMES = {"energy": "minimum energy", "edp": "minimum EDP", "ed2p": "minimum ED2P"}
-
+from sweepd.vocab import Objective
 
 @dataclass
 class Optimum:
-    metric: str  # energy | edp | ed2p
+    metric: Objective
     bounded: bool  # within the slowdown bound
     freq_mhz: int | None
     equivalent_mhz: list[int | None]
@@ -50,7 +48,7 @@ class Optimum:
         self.freq = self.freq_mhz
 
     def name(self, bound_pct: float) -> str:
-        return NAMES[self.metric] + (f" within +{bound_pct:g}% time" if self.bounded else "")
+        return self.metric.title + (f" within +{bound_pct:g}% time" if self.bounded else "")
 
     @property
     def shown(self) -> "Optimum":
@@ -95,7 +93,7 @@ def _time_ci(rows: list[TrialRow], ref: list[TrialRow]) -> tuple[float, list[flo
     return _change([float(t.s_per_image) for t in rows], [float(t.s_per_image) for t in ref])
 
 
-def find(metric: str, bounded: bool, rows: list[SummaryRow], trials: dict[int | None, list[TrialRow]],
+def find(metric: Objective, bounded: bool, rows: list[SummaryRow], trials: dict[int | None, list[TrialRow]],
          ref: list[TrialRow], bound_pct: float, chosen: int | None = None,
          refs: dict[str, list[TrialRow]] | None = None) -> Optimum | None:
     """The optimum of ``metric`` among ``rows`` (within ``bound_pct`` slowdown when ``bounded``): the lowest mean,
@@ -103,6 +101,7 @@ def find(metric: str, bounded: bool, rows: list[SummaryRow], trials: dict[int | 
     trials are taken as ``ref`` (its re-measurement when the first measurement drifted). ``refs``: a split sweep's
     reference on each GPU (by uuid, :func:`sweepd.engine.gpunorm.references`): a clock's intervals are taken
     against its own GPU's."""
+    metric = Objective(metric)
     if not rows or not ref:
         return None
     top = rows[0].freq_mhz

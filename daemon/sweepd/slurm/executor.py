@@ -23,7 +23,7 @@ from sweepd.engine.store import read_shard_manifest
 from sweepd.errors import SweepdError
 from sweepd.paths import Layout
 from sweepd.queue import SHARD_FINAL, Queue
-from sweepd.records.queuerows import ShardRow, SweepRow
+from sweepd.records.queuerows import AttemptEnd, ShardRow, SweepRow
 from sweepd.records.status import WorkerStatus
 from sweepd.request import SweepRequest
 from sweepd.settings import Settings
@@ -90,7 +90,7 @@ class SlurmExecutor:
             from sweepd.report.estimate import estimate
 
             return shard_seconds(estimate(req, self.layout, SimulatedGpu(req.gpu.sim_model)).duration_s, req.split)
-        except Exception as e:  # an estimate must never stop a submission: the minimum applies
+        except (SweepdError, OSError) as e:  # an estimate that cannot be made never stops a submission: the minimum applies
             log.warning("no time estimate for the SLURM job (%s): using slurm.time_min_minutes", e)
             return None
 
@@ -192,7 +192,7 @@ class SlurmExecutor:
 
     def ended(self, row: SweepRow, sh: ShardRow, js: JobState, status: WorkerStatus | None) -> None:
         sid, k = row.id, sh.shard
-        ended = {"slurm_state": js.state, "worker_state": status.state if status else None}
+        ended = AttemptEnd(slurm_state=js.state, worker_state=status.state if status else None)
         if (status and status.state == "done") or self.shard_status(row, k) == "done":
             # the shard's results are complete, even when SLURM's time limit struck as the worker exited
             self.queue.update_shard(sid, k, state="done", slurm_state=js.state, ended=ended)
@@ -209,8 +209,9 @@ class SlurmExecutor:
         self.queue.update_shard(sid, k, state="interrupted", slurm_state=js.state, ended=ended, error=why)
         audit.record(self.layout.state, "shard interrupted", sweep_id=sid, shard=k, slurm_id=sh.slurm_id, why=why)
         log.warning("sweep %s shard %d interrupted: %s", sid, k, why)
-        if status and status.input_error:
-            self.queue.update_shard(sid, k, state="failed", error=why + " (not retried: the request is at fault)")
+        if status and status.retry_cannot_help:
+            blame = "the request is at fault" if status.input_error else "a bug in sweepd (traceback in the shard's log)"
+            self.queue.update_shard(sid, k, state="failed", error=why + f" (not retried: {blame})")
             return
         fresh = next(s for s in self.queue.shards(sid) if s.shard == k)
         self.retry_or_fail(row, fresh, why, killed_by_time_limit=js.state in ("TIMEOUT", "DEADLINE"))

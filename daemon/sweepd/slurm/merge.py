@@ -19,6 +19,7 @@ from sweepd.errors import InputError, RecordError
 from sweepd.paths import Layout
 from sweepd.records.manifest import DeviceTime, GpuInfo, ShardPart, SweepManifest
 from sweepd.records.rows import ImageRow, PowerRow, SummaryRow, TrialRow
+from sweepd.vocab import Role
 
 
 class MergeError(InputError):
@@ -74,7 +75,7 @@ def merge(layout: Layout, job_id: str) -> Path:
             d = top / "shards" / str(k)
             rows = TrialRow.read_all(d / "trials.csv")
             if k:  # a later shard's own measurements of the reference clock: its GPU's reference, not the sweep's
-                rows = [r.model_copy(update={"role": REFERENCE}) if r.freq_mhz == ref_mhz and r.role in (None, "drift")
+                rows = [r.model_copy(update={"role": REFERENCE}) if r.freq_mhz == ref_mhz and r.role in (None, Role.DRIFT)
                         else r for r in rows]
             trials += rows
             images += ImageRow.read_all(d / "images.csv")
@@ -98,7 +99,7 @@ def merge(layout: Layout, job_id: str) -> Path:
                        images_per_trial=m.images_per_trial, started_at=m.started_at, ended_at=m.ended_at,
                        resumed_at=m.resumed_at) for k, m in sorted(manifests.items())]
     gpus: dict[str | None, GpuInfo] = {g.uuid: g for m in manifests.values() for g in (m.gpus_used or [m.gpu]) if g}
-    merged = first.model_copy(deep=True, update={
+    merged = SweepManifest.model_validate(first.model_dump() | {  # validated: a new record, not a copy
         "status": "done", "error": None, "plan_mhz": order, "merged_shards": n, "shards": parts,
         "gpus": list(gpus.values()), "simulated": any(m.simulated for m in manifests.values()),
         "results_dir": str(top),

@@ -14,10 +14,11 @@ import socket
 from pathlib import Path
 
 from sweepd import paths
+from sweepd import logsetup
 from sweepd.engine import runner
-from sweepd.engine.status import StatusFileObserver, ended_by
+from sweepd.engine.status import ShardPlace, StatusFileObserver, ended_by
 from sweepd.engine.store import read_shard_manifest, shard_dir
-from sweepd.errors import EXIT_DONE, EXIT_FAILED, EXIT_INTERRUPTED, InputError, RecordError
+from sweepd.errors import EXIT_DONE, InputError, RecordError
 from sweepd.paths import Layout
 from sweepd.records.shardspec import ShardSpec
 from sweepd.request import SweepRequest
@@ -70,7 +71,7 @@ def read_spec(path: Path) -> ShardSpec:
 
 
 def main(spec_path: Path, shard: int, layout: Layout, job_id: str | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s sweepd worker: %(levelname)s: %(message)s")
+    logsetup.terminal(logging.INFO, "%(asctime)s sweepd worker: %(levelname)s: %(message)s")
     obs = None
     try:
         spec = read_spec(Path(spec_path))
@@ -81,20 +82,17 @@ def main(spec_path: Path, shard: int, layout: Layout, job_id: str | None = None)
         req = simulated_board(req, shard)
         job = job_id_for(spec, job_id)
         node = socket.gethostname()
-        where = {"shard": shard, "shards": split, "node": node,
-                 "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-                 "slurm_array_task": "_".join(filter(None, (os.environ.get("SLURM_ARRAY_JOB_ID"),
-                                                            os.environ.get("SLURM_ARRAY_TASK_ID")))) or None}
-        obs = StatusFileObserver(shard_dir(layout, job, shard) / "status.json", job, sweep_id, req.protocol.most,
-                                 **where)
+        array_task = "_".join(filter(None, (os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID"))))
+        where = ShardPlace(shard, split, node, os.environ.get("SLURM_JOB_ID"), array_task or None)
+        obs = StatusFileObserver(shard_dir(layout, job, shard) / "status.json", job, sweep_id, req.protocol.most, where)
         if already_done(layout, job, shard, req):  # a resubmission that raced the previous attempt's end
             log.info("shard %d of sweep %s is already done", shard, sweep_id)
-            obs.write(state="done", error=None)
+            obs.ended("done", None, EXIT_DONE)
             return EXIT_DONE
         log.info("sweep %s job %s shard %d/%d on %s", sweep_id, job, shard, split, node)
         outcome = runner.run(req, layout, job, obs, sweep_id=sweep_id, shard=(shard, split))
     except Exception as e:
         return ended_by(e, obs, log)
-    obs.write(state=outcome.status, error=outcome.error)
+    obs.ended(outcome.status, outcome.error, outcome.exit_code)
     log.info("shard %d of sweep %s %s%s", shard, sweep_id, outcome.status, f": {outcome.error}" if outcome.error else "")
-    return {"done": EXIT_DONE, "interrupted": EXIT_INTERRUPTED}.get(outcome.status, EXIT_FAILED)
+    return outcome.exit_code

@@ -41,7 +41,7 @@ def parse_bytes(value: object) -> int:
     """'20GiB', '500 MB', 1048576 -> bytes."""
     try:
         n = int(_BYTES.validate_python(value))
-    except Exception:
+    except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
         raise ValueError("a size is a number and a unit, e.g. \"20GiB\", \"500MB\"") from None
     if n <= 0:
         raise ValueError("a size must be positive")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sweepd.errors import SweepdError
+from sweepd.records.manifest import WorkloadInfo
 from sweepd.request import Workload as WorkloadSpec
 from sweepd.workload import tiny
 
@@ -111,15 +112,14 @@ class Workload:
         self.dtype = dtype
         self.source = source
 
-    def info(self) -> dict:
+    def info(self) -> WorkloadInfo:
         import diffusers
         import transformers
 
-        return {"model": self.spec.model, "model_path": self.source, "device": str(self.device),
-                "dtype": str(self.dtype).removeprefix("torch."), "scheduler": type(self.pipe.scheduler).__name__,
-                "cpu_threads": self.cpu_threads,
-                "torch": self._torch.__version__, "diffusers": diffusers.__version__,
-                "transformers": transformers.__version__}
+        return WorkloadInfo(model=self.spec.model, model_path=self.source, device=str(self.device),
+                            dtype=str(self.dtype).removeprefix("torch."), scheduler=type(self.pipe.scheduler).__name__,
+                            cpu_threads=self.cpu_threads, torch=self._torch.__version__,
+                            diffusers=diffusers.__version__, transformers=transformers.__version__)
 
     def prompt_for(self, index: int) -> str:
         prompts = self.spec.prompts
