@@ -14,6 +14,8 @@ from daemon_helpers import Daemon
 from sweepd.configfile import MAX_DEPTH, ConfigError, parse_text
 from sweepd.queue import Queue
 from sweepd.spool import Spool
+from sweepd import paths
+from sweepd.ops.admission import Admission
 
 DEEP = 1000
 HOSTILE = {
@@ -55,7 +57,7 @@ def test_depth_limit_leaves_ordinary_nesting_alone():
 def spool(tmp_path, **kw):
     root = tmp_path / "root"
     q = Queue(root / "state" / "queue.sqlite")
-    s = Spool(root, root / "state", q, gpu_indices=None, **kw)
+    s = Spool(paths.Layout.resolve(root), q, admission=Admission(gpu_indices=None), **kw)
     s.ensure()
     return s
 

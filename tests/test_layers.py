@@ -15,8 +15,10 @@ LAYERS = [
     "gpu", "freqplan", "queue", "workload",
     # the engine, and what reads its results
     "engine", "progress", "report",
-    # executors and the storage manager
-    "slurm", "spool", "storage", "catalogue", "fit",
+    # the SLURM executor and the storage manager
+    "slurm", "storage", "fit",
+    # the application layer, then what calls it besides the command line
+    "ops", "spool", "catalogue",
     # the daemon, then the command line
     "daemon", "cli", "__main__",
 ]

@@ -11,7 +11,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sweepd.paths import Layout
+from sweepd.paths import Layout, job_of
 from sweepd.procs import pid_alive
 from sweepd.records.manifest import SweepManifest
 from sweepd.records.queuerows import ShardRow, SweepRow
@@ -88,7 +88,7 @@ def open_queue_readonly(layout: Layout):
     database, and works on a read-only filesystem."""
     from sweepd.queue import Queue
 
-    db = layout.state / "queue.sqlite"
+    db = layout.queue_db
     if not db.exists():
         return None
     return Queue.reader(db)
@@ -119,7 +119,7 @@ def foreground_jobs(layout: Layout, known_jobs: set[str]) -> list[Entry]:
     except OSError:
         return []
     for m in manifests:
-        job_id = m.parent.name.removeprefix("job_")
+        job_id = job_of(m.parent.name) or m.parent.name
         if job_id in known_jobs or m.parent.name.startswith("job_slurm-"):
             continue
         if (e := foreground_entry(m)) is not None:
@@ -129,7 +129,7 @@ def foreground_jobs(layout: Layout, known_jobs: set[str]) -> list[Entry]:
 
 def foreground_entry(manifest: Path) -> Entry | None:
     """A foreground job from its sweep.json (None for a shard's or an unreadable one)."""
-    job_id = manifest.parent.name.removeprefix("job_")
+    job_id = job_of(manifest.parent.name) or manifest.parent.name
     m = SweepManifest.read_or_none(manifest)
     if m is None or m.shard is not None:
         return None
@@ -162,7 +162,7 @@ def entries(layout: Layout, q=None) -> list[Entry]:
 
 def find(layout: Layout, key: str) -> Entry | None:
     """A sweep by its sweep id or job id (job_<ID> too)."""
-    key = key.removeprefix("job_") if key.startswith("job_") else key
+    key = job_of(key) or key
     for e in entries(layout):
         if key in (e.id, e.job_id):
             return e

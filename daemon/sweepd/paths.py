@@ -77,11 +77,40 @@ class Layout:
     def production_locks(self) -> Path:
         return self.state / "production-locks"
 
+    @property
+    def queue_db(self) -> Path:
+        """The queue (SQLite, WAL): what the daemon runs and ran."""
+        return self.state / "queue.sqlite"
+
+    @property
+    def spool(self) -> Path:
+        return self.root / "spool"
+
+    @property
+    def incoming(self) -> Path:
+        return self.spool / "incoming"
+
+    @property
+    def accepted(self) -> Path:
+        return self.spool / "accepted"
+
+    @property
+    def rejected(self) -> Path:
+        return self.spool / "rejected"
+
     def job_results(self, job_id: str) -> Path:
-        return self.results / f"job_{check_job_id(job_id)}"
+        return self.results / f"{JOB_PREFIX}{check_job_id(job_id)}"
 
     def job_images(self, job_id: str) -> Path:
-        return self.images / f"job_{check_job_id(job_id)}"
+        return self.images / f"{JOB_PREFIX}{check_job_id(job_id)}"
+
+
+JOB_PREFIX = "job_"  # a job's folder under images/ and results/ is job_<ID>
+
+
+def job_of(folder_name: str) -> str | None:
+    """The job id a folder name ``job_<ID>`` stands for (None: not a job's folder)."""
+    return folder_name[len(JOB_PREFIX):] if folder_name.startswith(JOB_PREFIX) else None
 
 
 class RootNotWritable(InputError):

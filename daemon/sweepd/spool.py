@@ -28,16 +28,15 @@ import stat
 import threading
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from sweepd import atomic, audit, configfile, paths
 from sweepd.configfile import ConfigError
-from sweepd.freqplan import ClockPlanError, plan_clocks
-from sweepd.gpu.base import GpuError
+from sweepd.freqplan import ClockPlanError
+from sweepd.ops.admission import Admission, admit, executor_problems, set_aside
+from sweepd.paths import Layout
 from sweepd.queue import DuplicateJob, Queue
 from sweepd.request import SweepRequest
-from sweepd.workload import modelcheck
 
 log = logging.getLogger(__name__)
 
@@ -91,43 +90,9 @@ def new_sweep_id() -> str:
     return secrets.token_hex(6)
 
 
-@lru_cache(maxsize=16)
-def _clock_table_device(backend: str, index: int | None, sim_model: str):
-    from sweepd.gpu import open_device
-
-    return open_device(backend, index=index, sim_model=sim_model)
-
-
-def check_clocks(req: SweepRequest, default_index: int | None = None) -> None:
-    """Check the request's clocks against its GPU (simulated, or real where one answers)."""
-    g = req.gpu
-    try:
-        dev = _clock_table_device(g.backend, g.index if g.index is not None else default_index, g.sim_model)
-    except GpuError:
-        return  # no such GPU here (a client on a login node): the worker checks again before running
-    plan_clocks(req.frequencies, dev)
-
-
-def executor_problems(req: SweepRequest, executor: str, gpu_indices: tuple[int, ...] | None) -> list[str]:
-    """Why this daemon cannot run the request where it asks to run (empty: it can)."""
-    if executor == "local":
-        if req.split > 1:
-            return [f'split: {req.split}: shards run as a SLURM job array; this daemon\'s executor is "local" '
-                    '(set executor = "slurm" in the request or in the settings)']
-        if gpu_indices and req.gpu.index is not None and req.gpu.index not in gpu_indices:
-            return [f"gpu.index: {req.gpu.index}: this daemon runs sweeps on GPU(s) "
-                    f"{list(gpu_indices)} (settings: gpus)"]
-        return []
-    from sweepd.slurm import commands
-
-    if not commands.available():
-        return [f'executor: "{executor}": sbatch and squeue are not on this machine\'s PATH '
-                "(run the daemon on a SLURM login node, or use executor = \"local\")"]
-    return []
-
-
 @dataclass
-class Outcome:
+class IntakeOutcome:
+    """What became of one file in incoming/."""
     name: str
     accepted: bool
     sweep_id: str | None = None
@@ -135,18 +100,20 @@ class Outcome:
 
 
 class Spool:
-    def __init__(self, root: Path, state: Path, queue: Queue, max_bytes: int = 1 << 20,
-                 gpu_indices: tuple[int, ...] | None = (0,), executor: str = "local", settle_s: float = 1.0,
-                 clock=time.monotonic):
-        self.incoming, self.accepted, self.rejected = (root / "spool" / d for d in ("incoming", "accepted", "rejected"))
-        self.state, self.queue, self.max_bytes = state, queue, max_bytes
-        self.gpu_indices = gpu_indices  # None: queue only, any index is fine
-        self.executor = executor  # the daemon's setting; a request's own `executor` wins
-        self.settle_s, self.clock = settle_s, clock
+    def __init__(self, layout: Layout, queue: Queue, max_bytes: int = 1 << 20,
+                 admission: Admission = Admission(), settle_s: float = 1.0, clock=time.monotonic):
+        self.incoming, self.accepted, self.rejected = layout.incoming, layout.accepted, layout.rejected
+        self.state, self.queue = layout.state, queue
+        self.clock = clock
+        self.configure(max_bytes, admission, settle_s)
         self._seen: dict[str, tuple[tuple[int, int, int], float]] = {}  # name -> (inode, size, mtime_ns), since
         self._complete: set[str] = set()  # names inotify saw closed after writing, or renamed in
         self._hints = threading.Lock()
         self._stuck: set[tuple[str, int, int]] = set()  # files that could be neither taken nor rejected
+
+    def configure(self, max_bytes: int, admission: Admission, settle_s: float) -> None:
+        """What the daemon's settings say of intake (at start, and again at each reload)."""
+        self.max_bytes, self.admission, self.settle_s = max_bytes, admission, settle_s
 
     # completeness ----------------------------------------------------------------------------
     def hint_complete(self, name: str) -> None:
@@ -186,7 +153,7 @@ class Spool:
             return []
         return [Path(e.path) for e in entries if not ignored(e.name)]
 
-    def scan(self) -> list[Outcome]:
+    def scan(self) -> list[IntakeOutcome]:
         """Take in every complete file; files still being written wait for a later scan."""
         cands = self.candidates()
         names = {p.name for p in cands}
@@ -207,13 +174,13 @@ class Spool:
             out.append(self.take_safely(p, st))
         return out
 
-    def take_safely(self, path: Path, st: os.stat_result) -> Outcome:
+    def take_safely(self, path: Path, st: os.stat_result) -> IntakeOutcome:
         """take(), and whatever goes wrong with this one file, reject it with the reason and go on."""
         try:
             return self.take(path)
         except Exception as e:  # a bug, or the filesystem failing under us: this file only
             if not os.path.lexists(path):  # taken away under us (by its writer, or a second daemon): nothing to do
-                return Outcome(shown(path.name), False, problems=["vanished while it was read"])
+                return IntakeOutcome(shown(path.name), False, problems=["vanished while it was read"])
             log.exception("taking in %s failed", shown(path.name))
             try:
                 return self._reject(path, [f"(file): sweepd could not take it in: {type(e).__name__}: {e}"])
@@ -221,14 +188,14 @@ class Spool:
                 log.exception("cannot move %s to rejected/ either: it stays in incoming/ and is skipped until "
                               "it changes", shown(path.name))
                 self._stuck.add((path.name, st.st_ino, st.st_mtime_ns))
-                return Outcome(shown(path.name), False, problems=["could not be taken in or rejected"])
+                return IntakeOutcome(shown(path.name), False, problems=["could not be taken in or rejected"])
 
     # one file --------------------------------------------------------------------------------
-    def take(self, path: Path) -> Outcome:
+    def take(self, path: Path) -> IntakeOutcome:
         try:
             st = path.lstat()
         except FileNotFoundError:
-            return Outcome(shown(path.name), False, problems=["vanished before it was read"])
+            return IntakeOutcome(shown(path.name), False, problems=["vanished before it was read"])
         if (problem := name_problem(path.name)) is not None:
             return self._reject(path, [problem])
         if not stat.S_ISREG(st.st_mode):
@@ -242,15 +209,7 @@ class Spool:
                 raise ConfigError(path.name, ["(file): no settings in it (an empty request would run a default "
                                               "full sweep): write the request, then rename it into incoming/"])
             req = configfile.validate(SweepRequest, data, path.name)
-            executor = self.executor_of(req)
-            problems = executor_problems(req, executor, self.gpu_indices)
-            if problems:
-                return self._reject(path, problems)
-            if executor == "local":
-                check_clocks(req, self.gpu_indices[0] if self.gpu_indices else None)
-                modelcheck.check(req.workload.model, path.name)
-            elif req.gpu.backend == "sim":  # a real GPU's clocks are checked on the node
-                check_clocks(req)
+            executor = admit(req, path.name, self.admission)
         except ConfigError as e:
             return self._reject(path, e.problems)
         except ClockPlanError as e:
@@ -264,9 +223,6 @@ class Spool:
         atomic.fsync_dir(self.accepted)
         return self._enqueue(target, req, sweep_id, job_id, path.name)
 
-    def executor_of(self, req: SweepRequest) -> str:
-        return req.executor or self.executor
-
     @staticmethod
     def job_id_for(req: SweepRequest, executor: str, sweep_id: str) -> str:
         """The request's job id; else a local one, or for SLURM a placeholder until sbatch gives the
@@ -275,8 +231,8 @@ class Spool:
             return req.job_id
         return f"slurm-pending-{sweep_id}" if executor == "slurm" else paths.new_local_job_id()
 
-    def _enqueue(self, target: Path, req: SweepRequest, sweep_id: str, job_id: str, source: str) -> Outcome:
-        executor = self.executor_of(req)
+    def _enqueue(self, target: Path, req: SweepRequest, sweep_id: str, job_id: str, source: str) -> IntakeOutcome:
+        executor = self.admission.executor_of(req)
         try:
             self.queue.add(sweep_id, job_id, req.model_dump(mode="json", by_alias=True)
                            | {"job_id": job_id if executor == "local" else req.job_id},
@@ -286,25 +242,19 @@ class Spool:
             return self._reject(target, [f"job_id: {job_id!r}: {e}"], name=source)
         audit.record(self.state, "accepted", sweep_id=sweep_id, job_id=job_id, source=source)
         log.info("accepted %s as sweep %s (job %s)", source, sweep_id, job_id)
-        return Outcome(source, True, sweep_id=sweep_id)
+        return IntakeOutcome(source, True, sweep_id=sweep_id)
 
-    def _reject(self, path: Path, problems: list[str], name: str | None = None) -> Outcome:
+    def _reject(self, path: Path, problems: list[str], name: str | None = None) -> IntakeOutcome:
         name = name or path.name
         text_name = shown(name)
         if name_problem(name) is not None:  # keep what it was in the error file; store it under a name that works
             suffix = Path(text_name).suffix if len(Path(text_name).suffix) <= 8 else ""
             name = f"rejected-{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:12]}{suffix}"
-        target = self.rejected / name
-        n = 1
-        while target.exists() or target.with_name(target.name + ".error.txt").exists():
-            target = self.rejected / f"{Path(name).stem}.{n}{Path(name).suffix}"
-            n += 1
         text = f"sweepd rejected {text_name}:\n" + "".join(f"  {p}\n" for p in problems)
-        atomic.write_text(target.with_name(target.name + ".error.txt"), text)
-        os.replace(path, target)
+        target = set_aside(path, self.rejected, text, name)
         audit.record(self.state, "rejected", source=text_name, moved_to=str(target), problems=problems)
         log.warning("rejected %s: %s", text_name, "; ".join(problems))
-        return Outcome(text_name, False, problems=problems)
+        return IntakeOutcome(text_name, False, problems=problems)
 
     # after a crash ---------------------------------------------------------------------------
     def reconcile_accepted(self) -> int:
@@ -322,11 +272,12 @@ class Spool:
                 log.exception("re-reading accepted %s failed", path.name)
                 self._reject(path, [f"(file): sweepd could not read it back: {type(e).__name__}: {e}"])
                 continue
-            problems = executor_problems(req, self.executor_of(req), self.gpu_indices)
+            executor = self.admission.executor_of(req)
+            problems = executor_problems(req, executor, self.admission.gpu_indices)
             if problems:
                 self._reject(path, problems)
                 continue
-            job_id = self.job_id_for(req, self.executor_of(req), path.stem)
+            job_id = self.job_id_for(req, executor, path.stem)
             self._enqueue(path, req, path.stem, job_id, path.name)
             n += 1
         return n

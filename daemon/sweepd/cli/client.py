@@ -16,7 +16,6 @@ from sweepd import paths
 from sweepd.cli.common import EXIT_INPUT, RootOpt, app, console, err, fail, guarded, layout_of
 from sweepd.catalogue import open_queue_readonly
 from sweepd.cli.listing import no_daemon_hint, writable_queue
-from sweepd.configfile import ConfigError
 from sweepd.queue import FINAL, QueueError
 
 
@@ -26,30 +25,20 @@ def submit(request_file: Path, root: Optional[Path] = RootOpt,
     """Validate a request, then drop it into the spool atomically; prints the sweep id."""
     from sweepd import configfile
     from sweepd.request import SweepRequest
-    from sweepd.spool import check_clocks, new_sweep_id
+    from sweepd.spool import new_sweep_id
 
     def go() -> int:
         req = configfile.load(SweepRequest, request_file)
         from sweepd import settings as settings_mod
-        from sweepd.spool import executor_problems
+        from sweepd.ops.admission import Admission, admit
 
-        s = settings_mod.load()
-        executor = req.executor or s.executor
-        problems = executor_problems(req, executor, tuple(s.gpus) or None)  # what the daemon would reject
-        if problems:
-            raise ConfigError(str(request_file), problems)
-        if executor == "local" or req.gpu.backend == "sim":
-            check_clocks(req)  # a SLURM sweep's real GPU is on a node: its clocks are checked there
-        if executor == "local":  # a node may see other folders and caches than this login node
-            from sweepd.workload import modelcheck
-
-            modelcheck.check(req.workload.model, str(request_file))
+        admit(req, str(request_file), Admission.of(settings_mod.load()))  # what the daemon would refuse
         layout = layout_of(root)
         if not force:
             from sweepd.fit import check
 
             check(req, layout)
-        incoming = layout.root / "spool" / "incoming"
+        incoming = layout.incoming
         paths.ensure_writable(incoming)
         incoming.mkdir(parents=True, exist_ok=True)
         sweep_id = new_sweep_id()
@@ -113,20 +102,12 @@ def _cancel_other(layout: paths.Layout, key: str) -> int:
         return fail(f"sweep {key} runs in the foreground (sweepd run): stop it with Ctrl-C where it runs; "
                     "it stops after its current trial and resets the clocks", EXIT_INPUT)
     # waiting in spool/incoming/: moved aside (never deleted), so no daemon takes it in later
-    src = Path(e.path)
-    rejected = layout.root / "spool" / "rejected"
-    paths.ensure_writable(rejected)
-    rejected.mkdir(parents=True, exist_ok=True)
-    target = rejected / src.name
-    n = 1
-    while target.exists():
-        target = rejected / f"{src.stem}.{n}{src.suffix}"
-        n += 1
-    from sweepd import atomic
+    from sweepd.ops.admission import set_aside
 
-    atomic.write_text(target.with_name(target.name + ".error.txt"),
-                      f"sweepd: {src.name} was cancelled by user before any daemon took it in\n")
-    os.replace(src, target)
+    src = Path(e.path)
+    paths.ensure_writable(layout.rejected)
+    layout.rejected.mkdir(parents=True, exist_ok=True)
+    target = set_aside(src, layout.rejected, f"sweepd: {src.name} was cancelled by user before any daemon took it in\n")
     console.print(f"{key}: cancelled (it was waiting in spool/incoming/; the request is kept as {target})",
                   highlight=False)
     return 0

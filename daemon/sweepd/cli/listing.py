@@ -24,7 +24,7 @@ def writable_queue(layout: paths.Layout) -> Queue:
     import sqlite3
 
     try:
-        return Queue(layout.state / "queue.sqlite")
+        return Queue(layout.queue_db)
     except (OSError, sqlite3.Error) as e:
         raise paths.RootNotWritable(f"{layout.state}: {getattr(e, 'strerror', None) or e}: the queue cannot be "
                                     "written there; choose a writable root with --root or SWEEPD_ROOT") from None

@@ -69,7 +69,7 @@ def merge(job: str = typer.Argument(..., help="the job id of a split sweep (its 
     from sweepd.slurm.merge import merge_and_report
 
     def go() -> int:
-        top = merge_and_report(layout_of(root, images_dir, results_dir), job.removeprefix("job_"))
+        top = merge_and_report(layout_of(root, images_dir, results_dir), paths.job_of(job) or job)
         console.print(f"merged into {top}", highlight=False)
         return 0
 

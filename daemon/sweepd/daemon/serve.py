@@ -29,6 +29,7 @@ from sweepd.procs import pid_alive
 from sweepd.queue import Queue
 from sweepd.records.status import DaemonState
 from sweepd.settings import Settings
+from sweepd.ops.admission import Admission
 from sweepd.spool import Spool
 from sweepd.storage.units import human
 from sweepd.vocab import SweepState
@@ -52,12 +53,11 @@ class Daemon:
     def start(self) -> None:
         self.check_state_disk()
         self.lock = PidLock(self.layout.state / "daemon.lock").acquire()
-        self.queue = Queue(self.layout.state / "queue.sqlite")
+        self.queue = Queue(self.layout.queue_db)
         self.pool = WorkerPool(self.layout, self.queue, self.settings)
         self.slurm = SlurmLoop(self.layout, self.settings)
-        self.spool = Spool(self.layout.root, self.layout.state, self.queue, self.settings.max_request_bytes,
-                           gpu_indices=tuple(self.pool.slots.values()) or None, executor=self.settings.executor,
-                           settle_s=self.settings.spool_settle_s)
+        self.spool = Spool(self.layout, self.queue, self.settings.max_request_bytes, Admission.of(self.settings),
+                           self.settings.spool_settle_s)
         self.spool.ensure()
         self.recover()
         if self.spool.reconcile_accepted():
@@ -198,8 +198,7 @@ class Daemon:
         else:
             self.settings_error = None
             self.settings = self.pool.settings = self.slurm.settings = new
-            self.spool.max_bytes, self.spool.executor = new.max_request_bytes, new.executor
-            self.spool.settle_s = new.spool_settle_s
+            self.spool.configure(new.max_request_bytes, Admission.of(new), new.spool_settle_s)
             journal.setup(new.log_level)
             log.info("reloaded settings")
         self.storage.load()  # the last valid policy stays in force if the files do not validate

@@ -29,7 +29,7 @@ class Snapshot:
 
 class SlurmLoop:
     def __init__(self, layout: Layout, settings: Settings):
-        self.queue = Queue(layout.state / "queue.sqlite")
+        self.queue = Queue(layout.queue_db)
         self.executor = SlurmExecutor(layout, self.queue, settings)
         self._wake, self._stopping = threading.Event(), threading.Event()
         self.snapshot = self._take()  # before the first step: --once must not exit before it has looked

@@ -25,7 +25,7 @@ def main(sweep_id: str, layout: Layout) -> int:
     logsetup.terminal(logging.INFO, "%(asctime)s sweepd worker: %(levelname)s: %(message)s")
     obs = None
     try:
-        queue = Queue(layout.state / "queue.sqlite")
+        queue = Queue(layout.queue_db)
         row = queue.get(sweep_id)
         queue.close()
         if row is None:

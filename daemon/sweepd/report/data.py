@@ -55,7 +55,7 @@ def find(layout: Layout, key: str) -> JobResults:
     """A job by its folder name (job_1234), its job id (1234) or its sweep id."""
     short = key if len(key) <= 80 else key[:77] + "..."
     try:
-        paths.check_job_id(key.removeprefix("job_"))
+        paths.check_job_id(paths.job_of(key) or key)
     except InputError:
         raise JobNotFound(f"no sweep {short!r}: not a job id (1-64 letters, digits, '.', '_' or '-')") from None
     for candidate in (layout.results / key, layout.results / f"job_{key}"):

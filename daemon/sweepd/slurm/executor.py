@@ -23,8 +23,8 @@ from sweepd.engine.store import read_shard_manifest
 from sweepd.errors import SweepdError
 from sweepd.paths import Layout
 from sweepd.queue import SHARD_FINAL, Queue
-from sweepd.records.queuerows import AttemptEnd, ShardRow, SweepRow
-from sweepd.records.status import WorkerStatus
+from sweepd.records.queuerows import ShardRow, SweepRow
+from sweepd.slurm.transition import Decision, Step, transition
 from sweepd.request import SweepRequest
 from sweepd.settings import Settings
 from sweepd.slurm import commands
@@ -172,61 +172,36 @@ class SlurmExecutor:
         for sh in self.queue.shards(sid):
             if sh.state in SHARD_FINAL:
                 continue
-            if sh.state == "interrupted":  # its resubmission failed earlier: again
-                self.retry_or_fail(row, sh, sh.error or "interrupted", killed_by_time_limit=False)
-                continue
             status = read_shard_status(self.layout, row.job_id, sh.shard)
-            if status is not None and status.slurm_array_task != sh.slurm_id:
-                status = None  # written by an earlier attempt: says nothing of this one
-            js = commands.job_state(sh.slurm_id, known)
-            if js is None:  # forgotten by SLURM and no accounting: the status file tells how it ended
-                js = JobState(sh.slurm_id, "", "COMPLETED" if status and status.state == "done" else "UNKNOWN", "")
-            if js.active:
-                state = "pending" if js.state in ("PENDING", "CONFIGURING") else "running"
-                said = js.state + (f" ({js.reason})" if js.reason not in ("", "None", "(null)") else "")
-                if (state, said) != (sh.state, sh.slurm_state):
-                    self.queue.update_shard(sid, sh.shard, state=state, slurm_state=said)
-                continue
-            self.ended(row, sh, js, status)
+            js = None if sh.state == "interrupted" else commands.job_state(sh.slurm_id, known)
+            d = transition(sh, js, status, results_done=self.shard_status(row, sh.shard) == "done",
+                           cancel_requested=row.cancel_requested, max_retries=self.settings.slurm.max_retries)
+            self.carry_out(row, sh, d)
         self.finish_if_over(row)
 
-    def ended(self, row: SweepRow, sh: ShardRow, js: JobState, status: WorkerStatus | None) -> None:
+    def carry_out(self, row: SweepRow, sh: ShardRow, d: Decision) -> None:
+        """Do what :func:`~sweepd.slurm.transition.transition` decided for shard ``sh``."""
         sid, k = row.id, sh.shard
-        ended = AttemptEnd(slurm_state=js.state, worker_state=status.state if status else None)
-        if (status and status.state == "done") or self.shard_status(row, k) == "done":
-            # the shard's results are complete, even when SLURM's time limit struck as the worker exited
-            self.queue.update_shard(sid, k, state="done", slurm_state=js.state, ended=ended)
-            log.info("sweep %s shard %d done (SLURM job %s, %s)", sid, k, sh.slurm_id, js.state)
+        if d.step is Step.WAIT:
             return
-        if row.cancel_requested:
-            self.queue.update_shard(sid, k, state="cancelled", slurm_state=js.state, ended=ended,
-                                    error="cancelled by user")
+        if d.step is Step.TRACK:
+            self.queue.update_shard(sid, k, state=d.state, slurm_state=d.slurm_state)
             return
-        why = f"SLURM job {sh.slurm_id} ended {js.state}" + (f" ({js.reason})" if js.reason not in
-                                                                  ("", "None", "(null)") else "")
-        if status and status.error:
-            why += f"; worker: {status.error}"
-        self.queue.update_shard(sid, k, state="interrupted", slurm_state=js.state, ended=ended, error=why)
-        audit.record(self.layout.state, "shard interrupted", sweep_id=sid, shard=k, slurm_id=sh.slurm_id, why=why)
-        log.warning("sweep %s shard %d interrupted: %s", sid, k, why)
-        if status and status.retry_cannot_help:
-            blame = "the request is at fault" if status.input_error else "a bug in sweepd (traceback in the shard's log)"
-            self.queue.update_shard(sid, k, state="failed", error=why + f" (not retried: {blame})")
-            return
-        fresh = next(s for s in self.queue.shards(sid) if s.shard == k)
-        self.retry_or_fail(row, fresh, why, killed_by_time_limit=js.state in ("TIMEOUT", "DEADLINE"))
+        self.queue.update_shard(sid, k, state=d.state, slurm_state=d.slurm_state, ended=d.end, error=d.error)
+        if d.step is Step.DONE:
+            log.info("sweep %s shard %d done (SLURM job %s, %s)", sid, k, sh.slurm_id, d.slurm_state)
+        elif d.step in (Step.RETRY, Step.FAIL) and d.end is not None:
+            audit.record(self.layout.state, f"shard {d.state}", sweep_id=sid, shard=k, slurm_id=sh.slurm_id,
+                         why=d.error)
+            log.warning("sweep %s shard %d %s: %s", sid, k, d.state, d.error)
+        if d.step is Step.RETRY:
+            fresh = next(s for s in self.queue.shards(sid) if s.shard == k)
+            self.resubmit(row, fresh, d.killed_by_time_limit)
 
     def shard_status(self, row: SweepRow, k: int) -> str | None:
         """The status in the shard's sweep.json: "done" once its last clock is committed."""
         m = read_shard_manifest(self.layout, row.job_id, k)
         return m.status if m else None
-
-    def retry_or_fail(self, row, sh, why: str, killed_by_time_limit: bool) -> None:
-        if sh.attempts - 1 >= self.settings.slurm.max_retries:
-            self.queue.update_shard(row.id, sh.shard, state="failed",
-                                    error=f"{why}; gave up after {sh.attempts} attempts (slurm.max_retries)")
-            return
-        self.resubmit(row, sh, killed_by_time_limit)
 
     def finish_if_over(self, row) -> None:
         sid, shards = row.id, self.queue.shards(row.id)

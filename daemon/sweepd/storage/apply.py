@@ -58,7 +58,7 @@ def protected_now(a: Action, layout: Layout) -> str | None:
     """Protection checked again right before acting (a .keep or a sweep may have come since planning);
     the queue is read as it is now, SLURM was asked when the plan was made."""
     active: set[str] = set()
-    db = layout.state / "queue.sqlite"
+    db = layout.queue_db
     if a.job_id is not None and db.exists():
         from sweepd.queue import Queue
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sweepd.errors import StorageError
 from sweepd import paths
-from sweepd.paths import Layout
+from sweepd.paths import Layout, job_of
 from sweepd.storage import policy as policy_mod
 from sweepd.storage.index import KEEP_FILE, PathIndex
 from sweepd.storage.lock import StorageLock
@@ -38,7 +38,7 @@ def protected_jobs(layout: Layout) -> set[str]:
     submission until its merge), and every pending or running SLURM job of this user, whoever
     submitted it (a `sweepd run` inside one's own sbatch script writes to job_<SLURM_JOB_ID>)."""
     out: set[str] = set()
-    db = layout.state / "queue.sqlite"
+    db = layout.queue_db
     if db.exists():
         from sweepd.queue import Queue
 
@@ -89,7 +89,7 @@ def storage_lock(layout: Layout, timeout_s: float = 600.0, waiting=None) -> Stor
 
 def protection_now(layout: Layout, root: str, units: set[str], protected: set[str]) -> dict[str, str]:
     """Why each of these units is protected now (for checking a saved plan); unprotected ones are absent."""
-    whys = {u: why_protected(os.path.lexists(Path(root) / u / KEEP_FILE), u[4:] if u.startswith("job_") else None,
+    whys = {u: why_protected(os.path.lexists(Path(root) / u / KEEP_FILE), job_of(u),
                              protected) for u in units}
     return {u: why for u, why in whys.items() if why is not None}
 

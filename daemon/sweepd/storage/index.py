@@ -17,6 +17,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sweepd.paths import job_of
+
 KEEP_FILE = ".keep"
 
 
@@ -54,7 +56,7 @@ class Unit:
 
     @property
     def job_id(self) -> str | None:
-        return self.name[4:] if self.name.startswith("job_") else None
+        return job_of(self.name)
 
     @property
     def bytes(self) -> int:
