@@ -38,6 +38,11 @@ def isolate_home() -> None:
         (home / sub).mkdir(parents=True, exist_ok=True)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked run_last go last (stably): they check work that went on in the background meanwhile."""
+    items[:] = [i for i in items if "run_last" not in i.keywords] + [i for i in items if "run_last" in i.keywords]
+
+
 @pytest.fixture
 def fake_nvml(monkeypatch):
     """The fake pynvml module in place of the real one, fresh for each test."""

@@ -173,26 +173,6 @@ def test_cancel_scancels_a_running_job_which_stops_after_its_trial(daemon, tmp_p
     assert status(daemon, sid)["shards"][0]["state"] == "cancelled"
 
 
-def test_a_job_killed_by_its_time_limit_is_resubmitted_and_resumes(daemon, tmp_path):
-    # 12 clocks x 4 images of real CPU work each (the simulated GPU's own clock costs no wall time): about
-    # 1.5 minutes with start-up, longer than the 1-minute limit and short enough for one resubmission
-    clocks = tuple(range(1410, 700, -60))
-    sid = submit(daemon, request(tmp_path / "timeout.toml", clocks, trials=3, window=2.5, settle=1.0, steps=8,
-                                 size=128, slurm="time_limit_minutes = 1"))
-    row = daemon.wait_state(sid, ("done", "failed", "cancelled"), timeout=480)
-    assert row.state == "done", (row, status(daemon, sid), daemon.output()[-3000:])
-    shard = status(daemon, sid)["shards"][0]
-    assert shard["attempts"] >= 2
-    assert shard["history"][0]["slurm_state"] == "TIMEOUT"
-    assert len({h["slurm_id"] for h in shard["history"]}) == shard["attempts"]  # a new SLURM job each time
-    top = daemon.root / "results" / f"job_{row.job_id}"
-    manifest = json.loads((top / "shards/0/sweep.json").read_text())
-    assert manifest["resumed_at"]  # the resubmission resumed the shard, it did not start over
-    trials = atomic.read_csv(top / "trials.csv")
-    assert Counter((t["freq_mhz"], t["trial"]) for t in measured(trials)) == {(str(f), str(t)): 1 for f in clocks
-                                                                    for t in (1, 2, 3)}
-
-
 def test_jobs_outlive_the_daemon_and_a_restarted_daemon_follows_them_to_done(daemon, tmp_path):
     clocks = (1410, 1200, 1005, 810, 645, 510)
     sid = submit(daemon, request(tmp_path / "restart.toml", clocks, split=2, window=1.0))
@@ -248,3 +228,52 @@ def test_a_submission_while_the_controller_is_down_waits_and_then_goes_through(d
     wait_for(lambda: slurm_down_reason() is None, 60, "slurmctld to take jobs again")
     row = daemon.wait_state(sid, ("done", "failed", "cancelled"), timeout=240)
     assert row.state == "done" and row.slurm_job_id, row
+
+
+# last in this module, checked last in the session ------------------------------------------------------
+@pytest.fixture(scope="session")
+def time_limit_sweep(tmp_path_factory):
+    """A sweep longer than its 1-minute SLURM time limit. It takes minutes of SLURM's own clock (the limit is
+    checked every 30 s, then the resubmission runs), and no faster SLURM can be asked for: it is submitted once,
+    after this module's other tests (test_a_job_with_a_one_minute_limit_is_submitted), and checked at the end of
+    the session (the run_last mark), so the rest of the suite runs while SLURM works. Its own daemon and root:
+    the module's daemon cancels what it leaves behind."""
+    why = slurm_down_reason()
+    if why:
+        if os.environ.get("SWEEPD_REQUIRE_SLURM"):
+            pytest.fail(f"SWEEPD_REQUIRE_SLURM is set but SLURM is not up: {why}")
+        pytest.skip(f"no SLURM here ({why}); `sudo .ci/slurm-up` starts a one-node cluster")
+    tmp = tmp_path_factory.mktemp("slurm-timeout")
+    d = Daemon(tmp / "root", settings=SETTINGS).start()
+    # 12 clocks x 4 images of real CPU work each (the simulated GPU's own clock costs no wall time): about
+    # 1.5 minutes with start-up, longer than the 1-minute limit and short enough for one resubmission
+    clocks = tuple(range(1410, 700, -60))
+    sid = submit(d, request(tmp / "timeout.toml", clocks, trials=3, window=2.5, settle=1.0, steps=8, size=128,
+                            slurm="time_limit_minutes = 1"))
+    yield d, sid, clocks
+    for row in d.queue().list(("queued", "running")):
+        sweepd("cancel", row.id, "--root", d.root, env=d.env)
+    d.close()
+
+
+def test_a_job_with_a_one_minute_limit_is_submitted(time_limit_sweep):
+    d, sid, _ = time_limit_sweep
+    shards = wait_for(lambda: status(d, sid)["shards"], 60, "the sbatch submission")
+    assert shards[0]["history"][0]["minutes"] == 1
+
+
+@pytest.mark.run_last
+def test_a_job_killed_by_its_time_limit_is_resubmitted_and_resumes(time_limit_sweep):
+    d, sid, clocks = time_limit_sweep
+    row = d.wait_state(sid, ("done", "failed", "cancelled"), timeout=480)
+    assert row.state == "done", (row, status(d, sid), d.output()[-3000:])
+    shard = status(d, sid)["shards"][0]
+    assert shard["attempts"] >= 2
+    assert shard["history"][0]["slurm_state"] == "TIMEOUT"
+    assert len({h["slurm_id"] for h in shard["history"]}) == shard["attempts"]  # a new SLURM job each time
+    top = d.root / "results" / f"job_{row.job_id}"
+    manifest = json.loads((top / "shards/0/sweep.json").read_text())
+    assert manifest["resumed_at"]  # the resubmission resumed the shard, it did not start over
+    trials = atomic.read_csv(top / "trials.csv")
+    assert Counter((t["freq_mhz"], t["trial"]) for t in measured(trials)) == {(str(f), str(t)): 1 for f in clocks
+                                                                    for t in (1, 2, 3)}
