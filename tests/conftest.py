@@ -39,8 +39,12 @@ def isolate_home() -> None:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked run_last go last (stably): they check work that went on in the background meanwhile."""
-    items[:] = [i for i in items if "run_last" not in i.keywords] + [i for i in items if "run_last" in i.keywords]
+    """Tests marked run_first go first and those marked run_last go last (each group in its own order): the SLURM
+    cluster's tests start a sweep that takes minutes of SLURM's own clock, and it is checked at the end, so the
+    rest of the suite runs meanwhile."""
+    first = [i for i in items if "run_first" in i.keywords and "run_last" not in i.keywords]
+    last = [i for i in items if "run_last" in i.keywords]
+    items[:] = first + [i for i in items if "run_first" not in i.keywords and "run_last" not in i.keywords] + last
 
 
 @pytest.fixture

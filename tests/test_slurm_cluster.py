@@ -18,7 +18,7 @@ from conftest import measured, sweepd
 from daemon_helpers import Daemon
 from sweepd import atomic, paths
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.run_first]  # see time_limit_sweep
 
 SETTINGS = """executor = "slurm"
 gpus = []
@@ -234,9 +234,10 @@ def test_a_submission_while_the_controller_is_down_waits_and_then_goes_through(d
 @pytest.fixture(scope="session")
 def time_limit_sweep(tmp_path_factory):
     """A sweep longer than its 1-minute SLURM time limit. It takes minutes of SLURM's own clock (the limit is
-    checked every 30 s, then the resubmission runs), and no faster SLURM can be asked for: it is submitted once,
-    after this module's other tests (test_a_job_with_a_one_minute_limit_is_submitted), and checked at the end of
-    the session (the run_last mark), so the rest of the suite runs while SLURM works. Its own daemon and root:
+    checked every 30 s, then the resubmission runs), and no faster SLURM can be asked for: this module runs first
+    in the session (run_first), the sweep is submitted after its other tests (the cluster is theirs until then:
+    test_a_job_with_a_one_minute_limit_is_submitted) and checked at the end of the session (run_last), so the rest
+    of the suite runs while SLURM works. Its own daemon and root:
     the module's daemon cancels what it leaves behind."""
     why = slurm_down_reason()
     if why:

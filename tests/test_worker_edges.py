@@ -20,7 +20,7 @@ from sweepd.settings import Settings
 
 @pytest.mark.parametrize("delay_s", [0.0, 0.05, 0.3, pytest.param(1.0, marks=pytest.mark.slow)])  # 1 s: the model loads
 def test_a_cancel_during_worker_start_up_ends_cancelled(tmp_path, monkeypatch, delay_s):
-    from sweepd.daemon.workers import WorkerPool
+    from sweepd.daemon.pool import WorkerPool
     from sweepd.request import SweepRequest
     from sweepd.configfile import load
 

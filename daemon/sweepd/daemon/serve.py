@@ -22,7 +22,7 @@ from sweepd.daemon.sdnotify import Notifier
 from sweepd.daemon.slurmloop import SlurmLoop
 from sweepd.daemon.waker import Waker
 from sweepd.engine.status import read_status
-from sweepd.daemon.workers import WorkerPool, resume_or_fail
+from sweepd.daemon.pool import WorkerPool, resume_or_fail
 from sweepd.engine.runner import repair_locks
 from sweepd.paths import Layout
 from sweepd.procs import pid_alive

@@ -25,6 +25,7 @@ from sweepd.engine.imagerows import ImageRecorder
 from sweepd.engine.store import JobStore
 from sweepd.engine import batching, search
 from sweepd.engine.summary import by_clock, drifts
+from sweepd.engine.schedule import FIRST_WARMUP_BATCHES, FIRST_WARMUP_MAX, FIRST_WARMUP_MAX_S
 from sweepd.freqplan import ClockPoint
 from sweepd.errors import SweepdError
 from sweepd.gpu.base import BENIGN_REASONS, GpuDevice, GpuError, decode_reasons, is_out_of_memory, is_window_failure
@@ -47,9 +48,6 @@ def _log_clock(k: int, n: int, point: ClockPoint, summary: list[SummaryRow]) -> 
     progress_log.info("clock %d/%d %s: %d trials, %.3f s/image, %.2f J/image (CV %.1f%%), %.0f W", k + 1, n,
                       point.label, row.n, row.s_per_image_mean, row.j_per_image_mean, row.cv * 100, row.avg_power_w)
 
-FIRST_WARMUP_BATCHES = 3
-FIRST_WARMUP_MAX = 30
-FIRST_WARMUP_MAX_S = 10.0
 MIN_POWER_SAMPLES = 10  # a window's power samples needed to check its counter energy (1 s at 10 Hz)
 
 

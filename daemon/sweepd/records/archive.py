@@ -25,6 +25,15 @@ class Member(Record):
     sha256: str
 
 
+class ArchiveReason(Record):
+    """Why an archive was made: the policy rule that asked for it (what its manifest records)."""
+    model_config = ConfigDict(frozen=True)
+    rule: str | None = None
+    policy: str | None = None
+    reason: str | None = None
+    job_id: str | None = None
+
+
 class ArchiveManifest(Record):
     model_config = ConfigDict(extra="ignore")
     schema_version: int = 1  # 0.1.0's have none: the same fields

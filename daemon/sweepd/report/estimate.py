@@ -21,6 +21,7 @@ from sweepd.gpu.base import GpuDevice
 from sweepd.paths import Layout
 from sweepd.report.data import JobResults, all_jobs
 from sweepd.request import SweepRequest
+from sweepd.engine.schedule import first_warmup_images
 
 MODES = ("benchmark", "research", "archive")
 EXPECTED_EVALUATIONS = 12  # an adaptive search's median on the simulated boards (BENCHMARKS.md)
@@ -136,7 +137,7 @@ def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: 
         fixed, per_trial = (0.0 if device.simulated else STARTUP_S), 0.0
         time_source = f"modelled: no earlier sweep of this workload on {device.name}"
     window = [n * s if p.images_per_trial else max(p.min_window_s, n * s) for s in s_img]
-    warm0 = 6 * b if p.warmup else 0  # the first clock warms up until timings settle
+    warm0 = first_warmup_images(p.warmup, b)  # the first clock warms up until timings settle
     trials = p.most  # sequential sampling may take up to max_trials: the estimate (and a SLURM time limit) allow for it
     per_clock = [p.settle_s + p.warmup * s + trials * (t + per_trial) + p.cooldown_s * (trials - 1)
                  for s, t in zip(s_img, window, strict=True)]

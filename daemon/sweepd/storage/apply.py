@@ -18,6 +18,7 @@ from pathlib import Path
 from sweepd.errors import StorageError
 from sweepd import audit
 from sweepd.paths import Layout
+from sweepd.records.archive import ArchiveReason
 from sweepd.storage import archive
 from sweepd.storage.index import KEEP_FILE
 from sweepd.storage.planner import Action, Plan, why_protected
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Outcome:
+class ApplyOutcome:
+    """What a plan's actions came to: done, failed (with why), skipped (protected since the plan was made)."""
     done: list[Action] = field(default_factory=list)
     failed: list[tuple[Action, str]] = field(default_factory=list)
     skipped: list[tuple[Action, str]] = field(default_factory=list)  # protected since the plan was made
@@ -92,7 +94,7 @@ def run_action(a: Action, layout: Layout, simulate: bool = False) -> None:
     base, state = Path(a.root), layout.state
     if a.kind in ("archive", "archive_then_delete"):
         done = archive.archive(base, a.unit, files, Path(a.archive_dir), level=a.zstd_level, threads=a.zstd_threads,
-                               meta={"rule": a.rule, "policy": a.source, "reason": a.reason, "job_id": a.job_id})
+                               why=ArchiveReason(rule=a.rule, policy=a.source, reason=a.reason, job_id=a.job_id))
         removed = archive.delete_sources(base, a.unit, files, done) if a.kind == "archive_then_delete" else 0
         audit.record(state, f"storage_{a.kind}", rule=a.rule, unit=a.unit, job_id=a.job_id, archive=str(done.path),
                      files=len(files), bytes=a.bytes, removed=removed, reason=a.reason, policy=a.source)
@@ -102,8 +104,8 @@ def run_action(a: Action, layout: Layout, simulate: bool = False) -> None:
                      bytes=a.bytes, removed=removed, reason=a.reason, policy=a.source)
 
 
-def apply(plan: Plan, layout: Layout, simulate: bool = False) -> Outcome:
-    out = Outcome()
+def apply(plan: Plan, layout: Layout, simulate: bool = False) -> ApplyOutcome:
+    out = ApplyOutcome()
     for a in plan.actions:
         try:
             run_action(a, layout, simulate)

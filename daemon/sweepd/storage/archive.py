@@ -30,7 +30,7 @@ from sweepd.errors import StorageError
 from sweepd import atomic
 from sweepd.procs import pid_alive
 from sweepd.storage import manifest as mf
-from sweepd.records.archive import SUFFIX, ArchiveManifest, Member
+from sweepd.records.archive import SUFFIX, ArchiveManifest, ArchiveReason, Member
 from sweepd.storage.safefs import Identity, UnitDir, UnsafePath
 
 CHUNK = 1 << 20  # tarfile's stream mode defaults to 10 KiB records: 1 MiB makes archiving ~2x faster
@@ -181,7 +181,7 @@ def _clear_partials(archive_dir: Path, name: str) -> None:
 
 
 def archive(base: Path, unit_name: str, files: list[str], archive_dir: Path, *, level: int = 3, threads: int = -1,
-            meta: dict | None = None) -> Archived:
+            why: ArchiveReason | None = None) -> Archived:
     """Steps 1-6 for files of base/unit_name. The sources are untouched. Safe to call again after a crash."""
     archive_dir.mkdir(parents=True, exist_ok=True)
     with UnitDir(base, unit_name) as unit:
@@ -222,7 +222,7 @@ def archive(base: Path, unit_name: str, files: list[str], archive_dir: Path, *, 
             mf.write(manifest, ArchiveManifest(
                 archive=final.name, unit=unit.name, source_dir=str(unit.base), members=result.members,
                 bytes=final.stat().st_size, zstd_level=level, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                **(meta or {})))
+                **(why or ArchiveReason()).model_dump()))
             crash_point("after_manifest")
         return result
 
