@@ -6,7 +6,7 @@ thread (SWEEPD_CPU_THREADS overrides). The load is made the way ../shared/checks
 shell busy-loop per core. Each condition runs `sweepd demo` N times in a fresh root; medians and their ratio
 to the idle median are printed side by side.
 
-    python bench/cpu_threads.py [--runs 3] [--request FILE] [--json out.json]
+    python bench/cpu_threads.py [--runs 3] [--request FILE] [--only K] [--json out.json]
 
 ``--request`` runs `sweepd run FILE` instead of the demo (a smaller request for the smoke test).
 """
@@ -54,10 +54,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--request", default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--only", type=int, default=None, metavar="K",
+                    help="run the first K conditions only (the smoke test: the idle one)")
     args = ap.parse_args()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     out = {"cores": cores, "runs": args.runs, "command": "demo" if args.request is None else "run", "conditions": []}
-    for name, load, threads in CONDITIONS:
+    for name, load, threads in CONDITIONS[:args.only]:
         procs = busy(cores if load is None else load)
         try:
             walls = [one_run(args.request, threads) for _ in range(args.runs)]

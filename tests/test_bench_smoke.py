@@ -47,13 +47,12 @@ def test_the_storage_benchmark_runs_its_scan_and_its_archive(tmp_path):
     assert d["archive"]["files"] >= 5 and d["archive"]["vs_tar_zstd"] > 0 and 0 < d["archive"]["sweepd_ratio"] <= 1.1
 
 
-@pytest.mark.slow  # three sweeps of one clock, two of them on a machine made busy: about 20 s
-def test_the_cpu_threads_benchmark_runs_idle_and_under_load(tmp_path):
+@pytest.mark.slow  # a sweep of one clock in a process of its own (the loaded conditions: BENCHMARKS.md)
+def test_the_cpu_threads_benchmark_runs(tmp_path):
     req = tmp_path / "one.toml"
     req.write_text('[workload]\nmodel = "tiny"\nsteps = 2\nwidth = 32\nheight = 32\n[gpu]\nbackend = "sim"\n'
                    '[frequencies]\nmode = "custom"\nlist = [1410]\n[protocol]\ntrials = 1\nmin_window_s = 0.2\n'
                    'settle_s = 0\n[images]\nmode = "benchmark"\n')
-    d = run("cpu_threads.py", "--runs", "1", "--request", str(req), tmp_path=tmp_path)
-    assert [c["name"] for c in d["conditions"]] == ["idle, sweepd's threads", "loaded, sweepd's threads",
-                                                    "loaded, torch's default threads"]
-    assert all(c["median_s"] > 0 and c["ratio_to_idle"] > 0 for c in d["conditions"])
+    d = run("cpu_threads.py", "--runs", "1", "--request", str(req), "--only", "1", tmp_path=tmp_path)
+    assert [c["name"] for c in d["conditions"]] == ["idle, sweepd's threads"]
+    assert d["conditions"][0]["median_s"] > 0 and d["conditions"][0]["ratio_to_idle"] == 1.0

@@ -205,3 +205,31 @@ def test_a_row_as_stored_is_the_row_a_resumed_process_reads_back(tmp_path):
     (back,) = TrialRow.read_all(tmp_path / "trials.csv")
     assert row.stored() == back and row.stored().stored() == back
     assert back.j_per_image == 79.5936 and back.energy_j_power is None and back.simulated is False
+
+
+def test_every_record_refuses_an_attribute_it_does_not_declare():
+    """A typo such as trails_done raises instead of being kept (a record may keep a newer sweepd's keys read from
+    a file, never a name set in code); what is assigned is validated as a file's value would be."""
+    import importlib
+    import pkgutil
+
+    import pydantic
+
+    import sweepd.records as R
+    from sweepd.records.status import WorkerStatus
+
+    checked = []
+    for m in pkgutil.iter_modules(R.__path__):
+        mod = importlib.import_module(f"sweepd.records.{m.name}")
+        for name, cls in vars(mod).items():
+            if isinstance(cls, type) and issubclass(cls, pydantic.BaseModel) and cls.__module__ == mod.__name__:
+                obj = cls.model_construct()
+                with pytest.raises((AttributeError, ValueError)):
+                    obj.trails_done = 1
+                checked.append(name)
+    assert {"WorkerStatus", "SweepManifest", "TrialRow", "ShardAttempt", "GpuInfo", "ArchiveManifest"} <= set(checked)
+    st = WorkerStatus(sweep_id="s", job_id="j")
+    with pytest.raises(ValueError):
+        st.state = "finished"  # not a RunState
+    st.state = "done"
+    assert st.state == "done" and type(st.state).__name__ == "RunState"

@@ -1,6 +1,7 @@
 """Reports and estimates, on simulated sweeps whose optimum is known in advance."""
 
 import json
+from collections import Counter
 import re
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 
 from sweepd import atomic
 
-from conftest import sweepd, sweepd_env, write_request
+from conftest import measured, sweepd, sweepd_env, write_request
 
 pytestmark = pytest.mark.slow
 
@@ -110,7 +111,11 @@ def test_failed_trials_and_missed_locks_are_flagged(tmp_path):
     flags = "\n".join(f["text"] for f in a["flags"])
     assert "1410 MHz: the observed clock missed the lock" in flags and "ran at 1200 MHz (sw_power_cap)" in flags
     assert "1410 MHz trial 2 failed" in flags and "945 MHz: the observed clock" not in flags
-    assert {r["freq_mhz"]: r["n"] for r in a["clocks"]} == {1410: 2, 945: 3}
+    # the failed trial is not among 1410 MHz's measurements (the fake GPU's timing is this machine's wall clock: a
+    # loaded machine may show a drift, and the reference row is then its re-measurement, so count the rows)
+    ok = Counter(t["freq_mhz"] for t in measured(atomic.read_csv(tmp_path / "root/results/job_fl/trials.csv"))
+                 if t["status"] == "ok")
+    assert ok == {"1410": 2, "945": 3} and next(r["n"] for r in a["clocks"] if r["freq_mhz"] == 945) == 3
     assert a["simulated"] is False
 
 

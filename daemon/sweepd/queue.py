@@ -172,7 +172,7 @@ class Queue:
         with self.tx() as db:
             db.execute("UPDATE sweeps SET pid = ? WHERE id = ?", (pid, sweep_id))
 
-    def finish(self, sweep_id: str, state: str, exit_status: int | None = None, error: str | None = None) -> None:
+    def finish(self, sweep_id: str, state: SweepState, exit_status: int | None = None, error: str | None = None) -> None:
         assert state in STATES
         with self.tx() as db:
             db.execute("UPDATE sweeps SET state = ?, exit_status = ?, error = ?, ended_at = ? WHERE id = ?",

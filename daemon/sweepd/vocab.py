@@ -61,6 +61,15 @@ class Role(StrEnum):
     REFERENCE = "reference"  # a later shard's own GPU measured at the reference clock (split sweeps)
 
 
+class Bound(StrEnum):
+    """What sets the pace at a clock (engine.summary): the GPU, the host (the time is shown flat), neither shown
+    (unresolved at this precision), or no utilisation to tell by."""
+    GPU = "gpu"
+    HOST = "host"
+    UNRESOLVED = "unresolved"
+    UNKNOWN = "unknown"
+
+
 class Objective(StrEnum):
     """What "best" means: J/image (energy), J x s per image (EDP) or J x s^2 per image (ED2P)."""
     ENERGY = "energy"

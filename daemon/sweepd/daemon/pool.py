@@ -20,6 +20,7 @@ from sweepd.paths import Layout
 from sweepd.queue import Queue
 from sweepd.records.queuerows import SweepRow
 from sweepd.settings import Settings
+from sweepd.vocab import SweepState
 
 log = logging.getLogger(__name__)
 
@@ -95,26 +96,26 @@ class WorkerPool:
         error = status.error if status else None
         cancelled = row is not None and row.cancel_requested
         if rc == EXIT_DONE:
-            state = "done"
+            state = SweepState.DONE
         elif rc == EXIT_INTERRUPTED and cancelled:
-            state, error = "cancelled", "cancelled by user (stopped after its current trial; clocks reset)"
+            state, error = SweepState.CANCELLED, "cancelled by user (stopped after its current trial; clocks reset)"
         elif rc == EXIT_INTERRUPTED:
-            state = "interrupted"
+            state = SweepState.INTERRUPTED
         elif rc < 0 and cancelled:  # cancelled before its stop handler was in place
-            state = "cancelled"
+            state = SweepState.CANCELLED
             error = f"cancelled by user (the worker ended by {signal.Signals(-rc).name} while starting)"
             repair_locks(self.layout)
         elif rc < 0:  # killed by a signal: SIGKILL, OOM killer, segfault
-            state = "interrupted"
+            state = SweepState.INTERRUPTED
             error = f"worker killed by {signal.Signals(-rc).name}"
             repair_locks(self.layout)
         else:
-            state = "failed"
+            state = SweepState.FAILED
             error = error or last_error(self.layout.job_results(r.job_id) / "sweep.log")
         self.queue.finish(r.sweep_id, state, rc, error)
         audit.record(self.layout.state, state, sweep_id=r.sweep_id, job_id=r.job_id, exit_status=rc, error=error)
         log.info("sweep %s %s (exit %d)%s", r.sweep_id, state, rc, f": {error}" if error else "")
-        if state == "interrupted" and rc < 0:
+        if state == SweepState.INTERRUPTED and rc < 0:
             resume_or_fail(self.queue, self.settings, r.sweep_id)
 
     def stop_all(self, timeout_s: float) -> None:
@@ -133,10 +134,10 @@ class WorkerPool:
 
 def resume_or_fail(queue: Queue, settings: Settings, sweep_id: str) -> None:
     row = queue.get(sweep_id)
-    if row is None or row.state != "interrupted" or settings.on_interrupted != "resume":
+    if row is None or row.state != SweepState.INTERRUPTED or settings.on_interrupted != "resume":
         return
     if row.resumes >= settings.max_resumes:
-        queue.finish(sweep_id, "failed", row.exit_status,
+        queue.finish(sweep_id, SweepState.FAILED, row.exit_status,
                      f"{row.error or 'interrupted'}; gave up after {row.resumes} resumes (max_resumes)")
         return
     queue.requeue(sweep_id)

@@ -27,7 +27,7 @@ from typing import Iterable
 
 from sweepd.records.rows import SummaryRow, TrialRow
 from sweepd.stats import ALPHA, ci95_pct, ratio_ci95, significantly_greater, welch_diff
-from sweepd.vocab import Objective, Role
+from sweepd.vocab import Bound, Objective, Role
 
 HOST_UTIL_PCT = 90.0
 DRIFT_ALPHA = ALPHA / 2  # J/image and s/image: two looks at the same re-measurement
@@ -62,7 +62,7 @@ class Range:
     """Consecutive clocks (from high to low) with the same bottleneck."""
     from_mhz: int | None
     to_mhz: int | None
-    bound: str
+    bound: Bound
 
 
 def desc(order: Iterable[int | None]) -> list[int | None]:
@@ -120,17 +120,17 @@ def _s(rows: list[TrialRow]) -> list[float]:
     return [float(r.s_per_image) for r in rows]
 
 
-def _bound(slower: bool, util: float | None, flat: bool) -> str:
+def _bound(slower: bool, util: float | None, flat: bool) -> Bound:
     """``slower``: significantly slower than the top clock (or below one that is); ``util``: the median of the
     trials' GPU utilisation (a host stall in one window does not decide); ``flat``: its slowdown is shown to be
     within the equivalence margin."""
     if slower:
-        return "gpu"
+        return Bound.GPU
     if util is None:
-        return "unknown"
+        return Bound.UNKNOWN
     if util >= HOST_UTIL_PCT:
-        return "gpu"
-    return "host" if flat else "unresolved"
+        return Bound.GPU
+    return Bound.HOST if flat else Bound.UNRESOLVED
 
 
 def slowdown_upper(s: list[float], top: list[float], looks: int) -> float:
@@ -189,7 +189,7 @@ def bottleneck(rows: list[SummaryRow]) -> list[Range]:
     """The clocks (rows from high to low) grouped into ranges of the same bound."""
     out: list[Range] = []
     for r in rows:
-        b = r.bound or "unknown"
+        b = r.bound or Bound.UNKNOWN
         if out and out[-1].bound == b:
             out[-1] = Range(out[-1].from_mhz, r.freq_mhz, b)
         else:

@@ -34,7 +34,7 @@ from sweepd.gpu.sampler import Sampler
 from sweepd.records.manifest import DeviceTime, SearchRecord
 from sweepd.records.rows import PowerRow, SummaryRow, TrialRow
 from sweepd.request import SweepRequest
-from sweepd.vocab import PowerReading, Role
+from sweepd.vocab import PowerReading, Role, TrialStatus
 
 log = logging.getLogger(__name__)
 progress_log = logging.getLogger("sweepd.progress")  # per-clock lines for sweep.log (the terminal has its own)
@@ -301,7 +301,7 @@ class Sweep:
         release = getattr(workload, "release_memory", None)
         if release:
             release()
-        return TrialRow(**base, images=0, status="failed", error=f"{type(e).__name__}: {e}"[:500])
+        return TrialRow(**base, images=0, status=TrialStatus.FAILED, error=f"{type(e).__name__}: {e}"[:500])
 
     def _trial(self, workload: Workload, sampler: Sampler, k: int, point: ClockPoint, trial: int,
                role: str | None = None):
@@ -326,12 +326,12 @@ class Sweep:
             avg_power_w=joules / secs,
             observed_sm_clock_mhz=int(statistics.median(s.sm_mhz for s in samples)) if samples else None,
             throttle_reasons=decode_reasons(reasons & ~BENIGN_REASONS),
-            temp_c=round(statistics.fmean(s.temp_c for s in samples), 1) if samples else None, status="ok",
+            temp_c=round(statistics.fmean(s.temp_c for s in samples), 1) if samples else None, status=TrialStatus.OK,
             s_per_image_median=statistics.median(per_image) if per_image else None,
             gpu_util_pct=_mean_util(samples), energy_tail_j=None if tail_mj is None else tail_mj / 1000,
             **_power_energy(samples, secs))
         if joules <= 0:
-            row.status = "failed"
+            row.status = TrialStatus.FAILED
             row.error = f"the energy counter did not advance over {secs:.3f} s; raise protocol.min_window_s"
         if role == Role.BATCH:  # timing windows of one size: not compared with the reference, not kept
             return row, self.images.rows(workload, images, point, trial, per_image, keep=False, compare=False)

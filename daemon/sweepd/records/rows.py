@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from sweepd.records.base import CsvRow
-from sweepd.vocab import Role, TrialStatus
+from sweepd.vocab import Bound, Role, TrialStatus
 
 
 def clock_key(freq_mhz: int | None) -> str:
@@ -57,7 +57,7 @@ class TrialRow(CsvRow):
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status == TrialStatus.OK
 
     @property
     def drift_check(self) -> bool:
@@ -126,7 +126,7 @@ class SummaryRow(CsvRow):
     ci95_pct: float | None = None  # 95 % CI half-width of mean J/image, in % of the mean (None: one trial)
     s_ci95_pct: float | None = None  # the same for mean s/image
     gpu_util_pct: float | None = None  # mean over the trials (None: the GPU does not report it)
-    bound: str | None = None  # gpu | host | unknown: what sets the pace at this clock (see engine.summary)
+    bound: Bound | None = None  # what sets the pace at this clock (see engine.summary)
 
     @property
     def key(self) -> str:

@@ -17,7 +17,7 @@ from sweepd.report.gputime import GpuTime, breakdown
 from sweepd.report.optima import Optimum
 from sweepd.report import doubts
 from sweepd.report.doubts import Flag
-from sweepd.vocab import Objective
+from sweepd.vocab import Bound, Objective
 
 
 @dataclass
@@ -79,16 +79,16 @@ def _span(r: Range) -> str:
 
 
 def _sentence(r: Range, margin_pct: float) -> str:
-    if r.bound == "host" and r.from_mhz == r.to_mhz:  # one clock: nothing to say about lower ones
+    if r.bound == Bound.HOST and r.from_mhz == r.to_mhz:  # one clock: nothing to say about lower ones
         return (f"host-bound {_span(r)}: the GPU waits for the host part of the time there; a larger batch_size, "
                 "CUDA graphs or torch.compile would use the GPU better")
-    if r.bound == "host":
+    if r.bound == Bound.HOST:
         return (f"host-bound {_span(r)}: the GPU idles part of the time and the time per image is shown flat (its "
                 f"slowdown's 95 % upper bound within {margin_pct:g}%), so down to {clock_label(r.to_mhz)} MHz the "
                 "energy saving is free; a larger batch_size, CUDA graphs or torch.compile would use the GPU better")
-    if r.bound == "gpu":
+    if r.bound == Bound.GPU:
         return f"GPU-bound {_span(r)}: the GPU's work sets the pace (time per image grows as the clock falls, or the GPU is busy throughout)"
-    if r.bound == "unresolved":
+    if r.bound == Bound.UNRESOLVED:
         return (f"{_span(r)} the GPU idles part of the time, but whether the clock slows it is not resolved at this "
                 f"precision: no slowdown is shown, and none beyond {margin_pct:g}% is ruled out; longer windows "
                 "(protocol.min_window_s) would tell")
