@@ -23,6 +23,7 @@ from sweepd.storage import archive
 from sweepd.storage.index import KEEP_FILE
 from sweepd.storage.planner import Action, Plan, why_protected
 from sweepd.storage.safefs import UnitDir, UnsafePath
+from sweepd.storage.protection import is_active
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +58,10 @@ def _present(a: Action) -> list[str]:
 
 
 def protected_now(a: Action, layout: Layout) -> str | None:
-    """Protection checked again right before acting (a .keep or a sweep may have come since planning);
-    the queue is read as it is now, SLURM was asked when the plan was made."""
-    active: set[str] = set()
-    db = layout.queue_db
-    if a.job_id is not None and db.exists():
-        from sweepd.queue import Queue
-
-        q = Queue.reader(db)
-        try:
-            active = {r.job_id for r in q.list(("queued", "running"))}
-        finally:
-            q.close()
+    """Protection checked again right before acting (a .keep, a queued sweep or a foreground run may have come
+    since planning): the queue and the job's sweep.json are read as they are now, SLURM was asked when the plan
+    was made."""
+    active = {a.job_id} if a.job_id is not None and is_active(layout, a.job_id) else set()
     return why_protected(os.path.lexists(Path(a.root) / a.unit / KEEP_FILE), a.job_id, active)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sweepd.errors import StorageError
 from sweepd import paths
 from sweepd.paths import Layout, job_of
 from sweepd.storage import policy as policy_mod
@@ -13,6 +12,7 @@ from sweepd.storage.index import KEEP_FILE, PathIndex
 from sweepd.storage.lock import StorageLock
 from sweepd.storage.planner import Plan, Planner, Scope, why_protected
 from sweepd.storage.policy import Policy, Rule
+from sweepd.storage.protection import active_jobs
 
 
 def user_policy_dir() -> Path:
@@ -29,44 +29,9 @@ def rules_of(policies: list[tuple[Path, Policy]]) -> list[tuple[Rule, str]]:
     return [(rule, str(path)) for path, pol in policies for rule in pol.rules]
 
 
-class ProtectionUnknown(StorageError):
-    """SLURM is here but did not say which jobs are pending or running: nothing may be deleted."""
-
-
 def protected_jobs(layout: Layout) -> set[str]:
-    """Jobs never touched: queued or running in this root's queue (a SLURM sweep is `running` from its
-    submission until its merge), and every pending or running SLURM job of this user, whoever
-    submitted it (a `sweepd run` inside one's own sbatch script writes to job_<SLURM_JOB_ID>)."""
-    out: set[str] = set()
-    db = layout.queue_db
-    if db.exists():
-        from sweepd.queue import Queue
-
-        q = Queue(db)
-        try:
-            out = {r.job_id for r in q.list(("queued", "running"))}
-        finally:
-            q.close()
-    return out | slurm_active_jobs()
-
-
-def slurm_active_jobs() -> set[str]:
-    """Ids of this user's pending and running SLURM jobs: 123, and for array tasks 123_4 and 123."""
-    from sweepd.slurm import commands
-
-    if not commands.available():
-        return set()
-    try:
-        jobs = commands.squeue()
-    except commands.SlurmError as e:
-        raise ProtectionUnknown(f"cannot tell which SLURM jobs are pending or running ({e}): "
-                                "nothing is deleted until squeue answers") from None
-    out = set()
-    for j in jobs.values():
-        if j.active:
-            out.add(j.job_id)
-            out.add(j.job_id.split("_")[0])
-    return out
+    """The jobs no policy may touch now (:mod:`sweepd.storage.protection`: queue, foreground runs, SLURM)."""
+    return active_jobs(layout)
 
 
 class IndexCache:

@@ -171,7 +171,8 @@ class StorageManager:
             if not rules:
                 return
             from sweepd.storage.apply import apply
-            from sweepd.storage.context import ProtectionUnknown, protected_jobs
+            from sweepd.storage.context import protected_jobs
+            from sweepd.storage.protection import ProtectionUnknown
 
             try:
                 held = storage_lock(self.layout, LOCK_WAIT_S)

@@ -34,11 +34,11 @@ _TRIAL = re.compile(r"_t(\d+)_")
 
 def why_protected(keep_flag: bool, job_id: str | None, active: set[str]) -> str | None:
     """The one rule for what is never touched: a job folder holding a `.keep`, or a job that is queued or
-    running (`active`: sweepd's queue, and SLURM where the caller asked it). None: not protected."""
+    running (`active`: :mod:`sweepd.storage.protection`). None: not protected."""
     if keep_flag:
         return "holds a .keep file"
     if job_id is not None and job_id in active:
-        return "is queued or running (sweepd queue or SLURM)"
+        return "is queued or running (sweepd queue, a foreground sweepd run, or SLURM)"
     return None
 
 
