@@ -16,6 +16,9 @@ class BlankWorkload:
     def synchronize(self) -> None:
         pass
 
+    def release_memory(self) -> None:
+        pass
+
     def prompt_for(self, index: int) -> str:
         return "blank"
 

@@ -61,6 +61,7 @@ class Workload(Protocol):
     def generate(self, first_index: int, count: int) -> list[np.ndarray]: ...
     def synchronize(self) -> None: ...
     def prompt_for(self, index: int) -> str: ...
+    def release_memory(self) -> None: ...  # what a failed window may have left on the GPU
 
 
 @dataclass
@@ -298,9 +299,7 @@ class Sweep:
     @staticmethod
     def _failed(workload: Workload, base: dict, e: Exception) -> TrialRow:
         """A failed trial's row, with its error; the GPU memory the failure may have left is released."""
-        release = getattr(workload, "release_memory", None)
-        if release:
-            release()
+        workload.release_memory()
         return TrialRow(**base, images=0, status=TrialStatus.FAILED, error=f"{type(e).__name__}: {e}"[:500])
 
     def _trial(self, workload: Workload, sampler: Sampler, k: int, point: ClockPoint, trial: int,
