@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from conftest import sweepd_env
+
 from sweepd.gpu import open_device
 from sweepd.gpu.locks import ClockGuard, GpuBusyError, read_records, repair_stale_locks
 from sweepd.gpu.nvml import NvmlGpu
@@ -64,3 +66,28 @@ def test_a_gpu_held_by_a_live_sweep_is_refused(fake_nvml, tmp_path):
                 pass
     finally:
         holder.kill()
+
+
+def test_one_sweep_per_gpu_is_claimed_before_the_model_loads_and_dies_with_its_holder(tmp_path):
+    """Two runs started seconds apart on one GPU both passed the busy check (it looks for a clock-lock record,
+    written at the first lock, after the model loaded): now the second is refused at once, naming the first."""
+    from sweepd.gpu.locks import GpuClaim
+
+    records = tmp_path / "gpu-locks"
+    code = ("import sys, time; from sweepd.gpu import open_device; from sweepd.gpu.locks import GpuClaim\n"
+            f"c = GpuClaim(open_device('sim'), {str(records)!r}).__enter__(); print('claimed', flush=True)\n"
+            "sys.stdin.readline()")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env=sweepd_env())
+    try:
+        assert holder.stdout.readline() == "claimed\n"
+        with pytest.raises(GpuBusyError, match=f"being swept by pid {holder.pid}: one sweep per GPU"):
+            with GpuClaim(open_device("sim"), records):
+                pass
+        with GpuClaim(open_device("sim", index=1), records):  # another GPU is free
+            pass
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    with GpuClaim(open_device("sim"), records):  # the holder's end freed it, with nothing to repair
+        pass

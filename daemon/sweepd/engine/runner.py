@@ -17,7 +17,7 @@ from sweepd.engine.sweep import Observer, Sweep
 from sweepd.freqplan import ClockPoint, measuring_order, plan_clocks
 from sweepd.gpu import open_device
 from sweepd.gpu.base import GpuDevice
-from sweepd.gpu.locks import ClockGuard, repair_stale_locks
+from sweepd.gpu.locks import ClockGuard, GpuClaim, repair_stale_locks
 from sweepd.gpu.simmodel import gib_per_image, s_per_image
 from sweepd.paths import Layout
 from sweepd.records.gpulock import ClockLockRecord
@@ -105,7 +105,7 @@ def run_blank(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[i
     from sweepd.engine.blank import BlankWorkload, QuietObserver
 
     device, plan, store = prepare(request, layout, job_id, shard)
-    with device:
+    with device, GpuClaim(device, layout.gpu_locks):
         store.open(request, device.info(), plan)
         with ClockGuard(device, layout.gpu_locks) as guard:
             Sweep(request, device, store, plan, guard, StopFlag(), QuietObserver(), shard=shard or (0, 1)
@@ -120,7 +120,7 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
 
     device, plan, store = prepare(request, layout, job_id, shard)
     stop = stop or early() or StopFlag()
-    with device:
+    with device, GpuClaim(device, layout.gpu_locks):  # one sweep per GPU, claimed before anything is written
         repair_locks(layout)
         resumed = store.open(request, device.info(), plan, sweep_id)
         stop.install()

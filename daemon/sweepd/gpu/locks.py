@@ -10,6 +10,7 @@ sweepd start finds its record and resets that GPU (:func:`repair_stale_locks`).
 from __future__ import annotations
 
 import atexit
+import fcntl
 import logging
 import os
 import socket
@@ -58,6 +59,38 @@ def repair_stale_locks(records: Path, opener: Callable[[ClockLockRecord], GpuDev
         rec.path.unlink(missing_ok=True)
         done.append(f"reset clocks of {rec.name or rec.uuid} left locked by dead pid {rec.pid}")
     return done
+
+
+class GpuClaim:
+    """One sweep per GPU: this process's claim on a GPU for a whole sweep, taken before the model loads (two runs
+    started seconds apart used to both pass the busy check, which looks for a clock-lock record written only at
+    the first lock). An exclusive ``flock`` on ``<records>/<uuid>.claim``: the kernel drops it when the process
+    ends, however it ends, so it never needs repair. The file names the holder's pid for the refusal's words."""
+
+    def __init__(self, device: GpuDevice, records: Path):
+        self.device = device
+        self.path = Path(records) / f"{device.uuid}.claim"
+        self.fd: int | None = None
+
+    def __enter__(self) -> "GpuClaim":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise GpuBusyError(f"{self.device.name} ({self.device.uuid}) is being swept by pid {holder}: one sweep "
+                               "per GPU; run this one when that one ends, or on another GPU") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # the flock goes with it
+            self.fd = None
 
 
 class ClockGuard:
