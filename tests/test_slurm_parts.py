@@ -42,6 +42,13 @@ def slurm_request(**over) -> SweepRequest:
     ("-t 10", "use time_limit_minutes"),
     ("--output=/tmp/x", "sweepd sets --output itself"),
     ("qos=short", "write an sbatch option"),
+    # what sbatch would parse: abbreviations of long options, and the job's environment, folder and start
+    ("--out=/tmp/x", "sweepd sets --output itself"), ("--er=/tmp/y", "sweepd sets --error itself"),
+    ("--arr=0-9", "use split"), ("--tim=5", "use time_limit_minutes"), ("--part=gpu", "use partition"),
+    ("--acc=x", "use account"), ("--wra=id", "sweepd sets --wrap itself"),
+    ("--exp=ALL,LD_PRELOAD=/tmp/z.so", "sweepd sets --export itself"),
+    ("--export=LD_PRELOAD=/tmp/z.so", "sweepd sets --export itself"), ("-D /tmp", "sweepd sets -D itself"),
+    ("--dep=afterok:1", "sweepd sets --dependency itself"),
 ])
 def test_sbatch_options_that_would_break_the_script_or_the_bookkeeping_are_refused(tmp_path, opt, says):
     f = tmp_path / "r.json"

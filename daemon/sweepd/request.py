@@ -22,7 +22,22 @@ SLURM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
 SWEEPD_SBATCH = {"array": "split", "a": "split", "output": None, "o": None, "error": None, "e": None,
                  "time": "time_limit_minutes", "t": "time_limit_minutes", "parsable": None, "wrap": None,
                  "job-name": None, "J": None, "partition": "partition", "p": "partition", "account": "account",
-                 "A": "account", "gres": "gres (daemon setting)", "open-mode": None}
+                 "A": "account", "gres": "gres (daemon setting)", "open-mode": None,
+                 # the job's environment, folder and start are sweepd's too (an LD_PRELOAD would run in the job)
+                 "export": None, "export-file": None, "chdir": None, "D": None, "dependency": None, "d": None}
+
+
+def reserved_sbatch_option(name: str) -> str | None:
+    """The option sweepd sets that sbatch would read ``name`` as (``--out`` is ``--output``: sbatch takes any
+    unambiguous prefix of a long option; an ambiguous one is refused too), else None."""
+    if not name.startswith("--"):
+        short = name.lstrip("-")
+        return short if short in SWEEPD_SBATCH else None
+    typed = name[2:]
+    if typed in SWEEPD_SBATCH:
+        return typed
+    hits = sorted(r for r in SWEEPD_SBATCH if len(r) > 1 and r.startswith(typed))
+    return hits[0] if hits else None
 # Fields added after 0.1.0: left out of the fingerprint at their defaults, so a 0.1 sweep still resumes.
 ADDED_SINCE_0_1 = (("gpu", "sim_noise"), ("gpu", "sim_host_s_per_image"), ("gpu", "sim_cold_start_s"),
                    ("gpu", "sim_memory_gib"), ("gpu", "sim_power_offsets_pct"), ("gpu", "sim_speed_offsets_pct"),
@@ -318,10 +333,11 @@ def check_sbatch_options(options: list[str]) -> list[str]:
         m = re.match(r"^(--[A-Za-z][A-Za-z0-9-]*|-[A-Za-z])(?:([= ])(.*))?$", opt)
         if not m:
             raise ValueError(f"{opt!r}: write an sbatch option, e.g. '--constraint=a100' or '--qos=short'")
-        name = m.group(1).lstrip("-")
-        if name in SWEEPD_SBATCH:
+        name = reserved_sbatch_option(m.group(1))
+        if name is not None:
             instead = SWEEPD_SBATCH[name]
-            raise ValueError(f"{opt!r}: sweepd sets --{name} itself" + (f"; use {instead}" if instead else ""))
+            dashes = "-" if len(name) == 1 else "--"
+            raise ValueError(f"{opt!r}: sweepd sets {dashes}{name} itself" + (f"; use {instead}" if instead else ""))
         if len(opt) > 500:
             raise ValueError(f"{opt[:40]!r}...: longer than 500 characters")
     return options
