@@ -202,3 +202,17 @@ def test_generated_job_ids_do_not_collide_within_a_second():
     ids = [paths.new_local_job_id().rsplit("-", 1)[1] for _ in range(20_000)]
     assert len(set(ids)) == len(ids)
     assert all(paths.check_job_id(f"local-20261128-023421-{i}") for i in ids[:3])
+
+
+def test_the_spool_and_state_are_the_owners_alone_under_a_loose_umask(tmp_path):
+    """Under umask 002 a group member could read every queued request and drop one of their own: the spool's
+    folders and state/ are made 0700, and existing ones narrowed."""
+    old = os.umask(0o002)
+    try:
+        (tmp_path / "root" / "spool" / "incoming").mkdir(parents=True)  # made loose by hand before
+        s = spool(tmp_path)
+        paths.private_dir(tmp_path / "root" / "state")
+    finally:
+        os.umask(old)
+    for d in (s.incoming.parent, s.incoming, s.accepted, s.rejected, tmp_path / "root" / "state"):
+        assert d.stat().st_mode & 0o777 == 0o700, d

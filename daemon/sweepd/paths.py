@@ -113,6 +113,17 @@ def job_of(folder_name: str) -> str | None:
     return folder_name[len(JOB_PREFIX):] if folder_name.startswith(JOB_PREFIX) else None
 
 
+def private_dir(path: Path) -> Path:
+    """A folder only its owner may enter (``state/``, ``spool/``: queued requests, the queue, locks), whatever the
+    umask: made 0700, and an existing one of this user's narrowed to 0700."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = path.stat()
+    if st.st_uid == os.getuid() and st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
 class RootNotWritable(InputError):
     """A folder sweepd must write to cannot be written (read-only filesystem, permissions)."""
 

@@ -143,8 +143,9 @@ class Spool:
         return False
 
     def ensure(self) -> None:
+        paths.private_dir(self.incoming.parent)  # queued requests are the owner's alone, whatever the umask
         for d in (self.incoming, self.accepted, self.rejected):
-            d.mkdir(parents=True, exist_ok=True)
+            paths.private_dir(d)
 
     def candidates(self) -> list[Path]:
         try:

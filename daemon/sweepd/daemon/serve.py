@@ -14,7 +14,7 @@ import signal
 import time
 from pathlib import Path
 
-from sweepd import fstype, settings as settings_mod
+from sweepd import fstype, paths, settings as settings_mod
 from sweepd.configfile import ConfigError
 from sweepd.daemon import journal
 from sweepd.daemon.pidlock import PidLock
@@ -74,7 +74,7 @@ class Daemon:
 
     def check_state_disk(self) -> None:
         """The queue is SQLite: its locking is unsafe on NFS/Lustre, so state/ must be on a local disk."""
-        self.layout.state.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(self.layout.state)  # the queue, locks and audit: the owner's alone, whatever the umask
         kind = fstype.fs_type(self.layout.state)
         if kind in fstype.NETWORK_FS:
             raise ConfigError("settings", [f"root: {str(self.layout.root)!r}: state/ is on {kind}, where SQLite's "
