@@ -10,36 +10,20 @@ import os
 from pathlib import Path
 
 from sweepd.errors import SweepdError
+from sweepd.procs import PidFile
 
 
 class AlreadyRunning(SweepdError):
     pass
 
 
-class PidLock:
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.fd: int | None = None
-
+class PidLock(PidFile):
     def acquire(self) -> "PidLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise AlreadyRunning(f"another sweepd serve (pid {read_pid(self.path) or '?'}) already runs on this "
-                                 f"root ({self.path.parent.parent}); stop it first or use another --root") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        os.fsync(fd)
-        self.fd = fd
+        held, holder = self.try_acquire()
+        if not held:
+            raise AlreadyRunning(f"another sweepd serve (pid {holder or '?'}) already runs on this "
+                                 f"root ({self.path.parent.parent}); stop it first or use another --root")
         return self
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
 
 
 def read_pid(path: Path) -> int | None:

@@ -10,7 +10,6 @@ sweepd start finds its record and resets that GPU (:func:`repair_stale_locks`).
 from __future__ import annotations
 
 import atexit
-import fcntl
 import logging
 import os
 import socket
@@ -18,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from sweepd.procs import pid_alive
+from sweepd.procs import PidFile, pid_alive
 from sweepd.gpu.base import GpuDevice, GpuError
 from sweepd.records.base import RecordError
 from sweepd.records.gpulock import ClockLockRecord, ProductionLock
@@ -69,28 +68,17 @@ class GpuClaim:
 
     def __init__(self, device: GpuDevice, records: Path):
         self.device = device
-        self.path = Path(records) / f"{device.uuid}.claim"
-        self.fd: int | None = None
+        self.file = PidFile(Path(records) / f"{device.uuid}.claim", 0o600)
 
     def __enter__(self) -> "GpuClaim":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise GpuBusyError(f"{self.device.name} ({self.device.uuid}) is being swept by pid {holder}: one sweep "
-                               "per GPU; run this one when that one ends, or on another GPU") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self.fd = fd
+        held, holder = self.file.try_acquire()
+        if not held:
+            raise GpuBusyError(f"{self.device.name} ({self.device.uuid}) is being swept by pid {holder or '?'}: "
+                               "one sweep per GPU; run this one when that one ends, or on another GPU")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # the flock goes with it
-            self.fd = None
+        self.file.release()
 
 
 class ClockGuard:
