@@ -47,12 +47,18 @@ def pytest_collection_modifyitems(config, items):
     items[:] = first + [i for i in items if "run_first" not in i.keywords and "run_last" not in i.keywords] + last
 
 
-@pytest.fixture
-def fake_nvml(monkeypatch):
-    """The fake pynvml module in place of the real one, fresh for each test."""
+def load_fake_pynvml():
+    """A fresh copy of the fake pynvml module (its recorded calls and counters start empty)."""
     spec = importlib.util.spec_from_file_location("pynvml", FAKES / "pynvml" / "__init__.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def fake_nvml(monkeypatch):
+    """The fake pynvml module in place of the real one, fresh for each test."""
+    mod = load_fake_pynvml()
     monkeypatch.setitem(sys.modules, "pynvml", mod)
     for var in ("FAKE_NVML_DENY_SET", "FAKE_NVML_ABSENT", "FAKE_NVML_ENERGY_FAIL_AT", "FAKE_NVML_CAP_MHZ", "FAKE_NVML_POWER"):
         monkeypatch.delenv(var, raising=False)
@@ -96,8 +102,8 @@ def in_process(argv: list[str], env: dict, input: str | None = None) -> subproce
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     _clear_caches()
     try:
-        if fake:
-            _load_fake_nvml(changes)
+        if fake:  # it reads FAKE_NVML_* when called, from the environment the invocation sets
+            sys.modules["pynvml"] = load_fake_pynvml()
         result = CliRunner().invoke(typer.main.get_command(app), argv, env=changes, input=input, prog_name="sweepd")
     finally:
         for sig, h in handlers.items():
@@ -112,27 +118,6 @@ def in_process(argv: list[str], env: dict, input: str | None = None) -> subproce
 
         stderr += "".join(traceback.format_exception(result.exception))  # what a process would print
     return subprocess.CompletedProcess(["sweepd", *argv], result.exit_code, result.stdout, stderr)
-
-
-def _load_fake_nvml(changes: dict) -> None:
-    """The fake pynvml, loaded fresh (its configuration is read from the environment, which the invocation sets)."""
-    old = {k: os.environ.get(k) for k in changes}
-    try:
-        for k, v in changes.items():  # the fake reads FAKE_NVML_* as it loads and as it is called
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        spec = importlib.util.spec_from_file_location("pynvml", FAKES / "pynvml" / "__init__.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        sys.modules["pynvml"] = mod
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _clear_caches() -> None:

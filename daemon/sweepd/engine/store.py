@@ -23,6 +23,7 @@ from sweepd.paths import Layout
 from sweepd.records.manifest import BatchRecord, DeviceTime, GpuInfo, SearchRecord, SweepManifest, WorkloadInfo
 from sweepd.records.rows import ImageRow, PowerRow, SummaryRow, TrialRow
 from sweepd.request import Protocol, SweepRequest
+from sweepd.vocab import RunState
 
 
 def shard_dir(layout: Layout, job_id: str, shard: int) -> Path:
@@ -145,7 +146,7 @@ class JobStore:
         self.manifest.write(self.manifest_path)
 
     def set_status(self, status: str, error: str | None = None) -> None:
-        final = status in ("done", "failed", "interrupted")
+        final = RunState(status).final
         m = self.manifest
         m.status, m.error = status, error
         m.ended_at, m.ended_unix = (now_iso(), time.time()) if final else (None, None)

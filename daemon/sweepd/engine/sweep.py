@@ -31,7 +31,7 @@ from sweepd.errors import SweepdError
 from sweepd.gpu.base import BENIGN_REASONS, GpuDevice, GpuError, decode_reasons, is_out_of_memory, is_window_failure
 from sweepd.gpu.locks import ClockGuard
 from sweepd.gpu.sampler import Sampler
-from sweepd.records.manifest import DeviceTime, SearchRecord
+from sweepd.records.manifest import SearchRecord
 from sweepd.records.rows import PowerRow, SummaryRow, TrialRow
 from sweepd.request import SweepRequest
 from sweepd.vocab import PowerReading, Role, TrialStatus
@@ -215,16 +215,13 @@ class Sweep:
         if self.controls_clocks:
             self.guard.lock(point.freq_mhz, point.mem_mhz)
         self.sleep(self.request.protocol.settle_s)
-        self._time().settle_s += (self.device.now_ns() - t0) / 1e9
-
-    def _time(self) -> DeviceTime:
-        return self.store.device_time()
+        self.store.device_time().settle_s += (self.device.now_ns() - t0) / 1e9
 
     def _account(self) -> None:
         """Add the device time since the last call to the sweep's total and write it down (a killed sweep
         keeps what its finished clocks took)."""
         now = self.device.now_ns()
-        self._time().total_s += (now - self._mark) / 1e9
+        self.store.device_time().total_s += (now - self._mark) / 1e9
         self._mark = now
         self.store.write_manifest()
 
@@ -287,7 +284,7 @@ class Sweep:
                     workload.synchronize()
                 times.append((self.device.now_ns() - t0) / 1e9)
         finally:
-            self._time().warmup_s += (self.device.now_ns() - start) / 1e9
+            self.store.device_time().warmup_s += (self.device.now_ns() - start) / 1e9
 
     def _base(self, point: ClockPoint, trial: int, role: str | None) -> dict:
         """What every row of this trial says about where and how it was measured."""
@@ -363,7 +360,7 @@ class Sweep:
         t1 = self.device.now_ns()
         e1 = self.device.energy_update_mj()  # ... and ends on the first step that covers its last image
         t_step = self.device.now_ns()
-        self._time().counter_s += (t0 - wait0 + t_step - t1) / 1e9
+        self.store.device_time().counter_s += (t0 - wait0 + t_step - t1) / 1e9
         if not target and fix:
             self.store.set_images_per_trial(len(images))
         return images, t1 - t0, e1 - e0, t0, t1, per_image, self._tail_mj(t_step - t1, e1 - e0)

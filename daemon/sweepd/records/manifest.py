@@ -16,8 +16,6 @@ from sweepd.records.base import JsonRecord, Record
 from sweepd.request import SweepRequest
 from sweepd.vocab import Objective, PowerReading, RunState
 
-FINAL_STATUSES = ("done", "failed", "interrupted")
-
 
 class GpuInfo(Record):
     """What identifies a GPU (``GpuDevice.info()``)."""

@@ -174,7 +174,8 @@ class SlurmExecutor:
                 continue
             status = read_shard_status(self.layout, row.job_id, sh.shard)
             js = None if sh.state == "interrupted" else commands.job_state(sh.slurm_id, known)
-            d = transition(sh, js, status, results_done=self.shard_status(row, sh.shard) == "done",
+            ended = js is None or not js.active  # only an ended job's sweep.json is read, not every poll's
+            d = transition(sh, js, status, results_done=ended and self.shard_status(row, sh.shard) == "done",
                            cancel_requested=row.cancel_requested, max_retries=self.settings.slurm.max_retries)
             self.carry_out(row, sh, d)
         self.finish_if_over(row)
