@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweepd.engine.runner import open_for, run_blank
+from sweepd.gpu.sim import Truth
 from sweepd.vocab import Objective
 from sweepd.paths import Layout
 from sweepd.report.analysis import analyse
@@ -99,8 +100,8 @@ class Cell:
                 "winners_curse_pp": round(statistics.fmean(self.curse), 3) if self.curse else None}
 
 
-def truths(device, clocks: list[int]) -> dict[int, tuple[float, float]]:
-    """Each clock's expected (J/image, s/image) under the sim's noise."""
+def truths(device, clocks: list[int]) -> dict[int, Truth]:
+    """Each clock's expected J/image and s/image under the sim's noise."""
     return {f: device.expected(f) for f in clocks}
 
 
@@ -123,7 +124,7 @@ def run_cells(board: str, window_s: float, runs: int, first_seed: int, cells: di
         a, device = sweep(request(board, seed, window_s, split), tmp / f"{board}-{window_s:g}-{split}-{seed}")
         truth = truths(device, CLOCKS[board])  # the first GPU's; a split sweep's savings are within each GPU
         top = CLOCKS[board][0]
-        tj, ts = truth[top]
+        tj, ts = truth[top].j_per_image, truth[top].s_per_image
         key = (board, window_s, split)
         # a clock's own interval is about its own GPU: a split sweep's rows are normalised to the first GPU's scale,
         # so its mean is taken back to its GPU's (the estimated offset) and compared with that GPU's truth
@@ -135,7 +136,7 @@ def run_cells(board: str, window_s: float, runs: int, first_seed: int, cells: di
         c["trials"].append(statistics.fmean(r.n for r in a.rows))
         for r in a.rows:
             k = gpu_of[r.freq_mhz]
-            j, m = truth[r.freq_mhz][0] * true_off[k], r.j_per_image_mean * est[k]
+            j, m = truth[r.freq_mhz].j_per_image * true_off[k], r.j_per_image_mean * est[k]
             if r.ci95_pct is not None:
                 clock_hits.setdefault(key, []).append(abs(m - j) <= r.ci95_pct / 100 * m + 1e-12)
         for k, v in flag_kinds(a).items():
@@ -146,24 +147,24 @@ def run_cells(board: str, window_s: float, runs: int, first_seed: int, cells: di
         if hostfree:  # "the saving is free": the sim's time grows at every clock below the top
             claims = [f for f in CLOCKS[board] if any(rg.from_mhz is not None and rg.to_mhz is not None and
                                                       rg.to_mhz <= f <= rg.from_mhz for rg in hostfree)]
-            if any((truth[f][1] / ts - 1) * 100 > a.margin_pct for f in claims):
+            if any((truth[f].s_per_image / ts - 1) * 100 > a.margin_pct for f in claims):
                 alarms.setdefault(key, {}).setdefault("host_bound_claim", 0)
                 alarms[key]["host_bound_claim"] += 1
         for obj in OBJECTIVES:
-            true_obj = {f: Objective(obj).of(j, s) for f, (j, s) in truth.items()}
+            true_obj = {f: Objective(obj).of(t.j_per_image, t.s_per_image) for f, t in truth.items()}
             for bounded in (False, True):
                 c = cells.setdefault((board, window_s, split, obj, bounded), Cell(board, window_s, split, obj, bounded))
                 o = a.best(obj, bounded)
                 c.runs += 1
-                feasible = [f for f in CLOCKS[board] if not bounded or (truth[f][1] / ts - 1) * 100 <= BOUND_PCT]
+                feasible = [f for f in CLOCKS[board] if not bounded or (truth[f].s_per_image / ts - 1) * 100 <= BOUND_PCT]
                 best_true = min(feasible, key=true_obj.get)
                 if o is None:
                     c.in_set.append(False)
                     continue
                 shown = o.shown  # the intervals the answer prints (the next best's when the best is the reference)
                 f = shown.freq_mhz
-                true_saving = (1 - truth[f][0] / tj) * 100
-                true_time = (truth[f][1] / ts - 1) * 100
+                true_saving = (1 - truth[f].j_per_image / tj) * 100
+                true_time = (truth[f].s_per_image / ts - 1) * 100
                 c.saving_hits.append(covers(shown.energy_saving_ci95, true_saving) if f != top else True)
                 c.time_hits.append(covers(shown.time_change_ci95, true_time) if f != top else True)
                 if f != top:

@@ -30,7 +30,7 @@ def batch_request(path, sizes="[1, 2, 4]", memory=6.0, mode="custom", extra_freq
 
 def test_the_simulated_gpu_saves_per_image_with_larger_batches_and_runs_out_of_memory():
     g = SimulatedGpu("A100", s_per_image=1.0, memory_gib=6.0)
-    one, four = g.batch_s(1, 1410)[0], g.batch_s(4, 1410)[0] / 4
+    one, four = g.batch_s(1, 1410).total_s, g.batch_s(4, 1410).total_s / 4
     assert four == pytest.approx(one * batch_factor(4)) and four < 0.7 * one
     with g.busy(2):  # 2.6 + 2 x 1.1 GiB fits in 6
         pass

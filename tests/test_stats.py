@@ -130,15 +130,15 @@ def test_a_host_bound_range_of_one_clock_says_nothing_about_the_clocks_below_it(
 
 
 def test_a_windows_power_sample_energy_carries_the_standard_error_its_spread_gives():
-    from sweepd.engine.sweep import _power_energy
-    from sweepd.gpu.sampler import Sample
+    from sweepd.engine.measure import power_energy
+    from sweepd.gpu.base import Sample
 
-    steady = _power_energy([Sample(i, 400.0 + (i % 2), 40, 1980, 0) for i in range(24)], 2.4)
-    assert steady["energy_j_power"] == pytest.approx(961.2) and steady["energy_j_power_se"] < 0.3
+    steady = power_energy([Sample(i, 400.0 + (i % 2), 40, 1980, 0) for i in range(24)], 2.4)
+    assert steady.joules == pytest.approx(961.2) and steady.se < 0.3
     # 10 Hz samples of 0.15 s bursts land on 700 W or 150 W: a 10 % miss is within what they can tell
-    bursty = _power_energy([Sample(i, 700.0 if i % 3 else 150.0, 40, 1980, 0) for i in range(24)], 2.4)
-    assert 3 * bursty["energy_j_power_se"] > 0.1 * bursty["energy_j_power"]
-    assert _power_energy([Sample(i, 400.0, 40, 1980, 0) for i in range(9)], 2.4) == {}  # under 1 s of samples
+    bursty = power_energy([Sample(i, 700.0 if i % 3 else 150.0, 40, 1980, 0) for i in range(24)], 2.4)
+    assert 3 * bursty.se > 0.1 * bursty.joules
+    assert power_energy([Sample(i, 400.0, 40, 1980, 0) for i in range(9)], 2.4) is None  # under 1 s of samples
 
 
 def test_on_a_real_h200_no_free_saving_from_absence_of_evidence_and_no_reference_against_itself():

@@ -11,7 +11,7 @@ from sweepd.records.rows import SummaryRow, TrialRow
 
 
 class ConsoleObserver:
-    """Implements :class:`sweepd.engine.sweep.Observer` for a terminal (or a plain log when piped)."""
+    """Implements :class:`sweepd.engine.phases.Observer` for a terminal (or a plain log when piped)."""
 
     def __init__(self, console: Console, total_trials: int, trials_per_clock: int, simulated: bool):
         self.console = console

@@ -108,7 +108,7 @@ def run_blank(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[i
     with device, GpuClaim(device, layout.gpu_locks):
         store.open(request, device.info(), plan)
         with ClockGuard(device, layout.gpu_locks) as guard:
-            Sweep(request, device, store, plan, guard, StopFlag(), QuietObserver(), shard=shard or (0, 1)
+            Sweep(request, device, store, plan, guard, StopFlag(), QuietObserver()
                   ).run(BlankWorkload())
         store.set_status("done")
     return store
@@ -130,7 +130,7 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
                 workload = Workload(request.workload, paths.cache_dir(), gpu_uuid=device.uuid,
                                     simulated=device.simulated)
                 store.model_loaded(workload.info())
-                Sweep(request, device, store, plan, guard, stop, observer, shard=shard or (0, 1)).run(workload)
+                Sweep(request, device, store, plan, guard, stop, observer).run(workload)
             store.set_status("done")
             return SweepOutcome("done", store, plan, resumed=resumed)
         except (StopRequested, KeyboardInterrupt) as e:

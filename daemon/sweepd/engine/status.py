@@ -43,7 +43,7 @@ class ShardPlace:
 
 
 class StatusFileObserver:
-    """Implements :class:`sweepd.engine.sweep.Observer` by rewriting status.json."""
+    """Implements :class:`sweepd.engine.phases.Observer` by rewriting status.json."""
 
     def __init__(self, path: Path, job_id: str, sweep_id: str, trials_per_clock: int, shard: ShardPlace | None = None):
         self.path = path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ContextManager
 
 from sweepd.errors import GpuError, SweepdError
@@ -41,6 +42,17 @@ def decode_reasons(mask: int) -> str:
     if unknown:
         names.append(f"0x{unknown:x}")
     return "|".join(names)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One reading of the ~10 Hz power sampler (:mod:`sweepd.gpu.sampler`), or of the simulated GPU's own trace."""
+    t_ns: int  # the device's now_ns(), the clock trial windows are measured with
+    power_w: float
+    temp_c: float
+    sm_mhz: int
+    reasons: int
+    util_pct: float | None = None  # GPU utilisation (% of the sample period the GPU was busy)
 
 
 class GpuUnavailable(GpuError):
@@ -131,8 +143,8 @@ class GpuDevice(ABC):
     # A device that writes its own trace (the simulated GPU, on its own clock) instead of being sampled.
     synthesizes_samples = False
 
-    def pop_samples(self) -> list[tuple]:
-        """The samples such a device wrote since the last call: (t_ns, W, degC, SM MHz, reasons, util %)."""
+    def pop_samples(self) -> list[Sample]:
+        """The samples such a device wrote since the last call."""
         return []
 
     def now_ns(self) -> int:

@@ -8,21 +8,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 
-from sweepd.gpu.base import GpuDevice, GpuError
+from sweepd.gpu.base import GpuDevice, GpuError, Sample
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Sample:
-    t_ns: int  # the device's now_ns(), the clock trial windows are measured with
-    power_w: float
-    temp_c: float
-    sm_mhz: int
-    reasons: int
-    util_pct: float | None = None  # GPU utilisation (% of the sample period the GPU was busy)
 
 
 class Sampler:
@@ -51,7 +40,7 @@ class Sampler:
 
     def _collect(self) -> None:
         if self.synthetic:
-            self.samples.extend(Sample(*s) for s in self.device.pop_samples())
+            self.samples.extend(self.device.pop_samples())
 
     def _run(self) -> None:
         while not self._stop.is_set():

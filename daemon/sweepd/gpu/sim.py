@@ -26,10 +26,11 @@ import math
 import random
 import threading
 import uuid as uuidlib
+from dataclasses import dataclass
 from typing import Iterator
 
 from sweepd.gpu import clockdump
-from sweepd.gpu.base import GpuDevice, GpuNotFound, GpuNotSupported, OutOfMemory
+from sweepd.gpu.base import GpuDevice, GpuNotFound, GpuNotSupported, OutOfMemory, Sample
 from sweepd.gpu.simmodel import BOARDS, GIB_PER_IMAGE_512, NOISE, SimModel, batch_factor, calibrate, gib_needed
 from sweepd.records.manifest import GpuInfo
 
@@ -38,6 +39,19 @@ AMBIENT_C = 30.0
 THERMAL_C_PER_W = 0.12
 THERMAL_TAU_S = 20.0
 COLD_FACTOR = 1.6  # the H200 run of 2026-11-27: 1.2 s/image right after the model loaded, 0.67-0.77 s later
+
+
+@dataclass(frozen=True)
+class BatchTime:
+    total_s: float  # the batch's wall time: the slower of the GPU and the host, times the noise
+    gpu_s: float  # the part of it the GPU was busy
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What a sweep at one clock estimates, from the simulator's model and noise (no sampling error)."""
+    j_per_image: float
+    s_per_image: float
 
 
 class SimulatedGpu(GpuDevice):
@@ -85,7 +99,7 @@ class SimulatedGpu(GpuDevice):
         # Energy is piecewise linear in time: (time, joules so far, watts from then on).
         self._segments: list[tuple[float, float, float]] = [(0.0, 0.0, self.idle_w)]
         self._temp_c, self._temp_t = AMBIENT_C + THERMAL_C_PER_W * self.idle_w, 0.0
-        self._trace: list[tuple[int, float, float, int, int, float]] = []
+        self._trace: list[Sample] = []
 
     def now_ns(self) -> int:
         return int(self._now * 1e9)
@@ -102,12 +116,12 @@ class SimulatedGpu(GpuDevice):
         k0, k1 = math.ceil(start / COUNTER_STEP_S - 1e-9), math.ceil(end / COUNTER_STEP_S - 1e-9)
         for k in range(k0, k1, max(1, -(-(k1 - k0) // 600))):
             t = k * COUNTER_STEP_S
-            self._trace.append((int(t * 1e9), watts, self.temperature_at(t, watts), self.effective_mhz, reasons,
-                                round(util, 1)))
+            self._trace.append(Sample(int(t * 1e9), watts, self.temperature_at(t, watts), self.effective_mhz,
+                                      reasons, round(util, 1)))
         del self._trace[:-20000]
 
-    def pop_samples(self) -> list[tuple[int, float, float, int, int, float]]:
-        """The samples since the last call: (t_ns, W, degC, SM MHz, reasons, util %), as a 10 Hz sampler sees them."""
+    def pop_samples(self) -> list[Sample]:
+        """The samples since the last call, as a 10 Hz sampler sees them."""
         with self._lock:
             out, self._trace = self._trace, []
         return out
@@ -171,8 +185,8 @@ class SimulatedGpu(GpuDevice):
     def clock_event_reasons(self) -> int:
         return 0 if self._busy else 0x1  # idle between windows, no capping while busy
 
-    def batch_s(self, images: int, f_mhz: float) -> tuple[float, float]:
-        """(seconds, GPU seconds) of a batch at ``f_mhz``: the slower of the GPU and the host, times the noise."""
+    def batch_s(self, images: int, f_mhz: float) -> BatchTime:
+        """The seconds and GPU seconds of a batch at ``f_mhz``: the slower of the GPU and the host, times the noise."""
         gpu = images * self.s_per_image * self.model.slowdown(f_mhz) * batch_factor(images)
         total = max(gpu, images * self.host_s_per_image)
         if self._now < self.cold_start_s:
@@ -182,13 +196,13 @@ class SimulatedGpu(GpuDevice):
             total *= math.exp(self._rng.gauss(0.0, n.jitter))
         if n.stall_p and self._rng.random() < n.stall_p:
             total *= self._rng.uniform(n.stall_min, n.stall_max)
-        return total, min(gpu, total)
+        return BatchTime(total, min(gpu, total))
 
     def busy_w(self, f_mhz: float) -> float:
         return self.model.busy_power_w(f_mhz) * self.power_scale
 
-    def expected(self, f_mhz: float, images: int = 1) -> tuple[float, float]:
-        """The truth a sweep estimates: the expected (J/image, s/image) of a batch of ``images`` at ``f_mhz`` under
+    def expected(self, f_mhz: float, images: int = 1) -> Truth:
+        """The truth a sweep estimates: the expected J/image and s/image of a batch of ``images`` at ``f_mhz`` under
         this GPU's noise (no cold start), integrated over the jitter and the stalls. Not the noise-free model:
         a stall stretches a batch at idle power and a fast draw is capped at the board's work, so the noisy
         mean J/image lies about 1 % below the model's, and that is what any number of trials converges to."""
@@ -214,7 +228,7 @@ class SimulatedGpu(GpuDevice):
             e_total += p * float((total.mean(axis=0) * wz).sum())
             e_gpu += p * float((share.mean(axis=0) * wz).sum())
         joules = e_gpu * busy_w + (e_total - e_gpu) * idle_w
-        return joules / images, e_total / images
+        return Truth(joules / images, e_total / images)
 
     def utilization_pct(self) -> float:
         """The GPU's busy share of the last batch, as nvmlDeviceGetUtilizationRates reports it."""
@@ -229,7 +243,8 @@ class SimulatedGpu(GpuDevice):
             raise OutOfMemory(f"CUDA out of memory (simulated): a batch of {images} needs about {need:.1f} GiB; "
                               f"the simulated {self.model.gpu} has {self.memory_gib:g} GiB")
         f = self.effective_mhz
-        total, gpu = self.batch_s(images, f)
+        t = self.batch_s(images, f)
+        total, gpu = t.total_s, t.gpu_s
         busy_w, idle_w = self.busy_w(f), self.idle_w
         watts = (gpu * busy_w + (total - gpu) * idle_w) / total if total > 0 else idle_w
         self._busy = True
