@@ -56,6 +56,20 @@ def load_fake_pynvml():
 
 
 @pytest.fixture
+def idle_slurm(tmp_path, monkeypatch):
+    """A SLURM whose squeue answers with no jobs, first on PATH (this and every process it starts): what storage
+    protection asks of SLURM (see sweepd.storage.protection) must not depend on whether this machine's controller
+    is up. Tests of SLURM itself use the real one (marked `slurm`)."""
+    bin_dir = tmp_path / "idle-slurm-bin"
+    bin_dir.mkdir()
+    for tool in ("sbatch", "squeue", "scontrol", "scancel"):
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return bin_dir
+
+
+@pytest.fixture
 def fake_nvml(monkeypatch):
     """The fake pynvml module in place of the real one, fresh for each test."""
     mod = load_fake_pynvml()

@@ -2,8 +2,11 @@
 running and its process lives) is protected like a queued or running sweep, both when the plan is made and
 when the plan is carried out (a run that started after planning). One rule: sweepd.storage.protection."""
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 from conftest import sweepd
 from storage_helpers import make_job, tree_hashes, write_policy
@@ -33,12 +36,12 @@ def test_a_live_foreground_run_is_active_and_a_dead_or_finished_one_is_not(tmp_p
         foreground(layout, "crashed", int(dead.stdout))  # says running, but its process is gone
         foreground(layout, "over", alive.pid, status="done")
         foreground(layout, "shard", alive.pid, shard=1)
-        assert active_jobs(layout, ask_slurm=False) == {"live", "shard"}
+        assert active_jobs(layout, ask_slurm=False).known == {"live", "shard"}
         assert is_active(layout, "live") and not is_active(layout, "crashed") and not is_active(layout, "over")
     finally:
         alive.kill()
         alive.wait()
-    assert active_jobs(layout, ask_slurm=False) == set()
+    assert active_jobs(layout, ask_slurm=False).known == set()
 
 
 def test_a_foreground_run_that_starts_after_the_plan_is_skipped_when_the_plan_is_carried_out(tmp_path):
@@ -74,3 +77,22 @@ def test_storage_apply_leaves_a_running_foreground_jobs_images_alone(tmp_path):
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_slurm_is_asked_only_for_a_job_id_slurm_could_have_given(tmp_path, monkeypatch):
+    """A controller that does not answer keeps every numbered job (a `sweepd run` in one's own sbatch script) from
+    deletion, and does not stop the clean-up of jobs SLURM cannot have named."""
+    from sweepd.storage.protection import ProtectionUnknown
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sbatch", "squeue"):
+        (bin_dir / tool).write_text("#!/bin/sh\necho 'slurm_load_jobs error: Unable to contact slurm controller' >&2\n"
+                                    "exit 1\n")
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    active = active_jobs(paths.Layout.resolve(tmp_path / "root"))
+    assert "demo" not in active and "x" * 60 not in active and "12a" not in active
+    for job in ("123", "123_4"):
+        with pytest.raises(ProtectionUnknown, match="squeue"):
+            job in active  # noqa: B015

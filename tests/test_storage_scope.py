@@ -17,6 +17,8 @@ from sweepd.queue import Queue
 from sweepd.storage.manifest import manifests
 from storage_helpers import make_job, tree_hashes, write_policy
 
+pytestmark = pytest.mark.usefixtures("idle_slurm")  # its jobs are numbered as SLURM numbers them
+
 AGE = '[[rules]]\nname = "age"\nmax_age = "30d"\n'
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Container
 from pathlib import Path
 
 from sweepd import paths
@@ -12,7 +13,7 @@ from sweepd.storage.index import KEEP_FILE, PathIndex
 from sweepd.storage.lock import StorageLock
 from sweepd.storage.planner import Plan, Planner, Scope, why_protected
 from sweepd.storage.policy import Policy, Rule
-from sweepd.storage.protection import active_jobs
+from sweepd.storage.protection import ActiveJobs, active_jobs
 
 
 def user_policy_dir() -> Path:
@@ -29,7 +30,7 @@ def rules_of(policies: list[tuple[Path, Policy]]) -> list[tuple[Rule, str]]:
     return [(rule, str(path)) for path, pol in policies for rule in pol.rules]
 
 
-def protected_jobs(layout: Layout) -> set[str]:
+def protected_jobs(layout: Layout) -> ActiveJobs:
     """The jobs no policy may touch now (:mod:`sweepd.storage.protection`: queue, foreground runs, SLURM)."""
     return active_jobs(layout)
 
@@ -52,7 +53,7 @@ def storage_lock(layout: Layout, timeout_s: float = 600.0, waiting=None) -> Stor
     return StorageLock(layout.state).acquire(timeout_s, waiting)
 
 
-def protection_now(layout: Layout, root: str, units: set[str], protected: set[str]) -> dict[str, str]:
+def protection_now(layout: Layout, root: str, units: set[str], protected: Container[str]) -> dict[str, str]:
     """Why each of these units is protected now (for checking a saved plan); unprotected ones are absent."""
     whys = {u: why_protected(os.path.lexists(Path(root) / u / KEEP_FILE), job_of(u),
                              protected) for u in units}
@@ -60,7 +61,7 @@ def protection_now(layout: Layout, root: str, units: set[str], protected: set[st
 
 
 def make_plan(layout: Layout, policies: list[tuple[Path, Policy]], cache: IndexCache | None = None,
-              protected: set[str] | None = None, now: float | None = None) -> Plan:
+              protected: Container[str] | None = None, now: float | None = None) -> Plan:
     cache = cache or IndexCache()
     prot = protected_jobs(layout) if protected is None else protected
     return Planner(layout, prot, cache.get, now=now).plan(rules_of(policies))

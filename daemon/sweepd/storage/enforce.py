@@ -180,16 +180,15 @@ class StorageManager:
                 log.warning("storage (%s): skipped: %s", why, e)
                 return
             with held:
-                try:
-                    protected = protected_jobs(self.layout)
-                except ProtectionUnknown as e:
-                    log.error("storage (%s): %s", why, e)
-                    return
                 with self.index_lock:
                     if why == "schedule":  # plan from the tree as it is now (a hand run may have changed it)
                         for idx in self.cache.indexes.values():
                             idx.scan()
-                    plan = Planner(self.layout, protected, self.cache.get).plan(rules)
+                    try:
+                        plan = Planner(self.layout, protected_jobs(self.layout), self.cache.get).plan(rules)
+                    except ProtectionUnknown as e:
+                        log.error("storage (%s): %s", why, e)
+                        return
                 for note in plan.notes:
                     log.info("storage: %s", note)
                 if plan.actions:

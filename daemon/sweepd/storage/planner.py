@@ -17,6 +17,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Container
 from typing import Callable
 
 from pydantic import BaseModel, ConfigDict
@@ -32,7 +33,7 @@ _CLOCK_DIR = re.compile(r"^(\d+)MHz$")
 _TRIAL = re.compile(r"_t(\d+)_")
 
 
-def why_protected(keep_flag: bool, job_id: str | None, active: set[str]) -> str | None:
+def why_protected(keep_flag: bool, job_id: str | None, active: Container[str]) -> str | None:
     """The one rule for what is never touched: a job folder holding a `.keep`, or a job that is queued or
     running (`active`: :mod:`sweepd.storage.protection`). None: not protected."""
     if keep_flag:
@@ -159,7 +160,7 @@ def kept_by(keep: str | int, files: list[str]) -> set[str]:
 
 
 class Planner:
-    def __init__(self, layout: Layout, protected: set[str], index_for: Callable[[Rule, Scope], PathIndex],
+    def __init__(self, layout: Layout, protected: Container[str], index_for: Callable[[Rule, Scope], PathIndex],
                  free_bytes: Callable[[Path], tuple[int, int]] | None = None, now: float | None = None):
         self.layout, self.protected, self.index_for = layout, protected, index_for
         self.free_bytes = free_bytes or _statvfs

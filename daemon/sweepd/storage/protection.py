@@ -7,13 +7,16 @@ A job is active, and so protected, while
 - a foreground `sweepd run` measures it: its sweep.json (or a shard's, `shards/<k>/sweep.json`) says running and
   the process it names is alive (a crashed run's is not: it is interrupted, and resumable);
 - SLURM lists it, or the array it belongs to, as pending or running for this user, whoever submitted it (a
-  `sweepd run` inside one's own sbatch script writes to job_<SLURM_JOB_ID>). Asked once per plan; when SLURM is
-  here but does not answer, nothing may be deleted (:class:`ProtectionUnknown`).
+  `sweepd run` inside one's own sbatch script writes to job_<SLURM_JOB_ID>). Asked at most once per plan, and only
+  when a job id SLURM could have given (123, 123_4) is looked up; when SLURM is here but does not answer, such a
+  job may not be deleted (:class:`ProtectionUnknown`).
 A ``.keep`` file in a job's folder protects it too (:func:`sweepd.storage.planner.why_protected`)."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweepd.errors import StorageError
@@ -29,10 +32,31 @@ class ProtectionUnknown(StorageError):
     """SLURM is here but did not say which jobs are pending or running: nothing may be deleted."""
 
 
-def active_jobs(layout: Layout, ask_slurm: bool = True) -> set[str]:
+SLURM_JOB_ID = re.compile(r"[0-9]+(_[0-9]+)?")  # a job, or an array task, as SLURM numbers them
+
+
+@dataclass
+class ActiveJobs:
+    """The jobs active now, for ``job_id in active``: the queue's and the foreground runs' read at once, SLURM's
+    asked the first time an id SLURM could have given is looked up (a login node whose controller is down can
+    still clean up sweeps named otherwise)."""
+    known: set[str]
+    ask_slurm: bool = True
+    _slurm: set[str] | None = field(default=None, repr=False)
+
+    def __contains__(self, job_id: object) -> bool:
+        if job_id in self.known:
+            return True
+        if not self.ask_slurm or not isinstance(job_id, str) or not SLURM_JOB_ID.fullmatch(job_id):
+            return False
+        if self._slurm is None:
+            self._slurm = slurm_active_jobs()
+        return job_id in self._slurm
+
+
+def active_jobs(layout: Layout, ask_slurm: bool = True) -> ActiveJobs:
     """Every job active now (see the module's text); ``ask_slurm=False`` leaves SLURM out."""
-    out = queued_or_running(layout) | foreground_running(layout)
-    return out | slurm_active_jobs() if ask_slurm else out
+    return ActiveJobs(queued_or_running(layout) | foreground_running(layout), ask_slurm)
 
 
 def is_active(layout: Layout, job_id: str) -> bool:
