@@ -15,10 +15,8 @@ import typer
 from sweepd import configfile, paths
 from sweepd.cli.common import (layout_of, ImagesOpt, ResultsOpt, RootOpt, VerboseOpt,
                                app, console, err, guarded, setup_logging)
-from sweepd.configfile import ConfigError
-from sweepd.errors import InputError, RecordError
-from sweepd.records.manifest import SweepManifest
-from sweepd.request import SweepRequest, load_request
+from sweepd.errors import InputError
+from sweepd.request import SweepRequest
 
 
 @contextlib.contextmanager
@@ -38,74 +36,43 @@ def job_log(path: Path):
         handler.close()
 
 
-def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, force: bool = False) -> int:
-    from sweepd.engine import runner
+def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, force: bool = False,
+            resuming: bool = False) -> int:
+    from sweepd.ops import sweeps
     from sweepd.progress import ConsoleObserver, summary_table
 
-    job = runner.resolve_job_id(request, job_id)
-    for folder in (layout.state, layout.results, layout.images):  # one clear line, before anything else
-        paths.ensure_writable(folder)
-    if not force and not (layout.job_results(job) / "sweep.json").exists():  # a resume already has its room
-        from sweepd.fit import check
-
-        check(request, layout)
-    device, plan, _ = runner.prepare(request, layout, job)  # fails fast on a bad GPU or clock
-    simulated = device.simulated
-    device.close()
-    tag = " on a SIMULATED GPU" if simulated else ""
-    p = request.protocol
+    ready = sweeps.prepare(request, layout, job_id, force)
+    job, p = ready.job, request.protocol
+    tag = " on a SIMULATED GPU" if ready.simulated else ""
     trials = str(p.trials) if not p.sequential else f"{p.min_trials}-{p.max_trials} (to a {p.target_ci_pct:g} % CI)"
-    clocks = f"{len(plan)} clock(s)"
-    expected = len(plan)
-    if request.frequencies.mode == "adaptive":
-        from sweepd.report.estimate import EXPECTED_EVALUATIONS
-
-        expected = min(len(plan), EXPECTED_EVALUATIONS)
-        clocks = f"an adaptive search ({request.frequencies.search_objective}) over {len(plan)} clocks (about {expected} measured)"
-    console.print(f"sweep job {job}: {clocks} x {trials} trials{tag}; "
+    console.print(f"sweep job {job}: {ready.clocks_text} x {trials} trials{tag}; "
                   f"results in {layout.job_results(job)}", highlight=False)
-    with ConsoleObserver(console, expected * p.least, p.most, simulated) as obs, \
+    with ConsoleObserver(console, ready.expected_clocks * p.least, p.most, ready.simulated) as obs, \
             job_log(layout.job_results(job) / "sweep.log"):
-        outcome = runner.run(request, layout, job, obs)
-        from sweepd.report.build import write_report
-
-        write_report(outcome.store.dir, job)
-    rows = outcome.store.summary_rows(plan)  # display only: the sweep wrote summary.csv itself
+        outcome = sweeps.measure_and_report(request, layout, job, obs, finish_done=resuming)
+    store = outcome.store
+    rows = store.summary_rows(ready.plan) if store.trials else []  # display only: the sweep wrote summary.csv
     if rows:
-        console.print(summary_table(rows, simulated, f"job {job}: {request.workload.model}, "
-                                                     f"{outcome.store.manifest.gpu_name}"))
+        console.print(summary_table(rows, ready.simulated, f"job {job}: {request.workload.model}, "
+                                                           f"{store.manifest.gpu_name}"))
         from sweepd.report.flags import verdict
 
-        answer, flags = verdict(outcome.store.dir)  # what the report says, said here too
+        answer, flags = verdict(store.dir)  # what the report says, said here too
         for line in answer:
             console.print(line, highlight=False)
         for line in flags:
             console.print(f"[yellow]flag:[/] {line}", highlight=False)
-    console.print(f"results: {outcome.store.dir}", highlight=False)
-    if outcome.store.images_dir.exists():
-        console.print(f"images:  {outcome.store.images_dir}", highlight=False)
-    if (outcome.store.dir / "report.html").exists():
-        console.print(f"report:  {outcome.store.dir / 'report.html'}", highlight=False)
+    console.print(f"results: {store.dir}", highlight=False)
+    if store.images_dir.exists():
+        console.print(f"images:  {store.images_dir}", highlight=False)
+    if (store.dir / "report.html").exists():
+        console.print(f"report:  {store.dir / 'report.html'}", highlight=False)
     if outcome.status == "done":
         return 0
     err.print(f"sweep {outcome.status}: {outcome.error}", highlight=False)
     if outcome.status == "interrupted":
         err.print(f"resume with: sweepd run --resume {job}", highlight=False)
     return outcome.exit_code
-
-
-def apply_flags(request: SweepRequest, no_save_images: bool, custom: str | None) -> SweepRequest:
-    """The old framework's flags, as overrides of the request."""
-    data = request.model_dump(mode="json", by_alias=True)
-    if no_save_images:
-        data["images"]["mode"] = "benchmark"
-    if custom is not None:
-        try:
-            clocks = [int(x) for x in custom.replace(" ", "").split(",") if x]
-        except ValueError:
-            raise ConfigError("--custom-frequencies", [f"{custom!r}: expected MHz values separated by commas"]) from None
-        data["frequencies"].update(mode="custom", list=clocks)
-    return configfile.validate(SweepRequest, data, "command line")
 
 
 @app.command()
@@ -125,25 +92,13 @@ def run(
     layout = layout_of(root, images_dir, results_dir)
 
     def go() -> int:
+        from sweepd.ops import sweeps
+
         if resume:
-            path = SweepManifest.path_in(layout.job_results(resume))
-            if not path.exists():
-                raise InputError(f"--resume {resume}: no sweep at {path}")
-            try:
-                req = SweepManifest.read(path).request
-            except RecordError as e:
-                raise InputError(str(e)) from None
-            return execute(req, layout, resume, force=True)
+            return execute(sweeps.resume_request(layout, resume), layout, resume, force=True, resuming=True)
         if request_file is None:
             raise InputError("give a request file, or --resume JOB")
-        req = apply_flags(load_request(request_file), no_save_images, custom_frequencies)
-        from sweepd.workload import modelcheck
-
-        modelcheck.check(req.workload.model, str(request_file))
-        if req.split > 1:  # `run` measures here, on one GPU; `executor` only matters to the daemon
-            raise InputError(f"split: {req.split}: a split sweep runs as a SLURM job array; submit it to a daemon "
-                             'with executor = "slurm" (sweepd submit), or set split = 1 to run it here')
-        return execute(req, layout, job_id, force)
+        return execute(sweeps.new_request(request_file, no_save_images, custom_frequencies), layout, job_id, force)
 
     raise typer.Exit(guarded(go))
 

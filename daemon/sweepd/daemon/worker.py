@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 
 from sweepd import logsetup
-from sweepd.engine import runner
 from sweepd.engine.status import StatusFileObserver, ended_by, status_path
 from sweepd.errors import EXIT_INPUT
+from sweepd.ops import sweeps
 from sweepd.paths import Layout
 from sweepd.queue import Queue
 
@@ -33,10 +33,8 @@ def main(sweep_id: str, layout: Layout) -> int:
             return EXIT_INPUT
         req = row.request
         obs = StatusFileObserver(status_path(layout, row.job_id), row.job_id, sweep_id, req.protocol.most)
-        outcome = runner.run(req, layout, row.job_id, obs, sweep_id=sweep_id)
-        from sweepd.report.build import write_report
-
-        write_report(outcome.store.dir, row.job_id)
+        # a sweep run again (resumed, or its worker killed while writing the report) that is done is not measured
+        outcome = sweeps.measure_and_report(req, layout, row.job_id, obs, sweep_id=sweep_id, finish_done=True)
     except Exception as e:
         return ended_by(e, obs, log)
     obs.ended(outcome.status, outcome.error, outcome.exit_code)
