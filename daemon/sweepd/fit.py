@@ -20,7 +20,7 @@ def policy_caps(layout: Layout) -> list[tuple[str, int | None, int | None, int, 
     """Caps of the user's policy rules that cover images/, with what they hold now."""
     from sweepd.configfile import ConfigError
     from sweepd.storage.context import IndexCache, load_policies, rules_of
-    from sweepd.storage.planner import PolicyError, resolve_root
+    from sweepd.storage.planner import PolicyError, scopes
 
     try:
         rules = rules_of(load_policies())
@@ -30,11 +30,11 @@ def policy_caps(layout: Layout) -> list[tuple[str, int | None, int | None, int, 
     for rule, _ in rules:
         if rule.max_bytes is None and rule.max_files is None:
             continue
-        for raw in rule.paths:
-            try:
-                scope = resolve_root(layout, rule, raw)
-            except PolicyError:
-                continue
+        try:
+            checked = scopes(layout, rule)
+        except PolicyError:  # a policy the daemon would not load either
+            continue
+        for scope in checked:
             if images == scope.path:
                 idx = cache.get(rule, scope)
                 out.append((rule.name, rule.max_bytes, rule.max_files, idx.bytes, idx.nfiles))

@@ -17,9 +17,9 @@ from sweepd.configfile import ConfigError
 from sweepd.errors import InputError
 from sweepd.storage import manifest as manifest_mod
 from sweepd.storage.archive import ArchiveError
-from sweepd.storage.context import (load_policies, make_plan, policy_files, protected_jobs,
+from sweepd.storage.context import (load_checked, make_plan, policy_files, protected_jobs,
                                     protection_now, storage_lock, user_policy_dir)
-from sweepd.storage.planner import Plan, PolicyError, resolve_root
+from sweepd.storage.planner import Plan, PolicyError
 from sweepd.storage.units import human
 
 policy_app = typer.Typer(help="Check retention policy files.", no_args_is_help=True, rich_markup_mode=None)
@@ -37,12 +37,7 @@ def _policies(explicit: list[Path] | None, layout: paths.Layout):
     if not files:
         raise InputError(f"no policy: give --policy FILE or put policy files in {user_policy_dir()} "
                          "(examples ship in the project's policies/ folder)")
-    pols = load_policies(files)
-    for _, pol in pols:
-        for rule in pol.rules:
-            for raw in rule.paths:
-                resolve_root(layout, rule, raw)
-    return pols
+    return load_checked(layout, files)
 
 
 def _print_plan(plan: Plan) -> None:
@@ -68,10 +63,7 @@ def policy_check(files: list[Path], root: Optional[Path] = RootOpt) -> None:
     bad = 0
     for f in files:
         try:
-            (_, pol), = load_policies([f])
-            for rule in pol.rules:
-                for raw in rule.paths:
-                    resolve_root(layout, rule, raw)
+            (_, pol), = load_checked(layout, [f])
         except ConfigError as e:
             bad += 1
             for p in e.problems:

@@ -11,7 +11,7 @@ from sweepd.paths import Layout, job_of
 from sweepd.storage import policy as policy_mod
 from sweepd.storage.index import KEEP_FILE, PathIndex
 from sweepd.storage.lock import StorageLock
-from sweepd.storage.planner import Plan, Planner, Scope, why_protected
+from sweepd.storage.planner import Plan, Planner, Scope, scopes, why_protected
 from sweepd.storage.policy import Policy, Rule
 from sweepd.storage.protection import ActiveJobs, active_jobs
 
@@ -69,3 +69,13 @@ def make_plan(layout: Layout, policies: list[tuple[Path, Policy]], cache: IndexC
 
 def load_policies(explicit: list[Path] | None = None) -> list[tuple[Path, Policy]]:
     return policy_mod.load_all(policy_files(explicit))
+
+
+def load_checked(layout: Layout, files: list[Path]) -> list[tuple[Path, Policy]]:
+    """Policy files loaded and every rule path checked against this root: what `policy check`, every storage
+    command and the daemon's (re)load accept. Raises ConfigError or PolicyError with the file and value."""
+    pols = policy_mod.load_all(files)
+    for _, pol in pols:
+        for rule in pol.rules:
+            scopes(layout, rule)
+    return pols

@@ -25,9 +25,9 @@ from pathlib import Path
 from sweepd import fstype
 from sweepd.configfile import ConfigError
 from sweepd.paths import Layout
-from sweepd.storage.context import IndexCache, load_policies, policy_files, rules_of, storage_lock, user_policy_dir
+from sweepd.storage.context import IndexCache, load_checked, policy_files, rules_of, storage_lock, user_policy_dir
 from sweepd.storage.lock import StorageBusy
-from sweepd.storage.planner import Planner, PolicyError, resolve_root
+from sweepd.storage.planner import Planner, PolicyError, scopes
 from sweepd.storage.units import human
 
 log = logging.getLogger("sweepd.storage")
@@ -80,10 +80,7 @@ class StorageManager:
             return True
         self.digest = digest
         try:
-            pols = load_policies(files)
-            for rule, _ in rules_of(pols):
-                for raw in rule.paths:
-                    resolve_root(self.layout, rule, raw)
+            pols = load_checked(self.layout, files)
         except (ConfigError, PolicyError) as e:
             self.error = str(e)
             log.error("policy not changed: the new files do not validate:\n%s", e)
@@ -262,8 +259,7 @@ class StorageManager:
         for rule, _ in rules_of(self.policies):
             if not (rule.max_bytes or rule.max_files or rule.min_free):
                 continue
-            for raw in rule.paths:
-                scope = resolve_root(self.layout, rule, raw)
+            for scope in scopes(self.layout, rule):
                 key = (str(scope.base), scope.within)
                 if key in watched:
                     continue

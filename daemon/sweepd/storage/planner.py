@@ -96,6 +96,12 @@ def _overlaps(p: Path, other: Path) -> bool:
     return p == other or other.is_relative_to(p) or p.is_relative_to(other)
 
 
+def scopes(layout: Layout, rule: Rule) -> list[Scope]:
+    """Every path of a rule, made absolute and checked (:func:`resolve_root`): the one check of rule paths that
+    loading, planning, watching, usage and the fit check all go through."""
+    return [resolve_root(layout, rule, raw) for raw in rule.paths]
+
+
 def resolve_root(layout: Layout, rule: Rule, raw: str) -> Scope:
     """A rule path, made absolute and checked: it must lie under images/ (or results/ with allow_results),
     be a folder where it exists, and never touch /, $HOME itself, the archive, state/ or spool/."""
@@ -183,8 +189,7 @@ class Planner:
     def plan(self, rules: list[tuple[Rule, str]]) -> Plan:
         out = Plan()
         for rule, source in rules:
-            for raw in rule.paths:
-                scope = resolve_root(self.layout, rule, raw)
+            for scope in scopes(self.layout, rule):
                 self._rule(rule, source, scope.base, self.index_for(rule, scope), out)
         return out
 

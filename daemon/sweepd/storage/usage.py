@@ -9,7 +9,7 @@ from pathlib import Path
 from sweepd.paths import Layout
 from sweepd.storage import manifest as manifest_mod
 from sweepd.storage.context import IndexCache
-from sweepd.storage.planner import resolve_root
+from sweepd.storage.planner import scopes
 from sweepd.storage.policy import Policy
 
 
@@ -47,8 +47,7 @@ def usage(layout: Layout, policies: list[tuple[Path, Policy]]) -> list[RuleUsage
             archived: dict[str, int] = {}
             for m in manifest_mod.manifests(adir):
                 archived[m.unit] = archived.get(m.unit, 0) + m.member_bytes
-            for raw in rule.paths:
-                scope = resolve_root(layout, rule, raw)
+            for scope in scopes(layout, rule):
                 idx = cache.get(rule, scope)
                 jobs = [JobUsage(u.name, u.bytes, u.nfiles, archived.get(u.name, 0), u.oldest, u.keep_flag)
                         for u in idx.units.values()]
