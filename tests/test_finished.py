@@ -37,7 +37,7 @@ def test_a_queued_sweep_run_again_after_done_writes_its_report_and_measures_noth
     layout, req, d = done_job_without_report(tmp_path)
     before = {f: digest(d / f) for f in ("trials.csv", "summary.csv")}
     q = Queue(layout.queue_db)
-    q.add("s1", "fin", req.model_dump(mode="json", by_alias=True))
+    q.add("s1", "fin", req)
     q.close()
     assert worker.main("s1", layout) == 0  # as the daemon runs it when it resumes the killed worker's sweep
     assert (d / "report.html").exists()
@@ -77,7 +77,7 @@ def test_resume_of_a_job_the_daemon_has_queued_is_refused(tmp_path):
     m.status = "interrupted"
     m.write(d / "sweep.json")
     q = Queue(layout.queue_db)
-    q.add("s1", "fin", req.model_dump(mode="json", by_alias=True))
+    q.add("s1", "fin", req)
     q.close()
     before = digest(d / "sweep.json")
     r = sweepd("run", "--resume", "fin", "--root", tmp_path)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from sweepd.request import SweepRequest
 from sweepd.queue import DuplicateJob, Queue, QueueError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -20,22 +21,22 @@ def q(tmp_path):
 
 def test_priority_then_fifo(q):
     for i, prio in enumerate([0, 5, 0, 5]):
-        q.add(f"s{i}", f"j{i}", {"n": i}, priority=prio)
+        q.add(f"s{i}", f"j{i}", SweepRequest(), priority=prio)
     order = [q.claim_next("gpu0", 0).id for _ in range(4)]
     assert order == ["s1", "s3", "s0", "s2"] and q.claim_next("gpu0", 0) is None
 
 
 def test_gpu_pinned_requests_wait_for_their_gpu(q):
-    q.add("a", "ja", {}, gpu_index=1)
-    q.add("b", "jb", {})
+    q.add("a", "ja", SweepRequest(), gpu_index=1)
+    q.add("b", "jb", SweepRequest())
     assert q.claim_next("gpu0", 0).id == "b"
     assert q.claim_next("gpu0", 0) is None
     assert q.claim_next("gpu1", 1).id == "a"
 
 
 def test_states_and_cancel(q):
-    q.add("a", "ja", {})
-    q.add("b", "jb", {})
+    q.add("a", "ja", SweepRequest())
+    q.add("b", "jb", SweepRequest())
     assert q.request_cancel("jb") == "cancelled"  # by job id, while queued
     q.claim_next("gpu0", 0)
     assert q.request_cancel("a") == "cancelling" and q.get("a").cancel_requested == 1
@@ -48,8 +49,8 @@ def test_states_and_cancel(q):
 
 
 def test_interrupted_sweeps_requeue_in_place_and_count_resumes(q):
-    q.add("a", "ja", {})
-    q.add("b", "jb", {})
+    q.add("a", "ja", SweepRequest())
+    q.add("b", "jb", SweepRequest())
     q.claim_next("gpu0", 0)
     q.finish("a", "interrupted", -9, "killed")
     q.requeue("a")
@@ -58,14 +59,14 @@ def test_interrupted_sweeps_requeue_in_place_and_count_resumes(q):
 
 
 def test_duplicate_job_id_is_refused(q):
-    q.add("a", "same", {})
+    q.add("a", "same", SweepRequest())
     with pytest.raises(DuplicateJob, match="already used by sweep a"):
-        q.add("b", "same", {})
+        q.add("b", "same", SweepRequest())
 
 
 def test_state_survives_reopening(tmp_path):
     q = Queue(tmp_path / "queue.sqlite")
-    q.add("a", "ja", {"x": 1})
+    q.add("a", "ja", SweepRequest())
     q.close()
     q2 = Queue(tmp_path / "queue.sqlite")
     assert q2.get("a").state == "queued"

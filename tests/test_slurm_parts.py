@@ -146,7 +146,7 @@ def test_schema_1_state_file_gains_the_slurm_columns_and_keeps_its_sweeps(tmp_pa
 
 def test_shard_rows_record_each_attempt(tmp_path):
     q = Queue(tmp_path / "queue.sqlite")
-    q.add("cccccccccccc", "slurm-pending-cccccccccccc", {}, executor="slurm")
+    q.add("cccccccccccc", "slurm-pending-cccccccccccc", SweepRequest(), executor="slurm")
     assert q.claim_next("gpu0", 0) is None  # a SLURM sweep is never run by a local worker
     assert q.claim_next("slurm", None, executor="slurm").id == "cccccccccccc"
     q.set_submitted("cccccccccccc", "41", "41", {0: "41_0", 1: "41_1"}, minutes=12)

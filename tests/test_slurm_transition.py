@@ -6,7 +6,8 @@ import pytest
 from sweepd.records.queuerows import ShardRow
 from sweepd.records.status import WorkerStatus
 from sweepd.slurm.commands import JobState
-from sweepd.slurm.transition import Step, transition
+from sweepd.slurm.transition import Step, SweepEnd, adopted_array, sweep_end, transition
+from sweepd.vocab import SweepState
 
 
 def shard(state="running", attempts=1, slurm_state="RUNNING", error=None):
@@ -83,3 +84,28 @@ def test_a_shard_whose_resubmission_failed_is_submitted_again_or_given_up():
     d = decide(shard(state="interrupted", error="sbatch: down"), None)
     assert (d.step, d.end) == (Step.RETRY, None) and d.error == "sbatch: down"
     assert decide(shard(state="interrupted", attempts=5), None, retries=2).step is Step.FAIL
+
+
+def ended(k, state, error=None):
+    return ShardRow(sweep_id="s", shard=k, slurm_id=f"9_{k}", state=state, attempts=1, error=error)
+
+
+def test_a_split_sweep_ends_only_when_every_shard_has_and_merges_only_when_all_are_done():
+    assert sweep_end([], False) is None
+    assert sweep_end([ended(0, "done"), ended(1, "running")], False) is None
+    assert sweep_end([ended(0, "done"), ended(1, "interrupted")], False) is None  # to be resubmitted
+    assert sweep_end([ended(0, "done"), ended(1, "done")], False) == SweepEnd(None)
+    failed = sweep_end([ended(0, "done"), ended(1, "failed", "gpu fell off the bus")], False)
+    assert failed == SweepEnd(SweepState.FAILED, "shard 1: gpu fell off the bus")
+    assert sweep_end([ended(0, "cancelled"), ended(1, "done")], True) == SweepEnd(SweepState.CANCELLED,
+                                                                                    "cancelled by user")
+
+
+def test_a_sweep_the_daemon_died_submitting_is_found_by_its_job_name_or_submitted_again():
+    known = {"7_0": JobState("7_0", "sweepd-aaaaaaaaaaaa", "RUNNING", ""),
+             "7_1": JobState("7_1", "sweepd-aaaaaaaaaaaa", "PENDING", ""),
+             "8": JobState("8", "sweepd-bbbbbbbbbbbb", "RUNNING", ""),  # not an array task: not sweepd's
+             "9_0": JobState("9_0", "someone-else", "RUNNING", "")}
+    assert adopted_array("aaaaaaaaaaaa", known) == "7"
+    assert adopted_array("bbbbbbbbbbbb", known) is None
+    assert adopted_array("cccccccccccc", known) is None

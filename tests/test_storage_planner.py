@@ -9,6 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sweepd.paths import Layout
+from sweepd.request import SweepRequest
 from sweepd.queue import Queue
 from sweepd.storage.manifest import manifests
 from sweepd.storage.restore import restore
@@ -49,7 +50,7 @@ def test_protected_jobs_are_never_touched(tmp_path):
         make_job(layout.images, j, age_days=age)
     (layout.images / "job_k" / ".keep").touch()
     q = Queue(layout.state / "queue.sqlite")
-    q.add("aaaaaaaaaaaa", "q", {})
+    q.add("aaaaaaaaaaaa", "q", SweepRequest())
     q.close()
     plan = make_plan(layout, pol({"name": "cap", "max_bytes": 1000}))
     assert [a.unit for a in plan.actions] == ["job_free"]

@@ -13,6 +13,7 @@ import pytest
 import zstandard
 
 from conftest import sweepd, sweepd_env
+from sweepd.request import SweepRequest
 from sweepd.queue import Queue
 from sweepd.storage.manifest import manifests
 from storage_helpers import make_job, tree_hashes, write_policy
@@ -98,7 +99,7 @@ def test_a_job_protected_since_the_plan_is_skipped(tmp_path, how):
         (root / "images/job_1/.keep").touch()
     else:
         q = Queue(root / "state" / "queue.sqlite")
-        q.add("aaaaaaaaaaaa", "1", {})
+        q.add("aaaaaaaaaaaa", "1", SweepRequest())
         q.close()
     r = apply_plan(tmp_path, root, policy, plan)
     assert r.returncode == 0, r.stderr
@@ -158,7 +159,7 @@ def test_a_rule_naming_a_folder_inside_images_acts_on_whole_jobs(tmp_path, level
     assert tree_hashes(root / "images") == before
     (root / "images/job_p1/.keep").unlink()
     q = Queue(root / "state" / "queue.sqlite")
-    q.add("bbbbbbbbbbbb", "p1", {})
+    q.add("bbbbbbbbbbbb", "p1", SweepRequest())
     assert sweepd("storage", "apply", "--policy", p, "--root", root).returncode == 0
     assert tree_hashes(root / "images") == before
     q.finish("bbbbbbbbbbbb", "cancelled", None, "test")
@@ -322,7 +323,7 @@ def test_protection_is_checked_again_at_each_action(tmp_path, how):
         (layout.images / "job_late/.keep").touch()
     else:
         q = Queue(layout.state / "queue.sqlite")
-        q.add("dddddddddddd", "late", {})
+        q.add("dddddddddddd", "late", SweepRequest())
         q.close()
     out = apply(plan, layout)
     assert not out.done and not out.failed and len(out.skipped) == 1

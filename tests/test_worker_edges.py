@@ -28,7 +28,7 @@ def test_a_cancel_during_worker_start_up_ends_cancelled(tmp_path, monkeypatch, d
     layout = Layout.resolve(tmp_path / "root")
     q = Queue(layout.state / "queue.sqlite")
     req = load(SweepRequest, write_request(tmp_path / "r.toml", trials=1))
-    q.add("cccccccccccc", "early-cancel", req.model_dump(mode="json", by_alias=True) | {"job_id": "early-cancel"})
+    q.add("cccccccccccc", "early-cancel", req.with_job_id("early-cancel"))
     pool = WorkerPool(layout, q, Settings(gpus=[0]))
     pool.start_ready()
     time.sleep(delay_s)

@@ -20,13 +20,13 @@ from typing import Iterator
 
 from sweepd.errors import QueueError
 from sweepd.records.queuerows import AttemptEnd, ShardAttempt, ShardRow, SweepRow
+from sweepd.request import SweepRequest
 from sweepd.vocab import ShardState, SweepState
 
 SCHEMA_VERSION = 2
 STATES = tuple(s.value for s in SweepState)  # plain strings: they are spelled into the tables' CHECKs
 FINAL = tuple(s.value for s in SweepState if s.final)
 SHARD_STATES = tuple(s.value for s in ShardState)
-SHARD_FINAL = tuple(s.value for s in ShardState if s.final)
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -141,13 +141,13 @@ class Queue:
         self.db.execute("COMMIT")
 
     # writes ----------------------------------------------------------------------------------
-    def add(self, sweep_id: str, job_id: str, request: dict, *, priority: int = 0, gpu_index: int | None = None,
+    def add(self, sweep_id: str, job_id: str, request: SweepRequest, *, priority: int = 0, gpu_index: int | None = None,
             source: str = "", spool_path: str = "", executor: str = "local") -> None:
         try:
             with self.tx() as db:
                 db.execute("INSERT INTO sweeps (id, job_id, state, priority, gpu_index, request, source, spool_path,"
                            " submitted_at, executor) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
-                           (sweep_id, job_id, priority, gpu_index, json.dumps(request), source, spool_path,
+                           (sweep_id, job_id, priority, gpu_index, request.model_dump_json(by_alias=True), source, spool_path,
                             time.time(), executor))
         except sqlite3.IntegrityError:
             other = self.get(job_id)

@@ -305,6 +305,10 @@ class SweepRequest(_Section):
                              'on one GPU; use split = 1')
         return self
 
+    def with_job_id(self, job_id: str | None) -> "SweepRequest":
+        """This request under another job id (the one the queue gave it)."""
+        return self.model_copy(update={"job_id": job_id})
+
     def fingerprint(self) -> str:
         """Identifies what is measured (not the job id, priority or where it runs), to match a sweep on resume."""
         # Which GPU (index, uuid) is not part of it: the store checks the GPU's UUID itself, and a

@@ -235,8 +235,7 @@ class Spool:
     def _enqueue(self, target: Path, req: SweepRequest, sweep_id: str, job_id: str, source: str) -> IntakeOutcome:
         executor = self.admission.executor_of(req)
         try:
-            self.queue.add(sweep_id, job_id, req.model_dump(mode="json", by_alias=True)
-                           | {"job_id": job_id if executor == "local" else req.job_id},
+            self.queue.add(sweep_id, job_id, req.with_job_id(job_id if executor == "local" else req.job_id),
                            priority=req.priority, gpu_index=req.gpu.index if executor == "local" else None,
                            source=source, spool_path=str(target), executor=executor)
         except DuplicateJob as e:

@@ -17,6 +17,7 @@ from sweepd.cli.common import (layout_of, ImagesOpt, ResultsOpt, RootOpt, Verbos
                                app, console, err, guarded, setup_logging)
 from sweepd.errors import InputError
 from sweepd.request import SweepRequest
+from sweepd.vocab import RunState
 
 
 @contextlib.contextmanager
@@ -67,10 +68,10 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, for
         console.print(f"images:  {store.images_dir}", highlight=False)
     if (store.dir / "report.html").exists():
         console.print(f"report:  {store.dir / 'report.html'}", highlight=False)
-    if outcome.status == "done":
+    if outcome.status == RunState.DONE:
         return 0
     err.print(f"sweep {outcome.status}: {outcome.error}", highlight=False)
-    if outcome.status == "interrupted":
+    if outcome.status == RunState.INTERRUPTED:
         err.print(f"resume with: sweepd run --resume {job}", highlight=False)
     return outcome.exit_code
 

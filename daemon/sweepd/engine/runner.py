@@ -22,6 +22,7 @@ from sweepd.gpu.simmodel import gib_per_image, s_per_image
 from sweepd.paths import Layout
 from sweepd.records.gpulock import ClockLockRecord
 from sweepd.request import SweepRequest
+from sweepd.vocab import RunState
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class SweepOutcome:
     """How a sweep ended, when it ended as sweepd expects (a bug is raised instead, see :func:`run`)."""
-    status: str  # done | failed | interrupted
+    status: RunState  # done, failed or interrupted
     store: JobStore
     plan: list[ClockPoint]
     error: str | None = None
@@ -110,7 +111,7 @@ def run_blank(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[i
         with ClockGuard(device, layout.gpu_locks) as guard:
             Sweep(request, device, store, plan, guard, StopFlag(), QuietObserver()
                   ).run(BlankWorkload())
-        store.set_status("done")
+        store.set_status(RunState.DONE)
     return store
 
 
@@ -131,29 +132,29 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
                                     simulated=device.simulated)
                 store.model_loaded(workload.info())
                 Sweep(request, device, store, plan, guard, stop, observer).run(workload)
-            store.set_status("done")
-            return SweepOutcome("done", store, plan, resumed=resumed)
+            store.set_status(RunState.DONE)
+            return SweepOutcome(RunState.DONE, store, plan, resumed=resumed)
         except (StopRequested, KeyboardInterrupt) as e:
-            _final_status(store, "interrupted", f"stopped by {e or 'request'}")
-            return SweepOutcome("interrupted", store, plan, f"stopped by {e or 'request'}", resumed, EXIT_INTERRUPTED)
+            _final_status(store, RunState.INTERRUPTED, f"stopped by {e or 'request'}")
+            return SweepOutcome(RunState.INTERRUPTED, store, plan, f"stopped by {e or 'request'}", resumed, EXIT_INTERRUPTED)
         except OSError as e:  # results could not be written (disk full, quota, read-only)
             where = f": {e.filename}" if e.filename else ""
             msg = f"cannot write results ({e.strerror or e}{where}); what was committed before is kept and resumes"
             log.error("sweep %s failed: %s", job_id, msg)
-            _final_status(store, "failed", msg)
-            return SweepOutcome("failed", store, plan, msg, resumed, EXIT_FAILED)
+            _final_status(store, RunState.FAILED, msg)
+            return SweepOutcome(RunState.FAILED, store, plan, msg, resumed, EXIT_FAILED)
         except SweepdError as e:  # the GPU, the input or the model said no: its own line and exit code
             log.error("sweep %s failed: %s", job_id, e.line())
-            _final_status(store, "failed", e.line())
-            return SweepOutcome("failed", store, plan, e.line(), resumed, e.exit_code)
+            _final_status(store, RunState.FAILED, e.line())
+            return SweepOutcome(RunState.FAILED, store, plan, e.line(), resumed, e.exit_code)
         except Exception as e:  # a bug: sweep.json says so, and the caller shows the traceback and exits 70
-            _final_status(store, "failed", f"internal error (a bug in sweepd): {type(e).__name__}: {e}")
+            _final_status(store, RunState.FAILED, f"internal error (a bug in sweepd): {type(e).__name__}: {e}")
             raise
         finally:
             stop.restore()
 
 
-def _final_status(store: JobStore, status: str, error: str) -> None:
+def _final_status(store: JobStore, status: RunState, error: str) -> None:
     """sweep.json's last word, if the disk still takes it; else the last one written stands (never 'done')."""
     try:
         store.set_status(status, error)

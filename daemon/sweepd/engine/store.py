@@ -96,10 +96,10 @@ class JobStore:
             self._load_rows(plan, request.protocol)
             self.manifest.resumed_at = [*old.resumed_at, now_iso()]
             self.manifest.pid = os.getpid()  # the process measuring now (a foreground job's liveness)
-            self.set_status("running")
+            self.set_status(RunState.RUNNING)
             return True
         self.manifest = SweepManifest(
-            sweep_id=sweep_id or secrets.token_hex(6), job_id=self.job_id, status="running",
+            sweep_id=sweep_id or secrets.token_hex(6), job_id=self.job_id, status=RunState.RUNNING,
             simulated=gpu.simulated, backend=gpu.backend, gpu=gpu, request=request, request_sha256=fingerprint,
             plan_mhz=[p.freq_mhz for p in plan], images_per_trial=None,
             versions={"sweepd": __version__, "python": platform.python_version()},
@@ -145,7 +145,7 @@ class JobStore:
     def write_manifest(self) -> None:
         self.manifest.write(self.manifest_path)
 
-    def set_status(self, status: str, error: str | None = None) -> None:
+    def set_status(self, status: RunState, error: str | None = None) -> None:
         final = RunState(status).final
         m = self.manifest
         m.status, m.error = status, error

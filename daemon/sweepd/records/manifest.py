@@ -135,7 +135,7 @@ class SweepManifest(JsonRecord):
 
     @property
     def done(self) -> bool:
-        return self.status == "done"
+        return self.status == RunState.DONE
 
     @property
     def shard_count(self) -> int:

@@ -22,9 +22,10 @@ from sweepd.engine.status import last_error, read_shard_status
 from sweepd.engine.store import read_shard_manifest
 from sweepd.errors import SweepdError
 from sweepd.paths import Layout
-from sweepd.queue import SHARD_FINAL, Queue
+from sweepd.queue import Queue
 from sweepd.records.queuerows import ShardRow, SweepRow
-from sweepd.slurm.transition import Decision, Step, transition
+from sweepd.slurm.transition import Decision, Step, adopted_array, sweep_end, transition
+from sweepd.vocab import RunState, ShardState, SweepState
 from sweepd.request import SweepRequest
 from sweepd.settings import Settings
 from sweepd.slurm import commands
@@ -54,11 +55,11 @@ class SlurmExecutor:
 
     # what the daemon asks --------------------------------------------------------------------
     def sweeps(self) -> list:
-        return [r for r in self.queue.list(("running",)) if r.slurm]
+        return [r for r in self.queue.list((SweepState.RUNNING,)) if r.slurm]
 
     def busy(self) -> bool:
         return bool(self.merges or self.sweeps() or
-                    any(r.slurm for r in self.queue.list(("queued",))))
+                    any(r.slurm for r in self.queue.list((SweepState.QUEUED,))))
 
     def step(self) -> None:
         self.submit_ready()
@@ -109,8 +110,8 @@ class SlurmExecutor:
             self._warn(f"SLURM did not take sweep {sid}, trying again: {e}")
             return False
         except (SweepdError, OSError) as e:
-            self.queue.finish(sid, "failed", None, f"not submitted: {e}")
-            audit.record(self.layout.state, "failed", sweep_id=sid, error=str(e))
+            self.queue.finish(sid, SweepState.FAILED, None, f"not submitted: {e}")
+            audit.record(self.layout.state, SweepState.FAILED, sweep_id=sid, error=str(e))
             log.error("sweep %s: not submitted: %s", sid, e)
             return True
         job = user_job or array
@@ -170,12 +171,12 @@ class SlurmExecutor:
         if row.cancel_requested and sid not in self.cancelled:
             self.cancel(row)
         for sh in self.queue.shards(sid):
-            if sh.state in SHARD_FINAL:
+            if ShardState(sh.state).final:
                 continue
             status = read_shard_status(self.layout, row.job_id, sh.shard)
-            js = None if sh.state == "interrupted" else commands.job_state(sh.slurm_id, known)
+            js = None if sh.state == ShardState.INTERRUPTED else commands.job_state(sh.slurm_id, known)
             ended = js is None or not js.active  # only an ended job's sweep.json is read, not every poll's
-            d = transition(sh, js, status, results_done=ended and self.shard_status(row, sh.shard) == "done",
+            d = transition(sh, js, status, results_done=ended and self.shard_status(row, sh.shard) == RunState.DONE,
                            cancel_requested=row.cancel_requested, max_retries=self.settings.slurm.max_retries)
             self.carry_out(row, sh, d)
         self.finish_if_over(row)
@@ -199,39 +200,32 @@ class SlurmExecutor:
             fresh = next(s for s in self.queue.shards(sid) if s.shard == k)
             self.resubmit(row, fresh, d.killed_by_time_limit)
 
-    def shard_status(self, row: SweepRow, k: int) -> str | None:
-        """The status in the shard's sweep.json: "done" once its last clock is committed."""
+    def shard_status(self, row: SweepRow, k: int) -> RunState | None:
+        """The status in the shard's sweep.json: done once its last clock is committed."""
         m = read_shard_manifest(self.layout, row.job_id, k)
         return m.status if m else None
 
-    def finish_if_over(self, row) -> None:
-        sid, shards = row.id, self.queue.shards(row.id)
-        if not shards or any(sh.state not in SHARD_FINAL for sh in shards):
+    def finish_if_over(self, row: SweepRow) -> None:
+        end = sweep_end(self.queue.shards(row.id), bool(row.cancel_requested))
+        if end is None:
             return
-        states = [sh.state for sh in shards]
-        if all(s == "done" for s in states):
-            if sid not in self.merges:
-                self.start_merge(row)
-            return
-        if row.cancel_requested:
-            self._finish(row, "cancelled", "cancelled by user")
-        else:
-            failed = "; ".join(f"shard {sh.shard}: {sh.error}" for sh in shards if sh.state == "failed")
-            self._finish(row, "failed", failed or "a shard did not finish")
+        if end.state is not None:
+            self._finish(row, end.state, end.error)
+        elif row.id not in self.merges:
+            self.start_merge(row)
 
-    def _finish(self, row, state: str, error: str | None) -> None:
+    def _finish(self, row: SweepRow, state: SweepState, error: str | None) -> None:
         self.queue.finish(row.id, state, None, error)
         audit.record(self.layout.state, state, sweep_id=row.id, job_id=row.job_id, error=error)
         log.info("sweep %s %s%s", row.id, state, f": {error}" if error else "")
 
-    def adopt(self, row, known: dict[str, JobState]) -> None:
+    def adopt(self, row: SweepRow, known: dict[str, JobState]) -> None:
         """A sweep claimed but not recorded as submitted (the daemon died around sbatch): find its
         array by job name, or submit it again."""
-        tasks = [j for j in known.values() if j.name == f"sweepd-{row.id}" and "_" in j.job_id]
-        if not tasks:
+        array = adopted_array(row.id, known)
+        if array is None:
             self.queue.back_to_queue(row.id, "resubmitting: the daemon stopped while submitting it")
             return
-        array = tasks[0].job_id.split("_")[0]
         req = row.request
         self.queue.set_submitted(row.id, req.job_id or array, array, {k: f"{array}_{k}" for k in range(req.split)})
         log.warning("sweep %s: found its SLURM job %s after a restart", row.id, array)
@@ -265,9 +259,9 @@ class SlurmExecutor:
             m.log.close()
             row = self.queue.get(sid)
             if rc == 0:
-                self._finish(row, "done", None)
+                self._finish(row, SweepState.DONE, None)
             else:
-                self._finish(row, "failed", f"merge: {last_error(m.path)} (log: {m.path})")
+                self._finish(row, SweepState.FAILED, f"merge: {last_error(m.path)} (log: {m.path})")
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """At shutdown: SLURM jobs go on; a merge is waited for briefly (it is run again after a restart)."""
@@ -290,9 +284,9 @@ class SlurmExecutor:
 def cancel_shards(queue: Queue, row: SweepRow) -> list[str]:
     """scancel every shard still pending or running; their workers stop after the current trial."""
     shards = queue.shards(row.id)
-    ids = [sh.slurm_id for sh in shards if sh.state in ("pending", "running")]
+    ids = [sh.slurm_id for sh in shards if sh.state in (ShardState.PENDING, ShardState.RUNNING)]
     commands.scancel(ids)
     for sh in shards:
-        if sh.state == "interrupted":  # nothing runs: cancelled at once
-            queue.update_shard(row.id, sh.shard, state="cancelled", error="cancelled by user")
+        if sh.state == ShardState.INTERRUPTED:  # nothing runs: cancelled at once
+            queue.update_shard(row.id, sh.shard, state=ShardState.CANCELLED, error="cancelled by user")
     return ids

@@ -12,7 +12,7 @@ from sweepd.errors import EXIT_INTERNAL
 from sweepd.records.queuerows import AttemptEnd, ShardRow
 from sweepd.records.status import WorkerStatus
 from sweepd.slurm.commands import JobState
-from sweepd.vocab import RunState, ShardState
+from sweepd.vocab import RunState, ShardState, SweepState
 
 TIME_LIMIT_STATES = ("TIMEOUT", "DEADLINE")
 
@@ -80,3 +80,29 @@ def _retry_or_fail(sh: ShardRow, why: str, end: AttemptEnd | None, killed_by_tim
         return Decision(Step.FAIL, ShardState.FAILED, slurm_state,
                         f"{why}; gave up after {sh.attempts} attempts (slurm.max_retries)", end)
     return Decision(Step.RETRY, ShardState.INTERRUPTED, slurm_state, why, end, killed_by_time_limit)
+
+
+@dataclass(frozen=True)
+class SweepEnd:
+    """How a split sweep ends once every shard has: merged (``state`` None: the merge decides) or not."""
+    state: SweepState | None
+    error: str | None = None
+
+
+def sweep_end(shards: list[ShardRow], cancel_requested: bool) -> SweepEnd | None:
+    """None while a shard has not ended; else merge when all are done, or the sweep's end and why."""
+    if not shards or any(not ShardState(sh.state).final for sh in shards):
+        return None
+    if all(sh.state == ShardState.DONE for sh in shards):
+        return SweepEnd(None)
+    if cancel_requested:
+        return SweepEnd(SweepState.CANCELLED, "cancelled by user")
+    failed = "; ".join(f"shard {sh.shard}: {sh.error}" for sh in shards if sh.state == ShardState.FAILED)
+    return SweepEnd(SweepState.FAILED, failed or "a shard did not finish")
+
+
+def adopted_array(sweep_id: str, known: dict[str, JobState]) -> str | None:
+    """The SLURM array a sweep claimed but not recorded as submitted belongs to (the daemon died around sbatch),
+    found by its job name among what squeue lists; None: it was never submitted, submit it again."""
+    tasks = [j for j in known.values() if j.name == f"sweepd-{sweep_id}" and "_" in j.job_id]
+    return tasks[0].job_id.split("_")[0] if tasks else None
