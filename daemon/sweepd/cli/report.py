@@ -27,18 +27,14 @@ def report(
     as_json: bool = typer.Option(False, "--json"), as_csv: bool = typer.Option(False, "--csv"),
 ) -> None:
     """The optimal clock and what it saves; plots and report.html in the job's results folder."""
+    from sweepd.ops import report as ops
     from sweepd.progress import summary_table
-    from sweepd.report import plots
-    from sweepd.report.build import build
-    from sweepd.report.data import find
     from sweepd.report.words import answer_lines
 
     layout = layout_of(root, images_dir, results_dir)
 
     def go() -> int:
-        from sweepd.report.analysis import analyse
-
-        analyses = [analyse(find(layout, j), bound, cv / 100) for j in jobs]
+        analyses = ops.analyse_jobs(layout, jobs, bound, cv)
         if as_json:  # reading only: no plot or page is written, nothing heavy is imported
             print(json.dumps([a.to_json() for a in analyses] if len(analyses) > 1 else analyses[0].to_json(), indent=1))
             return 0
@@ -50,15 +46,12 @@ def report(
                 for r in a.rows:
                     w.writerow([a.job.job_id, "true" if a.job.simulated else "false", *(getattr(r, k) for k in keys)])
             return 0
-        built = []
-        for a in analyses:
-            try:
-                built.append(build(a.job, bound, cv / 100))
-            except OSError as e:  # a read-only results folder: the table still prints
-                built.append((a, [], None))
-                console.print(f"note: plots and report.html not written ({e.strerror or e}: {e.filename or ''})",
-                              highlight=False)
-        for a, _plots, page in built:
+        built = ops.build_reports(analyses, bound, cv)
+        for b in built:
+            if b.note:
+                console.print(f"note: {b.note}", highlight=False)
+        for b in built:
+            a, page = b.analysis, b.page
             if a.rows:
                 console.print(summary_table(a.rows, a.job.simulated, a.job.label))
             console.print(f"baseline: {clock_label(a.baseline)} MHz (the highest clock measured); "
@@ -81,11 +74,8 @@ def report(
                           f"{d.time_change_pct:+.1f}%" if d else "-", clock_label(e.freq) if e else "-",
                           f"{-e.energy_saving_pct:+.1f}%" if e else "-")
             console.print(t)
-            out = layout.results / ("compare_" + "_".join(a.job.job_id for a in analyses))[:200]
             try:
-                out.mkdir(parents=True, exist_ok=True)
-                files = plots.compare(analyses, out)
-                console.print(f"compared curves: {files[0]}", highlight=False)
+                console.print(f"compared curves: {ops.compare(layout, analyses)}", highlight=False)
             except OSError as e:
                 console.print(f"note: compared curves not written ({e.strerror or e})", highlight=False)
         return 0

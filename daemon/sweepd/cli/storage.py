@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -11,15 +10,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from sweepd import paths
-from sweepd.cli.common import layout_of, EXIT_FAILED, EXIT_INPUT, RootOpt, app, console, err, fail, guarded
-from sweepd.configfile import ConfigError
-from sweepd.errors import InputError
+from sweepd.cli.common import layout_of, EXIT_FAILED, EXIT_INPUT, RootOpt, app, console, err, guarded
+from sweepd.ops import storage as ops
 from sweepd.storage import manifest as manifest_mod
-from sweepd.storage.archive import ArchiveError
-from sweepd.storage.context import (load_checked, make_plan, policy_files, protected_jobs,
-                                    protection_now, storage_lock, user_policy_dir)
-from sweepd.storage.planner import Plan, PolicyError
+from sweepd.storage.planner import Plan
 from sweepd.storage.units import human
 
 policy_app = typer.Typer(help="Check retention policy files.", no_args_is_help=True, rich_markup_mode=None)
@@ -30,14 +24,6 @@ app.add_typer(storage_app, name="storage")
 app.add_typer(archive_app, name="archive")
 
 PolicyOpt = typer.Option(None, "--policy", help="policy file (repeatable; default: ~/.config/sweepd/policies/*.toml)")
-
-
-def _policies(explicit: list[Path] | None, layout: paths.Layout):
-    files = policy_files(explicit)
-    if not files:
-        raise InputError(f"no policy: give --policy FILE or put policy files in {user_policy_dir()} "
-                         "(examples ship in the project's policies/ folder)")
-    return load_checked(layout, files)
 
 
 def _print_plan(plan: Plan) -> None:
@@ -59,20 +45,17 @@ def _print_plan(plan: Plan) -> None:
 @policy_app.command("check")
 def policy_check(files: list[Path], root: Optional[Path] = RootOpt) -> None:
     """Validate policy files: every problem with its file, field path and value."""
+    from sweepd.ops.storage import check_policy_file
+
     layout = layout_of(root)
     bad = 0
     for f in files:
-        try:
-            (_, pol), = load_checked(layout, [f])
-        except ConfigError as e:
-            bad += 1
-            for p in e.problems:
-                err.print(f"{e.source}: {p}", highlight=False)
-        except PolicyError as e:
-            bad += 1
-            err.print(f"{f}: {e}", highlight=False)
-        else:
-            console.print(f"{f}: ok ({len(pol.rules)} rule{'s' if len(pol.rules) != 1 else ''})", highlight=False)
+        c = check_policy_file(layout, f)
+        bad += not c.ok
+        for line in c.problems:
+            err.print(line, highlight=False)
+        if c.ok:
+            console.print(f"{f}: ok ({c.rules} rule{'s' if c.rules != 1 else ''})", highlight=False)
     raise typer.Exit(EXIT_INPUT if bad else 0)
 
 
@@ -83,7 +66,7 @@ def storage_plan(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path] 
     layout = layout_of(root)
 
     def go() -> int:
-        plan = make_plan(layout, _policies(policy, layout))
+        plan = ops.plan(layout, policy)
         if as_json:
             print(json.dumps({"actions": [a.to_json() for a in plan.actions], "notes": plan.notes}, indent=1))
         else:
@@ -99,24 +82,12 @@ def storage_apply(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path]
                                                            "narrowed to what the current policy would do"),
                   dry_run: bool = typer.Option(False, "--dry-run", help="show what would run, touch nothing")) -> None:
     """Carry out the plan (archive, verify, then delete), holding the root's storage lock."""
-    from sweepd.storage import saved
-    from sweepd.storage.apply import apply
-
     layout = layout_of(root)
 
     def go() -> int:
-        with _locked(layout):
-            pols = _policies(policy, layout)
-            prot = protected_jobs(layout)
-            plan = make_plan(layout, pols, protected=prot)
-            if plan_file:
-                wanted = saved.load(plan_file)
-                now = {}
-                for a in wanted.actions:
-                    now.update(protection_now(layout, a.root, {a.unit}, prot))
-                plan = saved.reconcile(wanted, plan, now, str(plan_file))
-            _print_plan(plan)
-            out = apply(plan, layout, simulate=dry_run)
+        done = ops.apply_policies(layout, policy, plan_file, dry_run, _say)
+        _print_plan(done.plan)
+        out = done.outcome
         verb = "would run" if dry_run else "done"
         console.print(f"{verb}: {len(out.done)} action(s)" + (f"; failed: {len(out.failed)}" if out.failed else ""),
                       highlight=False)
@@ -129,8 +100,8 @@ def storage_apply(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path]
     raise typer.Exit(guarded(go))
 
 
-def _locked(layout: paths.Layout):
-    return storage_lock(layout, waiting=lambda msg: err.print(msg, highlight=False))
+def _say(line: str) -> None:
+    err.print(line, highlight=False)
 
 
 @storage_app.command("report")
@@ -142,7 +113,7 @@ def storage_report(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path
     def go() -> int:
         from sweepd.storage.usage import usage
 
-        rows = usage(layout, _policies(policy, layout))
+        rows = usage(layout, ops.policies(layout, policy))
         if as_json:
             print(json.dumps([r.to_json() for r in rows], indent=1))
             return 0
@@ -176,30 +147,13 @@ def storage_clean(
     dry_run: bool = typer.Option(False, "--dry-run"),
 ) -> None:
     """The old cleanup script's flags, as an ad-hoc policy: only what the limits select is removed."""
-    from sweepd import configfile
-    from sweepd.storage.apply import apply
-    from sweepd.storage.policy import Policy
-
     layout = layout_of(root)
 
     def go() -> int:
-        if older_than is None and size_limit is None and keep_samples is None:
-            return fail("nothing to do: give --older-than, --size-limit or --keep-samples", EXIT_INPUT)
-        rule = {"name": "clean", "paths": [str(layout.images)], "action": "archive_then_delete" if archive else "delete",
-                "confirm_delete": not archive}
-        if job_id:
-            rule["include"] = [f"job_{paths.check_job_id(job_id)}/*"]
-        if older_than is not None:
-            rule["max_age"] = f"{older_than}d"
-        if size_limit is not None:
-            rule["max_bytes"] = size_limit.upper().rstrip("B") + ("iB" if size_limit[-1:].isalpha() else "")
-        if keep_samples is not None:
-            rule["per_job"] = {"keep_samples": keep_samples}
-        pol = configfile.validate(Policy, {"rules": [rule]}, "command line")
-        with _locked(layout):
-            plan = make_plan(layout, [(Path("command line"), pol)])
-            _print_plan(plan)
-            out = apply(plan, layout, simulate=dry_run)
+        pol = ops.clean_policy(layout, job_id, older_than, size_limit, keep_samples, archive)
+        done = ops.clean(layout, pol, dry_run, _say)
+        _print_plan(done.plan)
+        out = done.outcome
         console.print(f"{'would run' if dry_run else 'done'}: {len(out.done)} action(s)"
                       + (f"; failed: {len(out.failed)}" if out.failed else ""), highlight=False)
         return EXIT_FAILED if out.failed else 0
@@ -250,19 +204,6 @@ def archive_list(root: Optional[Path] = RootOpt, archive_dir: Optional[Path] = t
     console.print(t)
 
 
-def restore_target(layout: paths.Layout, m: manifest_mod.ArchiveManifest) -> Path:
-    """Where a unit goes back to: the folder it came from when that is this root's images/ or results/;
-    a manifest naming any other folder is not followed (images/ instead, with a warning)."""
-    from sweepd.storage.apply import bases
-
-    src = Path(os.path.realpath(m.source_dir))
-    if src in bases(layout):
-        return src
-    err.print(f"warning: {m.manifest}: source_dir {m.source_dir!r} is not this root's images/ or results/: "
-              f"restoring into {layout.images} instead", highlight=False)
-    return layout.images
-
-
 @archive_app.command("restore")
 def archive_restore(job: str = typer.Argument(..., help="the unit: job_<ID>, the job id, or another archived folder"),
                     root: Optional[Path] = RootOpt, to: Optional[Path] = typer.Option(None, "--to"),
@@ -272,37 +213,11 @@ def archive_restore(job: str = typer.Argument(..., help="the unit: job_<ID>, the
     layout = layout_of(root)
 
     def go() -> int:
-        adir = _archive_dir(root, archive_dir)
-        unit, ms = job, []
-        for name in (job, f"job_{job}"):
-            if "/" not in name and name not in (".", ".."):
-                ms = manifest_mod.manifests(adir, name)
-                if ms:
-                    unit = name
-                    break
-        if not ms:
-            return fail(f"no archive of {job if job.startswith('job_') else 'job_' + job} in {adir}", EXIT_INPUT)
-        n = 0
-        with _locked(layout):  # never while an archive or delete runs on this root
-            for m in ms:
-                n += _restore_one(layout, adir, m, unit, to, force)
-        console.print(f"restored {n} file(s) of {unit} from {len(ms)} archive(s)", highlight=False)
+        r = ops.restore_job(layout, job, _archive_dir(root, archive_dir), to, force, _say)
+        console.print(f"restored {r.files} file(s) of {r.unit} from {r.archives} archive(s)", highlight=False)
         if to is None:
-            console.print(f"to keep it from being archived again: touch {layout.images / unit / '.keep'}",
+            console.print(f"to keep it from being archived again: touch {layout.images / r.unit / '.keep'}",
                           highlight=False)
         return 0
 
     raise typer.Exit(guarded(go))
-
-
-def _restore_one(layout, adir: Path, m, unit: str, to: Optional[Path], force: bool) -> int:
-    from sweepd.storage.archive import sha256_file
-    from sweepd.storage.restore import restore
-
-    target = to or restore_target(layout, m)
-    written = restore(adir / m.archive, target, unit=unit, force=force)
-    for x in m.members:  # the manifest agrees with what came out of the archive
-        if x.name.startswith(f"{unit}/") and ".." not in x.name.split("/") and \
-                sha256_file(target / x.name) != x.sha256:
-            raise ArchiveError(f"{target / x.name}: sha256 differs from the archive's manifest")
-    return len(written)
