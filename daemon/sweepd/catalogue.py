@@ -11,6 +11,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sweepd.vocab import ListedState, Origin, ShardState, SweepState
 from sweepd.paths import Layout, job_of
 from sweepd.procs import pid_alive
 from sweepd.records.manifest import SweepManifest
@@ -33,8 +34,8 @@ class Entry:
     """One sweep as `sweepd status` and `sweepd list` show it."""
     id: str
     job_id: str
-    state: str  # queue states, plus "waiting" (in spool/incoming/) for requests no daemon has taken in
-    origin: str  # "queue", "spool" or "foreground"
+    state: ListedState
+    origin: Origin
     submitted_at: float | None = None
     error: str | None = None
     path: str = ""  # the request file (spool) or the results folder (foreground)
@@ -55,7 +56,7 @@ class Entry:
         if self.row is None:
             return {"id": self.id, "job_id": self.job_id, "state": self.state, "origin": self.origin,
                     "executor": "local", "priority": 0, "submitted_at": self.submitted_at, "error": self.error,
-                    "progress": {}, "results_dir": results, "spool_path": self.path if self.origin == "spool" else ""}
+                    "progress": {}, "results_dir": results, "spool_path": self.path if self.origin == Origin.SPOOL else ""}
         out = self.row.to_json() | {"origin": self.origin,
                                     "progress": self.progress.to_json() if self.progress else {},
                                     "results_dir": results}
@@ -71,16 +72,16 @@ def with_progress(layout: Layout, e: Entry, q) -> Entry:
 
     if e.row is None:
         return e
-    if e.row.state == "running" and not e.row.slurm:
+    if e.row.state == SweepState.RUNNING and not e.row.slurm:
         e.progress = read_status(layout, e.row.job_id)
     if e.row.slurm:
-        e.shards = [ShardView(sh, read_shard_status(layout, e.row.job_id, sh.shard) if sh.state == "running" else None)
+        e.shards = [ShardView(sh, read_shard_status(layout, e.row.job_id, sh.shard) if sh.state == ShardState.RUNNING else None)
                     for sh in q.shards(e.row.id)]
     return e
 
 
 def queue_entry(row: SweepRow) -> Entry:
-    return Entry(row.id, row.job_id, row.state, "queue", row.submitted_at, row.error, row.spool_path or "", row)
+    return Entry(row.id, row.job_id, ListedState(row.state), Origin.QUEUE, row.submitted_at, row.error, row.spool_path or "", row)
 
 
 def open_queue_readonly(layout: Layout):
@@ -108,7 +109,7 @@ def waiting_requests(layout: Layout) -> list[Entry]:
             mtime = p.stat().st_mtime
         except OSError:
             continue
-        out.append(Entry(p.stem, "", "waiting", "spool", mtime, None, str(p)))
+        out.append(Entry(p.stem, "", ListedState.WAITING, Origin.SPOOL, mtime, None, str(p)))
     return out
 
 
@@ -133,10 +134,10 @@ def foreground_entry(manifest: Path) -> Entry | None:
     m = SweepManifest.read_or_none(manifest)
     if m is None or m.shard is not None:
         return None
-    state, error = m.status or "unknown", m.error
-    if state == "running" and not pid_alive(m.pid):
-        state, error = "interrupted", error or "its process is gone: resume with sweepd run --resume " + job_id
-    return Entry(job_id, job_id, state, "foreground", m.started_unix, error, str(manifest.parent))
+    state, error = ListedState(m.status or ListedState.UNKNOWN), m.error
+    if state == ListedState.RUNNING and not pid_alive(m.pid):
+        state, error = ListedState.INTERRUPTED, error or "its process is gone: resume with sweepd run --resume " + job_id
+    return Entry(job_id, job_id, state, Origin.FOREGROUND, m.started_unix, error, str(manifest.parent))
 
 
 def entries(layout: Layout, q=None) -> list[Entry]:

@@ -22,6 +22,27 @@ class SweepState(StrEnum):
         return self in (SweepState.DONE, SweepState.FAILED, SweepState.CANCELLED)
 
 
+class ListedState(StrEnum):
+    """A sweep's state as `sweepd list` and `sweepd status` show it: the queue's states, a request no daemon has
+    taken in yet (waiting in spool/incoming/), and a foreground job's sweep.json status."""
+    WAITING = "waiting"
+    QUEUED = "queued"
+    STARTING = "starting"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    UNKNOWN = "unknown"  # a sweep.json that does not say
+
+
+class Origin(StrEnum):
+    """Where `sweepd list` found a sweep."""
+    QUEUE = "queue"
+    SPOOL = "spool"
+    FOREGROUND = "foreground"
+
+
 class ShardState(StrEnum):
     """A SLURM shard's state (the queue's ``shards.state``)."""
     PENDING = "pending"

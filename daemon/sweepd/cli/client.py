@@ -17,6 +17,7 @@ from sweepd.cli.common import EXIT_INPUT, RootOpt, app, console, err, fail, guar
 from sweepd.catalogue import open_queue_readonly
 from sweepd.cli.listing import no_daemon_hint, writable_queue
 from sweepd.queue import FINAL, QueueError
+from sweepd.vocab import Origin
 
 
 @app.command()
@@ -96,7 +97,7 @@ def _cancel_other(layout: paths.Layout, key: str) -> int:
     e = catalogue.find(layout, key)
     if e is None:
         return fail(f"no sweep {key!r} under {layout.root} (queue, spool/incoming/ or results/)", EXIT_INPUT)
-    if e.origin == "foreground":
+    if e.origin == Origin.FOREGROUND:
         if e.state != "running":
             return fail(f"sweep {key} (run in the foreground) is already {e.state}", EXIT_INPUT)
         return fail(f"sweep {key} runs in the foreground (sweepd run): stop it with Ctrl-C where it runs; "
@@ -156,7 +157,7 @@ def _logs_other(layout: paths.Layout, key: str, follow: bool) -> int:
     e = catalogue.find(layout, key)
     if e is None:
         return fail(f"no sweep {key!r} under {layout.root} (queue, spool/incoming/ or results/)", EXIT_INPUT)
-    if e.origin == "spool":
+    if e.origin == Origin.SPOOL:
         return fail(f"sweep {key} is waiting in spool/incoming/: no log until a daemon runs it. "
                     f"{no_daemon_hint(layout)}", EXIT_INPUT)
     log = layout.job_results(e.job_id) / "sweep.log"

@@ -17,6 +17,7 @@ from sweepd.cli.common import EXIT_INPUT, RootOpt, app, console, fail, guarded, 
 from sweepd.catalogue import Entry, open_queue_readonly
 from sweepd.queue import Queue
 from sweepd.records.status import DaemonState
+from sweepd.vocab import ListedState, Origin, SweepState
 
 
 def writable_queue(layout: paths.Layout) -> Queue:
@@ -43,7 +44,7 @@ def _shards_line(e: Entry) -> str:
     """One line for a SLURM sweep: its job and each shard's state."""
     row = e.row
     if not row.slurm_job_id:
-        if row.state == "queued":
+        if row.state == SweepState.QUEUED:
             return "to be submitted to SLURM" + (f" ({row.error})" if row.error else "")
         return row.error or ""
     parts = []
@@ -117,7 +118,7 @@ def status(sweep: Optional[str] = typer.Argument(None, help="sweep id or job id"
             if error:
                 console.print(f"[red]{what} error (the last valid {what} stays in force):[/] {error}", highlight=False)
         console.print("sweeps: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n) or "none"), highlight=False)
-        if counts.get("waiting") and not pid:
+        if counts.get(ListedState.WAITING) and not pid:
             console.print(f"note: {no_daemon_hint(layout)}", highlight=False)
         return 0
 
@@ -136,13 +137,13 @@ def _status_other(layout: paths.Layout, key: str, as_json: bool) -> int:
         return 0
     fields = {"id": e.id, "job_id": e.job_id, "state": e.state, "origin": e.origin, "error": e.error,
               "results_dir": layout.job_results(e.job_id) if e.job_id else "",
-              "spool_path": e.path if e.origin == "spool" else ""}
+              "spool_path": e.path if e.origin == Origin.SPOOL else ""}
     for k, v in fields.items():
         if v:
             console.print(f"{k:>12}: {v}", highlight=False)
-    console.print(f"{'submitted_at' if e.origin == 'spool' else 'started_at':>12}: {_when(e.submitted_at)}",
+    console.print(f"{'submitted_at' if e.origin == Origin.SPOOL else 'started_at':>12}: {_when(e.submitted_at)}",
                   highlight=False)
-    if e.origin == "spool":
+    if e.origin == Origin.SPOOL:
         console.print(f"note: {no_daemon_hint(layout)}", highlight=False)
     else:
         _print_doubts(layout, e.job_id, e.state)
@@ -181,13 +182,13 @@ def list_(root: Optional[Path] = RootOpt, as_json: bool = typer.Option(False, "-
         for col in ("sweep", "job", "state", "by", "prio", "submitted", "progress / error"):
             t.add_column(col)
         for e in rows:
-            if e.executor == "slurm" and e.state in ("queued", "running"):
+            if e.executor == "slurm" and e.state in (ListedState.QUEUED, ListedState.RUNNING):
                 what = _shards_line(e)
-            elif e.state == "waiting":
+            elif e.state == ListedState.WAITING:
                 what = "in spool/incoming/: no daemon has taken it in"
             else:
-                what = e.progress.progress_line() if e.state == "running" and e.progress else (e.error or "")
-            by = {"queue": "daemon" if e.executor == "local" else "slurm"}.get(e.origin, e.origin)
+                what = e.progress.progress_line() if e.state == ListedState.RUNNING and e.progress else (e.error or "")
+            by = ("daemon" if e.executor == "local" else "slurm") if e.origin == Origin.QUEUE else e.origin
             t.add_row(e.id, e.job_id, e.state, by, str(e.priority), _when(e.submitted_at), what)
         console.print(t)
         return 0

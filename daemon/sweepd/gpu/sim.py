@@ -77,9 +77,9 @@ class SimulatedGpu(GpuDevice):
             raise GpuNotFound(f"no simulated noise {noise!r}; choose one of {', '.join(NOISE)}")
         board = BOARDS[model]
         self.model: SimModel = calibrate(model)
-        self.table = clockdump.load_packaged(board["dump"])
+        self.table = clockdump.load_packaged(board.dump)
         self.index = index
-        self.name = board["name"]
+        self.name = board.name
         self.uuid = "GPU-" + str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"sweepd-sim/{model}/{index}"))
         self.noise = NOISE[noise]
         self.host_s_per_image = max(0.0, host_s_per_image)
@@ -87,7 +87,7 @@ class SimulatedGpu(GpuDevice):
         self.power_scale = 1 + power_offset_pct / 100
         self.idle_w = self.model.p_idle_w * self.power_scale
         self.cold_start_s = max(0.0, cold_start_s)
-        self.memory_gib = memory_gib or board["memory_gib"]
+        self.memory_gib = memory_gib or board.memory_gib
         self.gib_per_image = gib_per_image or GIB_PER_IMAGE_512
         self._rng = random.Random(f"sweepd-sim/{model}/{index}/{seed}")
         self._lock = threading.Lock()

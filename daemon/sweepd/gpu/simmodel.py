@@ -33,15 +33,21 @@ from importlib import resources
 KNEE_SHARPNESS = 0.5
 MIN_SLOWDOWN = 0.01
 
-# Board figures used to scale the model: power at f_max under Stable Diffusion and idle power (W), and the
-# board's memory (GiB).
+@dataclass(frozen=True)
+class Board:
+    """A simulated board: its name, its clock table (an nvidia-smi dump), power at f_max under Stable Diffusion and
+    idle power (W), and its memory (GiB)."""
+    name: str
+    dump: str
+    p_max: float
+    p_idle: float
+    memory_gib: float
+
+
 BOARDS = {
-    "A100": {"name": "NVIDIA A100-PCIE-40GB (simulated)", "dump": "a100-pcie-40gb.txt", "p_max": 230.0, "p_idle": 35.0,
-             "memory_gib": 40.0},
-    "H100": {"name": "NVIDIA H100 NVL (simulated)", "dump": "h100-nvl.txt", "p_max": 360.0, "p_idle": 60.0,
-             "memory_gib": 94.0},
-    "V100": {"name": "Tesla V100-PCIE-32GB (simulated)", "dump": "v100-pcie-32gb.txt", "p_max": 230.0, "p_idle": 30.0,
-             "memory_gib": 32.0},
+    "A100": Board("NVIDIA A100-PCIE-40GB (simulated)", "a100-pcie-40gb.txt", 230.0, 35.0, 40.0),
+    "H100": Board("NVIDIA H100 NVL (simulated)", "h100-nvl.txt", 360.0, 60.0, 94.0),
+    "V100": Board("Tesla V100-PCIE-32GB (simulated)", "v100-pcie-32gb.txt", 230.0, 30.0, 32.0),
 }
 
 # Batching. Per image, a batch of b costs BATCH_FIXED + (1 - BATCH_FIXED) / b of one image's time and energy, at
@@ -125,7 +131,7 @@ def calibrate(gpu: str) -> SimModel:
     v_min = (dyn / (d / ratio)) ** 0.5
     if not (0 < s < 1 and 0 < v_min < 1):
         raise ValueError(f"cannot calibrate {gpu} from {a}")
-    return SimModel(gpu, f_max, f_opt, c, s, d, v_min, board["p_max"], board["p_idle"])
+    return SimModel(gpu, f_max, f_opt, c, s, d, v_min, board.p_max, board.p_idle)
 
 
 # The work: seconds per denoising step at 512x512 at f_max, from the measured SD v1.4 runs (50 steps,

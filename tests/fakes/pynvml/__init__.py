@@ -82,7 +82,7 @@ def _dump_tables():
     from sweepd.gpu import clockdump
     from sweepd.gpu.simmodel import BOARDS
 
-    return {m: (b["name"].replace(" (simulated)", ""), clockdump.load_packaged(b["dump"])) for m, b in BOARDS.items()}
+    return {m: (b.name.replace(" (simulated)", ""), clockdump.load_packaged(b.dump)) for m, b in BOARDS.items()}
 
 
 _UUID_TAIL = {"A100": "a100", "H100": "b100", "V100": "c100"}
