@@ -98,7 +98,7 @@ def open_queue_readonly(layout: Layout):
 def waiting_requests(layout: Layout) -> list[Entry]:
     from sweepd.spool import ignored
 
-    incoming = layout.root / "spool" / "incoming"
+    incoming = layout.incoming
     try:
         names = sorted(p for p in incoming.iterdir() if not ignored(p.name) and p.is_file())
     except OSError:

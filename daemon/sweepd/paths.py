@@ -83,6 +83,16 @@ class Layout:
         return self.state / "queue.sqlite"
 
     @property
+    def daemon_lock(self) -> Path:
+        """The pid file whose flock makes one daemon per root."""
+        return self.state / "daemon.lock"
+
+    @property
+    def daemon_state(self) -> Path:
+        """What the daemon last said of itself (status line, settings and policy errors)."""
+        return self.state / "daemon.json"
+
+    @property
     def spool(self) -> Path:
         return self.root / "spool"
 

@@ -17,7 +17,8 @@ from sweepd.cli.common import EXIT_INPUT, RootOpt, app, console, err, fail, guar
 from sweepd.catalogue import open_queue_readonly
 from sweepd.cli.listing import no_daemon_hint, writable_queue
 from sweepd.queue import FINAL, QueueError
-from sweepd.vocab import Origin
+from sweepd.records.manifest import SweepManifest
+from sweepd.vocab import ListedState, Origin
 
 
 @app.command()
@@ -50,7 +51,7 @@ def submit(request_file: Path, root: Optional[Path] = RootOpt,
         console.print(sweep_id, highlight=False)
         from sweepd.daemon.pidlock import daemon_pid
 
-        if not daemon_pid(layout.state / "daemon.lock"):
+        if not daemon_pid(layout.daemon_lock):
             err.print(f"warning: {no_daemon_hint(layout)}", highlight=False)
         return 0
 
@@ -172,7 +173,7 @@ def _logs_other(layout: paths.Layout, key: str, follow: bool) -> int:
         pos += len(chunk)
         sys.stdout.write(chunk.decode(errors="replace"))
         sys.stdout.flush()
-        again = catalogue.foreground_entry(log.with_name("sweep.json"))  # this job's own file, not the catalogue
-        if not follow or again is None or again.state != "running":
+        again = catalogue.foreground_entry(SweepManifest.path_in(log.parent))  # this job's own file, not the catalogue
+        if not follow or again is None or again.state != ListedState.RUNNING:
             return 0
         time.sleep(0.5)

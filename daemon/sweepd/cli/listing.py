@@ -96,8 +96,8 @@ def status(sweep: Optional[str] = typer.Argument(None, help="sweep id or job id"
                               highlight=False)
             _print_doubts(layout, row.job_id, row.state)
             return 0
-        pid = daemon_pid(layout.state / "daemon.lock")
-        daemon = (DaemonState.read_or_none(layout.state / "daemon.json") if pid else None) or DaemonState()
+        pid = daemon_pid(layout.daemon_lock)
+        daemon = (DaemonState.read_or_none(layout.daemon_state) if pid else None) or DaemonState()
         counts = q.counts() if q is not None else {}
         others = catalogue.waiting_requests(layout) + catalogue.foreground_jobs(
             layout, {r.job_id for r in q.list()} if q is not None else set())

@@ -29,7 +29,7 @@ def serve(
         s = settings_mod.load(config)
         journal.setup(s.log_level)
         layout = settings_mod.layout(root, images_dir, results_dir, s)
-        for folder in (layout.state, layout.root / "spool"):  # one clear line on an unwritable root
+        for folder in (layout.state, layout.spool):  # one clear line on an unwritable root
             paths.ensure_writable(folder)
         try:
             return Daemon(s, layout, config, once).run()

@@ -52,7 +52,7 @@ class Daemon:
     # setup -----------------------------------------------------------------------------------
     def start(self) -> None:
         self.check_state_disk()
-        self.lock = PidLock(self.layout.state / "daemon.lock").acquire()
+        self.lock = PidLock(self.layout.daemon_lock).acquire()
         self.queue = Queue(self.layout.queue_db)
         self.pool = WorkerPool(self.layout, self.queue, self.settings)
         self.slurm = SlurmLoop(self.layout, self.settings)
@@ -223,7 +223,7 @@ class Daemon:
         if (line, self.settings_error, self.storage.error) != self._last_line:
             self._last_line = (line, self.settings_error, self.storage.error)
             DaemonState(pid=os.getpid(), status=line, settings_error=self.settings_error,
-                        policy_error=self.storage.error, updated=time.time()).write(self.layout.state / "daemon.json")
+                        policy_error=self.storage.error, updated=time.time()).write(self.layout.daemon_state)
         self.notifier.status(line)
         self.notifier.watchdog()
 

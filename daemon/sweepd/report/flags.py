@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sweepd.errors import SweepdError
+from sweepd.records.manifest import SweepManifest
 
 
 def verdict(results_dir: Path) -> tuple[list[str], list[str]]:
@@ -15,7 +16,7 @@ def verdict(results_dir: Path) -> tuple[list[str], list[str]]:
     from sweepd.report.data import load
     from sweepd.report.words import answer_lines
 
-    if not (Path(results_dir) / "sweep.json").exists():
+    if not SweepManifest.path_in(results_dir).exists():
         return [], []
     try:
         a = analyse(load(Path(results_dir)))
@@ -29,7 +30,7 @@ def doubts(results_dir: Path) -> list[str]:
     from sweepd.report.analysis import analyse
     from sweepd.report.data import load
 
-    if not (Path(results_dir) / "sweep.json").exists():
+    if not SweepManifest.path_in(results_dir).exists():
         return []
     try:
         return analyse(load(Path(results_dir))).flag_lines

@@ -17,6 +17,7 @@ from sweepd import paths
 from sweepd import logsetup
 from sweepd.engine import runner
 from sweepd.engine.status import ShardPlace, StatusFileObserver, ended_by
+from sweepd.records.status import WorkerStatus
 from sweepd.engine.store import read_shard_manifest, shard_dir
 from sweepd.errors import EXIT_DONE, InputError, RecordError
 from sweepd.paths import Layout
@@ -84,7 +85,7 @@ def main(spec_path: Path, shard: int, layout: Layout, job_id: str | None = None)
         node = socket.gethostname()
         array_task = "_".join(filter(None, (os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID"))))
         where = ShardPlace(shard, split, node, os.environ.get("SLURM_JOB_ID"), array_task or None)
-        obs = StatusFileObserver(shard_dir(layout, job, shard) / "status.json", job, sweep_id, req.protocol.most, where)
+        obs = StatusFileObserver(WorkerStatus.path_in(shard_dir(layout, job, shard)), job, sweep_id, req.protocol.most, where)
         if already_done(layout, job, shard, req):  # a resubmission that raced the previous attempt's end
             log.info("shard %d of sweep %s is already done", shard, sweep_id)
             obs.ended("done", None, EXIT_DONE)

@@ -113,12 +113,12 @@ def resolve_root(layout: Layout, rule: Rule, raw: str) -> Scope:
     if p in bad:
         raise PolicyError(f"rule {rule.name!r}: paths: {raw!r}: refusing to manage {bad[p]}")
     for name, other in (("the archive directory", archive), ("sweepd's state/", layout.state),
-                        ("sweepd's spool/", layout.root / "spool")):
+                        ("sweepd's spool/", layout.spool)):
         other = Path(os.path.realpath(other))
         if _overlaps(p, other):
             raise PolicyError(f"rule {rule.name!r}: paths: {raw!r}: overlaps {name} ({other})")
     images, results = (Path(os.path.realpath(x)) for x in (layout.images, layout.results))
-    for name, other in (("spool/", layout.root / "spool"), ("state/", layout.state), ("images/", images),
+    for name, other in (("spool/", layout.spool), ("state/", layout.state), ("images/", images),
                         ("results/", results)):
         if _overlaps(archive, Path(os.path.realpath(other))):
             raise PolicyError(f"rule {rule.name!r}: archive_dir: {rule.archive_dir!r}: overlaps {name} ({other}): "

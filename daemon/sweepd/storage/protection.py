@@ -90,7 +90,7 @@ def foreground_running(layout: Layout) -> set[str]:
 
 
 def _measuring(job_dir: Path) -> bool:
-    manifests = [job_dir / "sweep.json", *job_dir.glob("shards/*/sweep.json")]
+    manifests = [SweepManifest.path_in(job_dir), *job_dir.glob("shards/*/sweep.json")]
     for path in manifests:
         m = SweepManifest.read_or_none(path)
         if m is not None and m.status == RunState.RUNNING and pid_alive(m.pid):
