@@ -45,6 +45,16 @@ class QueueError(SweepdError):
     """The queue cannot be used (e.g. written by a newer sweepd)."""
 
 
+class QueueFault(QueueError):
+    """SQLite could not do what was asked of the queue now: another process holds its lock past the wait
+    (``busy``), or state/ is full, read-only, unreadable or the file damaged. The queue is as it was before the
+    call; what the call was to do is done again later (the daemon reports the fault and goes on)."""
+
+    def __init__(self, message: str, busy: bool = False):
+        super().__init__(message)
+        self.busy = busy
+
+
 class StorageError(SweepdError):
     """The storage manager cannot carry out an action (lock busy, archive unreadable, ...)."""
 

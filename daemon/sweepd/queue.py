@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sweepd.errors import QueueError
+from sweepd.errors import QueueError, QueueFault
 from sweepd.records.queuerows import AttemptEnd, ShardAttempt, ShardRow, SweepRow
 from sweepd.request import SweepRequest
 from sweepd.vocab import ShardState, SweepState
@@ -71,25 +71,70 @@ CREATE TABLE shards (
 }
 
 
+BUSY_TIMEOUT_S = 10.0  # SQLite retries a locked queue this long before a call gives up (QueueFault, busy)
+
+
 class DuplicateJob(QueueError):
     pass
+
+
+def fault(path: Path, e: sqlite3.Error) -> QueueFault:
+    """SQLite's error as sweepd's: one line naming the file; ``busy`` when another process holds the lock."""
+    text = str(e)
+    busy = "locked" in text or "busy" in text
+    why = f"held by another process for over {BUSY_TIMEOUT_S:g} s" if busy else text
+    return QueueFault(f"{path}: {why}", busy=busy)
+
+
+class _Connection:
+    """The queue's SQLite connection: every statement goes through :meth:`execute`, which turns SQLite's
+    operational and database errors into :class:`QueueFault` (a unique key stays an IntegrityError)."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path):
+        self.raw, self.path = db, path
+
+    def execute(self, sql: str, params: tuple | list = ()) -> sqlite3.Cursor:
+        try:
+            return self.raw.execute(sql, params)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as e:
+            raise fault(self.path, e) from None
+
+    def all(self, sql: str, params: tuple | list = ()) -> list[sqlite3.Row]:
+        try:
+            return self.raw.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise fault(self.path, e) from None
+
+    def one(self, sql: str, params: tuple | list = ()) -> sqlite3.Row | None:
+        try:
+            return self.raw.execute(sql, params).fetchone()
+        except sqlite3.Error as e:
+            raise fault(self.path, e) from None
+
+    def close(self) -> None:
+        self.raw.close()
 
 
 class Queue:
     def __init__(self, path: Path):
         try:
             self._open(path)
-        except sqlite3.DatabaseError as e:  # not a database, or a damaged one: one line naming the file
-            raise QueueError(f"{path}: cannot be used as the queue: {e}") from None
+        except sqlite3.Error as e:  # the folder or file cannot be opened
+            raise fault(Path(path), e) from None
+        except QueueFault as e:  # not a database, a damaged one, or a locked one: one line naming the file
+            raise QueueFault(f"cannot be used as the queue: {e}", e.busy) from None
 
     def _open(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        self.db = _Connection(db, self.path)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        version = self.db.one("PRAGMA user_version")[0]
         if version > SCHEMA_VERSION:
             raise QueueError(f"{self.path} has schema {version}; this sweepd knows up to {SCHEMA_VERSION}: upgrade sweepd")
         if version < SCHEMA_VERSION:
@@ -114,7 +159,7 @@ class Queue:
         self.path = Path(path)
         for mode in ("mode=ro", "immutable=1"):  # immutable: a read-only filesystem, where WAL cannot make -shm
             try:
-                db = sqlite3.connect(f"file:{quote(str(self.path))}?{mode}", uri=True, timeout=30,
+                db = sqlite3.connect(f"file:{quote(str(self.path))}?{mode}", uri=True, timeout=BUSY_TIMEOUT_S,
                                      isolation_level=None, check_same_thread=False)
                 db.row_factory = sqlite3.Row
                 version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -123,22 +168,26 @@ class Queue:
                 error = e
                 continue
         else:
-            raise QueueError(f"{self.path} cannot be read: {error}")
+            raise QueueFault(f"{self.path} cannot be read: {error}")
         if version > SCHEMA_VERSION:
             db.close()
             raise QueueError(f"{self.path} has schema {version}; this sweepd knows up to {SCHEMA_VERSION}: upgrade sweepd")
-        self.db = db
+        self.db = _Connection(db, self.path)
         return self
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
+    def tx(self) -> Iterator[_Connection]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE: waits up to BUSY_TIMEOUT_S for the lock)."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            try:
+                self.db.raw.rollback()  # a failed COMMIT may already have ended the transaction
+            except sqlite3.Error:
+                pass
             raise
-        self.db.execute("COMMIT")
 
     # writes ----------------------------------------------------------------------------------
     def add(self, sweep_id: str, job_id: str, request: SweepRequest, *, priority: int = 0, gpu_index: int | None = None,
@@ -157,9 +206,9 @@ class Queue:
         """Take the next queued sweep this worker can run (any GPU, or its GPU index) and mark it running.
         SLURM sweeps are queued without a GPU index: executor 'slurm' takes any of them."""
         with self.tx() as db:
-            row = db.execute("SELECT id FROM sweeps WHERE state = 'queued' AND executor = ? AND"
+            row = db.one("SELECT id FROM sweeps WHERE state = 'queued' AND executor = ? AND"
                              " (gpu_index IS NULL OR gpu_index = ?)"
-                             " ORDER BY priority DESC, seq LIMIT 1", (executor, gpu_index)).fetchone()
+                             " ORDER BY priority DESC, seq LIMIT 1", (executor, gpu_index))
             if row is None:
                 return None
             # pinned to this GPU from now on: a resumed sweep must continue on the GPU it started on
@@ -214,7 +263,7 @@ class Queue:
 
     def shards(self, sweep_id: str) -> list[ShardRow]:
         return [ShardRow.of(r) for r in
-                self.db.execute("SELECT * FROM shards WHERE sweep_id = ? ORDER BY shard", (sweep_id,)).fetchall()]
+                self.db.all("SELECT * FROM shards WHERE sweep_id = ? ORDER BY shard", (sweep_id,))]
 
     def update_shard(self, sweep_id: str, shard: int, *, state: ShardState | None = None,
                      slurm_state: str | None = None, error: str | None = None, resubmitted_as: str | None = None,
@@ -222,8 +271,8 @@ class Queue:
         """Record what SLURM says of a shard; `ended` closes its current attempt in the history,
         `resubmitted_as` starts a new attempt under a new SLURM job."""
         with self.tx() as db:
-            row = ShardRow.of(db.execute("SELECT * FROM shards WHERE sweep_id = ? AND shard = ?",
-                                         (sweep_id, shard)).fetchone())
+            row = ShardRow.of(db.one("SELECT * FROM shards WHERE sweep_id = ? AND shard = ?",
+                                         (sweep_id, shard)))
             history = list(row.history)
             if ended:
                 history[-1] = history[-1].closed(ended)
@@ -253,8 +302,8 @@ class Queue:
 
     # reads -----------------------------------------------------------------------------------
     @staticmethod
-    def _get(db: sqlite3.Connection, key: str) -> SweepRow | None:
-        row = db.execute("SELECT * FROM sweeps WHERE id = ? OR job_id = ?", (key, key)).fetchone()
+    def _get(db: _Connection, key: str) -> SweepRow | None:
+        row = db.one("SELECT * FROM sweeps WHERE id = ? OR job_id = ?", (key, key))
         return None if row is None else SweepRow.of(row)
 
     def get(self, key: str) -> SweepRow | None:
@@ -263,8 +312,8 @@ class Queue:
     def list(self, states: tuple[str, ...] = STATES) -> list[SweepRow]:
         marks = ",".join("?" * len(states))
         return [SweepRow.of(r) for r in
-                self.db.execute(f"SELECT * FROM sweeps WHERE state IN ({marks}) ORDER BY seq", states).fetchall()]
+                self.db.all(f"SELECT * FROM sweeps WHERE state IN ({marks}) ORDER BY seq", states)]
 
     def counts(self) -> dict[SweepState, int]:
-        rows = self.db.execute("SELECT state, COUNT(*) FROM sweeps GROUP BY state").fetchall()
+        rows = self.db.all("SELECT state, COUNT(*) FROM sweeps GROUP BY state")
         return {s: 0 for s in SweepState} | {SweepState(r[0]): r[1] for r in rows}

@@ -12,8 +12,12 @@ before parsing (:mod:`sweepd.configfile`), names too long or not UTF-8 are rejec
 name, and any other exception while taking one file in rejects that file with its reason (and is
 logged with its traceback, as the bug it is) while the loop goes on.
 
-Crash safety: the file is renamed into accepted/ before its queue row is written; a restart
-queues any accepted file without a row (:meth:`Spool.reconcile_accepted`).
+Intake and the queue: a file is renamed into accepted/ just before its queue row is written; when the queue
+cannot take the row (locked past its wait, state/ full or read-only: QueueFault) the file is renamed back into
+incoming/, where `sweepd list` shows it waiting, and the fault goes up to the daemon, which reports it and takes the
+file in once the queue heals. A crash between the rename and the insert leaves an accepted file without a row:
+the next start queues it (:meth:`Spool.reconcile_accepted`), or records it as done or failed where results/ says
+the sweep already ended (a lost queue is rebuilt without running anything twice).
 """
 
 from __future__ import annotations
@@ -35,8 +39,11 @@ from sweepd.configfile import ConfigError
 from sweepd.freqplan import ClockPlanError
 from sweepd.ops.admission import Admission, admit, executor_problems, set_aside
 from sweepd.paths import Layout
+from sweepd.errors import QueueFault
 from sweepd.queue import DuplicateJob, Queue
+from sweepd.records.manifest import SweepManifest
 from sweepd.request import SweepRequest
+from sweepd.vocab import RunState, SweepState
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +110,7 @@ class Spool:
     def __init__(self, layout: Layout, queue: Queue, max_bytes: int = 1 << 20,
                  admission: Admission = Admission(), settle_s: float = 1.0, clock=time.monotonic):
         self.incoming, self.accepted, self.rejected = layout.incoming, layout.accepted, layout.rejected
+        self.results = layout.results
         self.state, self.queue = layout.state, queue
         self.clock = clock
         self.configure(max_bytes, admission, settle_s)
@@ -110,6 +118,7 @@ class Spool:
         self._complete: set[str] = set()  # names inotify saw closed after writing, or renamed in
         self._hints = threading.Lock()
         self._stuck: set[tuple[str, int, int]] = set()  # files that could be neither taken nor rejected
+        self.orphaned = False  # a file may sit in accepted/ without a queue row (see take)
 
     def configure(self, max_bytes: int, admission: Admission, settle_s: float) -> None:
         """What the daemon's settings say of intake (at start, and again at each reload)."""
@@ -176,9 +185,12 @@ class Spool:
         return out
 
     def take_safely(self, path: Path, st: os.stat_result) -> IntakeOutcome:
-        """take(), and whatever goes wrong with this one file, reject it with the reason and go on."""
+        """take(), and whatever goes wrong with this one file, reject it with the reason and go on. A queue that
+        cannot take a row now (QueueFault) is not the file's fault: it is raised, and the file waits in incoming/."""
         try:
             return self.take(path)
+        except QueueFault:
+            raise
         except Exception as e:  # a bug, or the filesystem failing under us: this file only
             if not os.path.lexists(path):  # taken away under us (by its writer, or a second daemon): nothing to do
                 return IntakeOutcome(shown(path.name), False, problems=["vanished while it was read"])
@@ -222,7 +234,15 @@ class Spool:
         target = self.accepted / f"{sweep_id}{path.suffix.lower()}"
         os.replace(path, target)
         atomic.fsync_dir(self.accepted)
-        return self._enqueue(target, req, sweep_id, job_id, path.name)
+        try:
+            return self._enqueue(target, req, sweep_id, job_id, path.name)
+        except QueueFault:  # no row: the file goes back where its writer left it, and is taken in once the queue heals
+            try:
+                os.replace(target, path)
+            except OSError as e:
+                self.orphaned = True  # in accepted/ without a row: reconcile_accepted queues it once the queue heals
+                log.error("%s stays in accepted/ without a queue row until the queue heals: %s", shown(path.name), e)
+            raise
 
     @staticmethod
     def job_id_for(req: SweepRequest, executor: str, sweep_id: str) -> str:
@@ -258,8 +278,11 @@ class Spool:
 
     # after a crash ---------------------------------------------------------------------------
     def reconcile_accepted(self) -> int:
-        """Queue accepted files that have no queue row (a crash between the rename and the insert)."""
-        n = 0
+        """Queue accepted files that have no queue row (a crash between the rename and the insert, or a queue that
+        was lost). A sweep results/ knows (its sweep.json names this sweep id) keeps its job: done or failed there,
+        its row is restored as such and nothing runs again; started and not ended, it is queued to resume.
+        Returns how many files got a row."""
+        n, known = 0, None
         for path in sorted(self.accepted.iterdir()) if self.accepted.exists() else []:
             if not SWEEP_ID_RE.match(path.stem) or self.queue.get(path.stem):
                 continue
@@ -277,7 +300,46 @@ class Spool:
             if problems:
                 self._reject(path, problems)
                 continue
-            job_id = self.job_id_for(req, executor, path.stem)
-            self._enqueue(path, req, path.stem, job_id, path.name)
+            known = self._results_by_sweep() if known is None else known
+            manifest = known.get(path.stem)
+            if manifest is None:
+                self._enqueue(path, req, path.stem, self.job_id_for(req, executor, path.stem), path.name)
+            else:
+                self._restore(path, req, manifest, executor)
             n += 1
+        self.orphaned = False
         return n
+
+    def _results_by_sweep(self) -> dict[str, SweepManifest]:
+        """Each sweep results/ holds, by sweep id: its job's sweep.json, else a shard's."""
+        out: dict[str, SweepManifest] = {}
+        for pattern in ("job_*/shards/*/sweep.json", "job_*/sweep.json"):  # the job's own wins over a shard's
+            for f in sorted(self.results.glob(pattern)):
+                m = SweepManifest.read_or_none(f)
+                if m is not None:
+                    out[m.sweep_id] = m
+        return out
+
+    def _restore(self, path: Path, req: SweepRequest, m: SweepManifest, executor: str) -> None:
+        """A row for a sweep that ran before its row was lost: its own job id, and its end where it ended."""
+        try:
+            self.queue.add(m.sweep_id, m.job_id, req.with_job_id(req.job_id or m.job_id), priority=req.priority,
+                           gpu_index=req.gpu.index if executor == "local" else None, source=path.name,
+                           spool_path=str(path), executor=executor)
+        except DuplicateJob as e:
+            self._reject(path, [f"job_id: {m.job_id!r}: {e}"])
+            return
+        if m.done:
+            state, error = SweepState.DONE, None
+        elif m.status == RunState.FAILED:
+            state, error = SweepState.FAILED, m.error
+        elif executor == "local" and m.shard is None:
+            log.warning("sweep %s (job %s) had no queue row: queued again, it resumes from results/", m.sweep_id,
+                        m.job_id)
+            return
+        else:  # a split sweep's shards ran on SLURM: which of them still run is not known without the queue
+            state, error = SweepState.INTERRUPTED, ("its queue row was lost while it ran on SLURM; its shards' results "
+                                                    f"are in {self.results / ('job_' + m.job_id)}: submit it again")
+        note = "row restored from results/ after the queue was lost"
+        self.queue.finish(m.sweep_id, state, None, f"{error}; {note}" if error else note)
+        log.warning("sweep %s (job %s) had no queue row: restored from results/ as %s", m.sweep_id, m.job_id, state)

@@ -17,6 +17,7 @@ from sweepd.cli.common import EXIT_INPUT, RootOpt, app, console, err, fail, guar
 from sweepd.catalogue import open_queue_readonly
 from sweepd.cli.listing import no_daemon_hint, writable_queue
 from sweepd.queue import FINAL, QueueError
+from sweepd.errors import QueueFault
 from sweepd.records.manifest import SweepManifest
 from sweepd.vocab import ListedState, Origin
 
@@ -73,7 +74,9 @@ def cancel(sweep: str, root: Optional[Path] = RootOpt) -> None:
         q = writable_queue(layout)
         try:
             outcome = q.request_cancel(sweep)
-        except QueueError as e:
+        except QueueFault:
+            raise  # the queue failed now (held, full, damaged): its own line and exit code
+        except QueueError as e:  # no such sweep, or one that already ended
             return fail(str(e), EXIT_INPUT)
         row, note = q.get(sweep), " (stops after the current trial)" if outcome == "cancelling" else ""
         if outcome == "cancelling" and row.executor == "slurm":

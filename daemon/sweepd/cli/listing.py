@@ -15,6 +15,7 @@ from rich.table import Table
 from sweepd import paths
 from sweepd.cli.common import EXIT_INPUT, RootOpt, app, console, fail, guarded, layout_of
 from sweepd.catalogue import Entry, open_queue_readonly
+from sweepd.errors import QueueFault
 from sweepd.queue import Queue
 from sweepd.records.status import DaemonState
 from sweepd.vocab import ListedState, Origin, SweepState
@@ -22,11 +23,11 @@ from sweepd.vocab import ListedState, Origin, SweepState
 
 def writable_queue(layout: paths.Layout) -> Queue:
     """The queue for writing (cancel): an unwritable root is one clear line, not a traceback."""
-    import sqlite3
-
     try:
         return Queue(layout.queue_db)
-    except (OSError, sqlite3.Error) as e:
+    except (OSError, QueueFault) as e:
+        if isinstance(e, QueueFault) and e.busy:
+            raise  # another process holds the queue: said as such, try again
         raise paths.RootNotWritable(f"{layout.state}: {getattr(e, 'strerror', None) or e}: the queue cannot be "
                                     "written there; choose a writable root with --root or SWEEPD_ROOT") from None
 
@@ -104,7 +105,7 @@ def status(sweep: Optional[str] = typer.Argument(None, help="sweep id or job id"
         for e in others:
             counts[e.state] = counts.get(e.state, 0) + 1
         out = {"daemon_pid": pid, "daemon_status": daemon.status, "settings_error": daemon.settings_error,
-               "policy_error": daemon.policy_error, "counts": counts, "root": str(layout.root)}
+               "policy_error": daemon.policy_error, "fault": daemon.fault, "counts": counts, "root": str(layout.root)}
         if q is not None:
             q.close()
         if as_json:
@@ -117,6 +118,9 @@ def status(sweep: Optional[str] = typer.Argument(None, help="sweep id or job id"
         for what, error in (("settings", daemon.settings_error), ("policy", daemon.policy_error)):
             if error:
                 console.print(f"[red]{what} error (the last valid {what} stays in force):[/] {error}", highlight=False)
+        if daemon.fault:
+            console.print(f"[red]fault (the daemon goes on and tries again; requests wait in spool/incoming/):[/] "
+                          f"{daemon.fault}", highlight=False)
         console.print("sweeps: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n) or "none"), highlight=False)
         if counts.get(ListedState.WAITING) and not pid:
             console.print(f"note: {no_daemon_hint(layout)}", highlight=False)

@@ -51,8 +51,14 @@ class WorkerPool:
             if slot in self.running:
                 continue
             row = self.queue.claim_next(slot, index)
-            if row is not None:
+            if row is None:
+                continue
+            try:
                 self._spawn(slot, row)
+            except OSError as e:  # results/ full or read-only, no process to be had: the sweep waits, queued
+                self.queue.back_to_queue(row.id, f"its worker could not start: {e.strerror or e}"
+                                                 f"{': ' + str(e.filename) if e.filename else ''}")
+                raise
 
     def _spawn(self, slot: str, row: SweepRow) -> None:
         results = self.layout.job_results(row.job_id)
@@ -62,11 +68,15 @@ class WorkerPool:
         env = os.environ | {"SWEEPD_IMAGES_DIR": str(self.layout.images), "SWEEPD_RESULTS_DIR": str(self.layout.results),
                             "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
         env.pop("NOTIFY_SOCKET", None)  # only the daemon talks to systemd
-        proc = subprocess.Popen([sys.executable, "-m", "sweepd", "worker", row.id, "--root", str(self.layout.root)],
-                                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "sweepd", "worker", row.id, "--root", str(self.layout.root)],
+                                    stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
+        except BaseException:
+            logf.close()
+            raise
+        self.running[slot] = Running(row.id, row.job_id, proc, logf)  # followed from now on, whatever the queue says
         self.queue.set_pid(row.id, proc.pid)
-        self.running[slot] = Running(row.id, row.job_id, proc, logf)
         audit.record(self.layout.state, "started", sweep_id=row.id, job_id=row.job_id, worker=slot, pid=proc.pid)
         log.info("started sweep %s (job %s) on %s, pid %d", row.id, row.job_id, slot, proc.pid)
 
@@ -83,12 +93,14 @@ class WorkerPool:
         r.stop_sent = True
 
     def reap(self) -> None:
+        """Record each ended worker's end in the queue. A worker stays listed (its slot busy) until the queue has
+        recorded it: a queue that is locked, full or read-only now (QueueFault) records it at a later step."""
         for slot, r in list(self.running.items()):
             rc = r.proc.poll()
             if rc is not None:
+                self._finished(r, rc)
                 del self.running[slot]
                 r.log.close()
-                self._finished(r, rc)
 
     def _finished(self, r: Running, rc: int) -> None:
         row = self.queue.get(r.sweep_id)

@@ -4,6 +4,12 @@ The main loop wakes on a spool event (inotify through watchdog, where the filesy
 a child exiting (SIGCHLD), a signal, or every reconcile interval, and then: takes in the spool,
 reaps finished workers, passes on cancellations, starts queued sweeps on free GPUs, and reports
 its status. Signal handlers only set flags; all work happens in the loop.
+
+No fault of the queue or state/ ends the loop: a part that meets one (the queue locked past its wait, state/
+full or read-only, results/ unwritable) stops there, the fault goes into the status line, `sweepd status` and
+the journal, the parts that need the queue rest for FAULT_RETRY_S, and the loop goes on serving signals and
+systemd's watchdog; when they next run through, the fault is reported healed. Nothing is lost meanwhile: a
+request waits in incoming/, a finished worker's end waits to be recorded.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 
 from sweepd import fstype, paths, settings as settings_mod
 from sweepd.configfile import ConfigError
+from sweepd.errors import SweepdError
 from sweepd.daemon import journal
 from sweepd.daemon.pidlock import PidLock
 from sweepd.daemon.sdnotify import Notifier
@@ -36,6 +43,8 @@ from sweepd.vocab import SweepState
 
 log = logging.getLogger("sweepd")
 
+FAULT_RETRY_S = 5.0  # after a fault, the queue's parts of the loop rest this long
+
 
 class Daemon:
     def __init__(self, settings: Settings, layout: Layout, config: Path | None = None, once: bool = False):
@@ -48,6 +57,8 @@ class Daemon:
         self.observer = None
         self._last_scan = 0.0
         self._last_line: tuple = ()
+        self.faults: dict[str, str] = {}  # what the daemon cannot do now, by where it failed, until it heals
+        self._retry_at = 0.0
 
     # setup -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -159,7 +170,10 @@ class Daemon:
         return 0
 
     def local_queued(self) -> bool:
-        return any(r.executor == "local" for r in self.queue.list(("queued",)))
+        try:
+            return any(r.executor == "local" for r in self.queue.list((SweepState.QUEUED,)))
+        except SweepdError:
+            return True  # cannot tell now: not done
 
     def tick(self) -> float:
         tick = min(self.settings.reconcile_interval_s, 1.0 if self.pool.running else 5.0)
@@ -172,20 +186,57 @@ class Daemon:
     def step(self) -> None:
         if self.reload_requested:
             self.reload()
+        if time.monotonic() >= self._retry_at:
+            parts = [("intake", self.intake), ("recording finished sweeps", self.pool.reap),
+                     ("cancelling", self.pool.handle_cancels)]
+            if not self.stopping:
+                parts.append(("starting sweeps", self.pool.start_ready))
+            if all(self.part(name, fn) for name, fn in parts):  # stops at the first fault
+                self.healed("loop")
+        if not self.stopping:
+            self.slurm.kick()  # the SLURM thread does the rest: its calls never hold up this loop
+        self.report()
+
+    def intake(self) -> None:
         now = time.monotonic()
         if self.waker.pending or self.spool.waiting or now - self._last_scan >= self.settings.reconcile_interval_s \
                 or self._last_scan == 0:
             self._last_scan = now
             try:
                 self.spool.scan()
+            except (SweepdError, OSError):
+                raise
             except Exception:  # a bug outside any one file (each file's own are handled in scan): logged, go on
                 log.exception("spool intake failed; trying again at the next scan")
-        self.pool.reap()
-        self.pool.handle_cancels()
-        if not self.stopping:
-            self.pool.start_ready()
-            self.slurm.kick()  # the SLURM thread does the rest: its calls never hold up this loop
-        self.report()
+
+    def part(self, name: str, fn) -> bool:
+        """Run one part of the loop; a fault of the queue or the filesystem is reported, not raised."""
+        try:
+            fn()
+            return True
+        except (SweepdError, OSError) as e:
+            why = e.line() if isinstance(e, SweepdError) else f"{e.strerror or e}{': ' + str(e.filename) if e.filename else ''}"
+            self.faulted("loop", f"{name}: {why}")
+            return False
+
+    @property
+    def fault(self) -> str | None:
+        return "; ".join(self.faults.values()) or None
+
+    def faulted(self, where: str, what: str) -> None:
+        """``where`` (the loop's queue parts, the status file) cannot do its work now: said once, retried later."""
+        if where == "loop":
+            self._retry_at = time.monotonic() + FAULT_RETRY_S
+        if self.faults.get(where) != what:
+            log.error("%s; the daemon goes on and tries again", what)
+            self.faults[where] = what
+
+    def healed(self, where: str) -> None:
+        if (what := self.faults.pop(where, None)) is None:
+            return
+        log.warning("healed: %s", what)
+        if where == "loop" and self.spool.orphaned:  # a request left in accepted/ without a row meanwhile
+            self.part("queueing accepted requests", self.spool.reconcile_accepted)
 
     def reload(self) -> None:
         self.reload_requested = False
@@ -212,8 +263,14 @@ class Daemon:
             last = f" {st.last_j_per_image:.1f} J/img" if st and st.last_j_per_image else ""
             parts.append(f"{slot}: job {r.job_id}{where}{last}")
         parts += self.slurm.snapshot.lines
-        counts = self.queue.counts()
-        line = "; ".join(parts or ["idle"]) + f"; {counts[SweepState.QUEUED]} queued"
+        line = "; ".join(parts or ["idle"])
+        if "loop" not in self.faults:
+            try:
+                line += f"; {self.queue.counts()[SweepState.QUEUED]} queued"
+            except SweepdError as e:
+                self.faulted("loop", f"reading the queue: {e.line()}")
+        if self.fault is not None:
+            line += f"; FAULT: {self.fault}"
         if self.storage.policies:
             line += f"; images {human(self.storage.usage())}"
         if self.settings_error:
@@ -221,9 +278,13 @@ class Daemon:
         if self.storage.error:
             line += "; POLICY ERROR (old policy in force)"
         if (line, self.settings_error, self.storage.error) != self._last_line:
-            self._last_line = (line, self.settings_error, self.storage.error)
-            DaemonState(pid=os.getpid(), status=line, settings_error=self.settings_error,
-                        policy_error=self.storage.error, updated=time.time()).write(self.layout.daemon_state)
+            try:
+                DaemonState(pid=os.getpid(), status=line, settings_error=self.settings_error, fault=self.fault,
+                            policy_error=self.storage.error, updated=time.time()).write(self.layout.daemon_state)
+                self._last_line = (line, self.settings_error, self.storage.error)
+                self.healed("status file")
+            except OSError as e:  # state/ full or read-only: systemd and the journal still hear it
+                self.faulted("status file", f"writing {self.layout.daemon_state}: {e.strerror or e}")
         self.notifier.status(line)
         self.notifier.watchdog()
 

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 
 from sweepd.paths import Layout
+from sweepd.errors import SweepdError
 from sweepd.queue import Queue
 from sweepd.settings import Settings
 from sweepd.slurm.executor import SlurmExecutor
@@ -67,7 +68,9 @@ class SlurmLoop:
             try:
                 self.executor.step()
                 self.snapshot = self._take()
-            except Exception:  # a bug or a damaged queue: logged, and tried again at the next poll
+            except (SweepdError, OSError) as e:  # the queue or state/ failing now: one line, tried again at the next poll
+                log.error("the SLURM executor could not go on (%s); trying again at the next poll", e)
+            except Exception:  # a bug: logged with its traceback, and tried again at the next poll
                 log.exception("the SLURM executor failed; trying again")
             wait = 0.5 if self.executor.merges else self.settings.slurm.poll_interval_s
             self._wake.wait(wait)

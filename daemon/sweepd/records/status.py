@@ -59,4 +59,5 @@ class DaemonState(JsonRecord):
     status: str | None = None
     settings_error: str | None = None
     policy_error: str | None = None
+    fault: str | None = None  # what the daemon cannot do now (the queue or state/ failing), until it heals
     updated: float | None = None
