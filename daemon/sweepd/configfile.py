@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from sweepd.errors import InputError
+from sweepd.errors import InputError, capped
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -107,7 +107,7 @@ class ConfigError(InputError):
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
 
     def lines(self) -> list[str]:
-        return [f"{self.source}: {p}" for p in self.problems]
+        return [capped(f"{self.source}: {p}") for p in self.problems]
 
 
 def format_loc(loc: tuple[Any, ...]) -> str:

@@ -16,6 +16,12 @@ EXIT_INPUT = 2  # bad input: request, settings, policy, clock, job id, path
 EXIT_GPU = 3  # the GPU or its driver said no
 EXIT_INTERRUPTED = 4  # stopped (signal, cancel) before the end; resumable
 EXIT_INTERNAL = 70  # a bug in sweepd (EX_SOFTWARE): the traceback is in the log
+MAX_LINE = 1000  # characters of one error line: a 10,000-clock list is named by its start, not in a megabyte
+
+
+def capped(text: str, limit: int = MAX_LINE) -> str:
+    """One error line at most ``limit`` characters long, saying how much was left out."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 class SweepdError(Exception):
@@ -24,7 +30,7 @@ class SweepdError(Exception):
     prefix = ""  # put before the message on the terminal, e.g. "GPU: "
 
     def line(self) -> str:
-        return f"{self.prefix}{self}"
+        return capped(f"{self.prefix}{self}")
 
 
 class InputError(SweepdError, ValueError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+from sweepd.configfile import short_value
 from sweepd.errors import InputError
 from sweepd.gpu.base import GpuDevice
 from sweepd.request import Frequencies
@@ -37,7 +38,10 @@ def representative(n: int) -> set[int]:
 class ClockPlanError(InputError):
     def __init__(self, field: str, value: object, reason: str):
         self.field, self.value, self.reason = field, value, reason
-        super().__init__(f"{field}: {value!r}: {reason}")
+        super().__init__(f"{field}: {short_value(value)}: {reason}")
+
+
+MAX_NAMED = 5  # unsupported clocks named one by one in an error; the rest are counted
 
 
 def nearest(supported: list[int], f: int) -> list[int]:
@@ -67,7 +71,8 @@ def plan_clocks(freqs: Frequencies, device: GpuDevice) -> list[ClockPoint]:
             near = " or ".join(f"{x} MHz" for x in nearest(supported, f))
             problems.append(f"[{i}] {f} MHz is not supported by {device.name} at memory {mem} MHz; nearest: {near}")
     if problems:
-        raise ClockPlanError("frequencies.list", freqs.clocks, "; ".join(problems))
+        more = f"{len(problems)} unsupported clocks, the first {MAX_NAMED}: " if len(problems) > MAX_NAMED else ""
+        raise ClockPlanError("frequencies.list", freqs.clocks, more + "; ".join(problems[:MAX_NAMED]))
     return [ClockPoint(f, mem) for f in sorted(freqs.clocks or [], reverse=True)][:: freqs.stride]
 
 

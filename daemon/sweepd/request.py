@@ -45,6 +45,7 @@ ADDED_SINCE_0_1 = (("gpu", "sim_noise"), ("gpu", "sim_host_s_per_image"), ("gpu"
                    ("protocol", "order"), ("protocol", "baseline_every"), ("frequencies", "objective"),
                    ("frequencies", "max_slowdown_pct"), ("protocol", "equivalence_margin_pct"))
 MAX_BATCH = 64
+TINY_MAX_PIXELS = 512 * 512  # the built-in tiny model stands in for SD at 512x512 (gpu.simmodel); larger is CPU only
 SCHEDULERS = ("default", "ddim", "ddpm", "pndm", "euler", "euler_a", "dpmpp_2m", "heun", "unipc")
 
 
@@ -118,6 +119,15 @@ class Workload(_Section):
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
 
+    @model_validator(mode="after")
+    def _tiny_size(self) -> "Workload":
+        if self.model == "tiny" and self.width * self.height > TINY_MAX_PIXELS:
+            raise ValueError(f"width x height: {self.width} x {self.height}: the built-in tiny model stands in for "
+                             "Stable Diffusion at 512 x 512 (what the simulated GPU times and sizes); larger images "
+                             "would only cost this machine's CPU and memory (its attention grows with the square of "
+                             "the pixels): at most 512 x 512 pixels with model = \"tiny\"")
+        return self
+
 
 class Gpu(_Section):
     backend: Literal["auto", "nvml", "sim"] = "auto"
@@ -166,7 +176,7 @@ class Frequencies(_Section):
                               serialize_by_alias=True)
     mode: Literal["dvfs", "custom", "baseline", "adaptive"] = "dvfs"
     floor_mhz: int = Field(510, ge=1, le=5000)
-    clocks: list[int] | None = Field(None, alias="list", description='the clocks of mode = "custom", in MHz')
+    clocks: list[int] | None = Field(None, alias="list", max_length=512, description='the clocks of mode = "custom", in MHz')
     stride: int = Field(1, ge=1)
     memory_mhz: int | None = Field(None, ge=1)
     objective: Literal["energy", "edp", "ed2p"] | None = Field(

@@ -35,11 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sweepd import atomic, audit, configfile, paths
-from sweepd.configfile import ConfigError
+from sweepd.logsetup import escaped
+from sweepd.configfile import MAX_PROBLEMS, ConfigError
 from sweepd.freqplan import ClockPlanError
 from sweepd.ops.admission import Admission, admit, executor_problems, set_aside
 from sweepd.paths import Layout
-from sweepd.errors import QueueFault
+from sweepd.errors import QueueFault, capped
 from sweepd.queue import DuplicateJob, Queue
 from sweepd.records.manifest import SweepManifest
 from sweepd.request import SweepRequest
@@ -57,8 +58,8 @@ def ignored(name: str) -> bool:
 
 
 def shown(name: str) -> str:
-    """A file name as text (bytes that are not UTF-8 shown as \\xNN)."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """A file name as text on one line: bytes that are not UTF-8 and control characters shown as \\xNN."""
+    return escaped(name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
 
 
 def name_problem(name: str) -> str | None:
@@ -266,6 +267,8 @@ class Spool:
 
     def _reject(self, path: Path, problems: list[str], name: str | None = None) -> IntakeOutcome:
         name = name or path.name
+        problems = [capped(p) for p in problems[:MAX_PROBLEMS]] + \
+            ([f"... and {len(problems) - MAX_PROBLEMS} more problems"] if len(problems) > MAX_PROBLEMS else [])
         text_name = shown(name)
         if name_problem(name) is not None:  # keep what it was in the error file; store it under a name that works
             suffix = Path(text_name).suffix if len(Path(text_name).suffix) <= 8 else ""

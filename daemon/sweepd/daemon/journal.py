@@ -6,6 +6,8 @@ import logging
 import os
 import sys
 
+from sweepd import logsetup
+
 PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
 
@@ -15,6 +17,7 @@ class JournalFormatter(logging.Formatter):
 
 
 def setup(level: str = "info") -> None:
+    logsetup.escape_arguments()  # a file name cannot forge a journal line
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
         handler.setFormatter(JournalFormatter("%(message)s"))  # journald adds time and unit
