@@ -5,6 +5,7 @@ import pytest
 
 from conftest import sweepd, sweepd_env, write_request
 from sweepd import paths
+from sweepd.settings import Settings
 from sweepd.ops.admission import Admission
 from sweepd.queue import Queue
 from sweepd.spool import Spool
@@ -65,10 +66,8 @@ def test_a_reload_hands_the_intake_the_new_gpu_list(tmp_path):
     (out,) = s.scan()
     assert not out.accepted and "gpu.index: 1" in out.problems[0]
 
-    class Reloaded:  # the settings a SIGHUP reads: GPUs 0 and 1 now
-        executor, gpus = "local", [0, 1]
-
-    s.configure(s.max_bytes, Admission.of(Reloaded), s.settle_s)
+    reloaded = Settings(executor="local", gpus=[0, 1])  # the settings a SIGHUP reads: GPUs 0 and 1 now
+    s.configure(s.max_bytes, Admission.of(reloaded), s.settle_s)
     (layout.incoming / "b.toml").write_text(body)
     s.hint_complete("b.toml")
     (out,) = s.scan()

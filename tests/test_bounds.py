@@ -67,3 +67,56 @@ def test_a_request_named_with_a_newline_is_rejected_under_its_escaped_name(tmp_p
     s.hint_complete(name)
     [out] = s.scan()
     assert not out.accepted and "\n" not in out.name and "\\n" in out.name
+
+
+def test_a_batch_the_gpu_cannot_hold_is_refused_before_the_model_loads(tmp_path):
+    model = tmp_path / "sd15"
+    model.mkdir()
+    (model / "model_index.json").write_text("{}")  # never loaded: refused before
+    req = write_request(tmp_path / "r.toml")
+    req.write_text(req.read_text().replace('model = "tiny"', f'model = "{model}"')
+                   .replace("width = 32", "width = 4096").replace("height = 32", "height = 4096"))
+    r = sweepd("run", req, "--root", tmp_path / "root")
+    assert r.returncode == 2 and "GiB of GPU memory" in r.stderr and "has 40 GiB" in r.stderr, r.stderr
+    assert not list((tmp_path / "root/results").glob("job_*/sweep.json"))
+
+
+def test_nvml_reports_the_boards_memory(fake_nvml):
+    from sweepd.gpu.nvml import NvmlGpu, init, shutdown
+
+    init()
+    try:
+        assert NvmlGpu(0).total_memory_gib() == pytest.approx(40.0)
+    finally:
+        shutdown()
+
+
+def huge_request(tmp_path):
+    """Every A100 clock x 100 trials x 10,000 images of 2 steps: millions of minutes of GPU time."""
+    req = tmp_path / "huge.toml"
+    req.write_text('[workload]\nmodel = "tiny"\nsteps = 2\nwidth = 32\nheight = 32\n[gpu]\nbackend = "sim"\n'
+                   '[frequencies]\nmode = "dvfs"\n[protocol]\ntrials = 100\nimages_per_trial = 10000\n'
+                   '[images]\nmode = "benchmark"\n')
+    return req
+
+
+def test_a_request_over_max_request_hours_is_refused_with_its_estimate(tmp_path):
+    from sweepd import paths
+    from sweepd.ops.admission import Admission
+    from sweepd.queue import Queue
+    from sweepd.spool import Spool
+
+    req = huge_request(tmp_path)
+    r = sweepd("submit", req, "--root", tmp_path / "root")
+    assert r.returncode == 2 and "max_request_hours" in r.stderr and "h of GPU time" in r.stderr, r.stderr
+    root = tmp_path / "root"
+    s = Spool(paths.Layout.resolve(root), Queue(root / "state/queue.sqlite"),
+              admission=Admission(gpu_indices=None, max_request_hours=168.0), settle_s=0)
+    s.ensure()
+    (s.incoming / "huge.toml").write_text(req.read_text())
+    (s.incoming / "small.toml").write_text(write_request(tmp_path / "small.toml").read_text())
+    for name in ("huge.toml", "small.toml"):
+        s.hint_complete(name)
+    outs = {o.name: o for o in s.scan()}
+    assert outs["small.toml"].accepted and not outs["huge.toml"].accepted
+    assert "max_request_hours" in (s.rejected / "huge.toml.error.txt").read_text()

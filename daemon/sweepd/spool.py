@@ -111,7 +111,7 @@ class Spool:
     def __init__(self, layout: Layout, queue: Queue, max_bytes: int = 1 << 20,
                  admission: Admission = Admission(), settle_s: float = 1.0, clock=time.monotonic):
         self.incoming, self.accepted, self.rejected = layout.incoming, layout.accepted, layout.rejected
-        self.results = layout.results
+        self.results, self.layout = layout.results, layout
         self.state, self.queue = layout.state, queue
         self.clock = clock
         self.configure(max_bytes, admission, settle_s)
@@ -223,7 +223,7 @@ class Spool:
                 raise ConfigError(path.name, ["(file): no settings in it (an empty request would run a default "
                                               "full sweep): write the request, then rename it into incoming/"])
             req = configfile.validate(SweepRequest, data, path.name)
-            executor = admit(req, path.name, self.admission)
+            executor = admit(req, path.name, self.admission, self.layout)
         except ConfigError as e:
             return self._reject(path, e.problems)
         except ClockPlanError as e:

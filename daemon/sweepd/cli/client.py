@@ -35,8 +35,8 @@ def submit(request_file: Path, root: Optional[Path] = RootOpt,
         from sweepd import settings as settings_mod
         from sweepd.ops.admission import Admission, admit
 
-        admit(req, str(request_file), Admission.of(settings_mod.load()))  # what the daemon would refuse
         layout = layout_of(root)
+        admit(req, str(request_file), Admission.of(settings_mod.load()), layout)  # what the daemon would refuse
         if not force:
             from sweepd.fit import check
 

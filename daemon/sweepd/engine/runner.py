@@ -18,7 +18,7 @@ from sweepd.freqplan import ClockPoint, measuring_order, plan_clocks
 from sweepd.gpu import open_device
 from sweepd.gpu.base import GpuDevice
 from sweepd.gpu.locks import ClockGuard, GpuClaim, repair_stale_locks
-from sweepd.gpu.simmodel import gib_per_image, s_per_image
+from sweepd.gpu.simmodel import gib_needed, gib_per_image, s_per_image
 from sweepd.paths import Layout
 from sweepd.records.gpulock import ClockLockRecord
 from sweepd.request import SweepRequest
@@ -46,6 +46,25 @@ def open_for(request: SweepRequest) -> GpuDevice:
                        sim_s_per_image=s_per_image(g.sim_model, w.model, w.steps, w.width, w.height),
                        sim_gib_per_image=gib_per_image(w.model, w.width, w.height),
                        sim_power_offsets_pct=g.sim_power_offsets_pct, sim_speed_offsets_pct=g.sim_speed_offsets_pct)
+
+
+class WontFitGpu(InputError):
+    """The smallest batch the request asks for needs more GPU memory than the board has."""
+
+
+def check_memory(request: SweepRequest, device: GpuDevice) -> None:
+    """Before the model loads: the request's smallest batch at its image size against the board's memory, by the
+    figures the simulated GPU runs out of memory at (:func:`~sweepd.gpu.simmodel.gib_needed`: SD 1.5's weights and
+    workspace, and each image's activations by its pixels). A list of batch sizes refuses its larger ones itself."""
+    w = request.workload
+    total = device.total_memory_gib()
+    b = min(w.batch_sizes)
+    per_image = gib_per_image(w.model, w.width, w.height)
+    need = gib_needed(b, per_image)
+    if total is not None and need > total:
+        raise WontFitGpu(f"workload: {w.width} x {w.height} at batch {b} needs about {need:.1f} GiB of GPU memory "
+                         f"({need - b * per_image:.1f} GiB for the model, {per_image:.1f} GiB per image at this size); "
+                         f"{device.name} has {total:.0f} GiB: a smaller image or batch_size")
 
 
 def repair_locks(layout: Layout) -> list[str]:
@@ -82,6 +101,7 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int
     device = open_for(request)
     try:
         plan = plan_clocks(request.frequencies, device)
+        check_memory(request, device)
         order, seed = request.protocol.order, request.workload.seed
         if request.frequencies.mode == "adaptive":
             order = "descending"  # the search decides what comes after the highest clock

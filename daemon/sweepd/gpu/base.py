@@ -140,6 +140,10 @@ class GpuDevice(ABC):
         """The share of the last sample period the GPU was busy (nvmlDeviceGetUtilizationRates), or None."""
         return None
 
+    def total_memory_gib(self) -> float | None:
+        """The board's memory (nvmlDeviceGetMemoryInfo), or None where it cannot be read."""
+        return None
+
     # A device that writes its own trace (the simulated GPU, on its own clock) instead of being sampled.
     synthesizes_samples = False
 

@@ -182,6 +182,13 @@ class NvmlGpu(GpuDevice):
         with nvml_errors("nvmlDeviceGetUtilizationRates"):
             return float(self._nv.nvmlDeviceGetUtilizationRates(self._h).gpu)
 
+    def total_memory_gib(self) -> float | None:
+        try:
+            with nvml_errors("nvmlDeviceGetMemoryInfo"):
+                return self._nv.nvmlDeviceGetMemoryInfo(self._h).total / 2**30
+        except GpuError:
+            return None
+
     def sm_clock_mhz(self) -> int:
         with nvml_errors("nvmlDeviceGetClockInfo(SM)"):
             return int(self._nv.nvmlDeviceGetClockInfo(self._h, self._nv.NVML_CLOCK_SM))

@@ -230,6 +230,9 @@ class SimulatedGpu(GpuDevice):
         joules = e_gpu * busy_w + (e_total - e_gpu) * idle_w
         return Truth(joules / images, e_total / images)
 
+    def total_memory_gib(self) -> float:
+        return self.memory_gib
+
     def utilization_pct(self) -> float:
         """The GPU's busy share of the last batch, as nvmlDeviceGetUtilizationRates reports it."""
         return round(self._util * 100, 1)

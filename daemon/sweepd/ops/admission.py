@@ -18,6 +18,7 @@ from sweepd import atomic
 from sweepd.configfile import ConfigError
 from sweepd.freqplan import plan_clocks
 from sweepd.gpu.base import GpuError
+from sweepd.paths import Layout
 from sweepd.request import SweepRequest
 from sweepd.workload import modelcheck
 
@@ -27,23 +28,27 @@ class Admission:
     """Where this root's daemon runs sweeps (its settings): what a request is admitted against."""
     executor: str = "local"  # the daemon's; a request's own `executor` wins
     gpu_indices: tuple[int, ...] | None = (0,)  # the local GPUs it runs on; None: any index
+    max_request_hours: float | None = None  # the most GPU time one request may be estimated to take
 
     @classmethod
     def of(cls, settings) -> "Admission":
         """From the daemon's :class:`~sweepd.settings.Settings`."""
-        return cls(settings.executor, tuple(int(g) for g in settings.gpus) or None)
+        return cls(settings.executor, tuple(int(g) for g in settings.gpus) or None, settings.max_request_hours)
 
     def executor_of(self, req: SweepRequest) -> str:
         return req.executor or self.executor
 
 
-def admit(req: SweepRequest, source: str, where: Admission) -> str:
+def admit(req: SweepRequest, source: str, where: Admission, layout: Layout | None = None) -> str:
     """The executor that runs ``req``; raises ConfigError (naming ``source``, each field and value) when this
-    root cannot run it, and ClockPlanError for a clock its GPU does not have."""
+    root cannot run it or its estimated GPU time is over ``max_request_hours``, and ClockPlanError for a clock its
+    GPU does not have."""
     executor = where.executor_of(req)
     problems = executor_problems(req, executor, where.gpu_indices)
     if problems:
         raise ConfigError(source, problems)
+    if where.max_request_hours is not None and layout is not None:
+        check_hours(req, source, executor, where, layout)
     if executor == "local":
         check_clocks(req, where.gpu_indices[0] if where.gpu_indices else None)
         modelcheck.check(req.workload.model, source)  # a node may see other folders and caches: not for SLURM
@@ -85,6 +90,28 @@ def check_clocks(req: SweepRequest, default_index: int | None = None) -> None:
     except GpuError:
         return  # no such GPU here (a client on a login node): the worker checks again before running
     plan_clocks(req.frequencies, dev)
+
+
+def check_hours(req: SweepRequest, source: str, executor: str, where: Admission, layout: Layout) -> None:
+    """Refuse a request estimated (by the model, at its most trials and adaptive evaluations) to take more GPU
+    time than the daemon's ``max_request_hours``. The estimate's GPU: the request's own where it answers here
+    (the simulated one, a local real one), else the simulated board of its ``gpu.sim_model``."""
+    from sweepd.report.estimate import estimate
+
+    g = req.gpu
+    try:
+        dev = _clock_table_device(g.backend if executor == "local" else "sim",
+                                  g.index if g.index is not None else (where.gpu_indices or (None,))[0], g.sim_model)
+    except GpuError:
+        dev = _clock_table_device("sim", None, g.sim_model)
+    e = estimate(req, layout, dev, from_history=False)
+    hours = (e.duration_range_s[1] if e.duration_range_s else e.duration_s) / 3600
+    if hours > where.max_request_hours:
+        raise ConfigError(source, [
+            f"(request): estimated at up to {hours:,.1f} h of GPU time on {dev.name} ({e.clocks} clocks x up to "
+            f"{e.trials} trials x {e.images_per_trial} images per trial, {req.workload.steps} steps); this daemon "
+            f"takes requests of at most {where.max_request_hours:g} h (settings: max_request_hours): fewer clocks, "
+            "trials or images, or a larger cap"])
 
 
 def set_aside(path: Path, rejected: Path, why: str, name: str | None = None) -> Path:

@@ -96,12 +96,13 @@ def _interp(points: dict[int, float], f: int) -> float:
 
 
 def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: list[tuple[str, int | None, int | None, int, int]]
-             | None = None) -> Estimate:
-    """policy_caps: (rule name, max_bytes, max_files, bytes used now, files used now) of rules covering images/."""
+             | None = None, from_history: bool = True) -> Estimate:
+    """policy_caps: (rule name, max_bytes, max_files, bytes used now, files used now) of rules covering images/;
+    ``from_history``: time an earlier sweep of the same workload took, where there is one (else the model's)."""
     plan: list[ClockPoint] = plan_clocks(req.frequencies, device)
     p, w = req.protocol, req.workload
     b = max(w.batch_sizes)  # a batch-size list: the most images a window can hold, so caps are not underestimated
-    history = [j for j in all_jobs(layout) if _same_workload(j, req, device.name)]
+    history = [j for j in all_jobs(layout) if _same_workload(j, req, device.name)] if from_history else []
     keys = [pt.freq_mhz for pt in plan]
     if history:
         job = history[-1]

@@ -280,6 +280,18 @@ def nvmlDeviceGetTemperatureV(h, sensor):
     return 45
 
 
+class c_nvmlMemory_t:
+    def __init__(self, total, free, used):
+        self.total, self.free, self.used = total, free, used
+
+
+def nvmlDeviceGetMemoryInfo(h):
+    from sweepd.gpu.simmodel import BOARDS
+
+    total = int(BOARDS[h.model].memory_gib * 2**30)
+    return c_nvmlMemory_t(total, total - 2**30, 2**30)
+
+
 class c_nvmlUtilization_t:
     def __init__(self, gpu, memory):
         self.gpu, self.memory = gpu, memory
