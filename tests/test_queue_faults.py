@@ -228,3 +228,31 @@ def test_the_daemon_reports_a_held_queue_lock_and_goes_on_serving(tmp_path):
         assert "healed: intake" in d.output()
     finally:
         d.close()
+
+
+@pytest.mark.slow
+def test_status_says_a_stopped_daemon_is_not_responding(tmp_path):
+    """SIGSTOP: the process lives and holds its lock, but serves nothing. `status` said "running"."""
+    import json
+    import signal
+
+    from daemon_helpers import Daemon
+
+    d = Daemon(tmp_path / "root", settings="gpus = []\n")
+    try:
+        d.start()
+        state = d.root / "state" / "daemon.json"
+        d.signal(signal.SIGSTOP)
+        try:
+            os.utime(state, (time.time() - 120, time.time() - 120))  # as two minutes of silence leave it
+            st = json.loads(sweepd("status", "--json", "--root", d.root).stdout)
+            assert st["daemon_pid"] == d.proc.pid and st["daemon_responding"] is False
+            assert "NOT RESPONDING for 1" in sweepd("status", "--root", d.root).stdout
+        finally:
+            d.signal(signal.SIGCONT)
+        end = time.monotonic() + 60
+        while json.loads(sweepd("status", "--json", "--root", d.root).stdout)["daemon_responding"] is False:
+            assert time.monotonic() < end, "the daemon did not touch daemon.json after SIGCONT"
+            time.sleep(0.2)
+    finally:
+        d.close()

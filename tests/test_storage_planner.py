@@ -151,3 +151,23 @@ def test_caps_hold_after_apply_and_nothing_else_is_touched(tmp_path, jobs, cap_s
     assert {f: h for f, h in before.items() if f not in after} == got
     assert (sentinel / "keep-me.png").read_bytes() == b"s" * 5000
     shutil.rmtree(base)
+
+
+def test_a_file_dated_in_the_future_does_not_keep_its_job_young(tmp_path):
+    """One file dated in 2100 (a clock ahead, or a date set by hand) left the whole job outside max_age for ever."""
+    from storage_helpers import make_job
+    from sweepd.storage.context import make_plan
+    from sweepd.storage.policy import Policy
+
+    root = tmp_path / "root"
+    layout = Layout.resolve(root)
+    make_job(layout.images, "old", age_days=60)
+    make_job(layout.images, "young", age_days=1)
+    future = next((layout.images / "job_old").rglob("*.png"))
+    os.utime(future, (4102444800, 4102444800))  # 2100-01-01
+    only_future = make_job(layout.images, "ahead", age_days=-3650)  # every file ten years ahead: written now
+    pol = Policy.model_validate({"rules": [{"name": "age", "max_age": "30d"}]})
+    plan = make_plan(layout, [(tmp_path / "p.toml", pol)], protected=set())
+    assert [a.unit for a in plan.actions] == ["job_old"] and plan.actions[0].whole
+    assert "job_old: 1 file(s) dated after now" in " ".join(plan.notes)
+    assert f"job_ahead: {len(only_future)} file(s) dated after now" in " ".join(plan.notes)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 
 import pytest
 import zstandard
@@ -338,3 +339,32 @@ def test_an_archive_folder_inside_what_sweepd_reads_or_manages_is_refused(tmp_pa
     r = sweepd("policy", "check", p, "--root", root)
     assert r.returncode == 2 and ("archive_dir" in r.stderr or "overlaps" in r.stderr), r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("mtime", [1e20, -5.0, time.time() + 10 * 86400])
+def test_a_member_dated_where_no_archive_could_be_is_refused_before_anything_is_written(tmp_path, mtime):
+    from sweepd.storage.archive import ArchiveError
+    from sweepd.storage.restore import restore
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, when in (("job_x/ok.png", time.time() - 3600), ("job_x/odd.png", mtime)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = 1, when
+            tar.addfile(info, io.BytesIO(b"1"))
+    path = tmp_path / "x.tar.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(buf.getvalue()))
+    with pytest.raises(ArchiveError, match="odd.png.*not a date"):
+        restore(path, tmp_path / "target")
+    assert not list((tmp_path / "target").rglob("*.png"))
+
+
+def test_a_manifest_with_impossible_numbers_is_not_an_archive(tmp_path):
+    from sweepd.records.archive import ArchiveManifest
+
+    good = {"archive": "a.tar.zst", "unit": "job_x", "source_dir": str(tmp_path),
+            "members": [{"name": "job_x/a.png", "size": 1, "sha256": "0" * 64}]}
+    ArchiveManifest.model_validate(good)
+    for bad in ({"size": -1}, {"size": 1 << 70}, {"sha256": "not-a-hash"}):
+        with pytest.raises(ValueError):
+            ArchiveManifest.model_validate(good | {"members": [good["members"][0] | bad]})

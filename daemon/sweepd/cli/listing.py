@@ -5,6 +5,7 @@ to find and show them. Both only read (a read-only root works) and see one catal
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
@@ -30,6 +31,18 @@ def writable_queue(layout: paths.Layout) -> Queue:
             raise  # another process holds the queue: said as such, try again
         raise paths.RootNotWritable(f"{layout.state}: {getattr(e, 'strerror', None) or e}: the queue cannot be "
                                     "written there; choose a writable root with --root or SWEEPD_ROOT") from None
+
+
+SILENT_S = 60.0  # a daemon touches state/daemon.json every step (at most ~15 s apart); this long without: not serving
+
+
+def _silent_for(layout: paths.Layout) -> float | None:
+    """How long a live daemon has not touched daemon.json, when that is over SILENT_S (SIGSTOP, a hang); else None."""
+    try:
+        age = time.time() - layout.daemon_state.stat().st_mtime
+    except OSError:
+        return None  # not written yet (starting), or not readable: nothing to say
+    return age if age > SILENT_S else None
 
 
 def no_daemon_hint(layout: paths.Layout) -> str:
@@ -104,15 +117,18 @@ def status(sweep: Optional[str] = typer.Argument(None, help="sweep id or job id"
             layout, {r.job_id for r in q.list()} if q is not None else set())
         for e in others:
             counts[e.state] = counts.get(e.state, 0) + 1
-        out = {"daemon_pid": pid, "daemon_status": daemon.status, "settings_error": daemon.settings_error,
+        silent = _silent_for(layout) if pid else None
+        out = {"daemon_pid": pid, "daemon_responding": pid is not None and silent is None,
+               "daemon_status": daemon.status, "settings_error": daemon.settings_error,
                "policy_error": daemon.policy_error, "fault": daemon.fault, "counts": counts, "root": str(layout.root)}
         if q is not None:
             q.close()
         if as_json:
             print(json.dumps(out, indent=2))
             return 0
-        console.print(f"daemon: {'running, pid ' + str(pid) if pid else 'not running'} (root {layout.root})",
-                      highlight=False)
+        state = "not running" if not pid else f"running, pid {pid}" if silent is None else \
+            f"pid {pid}, NOT RESPONDING for {silent:.0f} s (stopped or hung: its status below is that old)"
+        console.print(f"daemon: {state} (root {layout.root})", highlight=False)
         if daemon.status:
             console.print(f"status: {daemon.status}", highlight=False)
         for what, error in (("settings", daemon.settings_error), ("policy", daemon.policy_error)):

@@ -277,7 +277,12 @@ class Daemon:
             line += "; SETTINGS ERROR (old settings in force)"
         if self.storage.error:
             line += "; POLICY ERROR (old policy in force)"
-        if (line, self.settings_error, self.storage.error) != self._last_line:
+        if (line, self.settings_error, self.storage.error) == self._last_line:
+            try:  # the heartbeat `sweepd status` reads: a stopped or hung daemon's file ages
+                os.utime(self.layout.daemon_state)
+            except OSError:
+                pass
+        else:
             try:
                 DaemonState(pid=os.getpid(), status=line, settings_error=self.settings_error, fault=self.fault,
                             policy_error=self.storage.error, updated=time.time()).write(self.layout.daemon_state)

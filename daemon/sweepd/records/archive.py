@@ -15,14 +15,15 @@ from pydantic import ConfigDict, Field, field_validator
 from sweepd.records.base import Record
 
 SUFFIX = ".tar.zst"
+MAX_BYTES = 1 << 60  # every size read from a manifest is checked against what a filesystem can hold
 _PLAIN = re.compile(r"^[^/\0]+\Z")
 
 
 class Member(Record):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
-    size: int
-    sha256: str
+    size: int = Field(ge=0, le=MAX_BYTES)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class ArchiveReason(Record):
@@ -41,8 +42,8 @@ class ArchiveManifest(Record):
     unit: str
     source_dir: str
     members: list[Member]
-    bytes: int = 0
-    zstd_level: int = 3
+    bytes: int = Field(0, ge=0, le=MAX_BYTES)
+    zstd_level: int = Field(3, ge=-131072, le=22)
     created: str = ""
     rule: str | None = None
     policy: str | None = None

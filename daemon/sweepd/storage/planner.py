@@ -165,6 +165,9 @@ def kept_by(keep: str | int, files: list[str]) -> set[str]:
     return {f for f in files if (f.split("/", 1)[0] if "/" in f else "") in dirs}
 
 
+FUTURE_SLACK_S = 3600.0  # a file dated up to an hour ahead (clocks differ between machines) counts as written now
+
+
 class Planner:
     def __init__(self, layout: Layout, protected: Container[str], index_for: Callable[[Rule, Scope], PathIndex],
                  free_bytes: Callable[[Path], tuple[int, int]] | None = None, now: float | None = None):
@@ -174,6 +177,7 @@ class Planner:
         self.gone: dict[tuple[str, str], set[str]] = {}  # (root, unit) -> files planned away
         self.gone_size: dict[tuple[str, str], tuple[int, int]] = {}  # (root, unit) -> (bytes, files) planned away
         self.freed_on: dict[int, int] = {}  # st_dev -> bytes planned to be freed there
+        self.future_dated: dict[str, int] = {}  # unit -> files dated after now, left out of its age
 
     def remaining(self, root: str, unit: Unit) -> dict[str, tuple[int, float]]:
         gone = self.gone.get((root, unit.name))
@@ -184,13 +188,26 @@ class Planner:
     def usage(self, root: str, unit: Unit) -> tuple[int, int, float]:
         """(bytes, files, age) of what is left of a unit. A job's age is its newest file's, trimmed or not."""
         gb, gf = self.gone_size.get((root, unit.name), (0, 0))
-        return unit.bytes - gb, unit.nfiles - gf, unit.newest
+        return unit.bytes - gb, unit.nfiles - gf, self.last_written(unit)
+
+    def last_written(self, unit: Unit) -> float:
+        """When a job last wrote: its newest file's mtime, leaving out files dated after now (a clock ahead, or a
+        date set by hand: one such file would keep the whole job young for ever). A job with nothing but such files
+        is taken as written now."""
+        horizon = self.now + FUTURE_SLACK_S
+        if unit.newest <= horizon:
+            return unit.newest
+        past = [m for _, m in unit.files.values() if m <= horizon]
+        self.future_dated[unit.name] = unit.nfiles - len(past)
+        return max(past, default=self.now)
 
     def plan(self, rules: list[tuple[Rule, str]]) -> Plan:
         out = Plan()
         for rule, source in rules:
             for scope in scopes(self.layout, rule):
                 self._rule(rule, source, scope.base, self.index_for(rule, scope), out)
+        for name, n in sorted(self.future_dated.items()):
+            out.notes.append(f"{name}: {n} file(s) dated after now; its age is taken from its other files")
         return out
 
     def _protected(self, unit: Unit) -> str | None:

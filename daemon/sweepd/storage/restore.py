@@ -14,6 +14,7 @@ import hashlib
 import os
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,8 @@ import zstandard
 
 from sweepd.storage.archive import CHUNK, ArchiveError, hash_stream, sha256_file
 from sweepd.storage.safefs import UnsafePath, check_name
+
+FUTURE_SLACK_S = 86400.0  # a member dated up to a day ahead (clocks differ between machines) is restored
 
 
 @dataclass
@@ -78,6 +81,9 @@ def check(archive_path: Path, to: Path, unit: str | None = None, force: bool = F
                 continue
             if not info.isfile():
                 raise ArchiveError(f"refusing member {name!r}: not a regular file")
+            if not 0 <= info.mtime <= time.time() + FUTURE_SLACK_S:  # what os.utime and every reader can take
+                raise ArchiveError(f"refusing member {name!r}: modification time {info.mtime!r} is not a date "
+                                   "sweepd could have archived")
             sha = hash_stream(fh)
             skip = False
             if target.exists():
