@@ -134,6 +134,22 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def shared_dir(path: Path, gid: int, mode: int) -> Path:
+    """A folder of this user's that group ``gid`` may use too: ``mode`` (e.g. 0o2770: the group may drop files
+    in, and they are the group's; 0o710: the group may only pass through), set whatever the umask."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_uid == os.getuid():
+        os.chown(path, -1, gid)
+        os.chmod(path, mode)
+    return path
+
+
+def foreign_owner(st: os.stat_result) -> int | None:
+    """The owner's uid when a file is not this user's (it cannot have been written by this user's sweepd)."""
+    return None if st.st_uid == os.geteuid() else st.st_uid
+
+
 class RootNotWritable(InputError):
     """A folder sweepd must write to cannot be written (read-only filesystem, permissions)."""
 

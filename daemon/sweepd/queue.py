@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from sweepd import paths
 from sweepd.errors import QueueError, QueueFault
 from sweepd.records.queuerows import AttemptEnd, ShardAttempt, ShardRow, SweepRow
 from sweepd.request import SweepRequest
@@ -128,7 +129,7 @@ class Queue:
 
     def _open(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        paths.private_dir(self.path.parent)  # state/: the queue is the owner's alone, whatever the umask
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         db.row_factory = sqlite3.Row
         self.db = _Connection(db, self.path)

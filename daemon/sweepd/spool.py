@@ -153,8 +153,16 @@ class Spool:
         return False
 
     def ensure(self) -> None:
-        paths.private_dir(self.incoming.parent)  # queued requests are the owner's alone, whatever the umask
-        for d in (self.incoming, self.accepted, self.rejected):
+        """The spool's folders: the owner's alone, whatever the umask; with a spool_group, its members may pass
+        through spool/ and drop files into incoming/ (setgid: a dropped file is the group's)."""
+        gid = self.admission.group_gid
+        if gid is None:
+            for d in (self.incoming.parent, self.incoming):
+                paths.private_dir(d)
+        else:
+            paths.shared_dir(self.incoming.parent, gid, 0o710)
+            paths.shared_dir(self.incoming, gid, 0o2770)
+        for d in (self.accepted, self.rejected):
             paths.private_dir(d)
 
     def candidates(self) -> list[Path]:
@@ -215,6 +223,8 @@ class Spool:
         if not stat.S_ISREG(st.st_mode):
             return self._reject(path, ["(file): not a regular file (a directory, link or device); "
                                        "drop request files only"])
+        if (problem := self.admission.owner_problem(st.st_uid, st.st_gid)) is not None:
+            return self._reject(path, [problem])
         if st.st_size > self.max_bytes:
             return self._reject(path, [f"(file): {st.st_size} bytes is over the limit of {self.max_bytes}"])
         try:

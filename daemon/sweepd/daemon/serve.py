@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sweepd import fstype, paths, settings as settings_mod
 from sweepd.configfile import ConfigError
-from sweepd.errors import SweepdError
+from sweepd.errors import InputError, SweepdError
 from sweepd.daemon import journal
 from sweepd.daemon.pidlock import PidLock
 from sweepd.daemon.sdnotify import Notifier
@@ -243,13 +243,15 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = settings_mod.load(self.config)
-        except ConfigError as e:
+            admission = Admission.of(new)
+        except InputError as e:  # a ConfigError, or a spool_group this machine does not have
             self.settings_error = str(e)
             log.error("reload: settings not changed, the new ones do not validate:\n%s", e)
         else:
             self.settings_error = None
             self.settings = self.pool.settings = self.slurm.settings = new
-            self.spool.configure(new.max_request_bytes, Admission.of(new), new.spool_settle_s)
+            self.spool.configure(new.max_request_bytes, admission, new.spool_settle_s)
+            self.part("the spool's folders", self.spool.ensure)  # a new spool_group's modes
             journal.setup(new.log_level)
             log.info("reloaded settings")
         self.storage.load()  # the last valid policy stays in force if the files do not validate

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from sweepd import paths
 from sweepd.procs import PidFile, pid_alive
 from sweepd.gpu.base import GpuDevice, GpuError
 from sweepd.records.base import RecordError
@@ -32,6 +33,13 @@ class GpuBusyError(GpuError):
 def read_records(records: Path) -> list[ClockLockRecord]:
     out = []
     for path in sorted(Path(records).glob("*.json")):
+        try:
+            owner = paths.foreign_owner(path.lstat())
+        except OSError:
+            continue
+        if owner is not None:  # a record this user's sweepd did not write locks nothing (planted: pid 1 "busy")
+            log.warning("ignoring lock record %s: owned by uid %d, not by this user", path, owner)
+            continue
         try:
             rec = ClockLockRecord.read(path)
         except RecordError as e:

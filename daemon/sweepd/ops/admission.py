@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sweepd import atomic
 from sweepd.configfile import ConfigError
+from sweepd.errors import InputError
 from sweepd.freqplan import plan_clocks
 from sweepd.gpu.base import GpuError
 from sweepd.paths import Layout
@@ -29,14 +30,36 @@ class Admission:
     executor: str = "local"  # the daemon's; a request's own `executor` wins
     gpu_indices: tuple[int, ...] | None = (0,)  # the local GPUs it runs on; None: any index
     max_request_hours: float | None = None  # the most GPU time one request may be estimated to take
+    group_gid: int | None = None  # a group whose members may queue sweeps too (settings: spool_group)
 
     @classmethod
     def of(cls, settings) -> "Admission":
         """From the daemon's :class:`~sweepd.settings.Settings`."""
-        return cls(settings.executor, tuple(int(g) for g in settings.gpus) or None, settings.max_request_hours)
+        return cls(settings.executor, tuple(int(g) for g in settings.gpus) or None, settings.max_request_hours,
+                   group_gid(settings.spool_group))
+
+    def owner_problem(self, uid: int, gid: int) -> str | None:
+        """Why a request file owned by ``uid``:``gid`` is not taken (None: it is): this user's, or the group's."""
+        if uid == os.geteuid() or (self.group_gid is not None and gid == self.group_gid):
+            return None
+        allowed = "this daemon's user" + (f" or group {self.group_gid}" if self.group_gid is not None else
+                                          " (settings: spool_group lets a group queue sweeps)")
+        return f"(file): owned by uid {uid}, group {gid}: only {allowed} may queue sweeps here"
 
     def executor_of(self, req: SweepRequest) -> str:
         return req.executor or self.executor
+
+
+def group_gid(name: str) -> int | None:
+    """The gid of ``spool_group`` (a name or a number); raises InputError for an unknown group."""
+    if not name:
+        return None
+    import grp
+
+    try:
+        return grp.getgrgid(int(name)).gr_gid if name.isdigit() else grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise InputError(f"settings: spool_group: {name!r}: no such group on this machine") from None
 
 
 def admit(req: SweepRequest, source: str, where: Admission, layout: Layout | None = None) -> str:
