@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(2.0, gt=0, le=3600)
     max_request_bytes: int = Field(1 << 20, gt=0)
     max_request_hours: float = Field(168.0, gt=0, allow_inf_nan=False)
+    enforce_max_wait_s: float = Field(5.0, ge=0.5, le=3600, allow_inf_nan=False)
     spool_group: str = ""  # a group whose members may drop requests into spool/incoming/ ("": the owner only)
     spool_settle_s: float = Field(1.0, ge=0.1, le=60)
     on_interrupted: Literal["resume", "leave"] = "resume"

@@ -174,7 +174,9 @@ def storage_watch(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    mgr = StorageManager(layout_of(root), policy)
+    from sweepd import settings as settings_mod
+
+    mgr = StorageManager(layout_of(root), policy, max_wait_s=settings_mod.load().enforce_max_wait_s)
     mgr.start()
     try:
         while not stop.wait(1):

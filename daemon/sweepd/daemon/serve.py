@@ -77,7 +77,7 @@ class Daemon:
         self.watch()
         from sweepd.storage.enforce import StorageManager
 
-        self.storage = StorageManager(self.layout)
+        self.storage = StorageManager(self.layout, max_wait_s=self.settings.enforce_max_wait_s)
         self.storage.start()
         for sig, handler in ((signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop),
                              (signal.SIGHUP, self._on_hup), (signal.SIGCHLD, self._on_child)):

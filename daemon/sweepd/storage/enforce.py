@@ -3,7 +3,8 @@
 - APScheduler 3.x runs each rule on its schedule (misfire_grace_time large, coalesce, one
   instance at a time; a missed run is logged), plus a reconcile scan that corrects the index.
 - On local filesystems a watchdog observer keeps the in-memory usage index current and, when a
-  cap is crossed, triggers an enforcement (debounced). On NFS, Lustre, GPFS or CIFS
+  cap is crossed, triggers an enforcement: events coalesce (DEBOUNCE_S after the last), but the run comes at most
+  ``max_wait_s`` after the event that crossed the cap, however many follow (:mod:`sweepd.storage.debounce`). On NFS, Lustre, GPFS or CIFS
   (/proc/self/mountinfo) nothing watches: scheduled scans only.
 - Policy files are watched too: a change of their content (an edit in place, or a new file renamed
   over the old) applies within seconds; reading them changes nothing. One that does not validate
@@ -25,6 +26,7 @@ from pathlib import Path
 from sweepd import fstype
 from sweepd.configfile import ConfigError
 from sweepd.paths import Layout
+from sweepd.storage.debounce import Debouncer
 from sweepd.storage.context import IndexCache, load_checked, policy_files, rules_of, storage_lock, user_policy_dir
 from sweepd.storage.lock import StorageBusy
 from sweepd.storage.planner import Planner, PolicyError, scopes
@@ -33,6 +35,7 @@ from sweepd.storage.units import human
 log = logging.getLogger("sweepd.storage")
 
 DEBOUNCE_S = 2.0
+MAX_WAIT_S = 5.0  # the default of settings.enforce_max_wait_s
 RECONCILE_S = 600.0
 LOCK_WAIT_S = 60.0  # a hand-run apply holding the lock longer: this run is skipped, the next one comes
 POLICY_EVENTS = {"created", "modified", "moved", "deleted", "closed"}  # not "opened" / "closed_no_write": reads
@@ -52,7 +55,8 @@ def policy_digest(files: list[Path]) -> str:
 
 
 class StorageManager:
-    def __init__(self, layout: Layout, explicit: list[Path] | None = None):
+    def __init__(self, layout: Layout, explicit: list[Path] | None = None, max_wait_s: float = MAX_WAIT_S,
+                 debouncer: Debouncer | None = None):
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.layout, self.explicit = layout, explicit
@@ -67,7 +71,7 @@ class StorageManager:
                                                            "max_instances": 1})
         self.policy_observers: list = []
         self.path_observers: list = []
-        self._timers: dict[str, threading.Timer] = {}
+        self.debouncer = debouncer or Debouncer(DEBOUNCE_S, max_wait_s)
         self.last_run: dict[str, float] = {}
 
     # policies --------------------------------------------------------------------------------
@@ -149,8 +153,7 @@ class StorageManager:
                 log.exception("storage: %s failed; scheduled runs go on", step.__name__)
 
     def stop(self) -> None:
-        for t in self._timers.values():
-            t.cancel()
+        self.debouncer.cancel_all()
         for o in self.policy_observers + self.path_observers:
             o.stop()
         if self.scheduler.running:
@@ -209,20 +212,6 @@ class StorageManager:
             return sum(idx.bytes for idx in self.cache.indexes.values())
 
     # watching --------------------------------------------------------------------------------
-    def _debounce(self, key: str, fn, *args) -> None:
-        old = self._timers.get(key)
-        if old:
-            old.cancel()
-        def safe() -> None:
-            try:
-                fn(*args)
-            except Exception:  # a bug: logged, and the daemon goes on with what is in force
-                log.exception("storage: %s failed", key)
-
-        t = self._timers[key] = threading.Timer(DEBOUNCE_S, safe)
-        t.daemon = True
-        t.start()
-
     def _observer(self, path: Path, handler, into: list) -> None:
         from watchdog.events import FileSystemEventHandler
         from watchdog.observers import Observer
@@ -247,7 +236,7 @@ class StorageManager:
         def changed(ev) -> None:
             names = (str(ev.src_path), str(getattr(ev, "dest_path", "") or ""))
             if ev.event_type in POLICY_EVENTS and any(n.endswith(".toml") for n in names):
-                self._debounce("policy", self.load)
+                self.debouncer.call("policy", self.load)
 
         self._observer(target, changed, self.policy_observers)
 
@@ -282,4 +271,4 @@ class StorageManager:
                     idx.update(str(p))
             over = (rule.max_bytes and idx.bytes > rule.max_bytes) or (rule.max_files and idx.nfiles > rule.max_files)
         if over:
-            self._debounce(f"cap:{rule.name}", self.enforce, [rule.name], "cap crossed")
+            self.debouncer.call(f"cap:{rule.name}", self.enforce, [rule.name], "cap crossed")
