@@ -1,6 +1,6 @@
 """How fast a client command starts: `sweepd list` against `python -c pass`, interleaved, medians.
 
-    python bench/client_start.py [--runs 21]
+    python bench/client_start.py [--runs 21] [--json FILE]
 
 Issue #14's target: a client command starts in well under half a second, importing none of torch,
 diffusers, transformers, matplotlib or numpy (tests/test_daily_tool.py checks the imports)."""
@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 
 def timed(cmd: list[str]) -> float:
@@ -25,6 +26,7 @@ def timed(cmd: list[str]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=21)
+    ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as root:
         cmds = {"python -c pass": [sys.executable, "-c", "pass"],
@@ -41,6 +43,8 @@ def main() -> None:
            for k, m in med.items()}
     out["sweepd list over python"] = round(med["sweepd list"] / med["python -c pass"], 1)
     print(json.dumps(out, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -37,9 +37,13 @@ list = [1410]
 def start(root: Path, settings: str) -> subprocess.Popen:
     cfg = root.parent / f"{root.name}.toml"
     cfg.write_text(settings)
-    proc = subprocess.Popen([sys.executable, "-m", "sweepd", "serve", "--root", str(root), "--config", str(cfg)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = root.parent / f"{root.name}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "sweepd", "serve", "--root", str(root), "--config", str(cfg)],
+                                stdout=out, stderr=subprocess.STDOUT)
     while not (root / "state" / "daemon.json").exists():
+        if proc.poll() is not None:
+            raise SystemExit(f"the daemon exited {proc.returncode}: {log.read_text()[-2000:]}")
         time.sleep(0.05)
     return proc
 
@@ -82,7 +86,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def idle(tmp: Path, seconds: float) -> dict:
-    proc = start(tmp / "idle", "")
+    proc = start(tmp / "idle", "# the packaged defaults\nlog_level = \"info\"\n")
     try:
         time.sleep(5)  # settle after start-up
         c0, t0 = _cpu_s(proc.pid), time.monotonic()

@@ -35,7 +35,7 @@ backend = "sim"
 sim_model = "A100"
 [frequencies]
 mode = "dvfs"
-floor_mhz = 555
+floor_mhz = {floor}
 stride = 3          # 1410, 1365, ... 555: 20 clocks
 [protocol]
 warmup = {warmup}
@@ -67,9 +67,9 @@ print((t1 - t0) / 1e9, (gpu.energy_mj() - e0) / 1000)
 """
 
 
-def run_sweep(root: Path, warmup: int, window: float) -> dict:
+def run_sweep(root: Path, warmup: int, window: float, floor: int = 555) -> dict:
     req = root / "req.toml"
-    req.write_text(REQUEST.format(warmup=warmup, window=window))
+    req.write_text(REQUEST.format(warmup=warmup, window=window, floor=floor))
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "sweepd", "run", str(req), "--root", str(root), "--job-id", "bench"],
                    check=True, capture_output=True)
@@ -101,10 +101,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=0)
     ap.add_argument("--min-window", type=float, default=2.0)
     ap.add_argument("--skip-old", action="store_true")
+    ap.add_argument("--floor", type=int, default=555, help="lowest clock, MHz (555: 20 clocks)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        new = run_sweep(Path(tmp), a.warmup, a.min_window)
+        new = run_sweep(Path(tmp), a.warmup, a.min_window, a.floor)
     res = {"sweepd": new, "config": vars(a) | {"json": None}, "date": time.strftime("%Y-%m-%d"),
            "cpus": os.cpu_count(), "python": sys.version.split()[0]}
     print(f"sweepd run: {new['clocks']} clocks x 3 trials, {new['images_per_trial']} images/trial: "

@@ -117,6 +117,7 @@ class Spool:
         self.configure(max_bytes, admission, settle_s)
         self._seen: dict[str, tuple[tuple[int, int, int], float]] = {}  # name -> (inode, size, mtime_ns), since
         self._complete: set[str] = set()  # names inotify saw closed after writing, or renamed in
+        self._created: set[str] = set()  # names inotify saw appear (renamed in from outside the spool, or created)
         self._hints = threading.Lock()
         self._stuck: set[tuple[str, int, int]] = set()  # files that could be neither taken nor rejected
         self.orphaned = False  # a file may sit in accepted/ without a queue row (see take)
@@ -132,6 +133,14 @@ class Spool:
             with self._hints:
                 self._complete.add(name)
 
+    def hint_created(self, name: str) -> None:
+        """From the watcher thread: `name` appeared in incoming/. A file renamed in from outside the spool shows
+        only this (watchdog pairs no move with it); it is complete when no process holds it open for writing,
+        which only this user's own files can be asked (a read lease): anyone else's wait for closed or settled."""
+        if not ignored(name):
+            with self._hints:
+                self._created.add(name)
+
     @property
     def waiting(self) -> bool:
         """Files seen but not yet settled: the caller should scan again within settle_s."""
@@ -140,8 +149,9 @@ class Spool:
     def _ready(self, path: Path, st: os.stat_result) -> bool:
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         with self._hints:
-            complete = path.name in self._complete
+            complete = path.name in self._complete or (path.name in self._created and st.st_uid == os.geteuid())
             self._complete.discard(path.name)
+            self._created.discard(path.name)
         now = self.clock()
         seen = self._seen.get(path.name)
         if (complete or (seen is not None and seen[0] == key and now - seen[1] >= self.settle_s)) \
@@ -180,6 +190,7 @@ class Spool:
             del self._seen[gone]
         with self._hints:
             self._complete &= names
+            self._created &= names
         out = []
         for p in cands:
             try:

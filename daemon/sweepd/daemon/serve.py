@@ -130,6 +130,8 @@ class Daemon:
                         event.src_path if event.event_type == "closed" else ""
                     if done and os.path.dirname(done) == incoming_dir:
                         spool.hint_complete(os.path.basename(done))
+                    elif event.event_type == "created" and os.path.dirname(event.src_path) == incoming_dir:
+                        spool.hint_created(os.path.basename(event.src_path))  # renamed in from outside, or new
                 finally:
                     waker.notify()
 
