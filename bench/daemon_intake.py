@@ -85,10 +85,10 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def idle(tmp: Path, seconds: float) -> dict:
+def idle(tmp: Path, seconds: float, settle_s: float = 5.0) -> dict:
     proc = start(tmp / "idle", "# the packaged defaults\nlog_level = \"info\"\n")
     try:
-        time.sleep(5)  # settle after start-up
+        time.sleep(settle_s)  # settle after start-up
         c0, t0 = _cpu_s(proc.pid), time.monotonic()
         rss = []
         while time.monotonic() - t0 < seconds:
@@ -106,13 +106,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--idle-s", type=float, default=60)
+    ap.add_argument("--settle-s", type=float, default=5.0, help="wait after the idle daemon starts")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         lat = latency(Path(tmp), a.n)
         print(f"spool -> queued over {lat['n']} files: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
               f"max {lat['max_ms']:.1f} ms")
-        idl = idle(Path(tmp), a.idle_s)
+        idl = idle(Path(tmp), a.idle_s, a.settle_s)
         print(f"idle daemon over {idl['seconds']:.0f} s: RSS median {idl['rss_mb_median']:.1f} MB "
               f"(max {idl['rss_mb_max']:.1f}), CPU {idl['cpu_pct']:.2f} %")
     if a.json:

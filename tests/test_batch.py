@@ -118,12 +118,27 @@ def test_an_interrupted_batch_phase_is_measured_again_and_decides_the_same(tmp_p
     assert len(keys) == len(set(keys))
 
 
-@pytest.mark.slow  # the tiny pipeline
-def test_when_no_size_fits_the_sweep_fails_with_one_line_naming_them(tmp_path):
+def test_when_no_size_fits_the_sweep_is_refused_before_the_model_loads(tmp_path):
     req = batch_request(tmp_path / "b.toml", sizes="[4, 8]", memory=4.0)
     r = sweepd("run", req, "--root", tmp_path / "root", "--job-id", "b")
-    assert r.returncode == 1 and "Traceback" not in r.stderr + r.stdout
-    assert "no batch size of [4, 8] could be measured" in r.stdout + r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout
+    assert "at batch 4 needs about 7.0 GiB of GPU memory" in r.stderr and "has 4 GiB" in r.stderr
+    assert not (tmp_path / "root/results/job_b/sweep.json").exists()
+
+
+def test_where_the_gpus_memory_cannot_be_read_the_batch_phase_refuses_each_size_in_one_line(tmp_path, monkeypatch):
+    """No memory figure to check against (NVML may not say): each size is tried, each runs out of memory, and
+    the sweep ends with one line naming them."""
+    from sweepd import configfile
+    from sweepd.engine.phases import NoBatchSize
+    from sweepd.engine.runner import run_blank
+    from sweepd.paths import Layout
+    from sweepd.request import SweepRequest
+
+    monkeypatch.setattr(SimulatedGpu, "total_memory_gib", lambda self: None)
+    req = configfile.load(SweepRequest, batch_request(tmp_path / "b.toml", sizes="[4, 8]", memory=4.0))
+    with pytest.raises(NoBatchSize, match=r"no batch size of \[4, 8\] could be measured.*4: .*out of memory"):
+        run_blank(req, Layout(tmp_path, tmp_path / "images", tmp_path / "results"), "b")
 
 
 def test_the_estimate_counts_the_batch_phase(tmp_path):

@@ -206,7 +206,7 @@ def test_the_daemon_reports_a_held_queue_lock_and_goes_on_serving(tmp_path):
     says FAULT (systemd status, `sweepd status`), stays up, and takes the request in once the lock is gone."""
     from daemon_helpers import Daemon
 
-    d = Daemon(tmp_path / "root", settings="gpus = []\n")
+    d = Daemon(tmp_path / "root", settings="gpus = []\n", extra_env={"SWEEPD_QUEUE_BUSY_S": "2"})
     try:
         d.start()
         h = Holder(d.root / "state" / "queue.sqlite")

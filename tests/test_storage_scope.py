@@ -368,3 +368,16 @@ def test_a_manifest_with_impossible_numbers_is_not_an_archive(tmp_path):
     for bad in ({"size": -1}, {"size": 1 << 70}, {"sha256": "not-a-hash"}):
         with pytest.raises(ValueError):
             ArchiveManifest.model_validate(good | {"members": [good["members"][0] | bad]})
+
+
+def test_a_files_error_names_its_whole_path_not_its_last_name(tmp_path):
+    """Calls relative to a folder fd give OSErrors naming '037.png' alone: which job, which clock?"""
+    from sweepd.storage.safefs import UnitDir
+
+    (tmp_path / "images/job_x/945MHz").mkdir(parents=True)
+    with UnitDir(tmp_path / "images", "job_x") as unit:
+        for call in (lambda: unit.open("945MHz/037.png"), lambda: unit.lstat("945MHz/037.png"),
+                     lambda: unit.open("1410MHz/001.png")):
+            with pytest.raises(FileNotFoundError) as e:
+                call()
+            assert str(tmp_path / "images/job_x") in str(e.value) and e.value.filename.endswith(".png")

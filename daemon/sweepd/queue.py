@@ -12,6 +12,7 @@ Schema history: 1 (0.1): sweeps; 2: sweeps.executor, sweeps.slurm_job_id, shards
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -75,6 +76,14 @@ CREATE TABLE shards (
 BUSY_TIMEOUT_S = 10.0  # SQLite retries a locked queue this long before a call gives up (QueueFault, busy)
 
 
+def busy_timeout_s() -> float:
+    """BUSY_TIMEOUT_S, or SWEEPD_QUEUE_BUSY_S where set (a shorter wait, for a test or an impatient script)."""
+    try:
+        return float(os.environ["SWEEPD_QUEUE_BUSY_S"])
+    except (KeyError, ValueError):
+        return BUSY_TIMEOUT_S
+
+
 class DuplicateJob(QueueError):
     pass
 
@@ -83,7 +92,7 @@ def fault(path: Path, e: sqlite3.Error) -> QueueFault:
     """SQLite's error as sweepd's: one line naming the file; ``busy`` when another process holds the lock."""
     text = str(e)
     busy = "locked" in text or "busy" in text
-    why = f"held by another process for over {BUSY_TIMEOUT_S:g} s" if busy else text
+    why = f"held by another process for over {busy_timeout_s():g} s" if busy else text
     return QueueFault(f"{path}: {why}", busy=busy)
 
 
@@ -130,7 +139,7 @@ class Queue:
     def _open(self, path: Path) -> None:
         self.path = Path(path)
         paths.private_dir(self.path.parent)  # state/: the queue is the owner's alone, whatever the umask
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self.path, timeout=busy_timeout_s(), isolation_level=None, check_same_thread=False)
         db.row_factory = sqlite3.Row
         self.db = _Connection(db, self.path)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -160,7 +169,7 @@ class Queue:
         self.path = Path(path)
         for mode in ("mode=ro", "immutable=1"):  # immutable: a read-only filesystem, where WAL cannot make -shm
             try:
-                db = sqlite3.connect(f"file:{quote(str(self.path))}?{mode}", uri=True, timeout=BUSY_TIMEOUT_S,
+                db = sqlite3.connect(f"file:{quote(str(self.path))}?{mode}", uri=True, timeout=busy_timeout_s(),
                                      isolation_level=None, check_same_thread=False)
                 db.row_factory = sqlite3.Row
                 version = db.execute("PRAGMA user_version").fetchone()[0]

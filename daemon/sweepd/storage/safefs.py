@@ -8,11 +8,13 @@ manifests, which are user-editable: each is checked to be relative, without ``.`
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from sweepd.errors import StorageError
 
@@ -82,6 +84,16 @@ class UnitDir:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    @contextlib.contextmanager
+    def _named(self, rel: str) -> Iterator[None]:
+        """An OSError from a call relative to a folder fd names only the last component ('037.png'): name the
+        whole path instead, so every error line says which file of which job."""
+        try:
+            yield
+        except OSError as e:
+            e.filename = str(self.path / rel)
+            raise
+
     # walking ---------------------------------------------------------------------------------
     def _parent(self, rel: str) -> tuple[int, str]:
         """An fd of rel's folder (the caller closes it unless it is self.fd) and rel's last name."""
@@ -106,14 +118,19 @@ class UnitDir:
             os.close(fd)
 
     def lstat(self, rel: str) -> os.stat_result:
-        fd, name = self._parent(rel)
-        try:
-            return os.stat(name, dir_fd=fd, follow_symlinks=False)
-        finally:
-            self._done(fd)
+        with self._named(rel):
+            fd, name = self._parent(rel)
+            try:
+                return os.stat(name, dir_fd=fd, follow_symlinks=False)
+            finally:
+                self._done(fd)
 
     def open(self, rel: str):
         """A binary file object of a regular file (never through a link), and its identity."""
+        with self._named(rel):
+            return self._open(rel)
+
+    def _open(self, rel: str):
         fd, name = self._parent(rel)
         try:
             try:
@@ -134,6 +151,10 @@ class UnitDir:
     def unlink_if(self, rel: str, identity: Identity) -> bool:
         """Remove rel if it is still the very file that was archived; False if it is gone already.
         Raises UnsafePath if it changed (another file, other size or mtime) since."""
+        with self._named(rel):
+            return self._unlink_if(rel, identity)
+
+    def _unlink_if(self, rel: str, identity: Identity) -> bool:
         fd, name = self._parent(rel)
         try:
             try:
