@@ -77,3 +77,12 @@ def test_the_daemon_intake_benchmark_runs_and_intake_is_not_held_up_by_the_settl
 def test_the_overhead_benchmark_runs(tmp_path):
     d = run("overhead.py", "--skip-old", "--min-window", "0.2", "--floor", "1410", tmp_path=tmp_path)
     assert d["sweepd"]["clocks"] == 1 and d["sweepd"]["trials"] >= 3
+
+
+@pytest.mark.slow  # a real daemon, one small sweep, the writer and the accounting
+def test_the_soak_benchmark_runs_and_accounts_for_every_request_and_image(tmp_path):
+    d = run("soak.py", "--minutes", "0.05", "--every", "5", "--drain-s", "120", tmp_path=tmp_path)
+    assert d["requests"] == {"dropped": 1, "done": 1, "failed": 0, "missing": 0, "unfinished": 0}
+    assert d["images"]["total"] >= 5 and d["images"]["verified"] == d["images"]["total"]
+    assert d["rss_mb"] and d["fds"] and d["threads"] and d["daemon_exit"] == 0
+    assert set(d["intake_ms"]) == {"p50", "p95", "max"}
