@@ -105,6 +105,9 @@ def test_an_adaptive_sweep_measures_a_few_clocks_reports_the_search_and_resumes_
 
     # killed mid-way (SIGKILL) and resumed: the clocks completed before are kept, and the next clock is the one
     # the search decides from exactly those (a new process measures anew, so later figures and choices may differ)
+    # shorter windows for the real processes: what is checked here is the resume, not the precision
+    req = adaptive_request(tmp_path / "b.toml")
+    req.write_text(req.read_text().replace("min_window_s = 4.0", "min_window_s = 2.0"))
     proc = subprocess.Popen([sys.executable, "-m", "sweepd", "run", str(req), "--root", str(tmp_path / "two"),
                              "--job-id", "a"], env=sweepd_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_rows(tmp_path / "two/results/job_a/trials.csv", 13, proc)  # into the 7th clock

@@ -27,11 +27,18 @@ def noisy_request(path, clocks, gpu="", protocol="", seed=42):
 
 
 def run_and_report(tmp_path, name, req):
-    r = sweepd("run", req, "--root", tmp_path / "root", "--job-id", name)
-    assert r.returncode == 0, r.stderr
-    out = sweepd("report", name, "--root", tmp_path / "root", "--json")
+    """The request through the engine without the model's CPU work (runner.run_blank: the sim's figures are its
+    own either way), then its report as JSON and as the text a person reads."""
+    from sweepd import configfile
+    from sweepd.engine.runner import run_blank
+    from sweepd.paths import Layout
+    from sweepd.request import SweepRequest
+
+    root = tmp_path / "root"
+    run_blank(configfile.load(SweepRequest, req), Layout(root, root / "images", root / "results"), name)
+    out = sweepd("report", name, "--root", root, "--json")
     assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout), r.stdout
+    return json.loads(out.stdout), sweepd("report", name, "--root", root).stdout
 
 
 def blank_run(tmp_path, name, clocks, window_s, host=0.0, seed=42, trials=(3, 6)):
