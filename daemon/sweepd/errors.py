@@ -19,6 +19,11 @@ EXIT_INTERNAL = 70  # a bug in sweepd (EX_SOFTWARE): the traceback is in the log
 MAX_LINE = 1000  # characters of one error line: a 10,000-clock list is named by its start, not in a megabyte
 
 
+def os_line(e: OSError) -> str:
+    """The system's no in one line: its reason and the file it names ("No space left on device: /r/x.csv")."""
+    return f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+
+
 def capped(text: str, limit: int = MAX_LINE) -> str:
     """One error line at most ``limit`` characters long, saying how much was left out."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"

@@ -103,25 +103,26 @@ class _Connection:
     def __init__(self, db: sqlite3.Connection, path: Path):
         self.raw, self.path = db, path
 
-    def execute(self, sql: str, params: tuple | list = ()) -> sqlite3.Cursor:
+    @contextmanager
+    def _faults(self) -> Iterator[None]:
         try:
-            return self.raw.execute(sql, params)
+            yield
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as e:
             raise fault(self.path, e) from None
 
+    def execute(self, sql: str, params: tuple | list = ()) -> sqlite3.Cursor:
+        with self._faults():
+            return self.raw.execute(sql, params)
+
     def all(self, sql: str, params: tuple | list = ()) -> list[sqlite3.Row]:
-        try:
+        with self._faults():
             return self.raw.execute(sql, params).fetchall()
-        except sqlite3.Error as e:
-            raise fault(self.path, e) from None
 
     def one(self, sql: str, params: tuple | list = ()) -> sqlite3.Row | None:
-        try:
+        with self._faults():
             return self.raw.execute(sql, params).fetchone()
-        except sqlite3.Error as e:
-            raise fault(self.path, e) from None
 
     def close(self) -> None:
         self.raw.close()

@@ -111,7 +111,7 @@ class Spool:
     def __init__(self, layout: Layout, queue: Queue, max_bytes: int = 1 << 20,
                  admission: Admission = Admission(), settle_s: float = 1.0, clock=time.monotonic):
         self.incoming, self.accepted, self.rejected = layout.incoming, layout.accepted, layout.rejected
-        self.results, self.layout = layout.results, layout
+        self.layout = layout
         self.state, self.queue = layout.state, queue
         self.clock = clock
         self.configure(max_bytes, admission, settle_s)
@@ -338,7 +338,7 @@ class Spool:
         """Each sweep results/ holds, by sweep id: its job's sweep.json, else a shard's."""
         out: dict[str, SweepManifest] = {}
         for pattern in ("job_*/shards/*/sweep.json", "job_*/sweep.json"):  # the job's own wins over a shard's
-            for f in sorted(self.results.glob(pattern)):
+            for f in sorted(self.layout.results.glob(pattern)):
                 m = SweepManifest.read_or_none(f)
                 if m is not None:
                     out[m.sweep_id] = m
@@ -346,12 +346,7 @@ class Spool:
 
     def _restore(self, path: Path, req: SweepRequest, m: SweepManifest, executor: str) -> None:
         """A row for a sweep that ran before its row was lost: its own job id, and its end where it ended."""
-        try:
-            self.queue.add(m.sweep_id, m.job_id, req.with_job_id(req.job_id or m.job_id), priority=req.priority,
-                           gpu_index=req.gpu.index if executor == "local" else None, source=path.name,
-                           spool_path=str(path), executor=executor)
-        except DuplicateJob as e:
-            self._reject(path, [f"job_id: {m.job_id!r}: {e}"])
+        if not self._enqueue(path, req, m.sweep_id, m.job_id, path.name).accepted:
             return
         if m.done:
             state, error = SweepState.DONE, None
@@ -363,7 +358,7 @@ class Spool:
             return
         else:  # a split sweep's shards ran on SLURM: which of them still run is not known without the queue
             state, error = SweepState.INTERRUPTED, ("its queue row was lost while it ran on SLURM; its shards' results "
-                                                    f"are in {self.results / ('job_' + m.job_id)}: submit it again")
+                                                    f"are in {self.layout.job_results(m.job_id)}: submit it again")
         note = "row restored from results/ after the queue was lost"
         self.queue.finish(m.sweep_id, state, None, f"{error}; {note}" if error else note)
         log.warning("sweep %s (job %s) had no queue row: restored from results/ as %s", m.sweep_id, m.job_id, state)

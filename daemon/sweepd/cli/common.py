@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from sweepd.configfile import ConfigError
-from sweepd.errors import EXIT_FAILED, EXIT_GPU, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, SweepdError  # noqa: F401 (re-exported to the commands)
+from sweepd.errors import EXIT_FAILED, EXIT_GPU, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, SweepdError, os_line  # noqa: F401 (re-exported to the commands)
 
 # Plain click help (rich_markup_mode=None): typer's rich help prints a "<bool>" placeholder after every flag.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False, rich_markup_mode=None,
@@ -58,8 +58,7 @@ def guarded(fn) -> int:
     except SweepdError as e:
         return fail(e.line(), e.exit_code)
     except OSError as e:  # the filesystem said no (full, read-only, permissions): one line, not a traceback
-        where = f": {e.filename}" if e.filename else ""
-        return fail(f"{e.strerror or e}{where}", EXIT_FAILED)
+        return fail(os_line(e), EXIT_FAILED)
     except Exception as e:
         import traceback
 

@@ -13,7 +13,7 @@ from typing import IO
 
 from sweepd import audit
 from sweepd.engine.status import last_error, read_status
-from sweepd.errors import EXIT_DONE, EXIT_INTERRUPTED
+from sweepd.errors import EXIT_DONE, EXIT_INTERRUPTED, os_line
 from sweepd.engine.runner import repair_locks
 from sweepd.engine.stop import PARENT_ENV
 from sweepd.paths import Layout
@@ -56,8 +56,7 @@ class WorkerPool:
             try:
                 self._spawn(slot, row)
             except OSError as e:  # results/ full or read-only, no process to be had: the sweep waits, queued
-                self.queue.back_to_queue(row.id, f"its worker could not start: {e.strerror or e}"
-                                                 f"{': ' + str(e.filename) if e.filename else ''}")
+                self.queue.back_to_queue(row.id, f"its worker could not start: {os_line(e)}")
                 raise
 
     def _spawn(self, slot: str, row: SweepRow) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sweepd import fstype, paths, settings as settings_mod
 from sweepd.configfile import ConfigError
-from sweepd.errors import InputError, SweepdError
+from sweepd.errors import InputError, SweepdError, os_line
 from sweepd.daemon import journal
 from sweepd.daemon.pidlock import PidLock
 from sweepd.daemon.sdnotify import Notifier
@@ -217,8 +217,7 @@ class Daemon:
             fn()
             return True
         except (SweepdError, OSError) as e:
-            why = e.line() if isinstance(e, SweepdError) else f"{e.strerror or e}{': ' + str(e.filename) if e.filename else ''}"
-            self.faulted("loop", f"{name}: {why}")
+            self.faulted("loop", f"{name}: {e.line() if isinstance(e, SweepdError) else os_line(e)}")
             return False
 
     @property

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sweepd import paths
 from sweepd.engine.stop import StopFlag, StopRequested, early
 from sweepd.engine.store import JobStore
-from sweepd.errors import EXIT_DONE, EXIT_FAILED, EXIT_INTERRUPTED, InputError, SweepdError
+from sweepd.errors import EXIT_DONE, EXIT_FAILED, EXIT_INTERRUPTED, InputError, SweepdError, os_line
 from sweepd.engine.sweep import Observer, Sweep
 from sweepd.freqplan import ClockPoint, measuring_order, plan_clocks
 from sweepd.gpu import open_device
@@ -158,8 +158,7 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
             _final_status(store, RunState.INTERRUPTED, f"stopped by {e or 'request'}")
             return SweepOutcome(RunState.INTERRUPTED, store, plan, f"stopped by {e or 'request'}", resumed, EXIT_INTERRUPTED)
         except OSError as e:  # results could not be written (disk full, quota, read-only)
-            where = f": {e.filename}" if e.filename else ""
-            msg = f"cannot write results ({e.strerror or e}{where}); what was committed before is kept and resumes"
+            msg = f"cannot write results ({os_line(e)}); what was committed before is kept and resumes"
             log.error("sweep %s failed: %s", job_id, msg)
             _final_status(store, RunState.FAILED, msg)
             return SweepOutcome(RunState.FAILED, store, plan, msg, resumed, EXIT_FAILED)

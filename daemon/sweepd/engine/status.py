@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweepd.errors import EXIT_FAILED, EXIT_INPUT, EXIT_INTERNAL, SweepdError
+from sweepd.errors import EXIT_FAILED, EXIT_INPUT, EXIT_INTERNAL, SweepdError, os_line
 from sweepd.freqplan import ClockPoint
 from sweepd.paths import Layout
 from sweepd.records.rows import SummaryRow, TrialRow
@@ -87,7 +87,7 @@ def ended_by(e: BaseException, obs: StatusFileObserver | None, log) -> int:
         code, line = e.exit_code, e.line()
         log.error("%s", line)
     elif isinstance(e, OSError):  # the system said no (disk full, permissions): not a bug
-        code, line = EXIT_FAILED, f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        code, line = EXIT_FAILED, os_line(e)
         log.error("%s", line)
     else:
         code, line = EXIT_INTERNAL, f"internal error (a bug in sweepd): {type(e).__name__}: {e}"
