@@ -83,6 +83,7 @@ class Soak:
         self.kept: dict[str, str] = {}  # the writer's files it did not delete itself
         self.samples: dict[str, list[list[float]]] = {"rss_mb": [], "fds": [], "threads": []}
         self.errors: list[str] = []
+        self.worker_peak_mb: dict[str, float] = {}  # worker pid -> its peak RSS
 
     # the daemon ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -162,18 +163,41 @@ class Soak:
             self.stop.wait(0.5)
 
     def sample(self) -> None:
-        pid = self.proc.pid
+        """The daemon every 5 s; its workers every second (a small sweep's worker lives a few seconds)."""
+        pid, k = self.proc.pid, 0
         while not self.stop.is_set():
-            t = round(time.monotonic() - self.t0, 1)
+            if k % 5 == 0:
+                self.sample_daemon(pid)
+            self.sample_workers(pid)
+            k += 1
+            self.stop.wait(1.0)
+
+    def sample_daemon(self, pid: int) -> None:
+        t = round(time.monotonic() - self.t0, 1)
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            self.samples["rss_mb"].append([t, int(fields["VmRSS"].split()[0]) / 1024])
+            self.samples["threads"].append([t, int(fields["Threads"])])
+            self.samples["fds"].append([t, len(os.listdir(f"/proc/{pid}/fd"))])
+        except (OSError, KeyError, ValueError) as e:
+            self.errors.append(f"sampling: {e}")
+
+    def sample_workers(self, pid: int) -> None:
+        """Each sweep worker's peak RSS (VmHWM), read while it runs: the daemon's children."""
+        try:
+            kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return
+        for kid in kids:
             try:
-                status = Path(f"/proc/{pid}/status").read_text()
-                fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-                self.samples["rss_mb"].append([t, int(fields["VmRSS"].split()[0]) / 1024])
-                self.samples["threads"].append([t, int(fields["Threads"])])
-                self.samples["fds"].append([t, len(os.listdir(f"/proc/{pid}/fd"))])
-            except (OSError, KeyError, ValueError) as e:
-                self.errors.append(f"sampling: {e}")
-            self.stop.wait(5.0)
+                status = Path(f"/proc/{kid}/status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            if "VmHWM" in fields:
+                mb = int(fields["VmHWM"].split()[0]) / 1024
+                self.worker_peak_mb[kid] = max(mb, self.worker_peak_mb.get(kid, 0.0))
 
     # the end ---------------------------------------------------------------------------------
     def drain(self, timeout_s: float) -> None:
@@ -237,7 +261,14 @@ class Soak:
                               "max": round(lat[-1], 2)},
                 "rss_mb": rss, "fds": self.samples["fds"], "threads": self.samples["threads"],
                 "rss_slope_mb_per_h": round(_slope(late) * 3600, 2) if len(late) >= 3 else None,
+                "after_10_min": {k: _span([v for t, v in self.samples[k] if t >= 600]) for k in ("rss_mb", "fds", "threads")},
+                "worker_peak_rss_mb": _span(list(self.worker_peak_mb.values())),
                 "daemon_exit": rc, "errors": self.errors[:20]}
+
+
+def _span(values: list[float]) -> dict | None:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)} \
+        if values else None
 
 
 def _slope(points: list[list[float]]) -> float:
@@ -267,7 +298,8 @@ def main() -> None:
     print(f"requests: {r['done']}/{r['dropped']} done, {r['failed']} failed, {r['missing']} missing; images: "
           f"{im['verified']}/{im['total']} verified ({im['from_archives']} from {res['archives']} archives); intake "
           f"p50 {res['intake_ms']['p50']} ms; RSS {res['rss_mb'][0][1]:.1f} -> {res['rss_mb'][-1][1]:.1f} MB "
-          f"(slope {res['rss_slope_mb_per_h']} MB/h); daemon exit {res['daemon_exit']}")
+          f"(slope {res['rss_slope_mb_per_h']} MB/h); workers' peak RSS {res['worker_peak_rss_mb']}; daemon exit "
+          f"{res['daemon_exit']}")
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
     ok = r["done"] == r["dropped"] and im["verified"] == im["total"] and res["daemon_exit"] == 0

@@ -85,4 +85,5 @@ def test_the_soak_benchmark_runs_and_accounts_for_every_request_and_image(tmp_pa
     assert d["requests"] == {"dropped": 1, "done": 1, "failed": 0, "missing": 0, "unfinished": 0}
     assert d["images"]["total"] >= 5 and d["images"]["verified"] == d["images"]["total"]
     assert d["rss_mb"] and d["fds"] and d["threads"] and d["daemon_exit"] == 0
+    assert d["worker_peak_rss_mb"]["n"] >= 1 and d["worker_peak_rss_mb"]["max"] > d["rss_mb"][0][1]  # torch's
     assert set(d["intake_ms"]) == {"p50", "p95", "max"}

@@ -165,6 +165,14 @@ def kept_by(keep: str | int, files: list[str]) -> set[str]:
     return {f for f in files if (f.split("/", 1)[0] if "/" in f else "") in dirs}
 
 
+def _representative_trim(unit: Unit) -> tuple[list[str], int]:
+    """keep = representative over a whole unit, folder by folder: the files trimmed (sorted) and their bytes."""
+    dirs, sizes = unit.dirs, unit.files
+    kept_d = kept_dirs("representative", list(dirs))
+    trim = sorted(k for d in dirs if d not in kept_d for k in dirs[d])
+    return trim, sum(sizes[k][0] for k in trim)
+
+
 FUTURE_SLACK_S = 3600.0  # a file dated up to an hour ahead (clocks differ between machines) counts as written now
 
 
@@ -178,6 +186,8 @@ class Planner:
         self.gone_size: dict[tuple[str, str], tuple[int, int]] = {}  # (root, unit) -> (bytes, files) planned away
         self.freed_on: dict[int, int] = {}  # st_dev -> bytes planned to be freed there
         self.future_dated: dict[str, int] = {}  # unit -> files dated after now, left out of its age
+        self._archive_dirs: dict[str, str] = {}  # rule name -> its archive folder
+        self._devs: dict[Path, int] = {}  # root -> st_dev
 
     def remaining(self, root: str, unit: Unit) -> dict[str, tuple[int, float]]:
         gone = self.gone.get((root, unit.name))
@@ -214,22 +224,34 @@ class Planner:
         return why_protected(unit.keep_flag, unit.job_id, self.protected)
 
     def _act(self, out: Plan, rule: Rule, source: str, root: Path, unit: Unit, files, reason: str,
-             whole: bool, nbytes: int | None = None) -> None:
+             whole: bool, nbytes: int | None = None, presorted: bool = False) -> None:
         """Plan one action on `files` (names, or a name -> (bytes, mtime) mapping) of a unit."""
         if nbytes is None:
             sizes = unit.files
             nbytes = sum(sizes[k][0] for k in files)
-        out.actions.append(Action(rule=rule.name, kind=rule.action, root=str(root), unit=unit.name, job_id=unit.job_id,
-                                  files=sorted(files), whole=whole, bytes=nbytes, nfiles=len(files), reason=reason,
-                                  archive_dir=str(archive_dir(self.layout, rule)), zstd_level=rule.zstd_level,
-                                  zstd_threads=rule.zstd_threads, source=source))
+        # built here from the index, not read from outside: no validation to pay for 400 files x 400 actions
+        out.actions.append(Action.model_construct(
+            rule=rule.name, kind=rule.action, root=str(root), unit=unit.name, job_id=unit.job_id,
+            files=list(files) if presorted else sorted(files), whole=whole, bytes=nbytes, nfiles=len(files),
+            reason=reason, archive_dir=self._archive_dir(rule), zstd_level=rule.zstd_level,
+            zstd_threads=rule.zstd_threads, source=source))
         if rule.spec.deletes:
             key = (str(root), unit.name)
             self.gone.setdefault(key, set()).update(files)
             gb, gf = self.gone_size.get(key, (0, 0))
             self.gone_size[key] = (gb + nbytes, gf + len(files))
-            dev = _dev(root)
+            dev = self._dev(root)
             self.freed_on[dev] = self.freed_on.get(dev, 0) + nbytes
+
+    def _archive_dir(self, rule: Rule) -> str:
+        if rule.name not in self._archive_dirs:
+            self._archive_dirs[rule.name] = str(archive_dir(self.layout, rule))
+        return self._archive_dirs[rule.name]
+
+    def _dev(self, root: Path) -> int:
+        if root not in self._devs:
+            self._devs[root] = _dev(root)
+        return self._devs[root]
 
     def _rule(self, rule: Rule, source: str, root: Path, idx: PathIndex, out: Plan) -> None:
         units = []
@@ -255,18 +277,16 @@ class Planner:
                     self._act(out, rule, source, root, unit, files, f"job over its per-job cap ({'; '.join(over)})",
                               whole=True)
                     continue
-                if keep == "representative" and files is unit.files:  # folder by folder: no per-file work
-                    dirs = unit.dirs
-                    kept_d = kept_dirs(keep, list(dirs))
-                    if len(kept_d) == len(dirs):
-                        continue
-                    trim = [k for d in dirs if d not in kept_d for k in dirs[d]]
+                nbytes = None
+                if keep == "representative" and files is unit.files:  # folder by folder, once per index state
+                    trim, nbytes = unit.memo(("trim", keep), lambda: _representative_trim(unit))
                 else:
                     kept = kept_by(keep, list(files))
-                    trim = [k for k in files if k not in kept]
+                    trim = sorted(k for k in files if k not in kept)
                 if trim:
                     why = f"per-job keep = {keep}" + (f" ({'; '.join(over)})" if over else "")
-                    self._act(out, rule, source, root, unit, trim, why, whole=len(trim) == len(files))
+                    self._act(out, rule, source, root, unit, trim, why, whole=len(trim) == len(files), nbytes=nbytes,
+                              presorted=True)
         if rule.max_age:
             limit = self.now - rule.max_age
             for unit in units:
@@ -289,7 +309,7 @@ class Planner:
         total_b = sum(b for b, _, _ in usage.values())
         total_f = sum(f for _, f, _ in usage.values())
         free, size = self.free_bytes(root)
-        free += self.freed_on.get(_dev(root), 0)
+        free += self.freed_on.get(self._dev(root), 0)
         need_free = (rule.min_free * size if rule.min_free and rule.min_free < 1 else rule.min_free) or 0
 
         def over() -> list[str]:
