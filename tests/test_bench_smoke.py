@@ -42,9 +42,11 @@ def test_the_adaptive_search_benchmark_runs(tmp_path):
 def test_the_storage_benchmark_runs_its_scan_and_its_archive(tmp_path):
     """It rotted once: write_archive came to take an open UnitDir while the bench still passed a path."""
     d = run("storage.py", "--workdir", str(tmp_path / "work"), "--jobs", "4", "--per-job", "20", "--archive-mb", "3",
-            tmp_path=tmp_path)
-    assert d["scan"]["files"] == 80 and d["scan"]["jobs"] == 4
-    assert d["archive"]["files"] >= 5 and d["archive"]["vs_tar_zstd"] > 0 and 0 < d["archive"]["sweepd_ratio"] <= 1.1
+            "--runs", "2", tmp_path=tmp_path)
+    assert d["scan"]["files"] == 80 and d["scan"]["jobs"] == 4 and len(d["scan"]["du_runs_s"]) == 2
+    a = d["archive"]
+    assert a["files"] >= 5 and a["vs_tar_zstd"] > 0 and 0 < a["sweepd_ratio"] <= 1.1
+    assert {k: len(v) for k, v in a["runs_s"].items()} == {"sweepd": 2, "tar_zstd": 2, "tar_zstd_dir_order": 2}
 
 
 @pytest.mark.slow  # a sweep of one clock in a process of its own (the loaded conditions: BENCHMARKS.md)

