@@ -9,9 +9,11 @@
 # Needs only what `pip install .` installs; well under 10 minutes on an H200. Writes to $OUT (or ./gpu-out).
 #   bash bench/gpu_adaptive.sh            # on a GPU machine (clocks locked)
 #   SIM=1 bash bench/gpu_adaptive.sh      # the same on the simulated H100 (tiny model, CPU)
+#   SMOKE=1 bash bench/gpu_adaptive.sh    # the simulated run at the test suite's size (4 stride clocks, short windows)
 set -u
-OUT=${OUT:-$PWD/gpu-out}; mkdir -p "$OUT"
-SIM=${SIM:-0}
+export OUT=${OUT:-$PWD/gpu-out}; mkdir -p "$OUT"
+SMOKE=${SMOKE:-0}; SIM=${SIM:-$SMOKE}
+STEPS=20; WARMUP=2; WINDOW_S=2.0; SETTLE_S=1.0; NCLOCKS=12
 export PYTHONUNBUFFERED=1 SWEEPD_CACHE_DIR=${SWEEPD_CACHE_DIR:-/tmp/sweepd-cache}
 ROOT=${ROOT:-/tmp/sweepd-adaptive-root}; rm -rf "$ROOT"; REQ="$ROOT.requests"; mkdir -p "$REQ"
 LOG="$OUT/gpu_adaptive.log"; : > "$LOG"
@@ -20,6 +22,7 @@ SECONDS=0
 
 if [ "$SIM" = 1 ]; then
   BACKEND=sim; MODEL=tiny; SIZE=64; DTYPE=auto; GPU_EXTRA='sim_model = "H100"'; CLI_GPU=(--backend sim --sim-model H100)
+  [ "$SMOKE" = 1 ] && { STEPS=2; SIZE=32; WARMUP=0; WINDOW_S=0.2; SETTLE_S=0; NCLOCKS=4; }
 else
   BACKEND=nvml; MODEL=/tmp/random-sd15; SIZE=512; DTYPE=float16; GPU_EXTRA=''; CLI_GPU=(--backend nvml)
   nvidia-smi --query-gpu=name,uuid,driver_version,clocks.max.sm,power.limit --format=csv 2>&1 | tee -a "$LOG"
@@ -40,12 +43,13 @@ print(f"SM clock idle {idle} MHz, under load {busy} MHz")
 PY
 }
 # 12 clocks evenly spaced by table index from the highest to the lowest >= 510 MHz
-CLOCKS=$(python3 - "$BACKEND" <<'PY'
+CLOCKS=$(python3 - "$BACKEND" "$NCLOCKS" <<'PY'
 import sys
 from sweepd.gpu import open_device
+n = int(sys.argv[2])
 with open_device(sys.argv[1], sim_model="H100") as d:
     fs = [f for f in d.graphics_clocks(d.memory_clocks()[0]) if f >= 510]
-    print(", ".join(str(fs[round(k * (len(fs) - 1) / 11)]) for k in range(12)))
+    print(", ".join(str(fs[round(k * (len(fs) - 1) / (n - 1))]) for k in range(n)))
 PY
 ) || { log "cannot read the GPU's clocks"; exit 1; }
 log "stride clocks: $CLOCKS ($BACKEND)"
@@ -57,7 +61,7 @@ job_id = "$1"
 [workload]
 model = "$MODEL"
 prompt = "a photograph of an astronaut riding a horse"
-steps = 20
+steps = $STEPS
 width = $SIZE
 height = $SIZE
 dtype = "$DTYPE"
@@ -69,10 +73,10 @@ $GPU_EXTRA
 [frequencies]
 $2
 [protocol]
-warmup = 2
+warmup = $WARMUP
 trials = 3
-min_window_s = 2.0
-settle_s = 1.0
+min_window_s = $WINDOW_S
+settle_s = $SETTLE_S
 [images]
 mode = "benchmark"
 TOML

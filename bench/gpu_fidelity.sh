@@ -7,11 +7,13 @@
 # and the GPU minutes each sweep used (measurement, extra trials, re-measurement, settle, warm-up).
 # Needs only what `pip install .` installs. Writes everything to $OUT (or ./gpu-out).
 #   bash bench/gpu_fidelity.sh            # on a GPU machine (clocks locked; observed when refused)
-#   SIM=1 bash bench/gpu_fidelity.sh      # the same on the simulated A100 (tiny model, seconds of CPU)
+#   SIM=1 bash bench/gpu_fidelity.sh      # the same on the simulated A100 (tiny model, CPU)
+#   SMOKE=1 bash bench/gpu_fidelity.sh    # the simulated run at the test suite's size (3 clocks, short windows)
 set -u
-OUT=${OUT:-$PWD/gpu-out}; mkdir -p "$OUT"
-SIM=${SIM:-0}
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/daemon${PYTHONPATH:+:$PYTHONPATH}" SWEEPD_CACHE_DIR=${SWEEPD_CACHE_DIR:-/tmp/sweepd-cache}
+export OUT=${OUT:-$PWD/gpu-out}; mkdir -p "$OUT"
+SMOKE=${SMOKE:-0}; SIM=${SIM:-$SMOKE}
+STEPS=20; WARMUP=2; MIN_TRIALS=3; MAX_TRIALS=5; WINDOW_S=2.5; SETTLE_S=1.0; NCLOCKS=8
+export PYTHONUNBUFFERED=1 SWEEPD_CACHE_DIR=${SWEEPD_CACHE_DIR:-/tmp/sweepd-cache}
 ROOT=${ROOT:-/tmp/sweepd-fidelity-root}; rm -rf "$ROOT"
 LOG="$OUT/gpu_fidelity.log"; : > "$LOG"
 log() { echo "== $*" | tee -a "$LOG"; }
@@ -19,17 +21,19 @@ SECONDS=0
 
 if [ "$SIM" = 1 ]; then
   BACKEND=sim; MODEL=tiny; SIZE=64; DTYPE=auto; GPU_EXTRA='sim_model = "A100"'
+  [ "$SMOKE" = 1 ] && { STEPS=2; SIZE=32; WARMUP=0; MIN_TRIALS=2; MAX_TRIALS=2; WINDOW_S=0.2; SETTLE_S=0; NCLOCKS=3; }
 else
   BACKEND=nvml; MODEL=/tmp/random-sd15; SIZE=512; DTYPE=float16; GPU_EXTRA=''
   nvidia-smi --query-gpu=name,uuid,driver_version,clocks.max.sm,power.limit --format=csv 2>&1 | tee -a "$LOG"
   [ -f /tmp/random-sd15/model_index.json ] || python3 bench/random_sd.py /tmp/random-sd15 2>&1 | grep -vi warn | tail -n 1 | tee -a "$LOG"
 fi
-CLOCKS=$(python3 - "$BACKEND" <<'PY'
+CLOCKS=$(python3 - "$BACKEND" "$NCLOCKS" <<'PY'
 import sys
 from sweepd.gpu import open_device
+n = int(sys.argv[2])
 with open_device(sys.argv[1], sim_model="A100") as d:
     fs = [f for f in d.graphics_clocks(d.memory_clocks()[0]) if f >= 510]
-    want = [fs[0] * (1 - 0.55 * k / 7) for k in range(8)]
+    want = [fs[0] * (1 - 0.55 * k / (n - 1)) for k in range(n)]
     print(", ".join(str(f) for f in sorted({min(fs, key=lambda f: abs(f - x)) for x in want}, reverse=True)))
 PY
 ) || { log "cannot read the GPU's clocks"; exit 1; }
@@ -41,7 +45,7 @@ job_id = "fidelity-b$1"
 [workload]
 model = "$MODEL"
 prompt = "a photograph of an astronaut riding a horse"
-steps = 20
+steps = $STEPS
 width = $SIZE
 height = $SIZE
 dtype = "$DTYPE"
@@ -54,12 +58,12 @@ $GPU_EXTRA
 mode = "custom"
 list = [$CLOCKS]
 [protocol]
-warmup = 2
-min_trials = 3
-max_trials = 5
+warmup = $WARMUP
+min_trials = $MIN_TRIALS
+max_trials = $MAX_TRIALS
 target_ci_pct = 2.0
-min_window_s = 2.5
-settle_s = 1.0
+min_window_s = $WINDOW_S
+settle_s = $SETTLE_S
 [images]
 mode = "benchmark"
 TOML

@@ -2,6 +2,7 @@
 each completes and writes its figures. (Their real sizes and figures: BENCHMARKS.md.)"""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,84 @@ def test_the_soak_benchmark_runs_and_accounts_for_every_request_and_image(tmp_pa
     assert d["rss_mb"] and d["fds"] and d["threads"] and d["daemon_exit"] == 0
     assert d["worker_peak_rss_mb"]["n"] >= 1 and d["worker_peak_rss_mb"]["max"] > d["rss_mb"][0][1]  # torch's
     assert set(d["intake_ms"]) == {"p50", "p95", "max"}
+
+
+GPU_SCRIPTS = (("gpu_check.sh", {"SIM": "1"}), ("gpu_fidelity.sh", {"SMOKE": "1"}), ("gpu_adaptive.sh", {"SMOKE": "1"}))
+
+
+@pytest.fixture(scope="session")
+def gpu_scripts(tmp_path_factory):
+    """bench/gpu_*.sh on the simulated GPU, all three at once in the background: six small sweeps in processes of
+    their own, about 40 s of CPU, while the rest of the suite runs (started first, checked last)."""
+    tmp = tmp_path_factory.mktemp("gpu-scripts")
+    runs = {}
+    for script, env in GPU_SCRIPTS:
+        out, log = tmp / script, tmp / f"{script}.log"
+        e = os.environ | env | {"OUT": str(out), "ROOT": str(tmp / f"{script}.root"), "SWEEPD_CPU_THREADS": "1"}
+        with open(log, "w") as fh:
+            runs[script] = (out, log, subprocess.Popen(["bash", str(BENCH / script)], cwd=BENCH.parent, env=e,
+                                                       stdout=fh, stderr=subprocess.STDOUT))
+    yield runs
+    for _, _, p in runs.values():
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.run_first
+def test_the_gpu_scripts_start_on_the_simulated_gpu(gpu_scripts):
+    assert {s for s, _ in GPU_SCRIPTS} == set(gpu_scripts)
+
+
+@pytest.mark.slow
+@pytest.mark.run_last
+def test_the_gpu_scripts_ran_on_the_simulated_gpu_and_wrote_their_figures(gpu_scripts):
+    """bench/gpu_*.sh are what a lent GPU machine runs, once, with minutes to spare: a script broken by an API change
+    is found here, not there. Their SIM/SMOKE paths run the same steps on the simulated GPU with the tiny model."""
+    logs = {}
+    for script, (_, log, p) in gpu_scripts.items():
+        rc = p.wait(timeout=300)
+        logs[script] = log.read_text()
+        assert rc == 0, logs[script][-3000:]
+        assert "Traceback" not in logs[script] and "exited" not in logs[script], logs[script][-3000:]
+    check = gpu_scripts["gpu_check.sh"][0]
+    assert (check / "trials.csv").read_text().count("\n") >= 1 + 3 * 3  # 3 clocks, 3 trials
+    assert "clock lock records left: 0" in logs["gpu_check.sh"]
+    fid = gpu_scripts["gpu_fidelity.sh"][0]
+    for b in (1, 4):
+        report = json.loads((fid / f"b{b}.json").read_text())
+        assert report["simulated"] and len(report["clocks"]) == 3
+    assert "batch 1's optimum" in logs["gpu_fidelity.sh"] and "(SIMULATED)" in logs["gpu_fidelity.sh"]
+    ada = gpu_scripts["gpu_adaptive.sh"][0]
+    assert json.loads((ada / "adaptive.json").read_text())["search"]["chosen_mhz"] > 0
+    assert len(json.loads((ada / "stride.json").read_text())["clocks"]) == 4
+    assert "adaptive answer" in logs["gpu_adaptive.sh"] and "clocks reset to default" in logs["gpu_adaptive.sh"]
+
+
+@pytest.mark.slow  # builds a 3 M-parameter model and loads it as a sweep would
+def test_the_random_sd_builder_makes_a_model_sweepd_loads(tmp_path):
+    """bench/random_sd.py --smoke: SD 1.5's classes and wiring at toy widths; sweepd's workload loads the folder
+    and makes an image with it, as it will the full-size one on a GPU machine."""
+    r = subprocess.run([sys.executable, str(BENCH / "random_sd.py"), str(tmp_path / "sd"), "--smoke"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "M parameters" in r.stdout and (tmp_path / "sd" / "model_index.json").exists()
+    from sweepd.request import Workload as WorkloadSpec
+    from sweepd.workload.pipeline import Workload
+
+    w = Workload(WorkloadSpec(model=str(tmp_path / "sd"), steps=2, width=64, height=64), tmp_path / "cache")
+    [image] = w.generate(0, 1)
+    assert image.shape == (64, 64, 3)
+
+
+def test_the_power_check_runs_against_nvml(tmp_path):
+    """bench/gpu_power_check.py, through the fake pynvml (its figures are the fake's), the load on the CPU."""
+    out = tmp_path / "power.json"
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(BENCH.parent / "tests" / "fakes"),
+                                                       os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, str(BENCH / "gpu_power_check.py"), "--device", "cpu", "--windows", "1",
+                        "--window-s", "0.8", "--json", str(out)], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(out.read_text())
+    assert d["windows"] == 1 and d["power_reading"] and d["counter_vs_samples"]["instant"]["windows"] == 1
