@@ -16,6 +16,8 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from collections.abc import Container
 from typing import Callable
@@ -25,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from sweepd.errors import InputError
 from sweepd.freqplan import representative
 from sweepd.paths import Layout
-from sweepd.storage.index import PathIndex, Unit
+from sweepd.storage.index import PathIndex, Unit, gc_paused
 from sweepd.storage.policy import Rule
 from sweepd.storage.units import human
 
@@ -169,8 +171,9 @@ def _representative_trim(unit: Unit) -> tuple[list[str], int]:
     """keep = representative over a whole unit, folder by folder: the files trimmed (sorted) and their bytes."""
     dirs, sizes = unit.dirs, unit.files
     kept_d = kept_dirs("representative", list(dirs))
-    trim = sorted(k for d in dirs if d not in kept_d for k in dirs[d])
-    return trim, sum(sizes[k][0] for k in trim)
+    trim = list(chain.from_iterable(fs for d, fs in dirs.items() if d not in kept_d))
+    trim.sort()
+    return trim, sum(map(itemgetter(0), map(sizes.__getitem__, trim)))
 
 
 FUTURE_SLACK_S = 3600.0  # a file dated up to an hour ahead (clocks differ between machines) counts as written now
@@ -212,6 +215,10 @@ class Planner:
         return max(past, default=self.now)
 
     def plan(self, rules: list[tuple[Rule, str]]) -> Plan:
+        with gc_paused():  # what it builds holds no cycles; the index it reads is large
+            return self._plan(rules)
+
+    def _plan(self, rules: list[tuple[Rule, str]]) -> Plan:
         out = Plan()
         for rule, source in rules:
             for scope in scopes(self.layout, rule):
