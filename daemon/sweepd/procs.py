@@ -7,26 +7,29 @@ import os
 from pathlib import Path
 
 
-M_ARENA_MAX = -8  # glibc's mallopt parameter
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt parameters
 LONG_RUNNING_ARENAS = 2
+LONG_RUNNING_MMAP_BYTES = 256 << 10
 
 
-def limit_malloc_arenas(n: int = LONG_RUNNING_ARENAS) -> bool:
-    """For a process that runs for weeks: at most `n` glibc malloc arenas, where glibc would allow 8 per core.
+def steady_malloc() -> bool:
+    """For a process that runs for weeks (`serve`, `storage watch`): glibc's allocator told to give memory back.
 
-    Each storage run starts zstd's compression threads and the scheduler's and the debouncer's threads; glibc
-    gives threads arenas of their own, and what an arena once held it keeps: the daemon's RSS grew in steps with
-    the archives it wrote (62 to 89 MB in 25 minutes of the soak, issue #30), though no Python object was left
-    behind. With 2 arenas it stays flat (bench/soak.py; BENCHMARKS.md). The same as MALLOC_ARENA_MAX=2 in the
-    environment, which the systemd unit cannot rely on for a `sweepd serve` started by hand. False where the C
-    library is not glibc (nothing changed there)."""
+    The daemon's RSS grew in steps with the archives it wrote (62 to 89 MB in 25 minutes of the soak, issue #30)
+    though no Python object was left behind (tracemalloc: 4.8 MB throughout). Two habits of glibc's: each thread
+    (zstd's workers, the scheduler's, the debouncer's timers, an archive's read-back) may get an arena of its own,
+    and an arena keeps its high-water mark; and each freed large block raises the size under which blocks come
+    from an arena instead of their own mapping, so the 1 MiB buffers of archiving came to live in arenas too.
+    Here: at most 2 arenas, and blocks of 256 KiB and more always mapped on their own, returned when freed. The
+    storage manager alone, with the soak's policy and writer, 6 minutes: 80 MB and rising as glibc has it, 56 with
+    2 arenas, 44 with both. False where the C library is not glibc (nothing changed there)."""
     import ctypes
     import ctypes.util
 
     try:
-        name = ctypes.util.find_library("c")
-        libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(M_ARENA_MAX, n))
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        return bool(libc.mallopt(M_ARENA_MAX, LONG_RUNNING_ARENAS)) and \
+            bool(libc.mallopt(M_MMAP_THRESHOLD, LONG_RUNNING_MMAP_BYTES))
     except (OSError, AttributeError, TypeError):
         return False
 

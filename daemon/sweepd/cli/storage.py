@@ -168,10 +168,10 @@ def storage_watch(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path]
     import threading
 
     from sweepd.daemon import journal
-    from sweepd.procs import limit_malloc_arenas
+    from sweepd.procs import steady_malloc
     from sweepd.storage.enforce import StorageManager
 
-    limit_malloc_arenas()  # runs for weeks, as the daemon does
+    steady_malloc()  # runs for weeks, as the daemon does
     journal.setup("info")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -32,7 +32,7 @@ from sweepd.engine.status import read_status
 from sweepd.daemon.pool import WorkerPool, resume_or_fail
 from sweepd.engine.runner import repair_locks
 from sweepd.paths import Layout
-from sweepd.procs import limit_malloc_arenas, pid_alive
+from sweepd.procs import steady_malloc, pid_alive
 from sweepd.queue import Queue
 from sweepd.records.status import DaemonState
 from sweepd.settings import Settings
@@ -62,7 +62,7 @@ class Daemon:
 
     # setup -----------------------------------------------------------------------------------
     def start(self) -> None:
-        limit_malloc_arenas()  # before any thread starts: RSS that stays flat over weeks
+        steady_malloc()  # before any thread starts: RSS that stays flat over weeks
         self.check_state_disk()
         self.lock = PidLock(self.layout.daemon_lock).acquire()
         self.queue = Queue(self.layout.queue_db)

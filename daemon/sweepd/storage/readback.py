@@ -81,8 +81,9 @@ class ReadBack:
 
     def _run(self) -> None:
         try:
+            buf = bytearray(self.chunk)  # one buffer for the whole read-back
             with zstandard.ZstdDecompressor().stream_reader(self, closefd=False) as zr:
-                while chunk := zr.read(self.chunk):
-                    self.read_bytes += len(chunk)
+                while n := zr.readinto(buf):
+                    self.read_bytes += n
         except BaseException as e:  # handed to the writer's thread in finish()
             self.failure = e
