@@ -74,7 +74,8 @@ def fake_nvml(monkeypatch):
     """The fake pynvml module in place of the real one, fresh for each test."""
     mod = load_fake_pynvml()
     monkeypatch.setitem(sys.modules, "pynvml", mod)
-    for var in ("FAKE_NVML_DENY_SET", "FAKE_NVML_ABSENT", "FAKE_NVML_ENERGY_FAIL_AT", "FAKE_NVML_CAP_MHZ", "FAKE_NVML_POWER"):
+    for var in ("FAKE_NVML_DENY_SET", "FAKE_NVML_ABSENT", "FAKE_NVML_ENERGY_FAIL_AT", "FAKE_NVML_CAP_MHZ", "FAKE_NVML_POWER",
+                "FAKE_NVML_API_RESTRICTED", "FAKE_NVML_MIG", "FAKE_NVML_UTIL_PCT", "FAKE_NVML_LOG"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("FAKE_NVML_GPUS", "A100")
     return mod

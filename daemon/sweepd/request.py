@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sweepd import configfile
 from sweepd.paths import check_job_id
+from sweepd.vocab import ClockControl
 
 SLURM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
 # Options sweepd sets itself in the job script: asked for here they would break the sweep's bookkeeping.
@@ -154,7 +155,7 @@ class Gpu(_Section):
     sim_speed_offsets_pct: list[float] = Field(
         default_factory=list, max_length=64,
         description="the same for speed, by GPU index: GPU k's time per image divided by 1 + this / 100")
-    clock_control: Literal["lock", "observe"] = "lock"
+    clock_control: ClockControl = ClockControl.LOCK
 
     @field_validator("sim_power_offsets_pct", "sim_speed_offsets_pct")
     @classmethod

@@ -115,6 +115,19 @@ class Objective(StrEnum):
         return j_per_image * s_per_image ** self.time_power
 
 
+class ClockControl(StrEnum):
+    """How a sweep sets each clock ([gpu] clock_control): NVML's locked clocks (root or CAP_SYS_ADMIN), application
+    clocks (anyone, where an admin lifted the API restriction: `nvidia-smi -acp UNRESTRICTED`), or not at all
+    (observe: whatever clock the GPU runs)."""
+    LOCK = "lock"
+    APPLICATION = "application"
+    OBSERVE = "observe"
+
+    @property
+    def sets_clocks(self) -> bool:
+        return self is not ClockControl.OBSERVE
+
+
 class PowerReading(StrEnum):
     """What a GPU's power samples are: instant, or NVML's 1 s average (Ampere and newer except the A100, when the
     driver has no instant-power field), which lags a window and is not checked against it."""

@@ -131,18 +131,23 @@ def gpus(backend: str = typer.Option("auto", help="auto | nvml | sim"),
             raise InputError(f"--backend {backend!r}: use auto, nvml or sim")
         from sweepd.records.gpulock import ProductionLock
 
+        from sweepd.gpu.controls import all_controls
+
         locks = {r.uuid: r for r in ProductionLock.all_in(layout_of(root).production_locks)}
         out = []
         for dev in list_devices(backend):
             with dev:
                 mems = dev.memory_clocks()
-                out.append((dev.info(), {str(m): dev.graphics_clocks(m) for m in mems}))
+                out.append((dev.info(), {str(m): dev.graphics_clocks(m) for m in mems}, dev.mig_enabled(),
+                            all_controls(dev)))
         if as_json:
             console.print_json(json.dumps([info.model_dump(mode="json") | {"clocks": clocks} | {
-                "production_lock_mhz": locks[info.uuid].freq_mhz if info.uuid in locks else None}
-                for info, clocks in out]))
+                "production_lock_mhz": locks[info.uuid].freq_mhz if info.uuid in locks else None, "mig": mig,
+                "clock_controls": [{"control": a.control, "usable": a.usable, "why": a.why} for a in controls]}
+                for info, clocks, mig, controls in out]))
             return 0
-        for info, table in out:
+        word = {True: "yes", False: "no", None: "unknown"}
+        for info, table, mig, controls in out:
             # the simulated boards are alternatives (gpu.sim_model), not several GPUs of one machine
             label = f'sim_model = "{info.sim_model}"' if info.simulated else f"GPU {info.index}"
             tag = "  [SIMULATED]" if info.simulated else ""
@@ -151,6 +156,12 @@ def gpus(backend: str = typer.Option("auto", help="auto | nvml | sim"),
                 r = locks[info.uuid]
                 console.print(f"  production lock: {r.freq_mhz} MHz since {r.since}, from {r.source} "
                               "(sweepd clock reset)", highlight=False)
+            if mig:
+                console.print("  MIG mode: on (no sweep: NVML cannot meter a MIG slice's power or energy)",
+                              highlight=False)
+            elif not info.simulated:
+                console.print("  clock_control: " + "; ".join(f"{a.control} {word[a.usable]} ({a.why})"
+                                                              for a in controls), highlight=False)
             for mem, clocks in table.items():
                 sweep = [f for f in clocks if f >= 510]
                 console.print(f"  memory {mem} MHz: {len(clocks)} core clocks {clocks[0]}..{clocks[-1]} MHz "

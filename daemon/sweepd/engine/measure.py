@@ -96,7 +96,7 @@ class Measurer:
 
     @property
     def controls_clocks(self) -> bool:
-        return self.request.gpu.clock_control == "lock" and self.request.frequencies.mode != "baseline"
+        return self.request.gpu.clock_control.sets_clocks and self.request.frequencies.mode != "baseline"
 
     # the device's time ---------------------------------------------------------------------
     def settle(self, point: ClockPoint) -> None:

@@ -7,6 +7,7 @@ model loads, so a bad request fails in a second, not after a minute of loading.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 from sweepd import paths
@@ -16,13 +17,14 @@ from sweepd.errors import EXIT_DONE, EXIT_FAILED, EXIT_INTERRUPTED, InputError, 
 from sweepd.engine.sweep import Observer, Sweep
 from sweepd.freqplan import ClockPoint, measuring_order, plan_clocks
 from sweepd.gpu import open_device
-from sweepd.gpu.base import GpuDevice
+from sweepd.gpu.base import GpuDevice, GpuNotSupported, GpuPermissionError
+from sweepd.gpu.controls import availability
 from sweepd.gpu.locks import ClockGuard, GpuClaim, repair_stale_locks
 from sweepd.gpu.simmodel import gib_needed, gib_per_image, s_per_image
 from sweepd.paths import Layout
-from sweepd.records.gpulock import ClockLockRecord
+from sweepd.records.gpulock import ClockLockRecord, ProductionLock
 from sweepd.request import SweepRequest
-from sweepd.vocab import RunState
+from sweepd.vocab import ClockControl, RunState
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,32 @@ def check_memory(request: SweepRequest, device: GpuDevice) -> None:
                          f"{device.name} has {total:.0f} GiB: a smaller image or batch_size")
 
 
+class MigMode(GpuNotSupported):
+    """A GPU in MIG mode, or a MIG slice: NVML cannot meter a slice's power or energy."""
+
+
+def check_device(request: SweepRequest, device: GpuDevice, layout: Layout) -> None:
+    """Before the model loads: a GPU whose energy NVML can meter, and a clock control this user may use."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if device.mig_enabled() or "MIG-" in visible:
+        which = f"CUDA_VISIBLE_DEVICES={visible} names a MIG slice" if "MIG-" in visible \
+            else f"{device.name} ({device.uuid}) is in MIG mode"
+        raise MigMode(f"{which}: NVML cannot meter a MIG slice's power or energy, so no sweep can be measured on "
+                      "it; sweep a whole GPU with MIG disabled (an administrator's `nvidia-smi -i N -mig 0`)")
+    control = request.gpu.clock_control
+    if not control.sets_clocks or request.frequencies.mode == "baseline":
+        return
+    can = availability(device, control)
+    if can.usable is False:
+        raise GpuPermissionError(f"[gpu] clock_control = \"{control}\" on {device.name}: {can.why}; `sweepd gpus` "
+                                 "lists the clock controls this user has")
+    production = ProductionLock.read_or_none(ProductionLock.path_for(layout.production_locks, device.uuid))
+    if control is ClockControl.APPLICATION and production is not None:
+        raise InputError(f"[gpu] clock_control = \"application\": {device.name} is locked at {production.freq_mhz} "
+                         "MHz (`sweepd clock set`), and locked clocks override application clocks: `sweepd clock "
+                         "reset` first, or sweep with clock_control = \"lock\"")
+
+
 def repair_locks(layout: Layout) -> list[str]:
     """Reset GPUs whose clocks a dead sweep left locked (a simulated GPU's locks die with its process)."""
     def opener(rec: ClockLockRecord) -> GpuDevice:
@@ -100,6 +128,7 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int
     modelcheck.check(request.workload.model)  # before the GPU, the job folder or 8 s of model loading
     device = open_for(request)
     try:
+        check_device(request, device, layout)
         plan = plan_clocks(request.frequencies, device)
         check_memory(request, device)
         order, seed = request.protocol.order, request.workload.seed
@@ -128,7 +157,7 @@ def run_blank(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[i
     device, plan, store = prepare(request, layout, job_id, shard)
     with device, GpuClaim(device, layout.gpu_locks):
         store.open(request, device.info(), plan)
-        with ClockGuard(device, layout.gpu_locks) as guard:
+        with ClockGuard(device, layout.gpu_locks, control=request.gpu.clock_control) as guard:
             Sweep(request, device, store, plan, guard, StopFlag(), QuietObserver()
                   ).run(BlankWorkload())
         store.set_status(RunState.DONE)
@@ -146,7 +175,7 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
         resumed = store.open(request, device.info(), plan, sweep_id)
         stop.install()
         try:
-            with ClockGuard(device, layout.gpu_locks, layout.production_locks) as guard:
+            with ClockGuard(device, layout.gpu_locks, layout.production_locks, request.gpu.clock_control) as guard:
                 stop.check()  # cancelled while starting: do not load the model for nothing
                 workload = Workload(request.workload, paths.cache_dir(), gpu_uuid=device.uuid,
                                     simulated=device.simulated)

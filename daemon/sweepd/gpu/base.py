@@ -114,6 +114,22 @@ class GpuDevice(ABC):
     def reset_clocks(self) -> None:
         """Undo every lock; safe to call when nothing is locked."""
 
+    def set_application_clocks(self, sm_mhz: int, memory_mhz: int) -> None:
+        """Set the application clocks (nvmlDeviceSetApplicationsClocks): what the GPU runs at under load, where
+        no locked clock overrides them."""
+        raise GpuNotSupported(f"{self.name}: application clocks are not supported by the {self.backend} backend")
+
+    def reset_application_clocks(self) -> None:
+        """Back to the default application clocks; safe to call when none were set."""
+
+    def application_clocks_restricted(self) -> bool | None:
+        """Whether only root may set application clocks (nvmlDeviceGetAPIRestriction), or None if it cannot tell."""
+        return None
+
+    def mig_enabled(self) -> bool:
+        """Whether the GPU is in MIG mode (nvmlDeviceGetMigMode): NVML cannot meter a MIG slice's power or energy."""
+        return False
+
     @abstractmethod
     def energy_mj(self) -> int:
         """The hardware energy counter in millijoules (monotonic, moves in steps)."""

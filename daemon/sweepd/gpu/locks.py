@@ -19,9 +19,10 @@ from typing import Callable
 
 from sweepd import paths
 from sweepd.procs import PidFile, pid_alive
-from sweepd.gpu.base import GpuDevice, GpuError
+from sweepd.gpu.base import GpuDevice, GpuError, GpuPermissionError
 from sweepd.records.base import RecordError
 from sweepd.records.gpulock import ClockLockRecord, ProductionLock
+from sweepd.vocab import ClockControl
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,29 @@ def repair_stale_locks(records: Path, opener: Callable[[ClockLockRecord], GpuDev
             continue
         try:
             with opener(rec) as dev:
-                dev.reset_clocks()
+                reset(dev, rec.control)
         except GpuError as e:
             done.append(f"could not reset clocks of {rec.uuid} left locked by pid {rec.pid}: {e}")
             continue
         rec.path.unlink(missing_ok=True)
         done.append(f"reset clocks of {rec.name or rec.uuid} left locked by dead pid {rec.pid}")
     return done
+
+
+def set_clock(device: GpuDevice, control: ClockControl, sm_mhz: int, memory_mhz: int | None) -> None:
+    """One clock, the way `control` sets it."""
+    if control is ClockControl.APPLICATION:
+        device.set_application_clocks(sm_mhz, memory_mhz if memory_mhz is not None else device.memory_clocks()[0])
+    else:
+        device.lock_clocks(sm_mhz, memory_mhz)
+
+
+def reset(device: GpuDevice, control: ClockControl) -> None:
+    """Undo what `control` set."""
+    if control is ClockControl.APPLICATION:
+        device.reset_application_clocks()
+    else:
+        device.reset_clocks()
 
 
 class GpuClaim:
@@ -92,10 +109,12 @@ class GpuClaim:
 class ClockGuard:
     """Locks clocks on one device and guarantees the reset."""
 
-    def __init__(self, device: GpuDevice, records: Path, production: Path | None = None):
+    def __init__(self, device: GpuDevice, records: Path, production: Path | None = None,
+                 control: ClockControl = ClockControl.LOCK):
         """``production``: where ``sweepd clock set`` records production locks; one for this GPU is restored
-        after the reset."""
+        after the reset. ``control``: locked clocks, or application clocks."""
         self.device = device
+        self.control = control
         self.records = Path(records)
         self.production = production
         self.path = ClockLockRecord.path_for(self.records, device.uuid)
@@ -114,17 +133,29 @@ class ClockGuard:
         atexit.unregister(self.release)
 
     def lock(self, sm_mhz: int, memory_mhz: int | None) -> None:
-        if self.locked is None:
-            ClockLockRecord(uuid=self.device.uuid, index=self.device.index, name=self.device.name,
+        first = self.locked is None
+        if first:
+            ClockLockRecord(uuid=self.device.uuid, control=self.control, index=self.device.index, name=self.device.name,
                             backend=self.device.backend, pid=os.getpid(), host=socket.gethostname(),
                             since=time.strftime("%Y-%m-%dT%H:%M:%S%z")).write(self.path)
         self.locked = (sm_mhz, memory_mhz)
-        self.device.lock_clocks(sm_mhz, memory_mhz)
+        try:
+            set_clock(self.device, self.control, sm_mhz, memory_mhz)
+        except GpuPermissionError:
+            if not first:
+                raise
+            try:  # refused at the first clock: whatever went through is undone, and the refusal is what is said
+                reset(self.device, self.control)
+            except GpuPermissionError:
+                pass  # refused both ways: nothing was set
+            self.locked = None
+            self.path.unlink(missing_ok=True)
+            raise
 
     def release(self) -> None:
         if self.locked is None:
             return
-        self.device.reset_clocks()  # raises if the reset fails: then the record stays for repair
+        reset(self.device, self.control)  # raises if the reset fails: then the record stays for repair
         self.locked = None
         self.path.unlink(missing_ok=True)
         if self.production is not None:

@@ -22,9 +22,9 @@ from sweepd.gpu.base import (
 from sweepd.vocab import PowerReading
 
 PERMISSION_HINT = (
-    "setting GPU clocks needs root or CAP_SYS_ADMIN (or an administrator's "
-    "`nvidia-smi -acp UNRESTRICTED` on older drivers); set [gpu] clock_control = \"observe\" to "
-    "measure at whatever clock the GPU runs without setting it"
+    "locking GPU clocks needs root or CAP_SYS_ADMIN; without them, [gpu] clock_control = \"application\" sets "
+    "application clocks where an administrator allowed everyone (`nvidia-smi -acp UNRESTRICTED`; `sweepd gpus` "
+    "says whether), and clock_control = \"observe\" measures at whatever clock the GPU runs without setting it"
 )
 
 
@@ -134,6 +134,38 @@ class NvmlGpu(GpuDevice):
             with nvml_errors("resetting the locked memory clock"):
                 self._nv.nvmlDeviceResetMemoryLockedClocks(self._h)
         self._memory_locked = False
+
+    def set_application_clocks(self, sm_mhz: int, memory_mhz: int) -> None:
+        try:
+            with nvml_errors(f"setting the application clocks to {sm_mhz} MHz (memory {memory_mhz} MHz)"):
+                self._nv.nvmlDeviceSetApplicationsClocks(self._h, memory_mhz, sm_mhz)
+        except GpuPermissionError:
+            raise GpuPermissionError(
+                f"setting application clocks on {self.name}: permission denied: only root may set them on this "
+                "GPU; an administrator can allow everyone with `nvidia-smi -acp UNRESTRICTED` (NVML's API "
+                "restriction), or use [gpu] clock_control = \"lock\" as root") from None
+
+    def reset_application_clocks(self) -> None:
+        with nvml_errors("resetting the application clocks"):
+            self._nv.nvmlDeviceResetApplicationsClocks(self._h)
+
+    def application_clocks_restricted(self) -> bool | None:
+        nv = self._nv
+        try:
+            with nvml_errors("nvmlDeviceGetAPIRestriction"):
+                state = nv.nvmlDeviceGetAPIRestriction(self._h, nv.NVML_RESTRICTED_API_SET_APPLICATION_CLOCKS)
+        except GpuError:
+            return None
+        return state == nv.NVML_FEATURE_ENABLED
+
+    def mig_enabled(self) -> bool:
+        nv = self._nv
+        try:
+            with nvml_errors("nvmlDeviceGetMigMode"):
+                current, _pending = nv.nvmlDeviceGetMigMode(self._h)
+        except GpuNotSupported:  # a GPU without MIG (before Ampere, or not a data-centre part)
+            return False
+        return current == nv.NVML_DEVICE_MIG_ENABLE
 
     def energy_mj(self) -> int:
         with nvml_errors("nvmlDeviceGetTotalEnergyConsumption"):

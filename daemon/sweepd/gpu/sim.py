@@ -146,6 +146,16 @@ class SimulatedGpu(GpuDevice):
         with self._lock:
             self._locked_sm = self._locked_mem = None
 
+    def set_application_clocks(self, sm_mhz: int, memory_mhz: int) -> None:
+        """The simulated GPU runs at its application clocks as at a lock (no locked clock here overrides them)."""
+        self.lock_clocks(sm_mhz, memory_mhz)
+
+    def reset_application_clocks(self) -> None:
+        self.reset_clocks()
+
+    def application_clocks_restricted(self) -> bool | None:
+        return False
+
     @property
     def effective_mhz(self) -> int:
         return self._locked_sm or self.model.f_max

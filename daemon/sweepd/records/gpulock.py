@@ -12,10 +12,12 @@ from pathlib import Path
 from pydantic import Field
 
 from sweepd.records.base import JsonRecord
+from sweepd.vocab import ClockControl
 
 
 class ClockLockRecord(JsonRecord):
     uuid: str
+    control: ClockControl = ClockControl.LOCK  # what the sweep set: locked clocks, or application clocks
     index: int | None = None
     name: str | None = None
     backend: str | None = None

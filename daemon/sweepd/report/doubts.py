@@ -66,7 +66,7 @@ def measurement(job, rows: list[SummaryRow], cv_limit: float, tol: int) -> list[
     """What the measurements themselves show: missed locks, precision, spread, failures, images, shards."""
     out: list[Flag] = []
     req = job.manifest.request
-    controlled = req.gpu.clock_control == "lock" and req.frequencies.mode != "baseline"
+    controlled = req.gpu.clock_control.sets_clocks and req.frequencies.mode != "baseline"
     missed: dict[int, list[str]] = {}
     for t in job.trials:
         if not t.ok or not controlled or not t.observed_sm_clock_mhz or not t.freq_mhz:

@@ -17,6 +17,9 @@ Configured through the environment so that subprocesses (``sweepd run``) use it 
 - FAKE_NVML_POWER=average: the instant-power field answers NOT_SUPPORTED in its value (an older driver), so
   only nvmlDeviceGetPowerUsage's 1 s average is left
 - FAKE_NVML_UTIL_PCT=P: nvmlDeviceGetUtilizationRates reports P % GPU utilisation (default 97; "unsupported": NOT_SUPPORTED)
+- FAKE_NVML_API_RESTRICTED=0: anyone may set application clocks (an admin's `nvidia-smi -acp UNRESTRICTED`); by
+  default they are root's (with FAKE_NVML_DENY_SET=1, setting them is refused)
+- FAKE_NVML_MIG=1: the GPUs are in MIG mode (nvmlDeviceGetMigMode; a V100 has no MIG: NOT_SUPPORTED)
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ class _Device:
         self.uuid = f"GPU-0000000{index}-0000-4000-8000-00000000{_UUID_TAIL[model]}"
         self.locked = None
         self.mem_locked = None
+        self.app = None  # application clocks set: (memory, graphics)
         self.t0 = time.monotonic()
 
 
@@ -230,8 +234,55 @@ def nvmlDeviceResetMemoryLockedClocks(h):
     _log("nvmlDeviceResetMemoryLockedClocks", h)
 
 
+NVML_RESTRICTED_API_SET_APPLICATION_CLOCKS = 0
+NVML_FEATURE_DISABLED, NVML_FEATURE_ENABLED = 0, 1
+NVML_DEVICE_MIG_DISABLE, NVML_DEVICE_MIG_ENABLE = 0, 1
+
+
+def _restricted():
+    return os.environ.get("FAKE_NVML_API_RESTRICTED", "1") != "0"
+
+
+def nvmlDeviceGetAPIRestriction(h, api):
+    if api != NVML_RESTRICTED_API_SET_APPLICATION_CLOCKS:
+        raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+    return NVML_FEATURE_ENABLED if _restricted() else NVML_FEATURE_DISABLED
+
+
+def nvmlDeviceSetApplicationsClocks(h, mem, graphics):
+    if _restricted():
+        _deny()
+    if mem not in h.table or graphics not in h.table[mem]:
+        raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+    h.app = (mem, graphics)
+    _log("nvmlDeviceSetApplicationsClocks", h, mem, graphics)
+
+
+def nvmlDeviceResetApplicationsClocks(h):
+    if _restricted():
+        _deny()
+    h.app = None
+    _log("nvmlDeviceResetApplicationsClocks", h)
+
+
+def nvmlDeviceGetMigMode(h):
+    if h.model == "V100":
+        raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+    mode = NVML_DEVICE_MIG_ENABLE if os.environ.get("FAKE_NVML_MIG") == "1" else NVML_DEVICE_MIG_DISABLE
+    return [mode, mode]
+
+
+def _running_mhz(h):
+    """A locked clock, else the application clock, else the highest."""
+    if h.locked:
+        return h.locked[0]
+    if h.app:
+        return h.app[1]
+    return max(next(iter(h.table.values())))
+
+
 def _watts(h):
-    f = h.locked[0] if h.locked else max(next(iter(h.table.values())))
+    f = _running_mhz(h)
     return 60.0 + 160.0 * f / max(next(iter(h.table.values())))
 
 
@@ -310,12 +361,12 @@ def _cap():
 
 
 def nvmlDeviceGetClockInfo(h, kind):
-    f = h.locked[0] if h.locked else max(next(iter(h.table.values())))
+    f = _running_mhz(h)
     cap = _cap()
     return min(f, cap) if cap else f
 
 
 def nvmlDeviceGetCurrentClocksEventReasons(h):
     cap = _cap()
-    f = h.locked[0] if h.locked else 0
+    f = h.locked[0] if h.locked else (h.app[1] if h.app else 0)
     return 0x4 if cap and f > cap else 0

@@ -1,0 +1,57 @@
+"""Which clock controls this user may use on a GPU, and why not the others (`sweepd gpus`, and the check before a
+sweep loads its model). Asked of the device layer and the process's own credentials; nothing is set to find out."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from sweepd.gpu.base import GpuDevice
+from sweepd.vocab import ClockControl
+
+CAP_SYS_ADMIN = 21  # capability bit (linux/capability.h)
+
+
+@dataclass(frozen=True)
+class Availability:
+    control: ClockControl
+    usable: bool | None  # None: it cannot be told without trying
+    why: str
+
+
+def privileged() -> bool:
+    """Root, or CAP_SYS_ADMIN in this process's effective set: what NVML asks before it locks a clock."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/self/status") as fh:
+            caps = next((line.split()[1] for line in fh if line.startswith("CapEff:")), "0")
+        return bool(int(caps, 16) >> CAP_SYS_ADMIN & 1)
+    except (OSError, ValueError):
+        return False
+
+
+def availability(device: GpuDevice, control: ClockControl) -> Availability:
+    if device.simulated:
+        return Availability(control, True, "simulated: the clock lives in sweepd alone")
+    if device.mig_enabled():
+        return Availability(control, False, "MIG mode: NVML cannot meter a MIG slice's power or energy")
+    if control is ClockControl.OBSERVE:
+        return Availability(control, True, "measures at whatever clock the GPU runs; sets none")
+    if control is ClockControl.LOCK:
+        if privileged():
+            return Availability(control, True, "root or CAP_SYS_ADMIN")
+        return Availability(control, False, "locking clocks needs root or CAP_SYS_ADMIN")
+    restricted = device.application_clocks_restricted()
+    if restricted is None:
+        return Availability(control, None, "the driver does not say who may set application clocks")
+    if not restricted:
+        return Availability(control, True, "anyone: an administrator lifted the API restriction")
+    if privileged():
+        return Availability(control, True, "root")
+    return Availability(control, False, "restricted to root; an administrator can allow everyone with "
+                                        "`nvidia-smi -acp UNRESTRICTED`")
+
+
+def all_controls(device: GpuDevice) -> list[Availability]:
+    return [availability(device, c) for c in ClockControl]

@@ -1,0 +1,132 @@
+"""Clock control without root (issue #24, first step): application clocks where an administrator lifted NVML's API
+restriction, set and reset like locks (crash repair too); MIG refused before anything loads; `sweepd gpus` says
+which control this user has and why not the others. Run through the NVML backend against the fake pynvml."""
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import sweepd, sweepd_env
+from sweepd.engine import runner
+from sweepd.gpu import open_device
+from sweepd.gpu.base import GpuPermissionError
+from sweepd.gpu import controls
+from sweepd.gpu.controls import availability
+from sweepd.gpu.locks import ClockGuard, read_records, repair_stale_locks
+from sweepd.gpu.nvml import NvmlGpu
+from sweepd.paths import Layout
+from sweepd.records.gpulock import ProductionLock
+from sweepd.request import SweepRequest
+from sweepd.vocab import ClockControl
+
+CLOCKS = (1410, 945, 510)
+
+
+def request(control: str = "application", clocks=CLOCKS, mode: str = "custom") -> SweepRequest:
+    return SweepRequest.model_validate({
+        "workload": {"model": "tiny", "steps": 2, "width": 32, "height": 32},
+        "gpu": {"backend": "nvml", "clock_control": control},
+        "frequencies": {"mode": mode, "list": list(clocks)} if mode == "custom" else {"mode": mode},
+        "protocol": {"warmup": 0, "trials": 2, "images_per_trial": 2, "min_window_s": 0.05, "settle_s": 0},
+        "images": {"mode": "benchmark"}})
+
+
+def calls(fake) -> list[str]:
+    return [c[0] for c in fake.calls]
+
+
+def test_an_application_clock_sweep_sets_each_clock_and_resets_them_without_root(fake_nvml, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKE_NVML_DENY_SET", "1")  # locked clocks refused, as for a user without root
+    monkeypatch.setenv("FAKE_NVML_API_RESTRICTED", "0")  # an administrator's `nvidia-smi -acp UNRESTRICTED`
+    store = runner.run_blank(request(), Layout.resolve(tmp_path), "app")
+    sets = [c[2:] for c in fake_nvml.calls if c[0] == "nvmlDeviceSetApplicationsClocks"]
+    assert sets[:3] == [(1215, f) for f in CLOCKS]  # (memory, graphics), as NVML has it; then the reference again
+    assert calls(fake_nvml)[-1] == "nvmlDeviceResetApplicationsClocks"
+    assert not [c for c in calls(fake_nvml) if "Locked" in c]
+    assert {r.freq_mhz for r in store.trials if not r.role} == set(CLOCKS)
+    assert read_records(tmp_path / "state/gpu-locks") == []
+    with NvmlGpu() as gpu, ClockGuard(gpu, tmp_path / "locks", control=ClockControl.APPLICATION) as guard:
+        guard.lock(945, None)
+        assert gpu.sm_clock_mhz() == 945  # what the sampler records as each trial's observed clock
+        [rec] = read_records(tmp_path / "locks")
+        assert rec.control == "application"
+
+
+def test_restricted_application_clocks_are_refused_before_the_model_with_what_an_admin_can_do(fake_nvml, monkeypatch,
+                                                                                               tmp_path):
+    monkeypatch.setattr(controls, "privileged", lambda: False)  # tests run as root here; the user does not
+    with NvmlGpu() as gpu:
+        assert availability(gpu, ClockControl.APPLICATION).usable is False
+        assert availability(gpu, ClockControl.LOCK).usable is False
+        assert availability(gpu, ClockControl.OBSERVE).usable is True
+    with pytest.raises(GpuPermissionError, match=r"nvidia-smi -acp UNRESTRICTED.*sweepd gpus"):
+        runner.prepare(request(), Layout.resolve(tmp_path), "app")
+    with pytest.raises(GpuPermissionError, match="needs root or CAP_SYS_ADMIN"):
+        runner.prepare(request("lock"), Layout.resolve(tmp_path), "app")
+    runner.prepare(request("observe"), Layout.resolve(tmp_path), "obs")[0].close()  # observing needs nothing
+    assert fake_nvml.calls == []  # nothing was set to find out
+
+
+def test_root_refused_by_the_driver_all_the_same_gets_one_line(fake_nvml, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKE_NVML_DENY_SET", "1")  # restricted, and the driver says no even to this process
+    with pytest.raises(GpuPermissionError, match=r"only root may set them.*nvidia-smi -acp UNRESTRICTED"):
+        runner.run_blank(request(), Layout.resolve(tmp_path), "app")
+    assert read_records(tmp_path / "state/gpu-locks") == []
+
+
+def test_a_production_lock_would_override_application_clocks_so_the_sweep_is_refused(fake_nvml, monkeypatch,
+                                                                                      tmp_path):
+    monkeypatch.setenv("FAKE_NVML_API_RESTRICTED", "0")
+    layout = Layout.resolve(tmp_path)
+    with NvmlGpu() as gpu:
+        ProductionLock(uuid=gpu.uuid, freq_mhz=1200).write(ProductionLock.path_for(layout.production_locks, gpu.uuid))
+    with pytest.raises(runner.InputError, match="locked clocks override application clocks"):
+        runner.prepare(request(), layout, "app")
+
+
+def test_application_clocks_left_by_a_dead_sweep_are_reset_at_the_next_start(fake_nvml, tmp_path):
+    gpu = NvmlGpu()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f"{gpu.uuid}.json").write_text(json.dumps(
+        {"uuid": gpu.uuid, "control": "application", "backend": "nvml", "pid": dead.pid, "host": socket.gethostname()}))
+    done = repair_stale_locks(tmp_path, lambda rec: open_device("nvml", uuid=rec.uuid))
+    assert len(done) == 1 and calls(fake_nvml) == ["nvmlDeviceResetApplicationsClocks"]
+    assert read_records(tmp_path) == []
+
+
+@pytest.mark.parametrize("how", ["mig mode", "a MIG slice in CUDA_VISIBLE_DEVICES"])
+def test_mig_is_refused_before_anything_loads(fake_nvml, monkeypatch, tmp_path, how):
+    if how == "mig mode":
+        monkeypatch.setenv("FAKE_NVML_MIG", "1")
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-4f3b1a2c-0000-5000-8000-000000000001")
+    for control in ("lock", "application", "observe"):
+        with pytest.raises(runner.MigMode, match="NVML cannot meter a MIG slice's power or energy") as e:
+            runner.prepare(request(control), Layout.resolve(tmp_path), "m")
+        assert e.value.exit_code == 3 and "\n" not in str(e.value)
+    assert not (tmp_path / "results").exists()
+
+
+def test_gpus_says_which_control_this_user_has_and_shows_mig(tmp_path):
+    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100,V100", FAKE_NVML_API_RESTRICTED="0")
+    r = sweepd("gpus", "--backend", "nvml", "--json", "--root", tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    a100, v100 = json.loads(r.stdout)
+    assert a100["mig"] is False and v100["mig"] is False  # a V100 has no MIG: not supported, so not on
+    usable = {c["control"]: c["usable"] for c in a100["clock_controls"]}
+    assert usable == {"lock": True, "application": True, "observe": True}  # root here; the restriction lifted
+    text = sweepd("gpus", "--backend", "nvml", "--root", tmp_path, env=env | {"FAKE_NVML_MIG": "1"}).stdout
+    assert text.count("MIG mode: on") == 1  # the A100; the V100 cannot be in MIG mode
+    assert "application yes (anyone: an administrator lifted the API restriction)" in text
+
+
+def test_an_unknown_clock_control_names_the_choices(tmp_path):
+    req = tmp_path / "r.toml"
+    req.write_text('[workload]\nmodel = "tiny"\n[gpu]\nclock_control = "root"\n')
+    r = sweepd("run", req, "--root", tmp_path)
+    assert r.returncode == 2 and "gpu.clock_control" in r.stderr and "'application'" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
