@@ -3,13 +3,14 @@ restriction, set and reset like locks (crash repair too); MIG refused before any
 which control this user has and why not the others. Run through the NVML backend against the fake pynvml."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
 
 import pytest
 
-from conftest import sweepd, sweepd_env
+from conftest import FAKES, sweepd, sweepd_env, wait_for_rows, write_request
 from sweepd.engine import runner
 from sweepd.gpu import open_device
 from sweepd.gpu.base import GpuPermissionError
@@ -118,10 +119,11 @@ def test_gpus_says_which_control_this_user_has_and_shows_mig(tmp_path):
     a100, v100 = json.loads(r.stdout)
     assert a100["mig"] is False and v100["mig"] is False  # a V100 has no MIG: not supported, so not on
     usable = {c["control"]: c["usable"] for c in a100["clock_controls"]}
-    assert usable == {"lock": True, "application": True, "observe": True}  # root here; the restriction lifted
+    assert usable == {"lock": True, "application": True, "zeusd": False, "observe": True}  # root; lifted; no zeusd
     text = sweepd("gpus", "--backend", "nvml", "--root", tmp_path, env=env | {"FAKE_NVML_MIG": "1"}).stdout
     assert text.count("MIG mode: on") == 1  # the A100; the V100 cannot be in MIG mode
     assert "application yes (anyone: an administrator lifted the API restriction)" in text
+    assert "zeusd no (zeusd at " in text and "does not answer" in text
 
 
 def test_an_unknown_clock_control_names_the_choices(tmp_path):
@@ -130,3 +132,99 @@ def test_an_unknown_clock_control_names_the_choices(tmp_path):
     r = sweepd("run", req, "--root", tmp_path)
     assert r.returncode == 2 and "gpu.clock_control" in r.stderr and "'application'" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.fixture
+def zeusd(tmp_path, monkeypatch):
+    """The zeusd stand-in (tests/fakes/zeusd.py) on a socket of its own, setting clocks as root into a state file
+    that this process's fake NVML reads, as a sweep's NVML reads what the real zeusd set."""
+    state, sock, log = tmp_path / "nvml-state.json", tmp_path / "zeusd.sock", tmp_path / "zeusd.log"
+    monkeypatch.setenv("FAKE_NVML_STATE", str(state))
+    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100", FAKE_NVML_STATE=str(state))
+    args = [sys.executable, str(FAKES / "zeusd.py"), "--socket", str(sock), "--log", str(log)]
+
+    def start(*extra: str) -> subprocess.Popen:
+        p = subprocess.Popen(args + list(extra), env=env, stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        started.append(p)
+        return p
+
+    started: list[subprocess.Popen] = []
+    start()
+    yield type("Zeusd", (), {"socket": str(sock), "log": log, "start": staticmethod(start),
+                             "calls": staticmethod(lambda: [json.loads(x) for x in log.read_text().splitlines()]),
+                             "stop": staticmethod(lambda: [p.kill() or p.wait() for p in started])})
+    for p in started:
+        p.kill()
+        p.wait()
+
+
+def writes(zeusd) -> list[tuple]:
+    return [(c["route"], c["params"].get("min_clock_mhz")) for c in zeusd.calls() if c["method"] == "POST"]
+
+
+def test_a_zeusd_sweep_sets_every_clock_through_its_socket_and_resets_them(fake_nvml, zeusd, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKE_NVML_DENY_SET", "1")  # this user may not lock clocks itself
+    req = request("zeusd")
+    req.gpu.zeusd_socket = zeusd.socket
+    runner.run_blank(req, Layout.resolve(tmp_path), "z")
+    w = writes(zeusd)
+    assert [m for r, m in w if r == "/gpu/set_gpu_locked_clocks"][:3] == [str(f) for f in CLOCKS]
+    assert w[-2:] == [("/gpu/reset_gpu_locked_clocks", None), ("/gpu/reset_mem_locked_clocks", None)]
+    assert all(c["params"].get("block") == "true" and c["params"]["gpu_ids"] == "0"
+               for c in zeusd.calls() if c["method"] == "POST")
+    assert fake_nvml.calls == []  # nothing set through this process's own NVML
+    with NvmlGpu() as gpu, ClockGuard(gpu, tmp_path / "locks", control=ClockControl.ZEUSD,
+                                      zeusd_socket=zeusd.socket) as guard:
+        guard.lock(945, None)
+        assert gpu.sm_clock_mhz() == 945  # what zeusd set is what the sweep's NVML observes
+    assert gpu.sm_clock_mhz() == 1410
+
+
+def test_zeusd_clocks_left_by_a_dead_sweep_are_reset_through_zeusd_at_the_next_start(fake_nvml, zeusd, tmp_path):
+    gpu = NvmlGpu()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / f"{gpu.uuid}.json").write_text(json.dumps(
+        {"uuid": gpu.uuid, "control": "zeusd", "zeusd_socket": zeusd.socket, "index": 0, "backend": "nvml",
+         "pid": dead.pid, "host": socket.gethostname()}))
+    done = repair_stale_locks(tmp_path, lambda rec: open_device("nvml", uuid=rec.uuid))
+    assert len(done) == 1 and writes(zeusd) == [("/gpu/reset_gpu_locked_clocks", None),
+                                                ("/gpu/reset_mem_locked_clocks", None)]
+    assert read_records(tmp_path) == []
+
+
+def test_zeusd_without_gpu_control_or_not_running_is_refused_before_the_model(fake_nvml, zeusd, tmp_path):
+    req = request("zeusd")
+    req.gpu.zeusd_socket = zeusd.socket
+    zeusd.stop()
+    with pytest.raises(GpuPermissionError, match="does not answer"):
+        runner.prepare(req, Layout.resolve(tmp_path), "z")
+    zeusd.start("--no-gpu-control")
+    with pytest.raises(GpuPermissionError, match="gpu-control API group disabled"):
+        runner.prepare(req, Layout.resolve(tmp_path), "z")
+
+
+@pytest.mark.slow  # two sweeps of the tiny model in processes of their own
+def test_a_zeusd_sweep_killed_outright_is_reset_through_zeusd_at_the_next_start_and_resumes(zeusd, tmp_path):
+    """kill -9 leaves the clock locked (zeusd does not know the sweep died); the next sweepd start finds the record
+    and resets through the same socket, then the resumed sweep sets and resets its clocks as usual."""
+    req = write_request(tmp_path / "r.toml", backend="nvml", clocks=(1410, 945, 510), trials=2)
+    req.write_text(req.read_text().replace('[gpu]\n', f'[gpu]\nclock_control = "zeusd"\nzeusd_socket = "{zeusd.socket}"\n'))
+    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100", FAKE_NVML_DENY_SET="1",
+                     FAKE_NVML_STATE=os.environ["FAKE_NVML_STATE"])
+    p = subprocess.Popen([sys.executable, "-m", "sweepd", "run", str(req), "--root", str(tmp_path), "--job-id", "z"],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_rows(tmp_path / "results/job_z/trials.csv", 1, p)
+    p.kill()
+    p.communicate()
+    assert writes(zeusd)[-1][0] in ("/gpu/set_gpu_locked_clocks", "/gpu/set_mem_locked_clocks")  # left locked
+    [rec] = read_records(tmp_path / "state/gpu-locks")
+    assert rec.control == "zeusd" and rec.zeusd_socket == zeusd.socket
+    before = len(writes(zeusd))
+    r = sweepd("run", "--resume", "z", "--root", tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    after = writes(zeusd)[before:]
+    assert after[:2] == [("/gpu/reset_gpu_locked_clocks", None), ("/gpu/reset_mem_locked_clocks", None)]  # repair
+    assert after[-2:] == [("/gpu/reset_gpu_locked_clocks", None), ("/gpu/reset_mem_locked_clocks", None)]  # the end
+    assert read_records(tmp_path / "state/gpu-locks") == []

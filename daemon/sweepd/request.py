@@ -156,6 +156,9 @@ class Gpu(_Section):
         default_factory=list, max_length=64,
         description="the same for speed, by GPU index: GPU k's time per image divided by 1 + this / 100")
     clock_control: ClockControl = ClockControl.LOCK
+    zeusd_socket: str | None = Field(None, max_length=4096,
+                                     description="clock_control = \"zeusd\": its socket (default: ZEUSD_SOCK_PATH, "
+                                                 "else /run/zeusd/zeusd.sock)")
 
     @field_validator("sim_power_offsets_pct", "sim_speed_offsets_pct")
     @classmethod
@@ -322,10 +325,11 @@ class SweepRequest(_Section):
 
     def fingerprint(self) -> str:
         """Identifies what is measured (not the job id, priority or where it runs), to match a sweep on resume."""
-        # Which GPU (index, uuid) is not part of it: the store checks the GPU's UUID itself, and a
-        # SLURM shard runs on whichever GPU it is given.
+        # Which GPU (index, uuid) and which zeusd socket are not part of it: the store checks the GPU's UUID
+        # itself, and a SLURM shard runs on whichever GPU it is given.
         data = self.model_dump(mode="json", exclude={"job_id": True, "priority": True, "executor": True,
-                                                     "split": True, "slurm": True, "gpu": {"index", "uuid"}})
+                                                     "split": True, "slurm": True,
+                                                     "gpu": {"index", "uuid", "zeusd_socket"}})
         for section, name in ADDED_SINCE_0_1:  # at their defaults, a 0.1 request's fingerprint is unchanged
             default = type(type(self).model_fields[section].default).model_fields[name].get_default(
                 call_default_factory=True)

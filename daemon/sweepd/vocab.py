@@ -117,10 +117,11 @@ class Objective(StrEnum):
 
 class ClockControl(StrEnum):
     """How a sweep sets each clock ([gpu] clock_control): NVML's locked clocks (root or CAP_SYS_ADMIN), application
-    clocks (anyone, where an admin lifted the API restriction: `nvidia-smi -acp UNRESTRICTED`), or not at all
-    (observe: whatever clock the GPU runs)."""
+    clocks (anyone, where an admin lifted the API restriction: `nvidia-smi -acp UNRESTRICTED`), locked clocks
+    through an admin's zeusd, or not at all (observe: whatever clock the GPU runs)."""
     LOCK = "lock"
     APPLICATION = "application"
+    ZEUSD = "zeusd"
     OBSERVE = "observe"
 
     @property

@@ -84,7 +84,7 @@ def check_device(request: SweepRequest, device: GpuDevice, layout: Layout) -> No
     control = request.gpu.clock_control
     if not control.sets_clocks or request.frequencies.mode == "baseline":
         return
-    can = availability(device, control)
+    can = availability(device, control, request.gpu.zeusd_socket)
     if can.usable is False:
         raise GpuPermissionError(f"[gpu] clock_control = \"{control}\" on {device.name}: {can.why}; `sweepd gpus` "
                                  "lists the clock controls this user has")
@@ -157,7 +157,8 @@ def run_blank(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[i
     device, plan, store = prepare(request, layout, job_id, shard)
     with device, GpuClaim(device, layout.gpu_locks):
         store.open(request, device.info(), plan)
-        with ClockGuard(device, layout.gpu_locks, control=request.gpu.clock_control) as guard:
+        with ClockGuard(device, layout.gpu_locks, control=request.gpu.clock_control,
+                        zeusd_socket=request.gpu.zeusd_socket) as guard:
             Sweep(request, device, store, plan, guard, StopFlag(), QuietObserver()
                   ).run(BlankWorkload())
         store.set_status(RunState.DONE)
@@ -175,7 +176,8 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
         resumed = store.open(request, device.info(), plan, sweep_id)
         stop.install()
         try:
-            with ClockGuard(device, layout.gpu_locks, layout.production_locks, request.gpu.clock_control) as guard:
+            with ClockGuard(device, layout.gpu_locks, layout.production_locks, request.gpu.clock_control,
+                            request.gpu.zeusd_socket) as guard:
                 stop.check()  # cancelled while starting: do not load the model for nothing
                 workload = Workload(request.workload, paths.cache_dir(), gpu_uuid=device.uuid,
                                     simulated=device.simulated)

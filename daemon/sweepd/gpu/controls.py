@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from sweepd.gpu import zeusd
 from sweepd.gpu.base import GpuDevice
+from sweepd.gpu.zeusd import Zeusd
 from sweepd.vocab import ClockControl
 
 CAP_SYS_ADMIN = 21  # capability bit (linux/capability.h)
@@ -31,7 +33,8 @@ def privileged() -> bool:
         return False
 
 
-def availability(device: GpuDevice, control: ClockControl) -> Availability:
+def availability(device: GpuDevice, control: ClockControl, zeusd_socket: str | None = None) -> Availability:
+    """``zeusd_socket``: where zeusd is asked ([gpu] zeusd_socket; default ZEUSD_SOCK_PATH, then zeusd's own)."""
     if device.simulated:
         return Availability(control, True, "simulated: the clock lives in sweepd alone")
     if device.mig_enabled():
@@ -42,6 +45,9 @@ def availability(device: GpuDevice, control: ClockControl) -> Availability:
         if privileged():
             return Availability(control, True, "root or CAP_SYS_ADMIN")
         return Availability(control, False, "locking clocks needs root or CAP_SYS_ADMIN")
+    if control is ClockControl.ZEUSD:
+        ok, why = Zeusd(zeusd.socket_path(zeusd_socket)).can_control()
+        return Availability(control, ok, why)
     restricted = device.application_clocks_restricted()
     if restricted is None:
         return Availability(control, None, "the driver does not say who may set application clocks")

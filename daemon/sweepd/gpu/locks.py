@@ -22,6 +22,8 @@ from sweepd.procs import PidFile, pid_alive
 from sweepd.gpu.base import GpuDevice, GpuError, GpuPermissionError
 from sweepd.records.base import RecordError
 from sweepd.records.gpulock import ClockLockRecord, ProductionLock
+from sweepd.gpu import zeusd
+from sweepd.gpu.zeusd import Zeusd
 from sweepd.vocab import ClockControl
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ def repair_stale_locks(records: Path, opener: Callable[[ClockLockRecord], GpuDev
             continue
         try:
             with opener(rec) as dev:
-                reset(dev, rec.control)
+                reset(dev, rec.control, rec.zeusd_socket)
         except GpuError as e:
             done.append(f"could not reset clocks of {rec.uuid} left locked by pid {rec.pid}: {e}")
             continue
@@ -69,18 +71,23 @@ def repair_stale_locks(records: Path, opener: Callable[[ClockLockRecord], GpuDev
     return done
 
 
-def set_clock(device: GpuDevice, control: ClockControl, sm_mhz: int, memory_mhz: int | None) -> None:
+def set_clock(device: GpuDevice, control: ClockControl, sm_mhz: int, memory_mhz: int | None,
+              zeusd_socket: str | None = None) -> None:
     """One clock, the way `control` sets it."""
     if control is ClockControl.APPLICATION:
         device.set_application_clocks(sm_mhz, memory_mhz if memory_mhz is not None else device.memory_clocks()[0])
+    elif control is ClockControl.ZEUSD and not device.simulated:
+        Zeusd(zeusd.socket_path(zeusd_socket)).lock(device.index, sm_mhz, memory_mhz)
     else:
         device.lock_clocks(sm_mhz, memory_mhz)
 
 
-def reset(device: GpuDevice, control: ClockControl) -> None:
+def reset(device: GpuDevice, control: ClockControl, zeusd_socket: str | None = None) -> None:
     """Undo what `control` set."""
     if control is ClockControl.APPLICATION:
         device.reset_application_clocks()
+    elif control is ClockControl.ZEUSD and not device.simulated:
+        Zeusd(zeusd.socket_path(zeusd_socket)).reset(device.index)
     else:
         device.reset_clocks()
 
@@ -110,11 +117,13 @@ class ClockGuard:
     """Locks clocks on one device and guarantees the reset."""
 
     def __init__(self, device: GpuDevice, records: Path, production: Path | None = None,
-                 control: ClockControl = ClockControl.LOCK):
+                 control: ClockControl = ClockControl.LOCK, zeusd_socket: str | None = None):
         """``production``: where ``sweepd clock set`` records production locks; one for this GPU is restored
-        after the reset. ``control``: locked clocks, or application clocks."""
+        after the reset. ``control``: locked clocks, application clocks, or locked clocks through zeusd (at
+        ``zeusd_socket``)."""
         self.device = device
         self.control = control
+        self.zeusd_socket = zeusd.socket_path(zeusd_socket) if control is ClockControl.ZEUSD else None
         self.records = Path(records)
         self.production = production
         self.path = ClockLockRecord.path_for(self.records, device.uuid)
@@ -135,17 +144,18 @@ class ClockGuard:
     def lock(self, sm_mhz: int, memory_mhz: int | None) -> None:
         first = self.locked is None
         if first:
-            ClockLockRecord(uuid=self.device.uuid, control=self.control, index=self.device.index, name=self.device.name,
+            ClockLockRecord(uuid=self.device.uuid, control=self.control, zeusd_socket=self.zeusd_socket,
+                            index=self.device.index, name=self.device.name,
                             backend=self.device.backend, pid=os.getpid(), host=socket.gethostname(),
                             since=time.strftime("%Y-%m-%dT%H:%M:%S%z")).write(self.path)
         self.locked = (sm_mhz, memory_mhz)
         try:
-            set_clock(self.device, self.control, sm_mhz, memory_mhz)
+            set_clock(self.device, self.control, sm_mhz, memory_mhz, self.zeusd_socket)
         except GpuPermissionError:
             if not first:
                 raise
             try:  # refused at the first clock: whatever went through is undone, and the refusal is what is said
-                reset(self.device, self.control)
+                reset(self.device, self.control, self.zeusd_socket)
             except GpuPermissionError:
                 pass  # refused both ways: nothing was set
             self.locked = None
@@ -155,11 +165,12 @@ class ClockGuard:
     def release(self) -> None:
         if self.locked is None:
             return
-        reset(self.device, self.control)  # raises if the reset fails: then the record stays for repair
+        reset(self.device, self.control, self.zeusd_socket)  # raises if it fails: the record stays for repair
         self.locked = None
         self.path.unlink(missing_ok=True)
         if self.production is not None:
             rec = ProductionLock.read_or_none(ProductionLock.path_for(self.production, self.device.uuid))
-            if rec is not None:
-                self.device.lock_clocks(rec.freq_mhz, rec.mem_mhz)
+            if rec is not None:  # as a lock: through zeusd if that is how this sweep sets clocks
+                how = ClockControl.ZEUSD if self.control is ClockControl.ZEUSD else ClockControl.LOCK
+                set_clock(self.device, how, rec.freq_mhz, rec.mem_mhz, self.zeusd_socket)
                 log.info("restored the production lock of %s at %d MHz", self.device.name, rec.freq_mhz)

@@ -17,7 +17,8 @@ from sweepd.vocab import ClockControl
 
 class ClockLockRecord(JsonRecord):
     uuid: str
-    control: ClockControl = ClockControl.LOCK  # what the sweep set: locked clocks, or application clocks
+    control: ClockControl = ClockControl.LOCK  # what the sweep set: locked clocks, application clocks, or via zeusd
+    zeusd_socket: str | None = None  # control = zeusd: the socket it was set through (to reset after a crash)
     index: int | None = None
     name: str | None = None
     backend: str | None = None

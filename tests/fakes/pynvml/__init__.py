@@ -20,6 +20,8 @@ Configured through the environment so that subprocesses (``sweepd run``) use it 
 - FAKE_NVML_API_RESTRICTED=0: anyone may set application clocks (an admin's `nvidia-smi -acp UNRESTRICTED`); by
   default they are root's (with FAKE_NVML_DENY_SET=1, setting them is refused)
 - FAKE_NVML_MIG=1: the GPUs are in MIG mode (nvmlDeviceGetMigMode; a V100 has no MIG: NOT_SUPPORTED)
+- FAKE_NVML_STATE=FILE: the clocks set on each GPU live in this JSON file, which every process reads: what a
+  privileged party (zeusd, slurmstepd) sets is what a sweep's process observes, as on one real machine
 """
 
 from __future__ import annotations
@@ -91,15 +93,60 @@ def _dump_tables():
 _UUID_TAIL = {"A100": "a100", "H100": "b100", "V100": "c100"}
 
 
+CLOCK_FIELDS = ("locked", "mem_locked", "app")
+
+
 class _Device:
     def __init__(self, index, model):
         name, table = _dump_tables()[model]
         self.index, self.model, self.name, self.table = index, model, name, table
         self.uuid = f"GPU-0000000{index}-0000-4000-8000-00000000{_UUID_TAIL[model]}"
-        self.locked = None
-        self.mem_locked = None
-        self.app = None  # application clocks set: (memory, graphics)
+        self._clocks = {"locked": None, "mem_locked": None, "app": None}  # app: (memory, graphics)
         self.t0 = time.monotonic()
+
+    def __getattr__(self, name):
+        if name in CLOCK_FIELDS:
+            return _shared(self)[name]
+        raise AttributeError(name)
+
+    def __setattr__(self, name, value):
+        if name in CLOCK_FIELDS:
+            clocks = _shared(self)
+            clocks[name] = tuple(value) if value is not None else None
+            _store(self, clocks)
+        else:
+            object.__setattr__(self, name, value)
+
+
+def _shared(dev):
+    """This GPU's clocks: its own, or the state file's (FAKE_NVML_STATE) as any process on the machine sees them."""
+    path = os.environ.get("FAKE_NVML_STATE")
+    if not path:
+        return dev._clocks
+    try:
+        with open(path) as fh:
+            mine = json.load(fh).get(dev.uuid, {})
+    except (OSError, ValueError):
+        mine = {}
+    return {k: tuple(mine[k]) if mine.get(k) is not None else None for k in CLOCK_FIELDS}
+
+
+def _store(dev, clocks):
+    path = os.environ.get("FAKE_NVML_STATE")
+    if not path:
+        dev._clocks = clocks
+        return
+    with _lock:
+        try:
+            with open(path) as fh:
+                state = json.load(fh)
+        except (OSError, ValueError):
+            state = {}
+        state[dev.uuid] = {k: list(v) if v is not None else None for k, v in clocks.items()}
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(state, fh)
+        os.replace(tmp, path)
 
 
 _lock = threading.Lock()
