@@ -1,12 +1,13 @@
 """Archive-then-delete as a transaction.
 
 1. check the archive filesystem has room;  2. stream the files as tar into zstd (checksummed
-frames, threads) to a `.partial` whose name is unique to this process;  3. fsync;  4. verify by
-reading it back whole as it is written (:mod:`.readback`): zstd's frame checksum covers every byte of the
-tar stream, whose member names, sizes and sha256 were taken from the sources as they went in (an archive
-left by an earlier run is read back member by member);  5. rename to <name>.tar.zst, fsync the directory;  6. write <name>.manifest.json;  7. only then delete, and
-only the files that the archive on disk, as read back, holds with the content they had when they
-were archived (same inode, size and mtime now as when they were hashed).
+frames, threads) to a `.partial` whose name is unique to this process, written back to disk as it
+grows;  3. verify by reading it back whole as it is written (:mod:`.readback`): zstd's frame
+checksum covers every byte of the tar stream, whose member names, sizes and sha256 were taken from
+the sources as they went in (an archive left by an earlier run is read back member by member);
+4. fsync;  5. rename to <name>.tar.zst, fsync the directory;  6. write <name>.manifest.json;
+7. only then delete, and only the files that the archive on disk, as read back, holds with the
+content they had when they were archived (same inode, size and mtime now as when they were hashed).
 
 A crash at any step leaves the sources intact; the next run removes partials whose process is
 gone, or re-verifies a finished archive and goes on to the deletion. The archive name is derived
