@@ -228,3 +228,33 @@ def test_a_zeusd_sweep_killed_outright_is_reset_through_zeusd_at_the_next_start_
     assert after[:2] == [("/gpu/reset_gpu_locked_clocks", None), ("/gpu/reset_mem_locked_clocks", None)]  # repair
     assert after[-2:] == [("/gpu/reset_gpu_locked_clocks", None), ("/gpu/reset_mem_locked_clocks", None)]  # the end
     assert read_records(tmp_path / "state/gpu-locks") == []
+
+
+def test_auto_takes_the_first_control_this_user_has_and_never_observes_unasked(fake_nvml, monkeypatch, tmp_path):
+    layout = Layout.resolve(tmp_path)
+    assert SweepRequest.model_validate({"workload": {"model": "tiny"}}).gpu.clock_control == "auto"  # the default
+    with NvmlGpu() as gpu:
+        assert runner.control_for(request("auto"), gpu) == "lock"  # root here
+        monkeypatch.setattr(controls, "privileged", lambda: False)
+        monkeypatch.setenv("FAKE_NVML_API_RESTRICTED", "0")
+        assert runner.control_for(request("auto"), gpu) == "application"
+        monkeypatch.setenv("FAKE_NVML_API_RESTRICTED", "1")
+        with pytest.raises(GpuPermissionError) as e:
+            runner.control_for(request("auto"), gpu)
+    line = str(e.value)
+    assert "\n" not in line and all(w in line for w in (
+        "lock: locking clocks needs root", "application: restricted to root", "zeusd: zeusd at",
+        "nvidia-smi -acp UNRESTRICTED", 'clock_control = "observe"'))
+    with pytest.raises(GpuPermissionError, match="cannot set clocks"):  # before anything loads
+        runner.prepare(request("auto"), layout, "a")
+    runner.prepare(request("auto", mode="baseline"), layout, "b")[0].close()  # a baseline sets no clock
+    monkeypatch.setenv("FAKE_NVML_API_RESTRICTED", "0")
+    runner.run_blank(request("auto"), layout, "a")
+    assert calls(fake_nvml)[-1] == "nvmlDeviceResetApplicationsClocks"
+
+
+def test_a_0_1_request_keeps_its_fingerprint_whatever_control_sets_its_clocks():
+    base = {"workload": {"model": "tiny"}}
+    fp = {c: SweepRequest.model_validate(base | {"gpu": {"clock_control": c}}).fingerprint()
+          for c in ("auto", "lock", "application", "zeusd", "observe")}
+    assert fp["auto"] == fp["lock"] == fp["application"] == fp["zeusd"] != fp["observe"]

@@ -155,7 +155,7 @@ class Gpu(_Section):
     sim_speed_offsets_pct: list[float] = Field(
         default_factory=list, max_length=64,
         description="the same for speed, by GPU index: GPU k's time per image divided by 1 + this / 100")
-    clock_control: ClockControl = ClockControl.LOCK
+    clock_control: ClockControl = ClockControl.AUTO
     zeusd_socket: str | None = Field(None, max_length=4096,
                                      description="clock_control = \"zeusd\": its socket (default: ZEUSD_SOCK_PATH, "
                                                  "else /run/zeusd/zeusd.sock)")
@@ -330,6 +330,9 @@ class SweepRequest(_Section):
         data = self.model_dump(mode="json", exclude={"job_id": True, "priority": True, "executor": True,
                                                      "split": True, "slurm": True,
                                                      "gpu": {"index", "uuid", "zeusd_socket"}})
+        # whether clocks are set, not how: the same sweep resumed where another control is available (and a 0.1
+        # request, whose default was "lock", keeps its fingerprint now that the default is "auto")
+        data["gpu"]["clock_control"] = "lock" if self.gpu.clock_control.sets_clocks else "observe"
         for section, name in ADDED_SINCE_0_1:  # at their defaults, a 0.1 request's fingerprint is unchanged
             default = type(type(self).model_fields[section].default).model_fields[name].get_default(
                 call_default_factory=True)

@@ -18,7 +18,7 @@ from sweepd.engine.sweep import Observer, Sweep
 from sweepd.freqplan import ClockPoint, measuring_order, plan_clocks
 from sweepd.gpu import open_device
 from sweepd.gpu.base import GpuDevice, GpuNotSupported, GpuPermissionError
-from sweepd.gpu.controls import availability
+from sweepd.gpu.controls import availability, choose
 from sweepd.gpu.locks import ClockGuard, GpuClaim, repair_stale_locks
 from sweepd.gpu.simmodel import gib_needed, gib_per_image, s_per_image
 from sweepd.paths import Layout
@@ -81,9 +81,9 @@ def check_device(request: SweepRequest, device: GpuDevice, layout: Layout) -> No
             else f"{device.name} ({device.uuid}) is in MIG mode"
         raise MigMode(f"{which}: NVML cannot meter a MIG slice's power or energy, so no sweep can be measured on "
                       "it; sweep a whole GPU with MIG disabled (an administrator's `nvidia-smi -i N -mig 0`)")
-    control = request.gpu.clock_control
-    if not control.sets_clocks or request.frequencies.mode == "baseline":
+    if not request.gpu.clock_control.sets_clocks or request.frequencies.mode == "baseline":
         return
+    control = control_for(request, device)
     can = availability(device, control, request.gpu.zeusd_socket)
     if can.usable is False:
         raise GpuPermissionError(f"[gpu] clock_control = \"{control}\" on {device.name}: {can.why}; `sweepd gpus` "
@@ -93,6 +93,25 @@ def check_device(request: SweepRequest, device: GpuDevice, layout: Layout) -> No
         raise InputError(f"[gpu] clock_control = \"application\": {device.name} is locked at {production.freq_mhz} "
                          "MHz (`sweepd clock set`), and locked clocks override application clocks: `sweepd clock "
                          "reset` first, or sweep with clock_control = \"lock\"")
+
+
+def control_for(request: SweepRequest, device: GpuDevice) -> ClockControl:
+    """How this sweep sets clocks on this GPU. "auto": the first control this user has here (decided again on
+    every start: a sweep resumed elsewhere takes what it has there), or one line of what was tried, why each is
+    not available, and what an administrator could enable. Never observe unless asked."""
+    if request.frequencies.mode == "baseline":
+        return ClockControl.OBSERVE  # a baseline sets no clock
+    if request.gpu.clock_control is not ClockControl.AUTO:
+        return request.gpu.clock_control
+    chosen, tried = choose(device, request.gpu.zeusd_socket)
+    if chosen is not None:
+        log.info("clock_control = auto: %s (%s)", chosen.control, chosen.why)
+        return chosen.control
+    raise GpuPermissionError(
+        f"[gpu] clock_control = \"auto\": sweepd cannot set clocks on {device.name}: "
+        + "; ".join(f"{a.control}: {a.why}" for a in tried)
+        + ". An administrator can enable one (root for sweepd, `nvidia-smi -acp UNRESTRICTED`, or zeusd); "
+          "clock_control = \"observe\" measures at whatever clock the GPU runs, without setting it")
 
 
 def repair_locks(layout: Layout) -> list[str]:
@@ -157,7 +176,7 @@ def run_blank(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[i
     device, plan, store = prepare(request, layout, job_id, shard)
     with device, GpuClaim(device, layout.gpu_locks):
         store.open(request, device.info(), plan)
-        with ClockGuard(device, layout.gpu_locks, control=request.gpu.clock_control,
+        with ClockGuard(device, layout.gpu_locks, control=control_for(request, device),
                         zeusd_socket=request.gpu.zeusd_socket) as guard:
             Sweep(request, device, store, plan, guard, StopFlag(), QuietObserver()
                   ).run(BlankWorkload())
@@ -176,7 +195,7 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
         resumed = store.open(request, device.info(), plan, sweep_id)
         stop.install()
         try:
-            with ClockGuard(device, layout.gpu_locks, layout.production_locks, request.gpu.clock_control,
+            with ClockGuard(device, layout.gpu_locks, layout.production_locks, control_for(request, device),
                             request.gpu.zeusd_socket) as guard:
                 stop.check()  # cancelled while starting: do not load the model for nothing
                 workload = Workload(request.workload, paths.cache_dir(), gpu_uuid=device.uuid,
