@@ -243,7 +243,7 @@ def test_auto_takes_the_first_control_this_user_has_and_never_observes_unasked(f
             runner.control_for(request("auto"), gpu)
     line = str(e.value)
     assert "\n" not in line and all(w in line for w in (
-        "lock: locking clocks needs root", "application: restricted to root", "zeusd: zeusd at",
+        "lock: locking clocks needs root", "application: restricted to root", "zeusd: zeusd at", "slurm: ",
         "nvidia-smi -acp UNRESTRICTED", 'clock_control = "observe"'))
     with pytest.raises(GpuPermissionError, match="cannot set clocks"):  # before anything loads
         runner.prepare(request("auto"), layout, "a")

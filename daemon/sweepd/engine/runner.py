@@ -110,8 +110,9 @@ def control_for(request: SweepRequest, device: GpuDevice) -> ClockControl:
     raise GpuPermissionError(
         f"[gpu] clock_control = \"auto\": sweepd cannot set clocks on {device.name}: "
         + "; ".join(f"{a.control}: {a.why}" for a in tried)
-        + ". An administrator can enable one (root for sweepd, `nvidia-smi -acp UNRESTRICTED`, or zeusd); "
-          "clock_control = \"observe\" measures at whatever clock the GPU runs, without setting it")
+        + "; slurm: SLURM's --gpu-freq steps are not supported by this sweepd yet. An administrator can enable "
+          "one (root for sweepd, `nvidia-smi -acp UNRESTRICTED`, or zeusd); clock_control = \"observe\" "
+          "measures at whatever clock the GPU runs, without setting it")
 
 
 def repair_locks(layout: Layout) -> list[str]:
