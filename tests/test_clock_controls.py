@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from conftest import FAKES, sweepd, sweepd_env, wait_for_rows, write_request
-from sweepd.engine import runner
+from sweepd.engine import clockcontrol, runner
+from sweepd.errors import InputError
 from sweepd.gpu import open_device
 from sweepd.gpu.base import GpuPermissionError
 from sweepd.gpu import controls
@@ -84,7 +85,7 @@ def test_a_production_lock_would_override_application_clocks_so_the_sweep_is_ref
     layout = Layout.resolve(tmp_path)
     with NvmlGpu() as gpu:
         ProductionLock(uuid=gpu.uuid, freq_mhz=1200).write(ProductionLock.path_for(layout.production_locks, gpu.uuid))
-    with pytest.raises(runner.InputError, match="locked clocks override application clocks"):
+    with pytest.raises(InputError, match="locked clocks override application clocks"):
         runner.prepare(request(), layout, "app")
 
 
@@ -106,7 +107,7 @@ def test_mig_is_refused_before_anything_loads(fake_nvml, monkeypatch, tmp_path, 
     else:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-4f3b1a2c-0000-5000-8000-000000000001")
     for control in ("lock", "application", "observe"):
-        with pytest.raises(runner.MigMode, match="NVML cannot meter a MIG slice's power or energy") as e:
+        with pytest.raises(clockcontrol.MigMode, match="NVML cannot meter a MIG slice's power or energy") as e:
             runner.prepare(request(control), Layout.resolve(tmp_path), "m")
         assert e.value.exit_code == 3 and "\n" not in str(e.value)
     assert not (tmp_path / "results").exists()
@@ -234,13 +235,13 @@ def test_auto_takes_the_first_control_this_user_has_and_never_observes_unasked(f
     layout = Layout.resolve(tmp_path)
     assert SweepRequest.model_validate({"workload": {"model": "tiny"}}).gpu.clock_control == "auto"  # the default
     with NvmlGpu() as gpu:
-        assert runner.control_for(request("auto"), gpu) == "lock"  # root here
+        assert clockcontrol.control_for(request("auto"), gpu) == "lock"  # root here
         monkeypatch.setattr(controls, "privileged", lambda: False)
         monkeypatch.setenv("FAKE_NVML_API_RESTRICTED", "0")
-        assert runner.control_for(request("auto"), gpu) == "application"
+        assert clockcontrol.control_for(request("auto"), gpu) == "application"
         monkeypatch.setenv("FAKE_NVML_API_RESTRICTED", "1")
         with pytest.raises(GpuPermissionError) as e:
-            runner.control_for(request("auto"), gpu)
+            clockcontrol.control_for(request("auto"), gpu)
     line = str(e.value)
     assert "\n" not in line and all(w in line for w in (
         "lock: locking clocks needs root", "application: restricted to root", "zeusd: zeusd at", "slurm: ",
@@ -258,3 +259,25 @@ def test_a_0_1_request_keeps_its_fingerprint_whatever_control_sets_its_clocks():
     fp = {c: SweepRequest.model_validate(base | {"gpu": {"clock_control": c}}).fingerprint()
           for c in ("auto", "lock", "application", "zeusd", "observe")}
     assert fp["auto"] == fp["lock"] == fp["application"] == fp["zeusd"] != fp["observe"]
+
+
+def test_auto_tries_each_control_once_it_holds_the_gpu_since_a_driver_may_refuse_even_root(fake_nvml, monkeypatch,
+                                                                                          tmp_path):
+    """Root in a container without CAP_SYS_ADMIN on the host's GPU: asked, lock looks available; tried, it is
+    refused. Auto sets the highest clock and resets it through each control in turn, then sweeps with the first
+    that worked; the probe leaves no record and no clock behind."""
+    monkeypatch.setenv("FAKE_NVML_DENY_SET", "1")
+    monkeypatch.setenv("FAKE_NVML_API_RESTRICTED", "0")
+    layout = Layout.resolve(tmp_path)
+    runner.run_blank(request("auto"), layout, "a")
+    c = calls(fake_nvml)
+    assert "nvmlDeviceSetGpuLockedClocks" not in c  # refused (nothing logged), not half-set
+    assert c[:2] == ["nvmlDeviceSetApplicationsClocks", "nvmlDeviceResetApplicationsClocks"]  # the probe
+    assert c[-1] == "nvmlDeviceResetApplicationsClocks" and read_records(layout.gpu_locks) == []
+    monkeypatch.setenv("FAKE_NVML_API_RESTRICTED", "1")
+    with pytest.raises(GpuPermissionError) as e:
+        runner.run_blank(request("auto"), layout, "b")
+    line = str(e.value)
+    assert "lock: tried, refused: locking the core clock at 1410 MHz: permission denied" in line
+    assert "application: tried, refused: " in line and "zeusd: " in line and "slurm: " in line
+    assert not (layout.results / "job_b").exists()  # decided before the job was opened

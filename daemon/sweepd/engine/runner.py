@@ -7,24 +7,23 @@ model loads, so a bad request fails in a second, not after a minute of loading.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 from sweepd import paths
+from sweepd.engine.clockcontrol import check_device, control_for
 from sweepd.engine.stop import StopFlag, StopRequested, early
 from sweepd.engine.store import JobStore
 from sweepd.errors import EXIT_DONE, EXIT_FAILED, EXIT_INTERRUPTED, InputError, SweepdError, os_line
 from sweepd.engine.sweep import Observer, Sweep
 from sweepd.freqplan import ClockPoint, measuring_order, plan_clocks
 from sweepd.gpu import open_device
-from sweepd.gpu.base import GpuDevice, GpuNotSupported, GpuPermissionError
-from sweepd.gpu.controls import availability, choose
+from sweepd.gpu.base import GpuDevice
 from sweepd.gpu.locks import ClockGuard, GpuClaim, repair_stale_locks
 from sweepd.gpu.simmodel import gib_needed, gib_per_image, s_per_image
 from sweepd.paths import Layout
-from sweepd.records.gpulock import ClockLockRecord, ProductionLock
+from sweepd.records.gpulock import ClockLockRecord
 from sweepd.request import SweepRequest
-from sweepd.vocab import ClockControl, RunState
+from sweepd.vocab import RunState
 
 log = logging.getLogger(__name__)
 
@@ -67,52 +66,6 @@ def check_memory(request: SweepRequest, device: GpuDevice) -> None:
         raise WontFitGpu(f"workload: {w.width} x {w.height} at batch {b} needs about {need:.1f} GiB of GPU memory "
                          f"({need - b * per_image:.1f} GiB for the model, {per_image:.1f} GiB per image at this size); "
                          f"{device.name} has {total:.0f} GiB: a smaller image or batch_size")
-
-
-class MigMode(GpuNotSupported):
-    """A GPU in MIG mode, or a MIG slice: NVML cannot meter a slice's power or energy."""
-
-
-def check_device(request: SweepRequest, device: GpuDevice, layout: Layout) -> None:
-    """Before the model loads: a GPU whose energy NVML can meter, and a clock control this user may use."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    if device.mig_enabled() or "MIG-" in visible:
-        which = f"CUDA_VISIBLE_DEVICES={visible} names a MIG slice" if "MIG-" in visible \
-            else f"{device.name} ({device.uuid}) is in MIG mode"
-        raise MigMode(f"{which}: NVML cannot meter a MIG slice's power or energy, so no sweep can be measured on "
-                      "it; sweep a whole GPU with MIG disabled (an administrator's `nvidia-smi -i N -mig 0`)")
-    if not request.gpu.clock_control.sets_clocks or request.frequencies.mode == "baseline":
-        return
-    control = control_for(request, device)
-    can = availability(device, control, request.gpu.zeusd_socket)
-    if can.usable is False:
-        raise GpuPermissionError(f"[gpu] clock_control = \"{control}\" on {device.name}: {can.why}; `sweepd gpus` "
-                                 "lists the clock controls this user has")
-    production = ProductionLock.read_or_none(ProductionLock.path_for(layout.production_locks, device.uuid))
-    if control is ClockControl.APPLICATION and production is not None:
-        raise InputError(f"[gpu] clock_control = \"application\": {device.name} is locked at {production.freq_mhz} "
-                         "MHz (`sweepd clock set`), and locked clocks override application clocks: `sweepd clock "
-                         "reset` first, or sweep with clock_control = \"lock\"")
-
-
-def control_for(request: SweepRequest, device: GpuDevice) -> ClockControl:
-    """How this sweep sets clocks on this GPU. "auto": the first control this user has here (decided again on
-    every start: a sweep resumed elsewhere takes what it has there), or one line of what was tried, why each is
-    not available, and what an administrator could enable. Never observe unless asked."""
-    if request.frequencies.mode == "baseline":
-        return ClockControl.OBSERVE  # a baseline sets no clock
-    if request.gpu.clock_control is not ClockControl.AUTO:
-        return request.gpu.clock_control
-    chosen, tried = choose(device, request.gpu.zeusd_socket)
-    if chosen is not None:
-        log.info("clock_control = auto: %s (%s)", chosen.control, chosen.why)
-        return chosen.control
-    raise GpuPermissionError(
-        f"[gpu] clock_control = \"auto\": sweepd cannot set clocks on {device.name}: "
-        + "; ".join(f"{a.control}: {a.why}" for a in tried)
-        + "; slurm: SLURM's --gpu-freq steps are not supported by this sweepd yet. An administrator can enable "
-          "one (root for sweepd, `nvidia-smi -acp UNRESTRICTED`, or zeusd); clock_control = \"observe\" "
-          "measures at whatever clock the GPU runs, without setting it")
 
 
 def repair_locks(layout: Layout) -> list[str]:
@@ -176,9 +129,9 @@ def run_blank(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[i
 
     device, plan, store = prepare(request, layout, job_id, shard)
     with device, GpuClaim(device, layout.gpu_locks):
+        control = control_for(request, device, layout)
         store.open(request, device.info(), plan)
-        with ClockGuard(device, layout.gpu_locks, control=control_for(request, device),
-                        zeusd_socket=request.gpu.zeusd_socket) as guard:
+        with ClockGuard(device, layout.gpu_locks, control=control, zeusd_socket=request.gpu.zeusd_socket) as guard:
             Sweep(request, device, store, plan, guard, StopFlag(), QuietObserver()
                   ).run(BlankWorkload())
         store.set_status(RunState.DONE)
@@ -193,10 +146,11 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
     stop = stop or early() or StopFlag()
     with device, GpuClaim(device, layout.gpu_locks):  # one sweep per GPU, claimed before anything is written
         repair_locks(layout)
+        control = control_for(request, device, layout)  # "auto" tries each control once, here
         resumed = store.open(request, device.info(), plan, sweep_id)
         stop.install()
         try:
-            with ClockGuard(device, layout.gpu_locks, layout.production_locks, control_for(request, device),
+            with ClockGuard(device, layout.gpu_locks, layout.production_locks, control,
                             request.gpu.zeusd_socket) as guard:
                 stop.check()  # cancelled while starting: do not load the model for nothing
                 workload = Workload(request.workload, paths.cache_dir(), gpu_uuid=device.uuid,
