@@ -92,13 +92,25 @@ def test_the_soak_benchmark_runs_and_accounts_for_every_request_and_image(tmp_pa
     assert set(d["intake_ms"]) == {"p50", "p95", "max"}
 
 
+LOAD_RANDOM_SD = """
+import runpy, sys
+from pathlib import Path
+script, out = sys.argv[1], Path(sys.argv[2])
+sys.argv = [script, str(out), "--smoke"]
+runpy.run_path(script, run_name="__main__")
+from sweepd.request import Workload as Spec
+from sweepd.workload.pipeline import Workload
+[image] = Workload(Spec(model=str(out), steps=2, width=64, height=64), out.parent / "cache").generate(0, 1)
+print("image", image.shape)
+"""
 GPU_SCRIPTS = (("gpu_check.sh", {"SIM": "1"}), ("gpu_fidelity.sh", {"SMOKE": "1"}), ("gpu_adaptive.sh", {"SMOKE": "1"}))
 
 
 @pytest.fixture(scope="session")
 def gpu_scripts(tmp_path_factory):
-    """bench/gpu_*.sh on the simulated GPU, all three at once in the background: six small sweeps in processes of
-    their own, about 40 s of CPU, while the rest of the suite runs (started first, checked last)."""
+    """bench/gpu_*.sh on the simulated GPU and bench/random_sd.py --smoke, all at once in the background: six small
+    sweeps and a model build in processes of their own, about 50 s of CPU, while the rest of the suite runs
+    (started first, checked last)."""
     tmp = tmp_path_factory.mktemp("gpu-scripts")
     runs = {}
     for script, env in GPU_SCRIPTS:
@@ -107,6 +119,11 @@ def gpu_scripts(tmp_path_factory):
         with open(log, "w") as fh:
             runs[script] = (out, log, subprocess.Popen(["bash", str(BENCH / script)], cwd=BENCH.parent, env=e,
                                                        stdout=fh, stderr=subprocess.STDOUT))
+    sd, log = tmp / "random-sd", tmp / "random_sd.log"
+    with open(log, "w") as fh:  # built, then loaded through sweepd's workload and made to draw one image
+        runs["random_sd.py"] = (sd, log, subprocess.Popen(
+            [sys.executable, "-c", LOAD_RANDOM_SD, str(BENCH / "random_sd.py"), str(sd)], cwd=BENCH.parent,
+            env=os.environ | {"SWEEPD_CPU_THREADS": "1"}, stdout=fh, stderr=subprocess.STDOUT))
     yield runs
     for _, _, p in runs.values():
         if p.poll() is None:
@@ -117,7 +134,7 @@ def gpu_scripts(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.run_first
 def test_the_gpu_scripts_start_on_the_simulated_gpu(gpu_scripts):
-    assert {s for s, _ in GPU_SCRIPTS} == set(gpu_scripts)
+    assert {s for s, _ in GPU_SCRIPTS} | {"random_sd.py"} == set(gpu_scripts)
 
 
 @pytest.mark.slow
@@ -131,6 +148,9 @@ def test_the_gpu_scripts_ran_on_the_simulated_gpu_and_wrote_their_figures(gpu_sc
         logs[script] = log.read_text()
         assert rc == 0, logs[script][-3000:]
         assert "Traceback" not in logs[script] and "exited" not in logs[script], logs[script][-3000:]
+    sd = gpu_scripts["random_sd.py"][0]  # random_sd.py --smoke: SD 1.5's classes at toy widths, loaded by sweepd
+    assert "M parameters" in logs["random_sd.py"] and "image (64, 64, 3)" in logs["random_sd.py"]
+    assert (sd / "model_index.json").exists()
     check = gpu_scripts["gpu_check.sh"][0]
     assert (check / "trials.csv").read_text().count("\n") >= 1 + 3 * 3  # 3 clocks, 3 trials
     assert "clock lock records left: 0" in logs["gpu_check.sh"]
@@ -143,22 +163,6 @@ def test_the_gpu_scripts_ran_on_the_simulated_gpu_and_wrote_their_figures(gpu_sc
     assert json.loads((ada / "adaptive.json").read_text())["search"]["chosen_mhz"] > 0
     assert len(json.loads((ada / "stride.json").read_text())["clocks"]) == 4
     assert "adaptive answer" in logs["gpu_adaptive.sh"] and "clocks reset to default" in logs["gpu_adaptive.sh"]
-
-
-@pytest.mark.slow  # builds a 3 M-parameter model and loads it as a sweep would
-def test_the_random_sd_builder_makes_a_model_sweepd_loads(tmp_path):
-    """bench/random_sd.py --smoke: SD 1.5's classes and wiring at toy widths; sweepd's workload loads the folder
-    and makes an image with it, as it will the full-size one on a GPU machine."""
-    r = subprocess.run([sys.executable, str(BENCH / "random_sd.py"), str(tmp_path / "sd"), "--smoke"],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "M parameters" in r.stdout and (tmp_path / "sd" / "model_index.json").exists()
-    from sweepd.request import Workload as WorkloadSpec
-    from sweepd.workload.pipeline import Workload
-
-    w = Workload(WorkloadSpec(model=str(tmp_path / "sd"), steps=2, width=64, height=64), tmp_path / "cache")
-    [image] = w.generate(0, 1)
-    assert image.shape == (64, 64, 3)
 
 
 def test_the_power_check_runs_against_nvml(tmp_path):
