@@ -235,10 +235,10 @@ def test_auto_takes_the_first_control_this_user_has_and_never_observes_unasked(f
     layout = Layout.resolve(tmp_path)
     assert SweepRequest.model_validate({"workload": {"model": "tiny"}}).gpu.clock_control == "auto"  # the default
     with NvmlGpu() as gpu:
-        assert clockcontrol.control_for(request("auto"), gpu) == "lock"  # root here
+        assert clockcontrol.control_for(request("auto"), gpu) == ["lock", "application"]  # root here; no zeusd
         monkeypatch.setattr(controls, "privileged", lambda: False)
         monkeypatch.setenv("FAKE_NVML_API_RESTRICTED", "0")
-        assert clockcontrol.control_for(request("auto"), gpu) == "application"
+        assert clockcontrol.control_for(request("auto"), gpu) == ["application"]
         monkeypatch.setenv("FAKE_NVML_API_RESTRICTED", "1")
         with pytest.raises(GpuPermissionError) as e:
             clockcontrol.control_for(request("auto"), gpu)
@@ -261,23 +261,24 @@ def test_a_0_1_request_keeps_its_fingerprint_whatever_control_sets_its_clocks():
     assert fp["auto"] == fp["lock"] == fp["application"] == fp["zeusd"] != fp["observe"]
 
 
-def test_auto_tries_each_control_once_it_holds_the_gpu_since_a_driver_may_refuse_even_root(fake_nvml, monkeypatch,
-                                                                                          tmp_path):
+def test_auto_tries_each_control_at_the_first_clock_since_a_driver_may_refuse_even_root(fake_nvml, monkeypatch,
+                                                                                      tmp_path):
     """Root in a container without CAP_SYS_ADMIN on the host's GPU: asked, lock looks available; tried, it is
-    refused. Auto sets the highest clock and resets it through each control in turn, then sweeps with the first
-    that worked; the probe leaves no record and no clock behind."""
+    refused. At the first clock auto tries each candidate in turn and the sweep keeps the first that works; what
+    was refused left no record and no clock behind."""
     monkeypatch.setenv("FAKE_NVML_DENY_SET", "1")
     monkeypatch.setenv("FAKE_NVML_API_RESTRICTED", "0")
     layout = Layout.resolve(tmp_path)
     runner.run_blank(request("auto"), layout, "a")
     c = calls(fake_nvml)
-    assert "nvmlDeviceSetGpuLockedClocks" not in c  # refused (nothing logged), not half-set
-    assert c[:2] == ["nvmlDeviceSetApplicationsClocks", "nvmlDeviceResetApplicationsClocks"]  # the probe
-    assert c[-1] == "nvmlDeviceResetApplicationsClocks" and read_records(layout.gpu_locks) == []
+    assert "nvmlDeviceSetGpuLockedClocks" not in c  # refused (the fake logs only what it did), not half-set
+    assert c[0] == "nvmlDeviceSetApplicationsClocks" and c[-1] == "nvmlDeviceResetApplicationsClocks"
+    assert read_records(layout.gpu_locks) == []
     monkeypatch.setenv("FAKE_NVML_API_RESTRICTED", "1")
     with pytest.raises(GpuPermissionError) as e:
         runner.run_blank(request("auto"), layout, "b")
     line = str(e.value)
-    assert "lock: tried, refused: locking the core clock at 1410 MHz: permission denied" in line
-    assert "application: tried, refused: " in line and "zeusd: " in line and "slurm: " in line
-    assert not (layout.results / "job_b").exists()  # decided before the job was opened
+    assert "every clock control was refused at the first clock" in line and "\n" not in line
+    assert "lock: locking the core clock at 1410 MHz: permission denied" in line
+    assert "application: setting application clocks on NVIDIA A100-PCIE-40GB: permission denied" in line
+    assert read_records(layout.gpu_locks) == []

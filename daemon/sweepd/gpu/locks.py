@@ -113,21 +113,32 @@ class GpuClaim:
         self.file.release()
 
 
+class AllRefused(GpuPermissionError):
+    """Every control a sweep could set its clocks with was refused at its first clock."""
+
+
 class ClockGuard:
     """Locks clocks on one device and guarantees the reset."""
 
     def __init__(self, device: GpuDevice, records: Path, production: Path | None = None,
-                 control: ClockControl = ClockControl.LOCK, zeusd_socket: str | None = None):
+                 control: ClockControl | list[ClockControl] = ClockControl.LOCK, zeusd_socket: str | None = None):
         """``production``: where ``sweepd clock set`` records production locks; one for this GPU is restored
         after the reset. ``control``: locked clocks, application clocks, or locked clocks through zeusd (at
-        ``zeusd_socket``)."""
+        ``zeusd_socket``); or a list of them in order (clock_control = "auto"): at the first clock each is tried
+        in turn until one is not refused, and the sweep keeps it."""
         self.device = device
-        self.control = control
-        self.zeusd_socket = zeusd.socket_path(zeusd_socket) if control is ClockControl.ZEUSD else None
+        self.candidates = list(control) if isinstance(control, list) else [control]
+        self.control = self.candidates[0]
+        self.refused: list[tuple[ClockControl, str]] = []  # (control, why) of each refused at the first clock
+        self.zeusd_path = zeusd.socket_path(zeusd_socket)
         self.records = Path(records)
         self.production = production
         self.path = ClockLockRecord.path_for(self.records, device.uuid)
         self.locked: tuple[int, int | None] | None = None
+
+    @property
+    def zeusd_socket(self) -> str | None:
+        return self.zeusd_path if self.control is ClockControl.ZEUSD else None
 
     def __enter__(self) -> "ClockGuard":
         for rec in read_records(self.records):
@@ -142,25 +153,38 @@ class ClockGuard:
         atexit.unregister(self.release)
 
     def lock(self, sm_mhz: int, memory_mhz: int | None) -> None:
-        first = self.locked is None
-        if first:
-            ClockLockRecord(uuid=self.device.uuid, control=self.control, zeusd_socket=self.zeusd_socket,
+        if self.locked is not None:
+            self.locked = (sm_mhz, memory_mhz)
+            set_clock(self.device, self.control, sm_mhz, memory_mhz, self.zeusd_socket)
+            return
+        for control in self.candidates[len(self.refused):]:  # the first clock: each candidate until one works
+            self.control = control
+            ClockLockRecord(uuid=self.device.uuid, control=control, zeusd_socket=self.zeusd_socket,
                             index=self.device.index, name=self.device.name,
                             backend=self.device.backend, pid=os.getpid(), host=socket.gethostname(),
                             since=time.strftime("%Y-%m-%dT%H:%M:%S%z")).write(self.path)
-        self.locked = (sm_mhz, memory_mhz)
-        try:
-            set_clock(self.device, self.control, sm_mhz, memory_mhz, self.zeusd_socket)
-        except GpuPermissionError:
-            if not first:
-                raise
-            try:  # refused at the first clock: whatever went through is undone, and the refusal is what is said
-                reset(self.device, self.control, self.zeusd_socket)
-            except GpuPermissionError:
-                pass  # refused both ways: nothing was set
-            self.locked = None
-            self.path.unlink(missing_ok=True)
-            raise
+            self.locked = (sm_mhz, memory_mhz)
+            try:
+                set_clock(self.device, control, sm_mhz, memory_mhz, self.zeusd_socket)
+            except GpuPermissionError as e:
+                try:  # refused outright: whatever went through is undone
+                    reset(self.device, control, self.zeusd_socket)
+                except GpuPermissionError:
+                    pass  # refused both ways: nothing was set
+                self.locked = None
+                self.path.unlink(missing_ok=True)
+                if len(self.candidates) == 1:
+                    raise
+                self.refused.append((control, str(e).partition(": permission denied")[0] + ": permission denied"))
+                continue
+            if self.refused:
+                log.warning("clock_control = auto: %s, after %s", control,
+                            "; ".join(f"{c} refused ({why})" for c, why in self.refused))
+            return
+        raise AllRefused(f"[gpu] clock_control = \"auto\": every clock control was refused at the first clock on "
+                         f"{self.device.name}: " + "; ".join(f"{c}: {why}" for c, why in self.refused)
+                         + "; an administrator can enable one (root for sweepd, `nvidia-smi -acp UNRESTRICTED`, or "
+                           "zeusd); clock_control = \"observe\" measures without setting clocks")
 
     def release(self) -> None:
         if self.locked is None:
