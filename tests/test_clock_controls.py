@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import FAKES, sweepd, sweepd_env, wait_for_rows, write_request
+from conftest import FAKES, sweepd, sweepd_env
 from sweepd.engine import clockcontrol, runner
 from sweepd.errors import InputError
 from sweepd.gpu import open_device
@@ -206,29 +206,28 @@ def test_zeusd_without_gpu_control_or_not_running_is_refused_before_the_model(fa
         runner.prepare(req, Layout.resolve(tmp_path), "z")
 
 
-@pytest.mark.slow  # two sweeps of the tiny model in processes of their own
-def test_a_zeusd_sweep_killed_outright_is_reset_through_zeusd_at_the_next_start_and_resumes(zeusd, tmp_path):
-    """kill -9 leaves the clock locked (zeusd does not know the sweep died); the next sweepd start finds the record
-    and resets through the same socket, then the resumed sweep sets and resets its clocks as usual."""
-    req = write_request(tmp_path / "r.toml", backend="nvml", clocks=(1410, 945, 510), trials=2)
-    req.write_text(req.read_text().replace('[gpu]\n', f'[gpu]\nclock_control = "zeusd"\nzeusd_socket = "{zeusd.socket}"\n'))
+def test_a_process_killed_with_clocks_set_through_zeusd_is_reset_through_zeusd_at_the_next_start(fake_nvml, zeusd,
+                                                                                                 tmp_path):
+    """kill -9 leaves the clock locked (zeusd does not know its client died): a real process sets a clock through
+    zeusd with the sweep's own ClockGuard and dies without a reset; the next start's repair (what `sweepd run`,
+    a worker and the daemon call first) finds its record and resets through the same socket."""
+    layout = Layout.resolve(tmp_path)
+    code = ("import os, sys; from sweepd.gpu.nvml import NvmlGpu; from sweepd.gpu.locks import ClockGuard; "
+            "from sweepd.vocab import ClockControl; g = NvmlGpu(); "
+            "ClockGuard(g, sys.argv[1], control=ClockControl.ZEUSD, zeusd_socket=sys.argv[2]).__enter__().lock(945, None); "
+            "os._exit(137)")
     env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100", FAKE_NVML_DENY_SET="1",
                      FAKE_NVML_STATE=os.environ["FAKE_NVML_STATE"])
-    p = subprocess.Popen([sys.executable, "-m", "sweepd", "run", str(req), "--root", str(tmp_path), "--job-id", "z"],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for_rows(tmp_path / "results/job_z/trials.csv", 1, p)
-    p.kill()
-    p.communicate()
-    assert writes(zeusd)[-1][0] in ("/gpu/set_gpu_locked_clocks", "/gpu/set_mem_locked_clocks")  # left locked
-    [rec] = read_records(tmp_path / "state/gpu-locks")
+    r = subprocess.run([sys.executable, "-c", code, str(layout.gpu_locks), zeusd.socket], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 137, r.stderr
+    assert writes(zeusd)[-1] == ("/gpu/set_gpu_locked_clocks", "945")  # left locked
+    [rec] = read_records(layout.gpu_locks)
     assert rec.control == "zeusd" and rec.zeusd_socket == zeusd.socket
-    before = len(writes(zeusd))
-    r = sweepd("run", "--resume", "z", "--root", tmp_path, env=env)
-    assert r.returncode == 0, r.stderr
-    after = writes(zeusd)[before:]
-    assert after[:2] == [("/gpu/reset_gpu_locked_clocks", None), ("/gpu/reset_mem_locked_clocks", None)]  # repair
-    assert after[-2:] == [("/gpu/reset_gpu_locked_clocks", None), ("/gpu/reset_mem_locked_clocks", None)]  # the end
-    assert read_records(tmp_path / "state/gpu-locks") == []
+    done = runner.repair_locks(layout)
+    assert len(done) == 1 and writes(zeusd)[-2:] == [("/gpu/reset_gpu_locked_clocks", None),
+                                                      ("/gpu/reset_mem_locked_clocks", None)]
+    assert read_records(layout.gpu_locks) == []
 
 
 def test_auto_takes_the_first_control_this_user_has_and_never_observes_unasked(fake_nvml, monkeypatch, tmp_path):
