@@ -281,3 +281,14 @@ def test_auto_tries_each_control_at_the_first_clock_since_a_driver_may_refuse_ev
     assert "lock: locking the core clock at 1410 MHz: permission denied" in line
     assert "application: setting application clocks on NVIDIA A100-PCIE-40GB: permission denied" in line
     assert read_records(layout.gpu_locks) == []
+
+
+def test_auto_does_not_offer_application_clocks_on_a_gpu_with_a_production_lock(fake_nvml, monkeypatch, tmp_path):
+    monkeypatch.setattr(controls, "privileged", lambda: False)
+    monkeypatch.setenv("FAKE_NVML_API_RESTRICTED", "0")
+    layout = Layout.resolve(tmp_path)
+    with NvmlGpu() as gpu:
+        assert clockcontrol.control_for(request("auto"), gpu, layout) == ["application"]
+        ProductionLock(uuid=gpu.uuid, freq_mhz=1200).write(ProductionLock.path_for(layout.production_locks, gpu.uuid))
+        with pytest.raises(GpuPermissionError, match="application: a production lock .* would override it"):
+            clockcontrol.control_for(request("auto"), gpu, layout)

@@ -35,7 +35,7 @@ def check_device(request: SweepRequest, device: GpuDevice, layout: Layout) -> No
                       "it; sweep a whole GPU with MIG disabled (an administrator's `nvidia-smi -i N -mig 0`)")
     if not request.gpu.clock_control.sets_clocks or request.frequencies.mode == "baseline":
         return
-    controls = control_for(request, device)  # "auto" with nothing available says so here
+    controls = control_for(request, device, layout)  # "auto" with nothing available says so here
     control = controls[0]
     can = availability(device, control, request.gpu.zeusd_socket)
     if can.usable is False:
@@ -48,18 +48,23 @@ def check_device(request: SweepRequest, device: GpuDevice, layout: Layout) -> No
                          "reset` first, or sweep with clock_control = \"lock\"")
 
 
-def control_for(request: SweepRequest, device: GpuDevice) -> list[ClockControl]:
+def control_for(request: SweepRequest, device: GpuDevice, layout: Layout | None = None) -> list[ClockControl]:
     """How this sweep sets clocks on this GPU: the request's control, or for "auto" every control this user may
     have here, in order (decided again on every start: a sweep resumed elsewhere takes what it has there); the
     first clock tries them in turn (:class:`~sweepd.gpu.locks.ClockGuard`), since a driver may refuse even what
     looks available (root in a container without CAP_SYS_ADMIN on the host's GPU). None at all: one line of
     what was tried, why each is not available and what an administrator could enable, before the model loads.
-    Never observe unless asked."""
+    Never observe unless asked. With ``layout``: a GPU with a production lock (`sweepd clock set`) is not offered
+    application clocks, which locked clocks override."""
     if request.frequencies.mode == "baseline":
         return [ClockControl.OBSERVE]  # a baseline sets no clock
     if request.gpu.clock_control is not ClockControl.AUTO:
         return [request.gpu.clock_control]
     tried = [availability(device, c, request.gpu.zeusd_socket) for c in AUTO_ORDER]
+    if layout is not None and ProductionLock.read_or_none(ProductionLock.path_for(layout.production_locks,
+                                                                                  device.uuid)) is not None:
+        tried = [a if a.control is not ClockControl.APPLICATION else
+                 type(a)(a.control, False, "a production lock (`sweepd clock set`) would override it") for a in tried]
     maybe = [a.control for a in tried if a.usable is not False]
     if maybe:
         return maybe

@@ -129,7 +129,7 @@ def run_blank(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[i
 
     device, plan, store = prepare(request, layout, job_id, shard)
     with device, GpuClaim(device, layout.gpu_locks):
-        control = control_for(request, device)
+        control = control_for(request, device, layout)
         store.open(request, device.info(), plan)
         with ClockGuard(device, layout.gpu_locks, control=control, zeusd_socket=request.gpu.zeusd_socket) as guard:
             Sweep(request, device, store, plan, guard, StopFlag(), QuietObserver()
@@ -146,7 +146,7 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
     stop = stop or early() or StopFlag()
     with device, GpuClaim(device, layout.gpu_locks):  # one sweep per GPU, claimed before anything is written
         repair_locks(layout)
-        control = control_for(request, device)  # "auto": its candidates, tried in turn at the first clock
+        control = control_for(request, device, layout)  # "auto": its candidates, tried in turn at the first clock
         resumed = store.open(request, device.info(), plan, sweep_id)
         stop.install()
         try:
