@@ -59,13 +59,19 @@ def write_json(path: Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def write_csv(path: Path, fieldnames: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+def csv_text(fieldnames: Sequence[str], rows: Iterable[Mapping[str, Any]], header: bool = True) -> str:
+    """Rows as :func:`write_csv` writes them (with the header line, or without: rows to add to a file's text)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(fieldnames), extrasaction="raise", lineterminator="\n")
-    writer.writeheader()
+    if header:
+        writer.writeheader()
     for row in rows:
         writer.writerow({k: cell(v) for k, v in row.items()})
-    write_text(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_csv(path: Path, fieldnames: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    write_text(path, csv_text(fieldnames, rows))
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -130,3 +130,7 @@ class CsvRow(Record):
     @classmethod
     def write_all(cls, path: Path, rows: Iterable[Self]) -> None:
         atomic.write_csv(path, cls.columns(), (r.model_dump() for r in rows))
+
+    @classmethod
+    def csv_text(cls, rows: Iterable[Self], header: bool = True) -> str:
+        return atomic.csv_text(cls.columns(), (r.model_dump() for r in rows), header)
