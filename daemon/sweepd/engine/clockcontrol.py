@@ -35,10 +35,11 @@ def check_device(request: SweepRequest, device: GpuDevice, layout: Layout) -> No
                       "it; sweep a whole GPU with MIG disabled (an administrator's `nvidia-smi -i N -mig 0`)")
     if not request.gpu.clock_control.sets_clocks or request.frequencies.mode == "baseline":
         return
-    controls = control_for(request, device, layout)  # "auto" with nothing available says so here
+    controls = control_for(request, device, layout)  # "auto": only what may be available; none says so here
     control = controls[0]
-    can = availability(device, control, request.gpu.zeusd_socket)
-    if can.usable is False:
+    can = availability(device, control, request.gpu.zeusd_socket) if request.gpu.clock_control is not \
+        ClockControl.AUTO else None
+    if can is not None and can.usable is False:
         raise GpuPermissionError(f"[gpu] clock_control = \"{control}\" on {device.name}: {can.why}; `sweepd gpus` "
                                  "lists the clock controls this user has")
     production = ProductionLock.read_or_none(ProductionLock.path_for(layout.production_locks, device.uuid))

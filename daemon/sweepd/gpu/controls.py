@@ -48,11 +48,6 @@ def availability(device: GpuDevice, control: ClockControl, zeusd_socket: str | N
     if control is ClockControl.ZEUSD:
         ok, why = Zeusd(zeusd.socket_path(zeusd_socket)).can_control()
         return Availability(control, ok, why)
-    if control is ClockControl.AUTO:
-        chosen, tried = choose(device, zeusd_socket)
-        if chosen is not None:
-            return Availability(control, True, f"{chosen.control}: {chosen.why}")
-        return Availability(control, False, "none of " + ", ".join(str(a.control) for a in tried) + " is available")
     restricted = device.application_clocks_restricted()
     if restricted is None:
         return Availability(control, None, "the driver does not say who may set application clocks")
@@ -64,18 +59,7 @@ def availability(device: GpuDevice, control: ClockControl, zeusd_socket: str | N
                                         "`nvidia-smi -acp UNRESTRICTED`")
 
 
-AUTO_ORDER = (ClockControl.LOCK, ClockControl.APPLICATION, ClockControl.ZEUSD)
-
-
-def choose(device: GpuDevice, zeusd_socket: str | None = None) -> tuple[Availability | None, list[Availability]]:
-    """clock_control = "auto": the first of AUTO_ORDER this user has (never observe), and what was tried."""
-    tried = []
-    for c in AUTO_ORDER:
-        a = availability(device, c, zeusd_socket)
-        tried.append(a)
-        if a.usable:
-            return a, tried
-    return None, tried
+AUTO_ORDER = (ClockControl.LOCK, ClockControl.APPLICATION, ClockControl.ZEUSD)  # what "auto" tries, in order
 
 
 def all_controls(device: GpuDevice) -> list[Availability]:
