@@ -40,6 +40,8 @@ class Sweep:
     stop: StopFlag
     observer: Observer
     sleep: Callable[[float], None] | None = None  # how settle and cool-down pass; default: the device's own clock
+    continues: bool = False  # an srun step after the first of its driver's (clock_control = "slurm"): the same
+    # sweep going on, not one resumed after a stop, so no drift check for having resumed
 
     @property
     def checks_drift(self) -> bool:
@@ -60,24 +62,45 @@ class Sweep:
                 self._down_the_plan(m, workload, sampler)
 
     def _down_the_plan(self, m: Measurer, workload: Workload, sampler: Sampler) -> None:
+        """Every clock not yet complete, in the plan's order, and the baseline again where :meth:`_drift_owed` says:
+        decided from the job's rows alone, so a sweep spread over processes (resumed, or one srun step per
+        clock) checks the baseline where one process would have."""
         protocol = self.request.protocol
-        pending = [k for k, p in enumerate(self.plan) if not self.store.clock_done(p, protocol)]
-        if self.checks_drift and self.store.clock_done(self.plan[0], protocol) and \
+        pending = self._pending()
+        if self.checks_drift and not self.continues and self.store.clock_done(self.plan[0], protocol) and \
                 (pending or not self.store.last_was_drift_check()):
             drift_check(m, workload, sampler, self.plan, "resumed")  # this process's baseline, before going on
-        for i, k in enumerate(pending):
-            measure_clock(m, workload, sampler, self.plan, k, self.observer)
-            last = i == len(pending) - 1
-            if self.checks_drift and k and protocol.check_after(i, last):
-                drift_check(m, workload, sampler, self.plan, "end of the sweep" if last else "baseline_every")
+        while True:
+            why = self._drift_owed(pending)
+            if why:
+                drift_check(m, workload, sampler, self.plan, why)
+            if not pending:
+                return
+            measure_clock(m, workload, sampler, self.plan, pending[0], self.observer)
+            pending = self._pending()
+
+    def _pending(self) -> list[int]:
+        return [k for k, p in enumerate(self.plan) if not self.store.clock_done(p, self.request.protocol)]
+
+    def _drift_owed(self, pending: list[int]) -> str | None:
+        """Whether the baseline is measured again now: after the last clock, and after every ``baseline_every``
+        clocks since the last check (the baseline's own first measurement counted; never right after it)."""
+        trials, protocol = self.store.trials, self.request.protocol
+        if not self.checks_drift or not trials or trials[-1].drift_check \
+                or not self.store.clock_done(self.plan[0], protocol) or trials[-1].freq_mhz == self.plan[0].freq_mhz:
+            return None
+        if not pending:
+            return "end of the sweep"
+        since = next((i + 1 for i in range(len(trials) - 1, -1, -1) if trials[i].drift_check), 0)
+        clocks = {t.freq_mhz for t in trials[since:]}
+        return "baseline_every" if protocol.baseline_every and len(clocks) >= protocol.baseline_every else None
 
     def _search(self, m: Measurer, workload: Workload, sampler: Sampler) -> None:
         """Adaptive mode: measure the clock the search asks for next, one at a time, until it stops. Each
         decision depends only on the clocks completed so far, so a resumed sweep makes the same ones."""
         protocol, freqs = self.request.protocol, self.request.frequencies
         candidates = [p.freq_mhz for p in self.plan]
-        measured_here = 0
-        if self.store.clock_done(self.plan[0], protocol):
+        if self.store.clock_done(self.plan[0], protocol) and not self.continues:
             drift_check(m, workload, sampler, self.plan, "resumed")
         while True:
             done = {f: [search.Trial(float(t.j_per_image), float(t.s_per_image_median or t.s_per_image))
@@ -92,6 +115,5 @@ class Sweep:
             if not d.next_mhz:
                 break
             measure_clock(m, workload, sampler, self.plan, candidates.index(d.next_mhz[0]), self.observer)
-            measured_here += 1
-        if measured_here and len(done) > 1:
+        if len(done) > 1 and not self.store.last_was_drift_check():  # a clock was measured since the last check
             drift_check(m, workload, sampler, self.plan, "end of the sweep")
