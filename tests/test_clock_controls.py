@@ -120,11 +120,16 @@ def test_gpus_says_which_control_this_user_has_and_shows_mig(tmp_path):
     a100, v100 = json.loads(r.stdout)
     assert a100["mig"] is False and v100["mig"] is False  # a V100 has no MIG: not supported, so not on
     usable = {c["control"]: c["usable"] for c in a100["clock_controls"]}
-    assert usable == {"lock": True, "application": True, "zeusd": False, "observe": True}  # root; lifted; no zeusd
+    # root; lifted; no zeusd; not inside a SLURM allocation (sweepd_env leaves no SLURM_ variable)
+    assert usable == {"lock": True, "application": True, "zeusd": False, "slurm": False, "observe": True}
     text = sweepd("gpus", "--backend", "nvml", "--root", tmp_path, env=env | {"FAKE_NVML_MIG": "1"}).stdout
     assert text.count("MIG mode: on") == 1  # the A100; the V100 cannot be in MIG mode
     assert "application yes (anyone: an administrator lifted the API restriction)" in text
     assert "zeusd no (zeusd at " in text and "does not answer" in text
+    assert "slurm no (not inside a SLURM allocation" in text
+    inside = sweepd("gpus", "--backend", "nvml", "--root", tmp_path, env=env | {"SLURM_JOB_ID": "31"}).stdout
+    assert "slurm unknown (inside SLURM job 31: whether srun --gpu-freq sets clocks here, the first step tells)" \
+        in inside
 
 
 def test_an_unknown_clock_control_names_the_choices(tmp_path):

@@ -111,6 +111,10 @@ class Layout:
     def job_results(self, job_id: str) -> Path:
         return self.results / f"{JOB_PREFIX}{check_job_id(job_id)}"
 
+    def job_steps(self, job_id: str) -> Path:
+        """A sweep measured in SLURM steps: what its driver and steps hand each other (clock_control = "slurm")."""
+        return self.state / "slurm-steps" / check_job_id(job_id)
+
     def job_images(self, job_id: str) -> Path:
         return self.images / f"{JOB_PREFIX}{check_job_id(job_id)}"
 

@@ -118,12 +118,14 @@ class Objective(StrEnum):
 class ClockControl(StrEnum):
     """How a sweep sets each clock ([gpu] clock_control): the first of the others this user has (auto, the default),
     NVML's locked clocks (root or CAP_SYS_ADMIN), application clocks (anyone, where an admin lifted the API
-    restriction: `nvidia-smi -acp UNRESTRICTED`), locked clocks through an admin's zeusd, or not at all (observe:
-    whatever clock the GPU runs; only when asked)."""
+    restriction: `nvidia-smi -acp UNRESTRICTED`), locked clocks through an admin's zeusd, SLURM's `srun --gpu-freq`
+    (each clock its own job step, inside an allocation), or not at all (observe: whatever clock the GPU runs; only
+    when asked)."""
     AUTO = "auto"
     LOCK = "lock"
     APPLICATION = "application"
     ZEUSD = "zeusd"
+    SLURM = "slurm"
     OBSERVE = "observe"
 
     @property

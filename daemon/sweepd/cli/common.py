@@ -7,6 +7,7 @@ import logging
 import sys
 
 import typer
+from rich.markup import escape
 from rich.console import Console
 
 from sweepd.configfile import ConfigError
@@ -28,7 +29,7 @@ ResultsOpt = typer.Option(None, "--results-dir", envvar="SWEEPD_RESULTS_DIR", he
 
 
 def fail(message: str, code: int) -> int:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return code
 
 
@@ -53,7 +54,7 @@ def guarded(fn) -> int:
         return fn()
     except ConfigError as e:
         for line in e.lines():
-            err.print(f"[bold red]error:[/] {line}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
         return e.exit_code
     except SweepdError as e:
         return fail(e.line(), e.exit_code)
@@ -93,5 +94,5 @@ def layout_of(root=None, images=None, results=None):
         return settings.layout(root, images, results)
     except ConfigError as e:
         for line in e.lines():
-            err.print(f"[bold red]error:[/] {line}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
         raise typer.Exit(EXIT_INPUT) from None

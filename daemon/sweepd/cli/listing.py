@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from sweepd import paths
@@ -133,7 +134,7 @@ def status(sweep: Optional[str] = typer.Argument(None, help="sweep id or job id"
             console.print(f"status: {daemon.status}", highlight=False)
         for what, error in (("settings", daemon.settings_error), ("policy", daemon.policy_error)):
             if error:
-                console.print(f"[red]{what} error (the last valid {what} stays in force):[/] {error}", highlight=False)
+                console.print(f"[red]{what} error (the last valid {what} stays in force):[/] {escape(str(error))}", highlight=False)
         if daemon.fault:
             console.print(f"[red]fault (the daemon goes on and tries again; requests wait in spool/incoming/):[/] "
                           f"{daemon.fault}", highlight=False)
@@ -177,7 +178,7 @@ def _print_doubts(layout: paths.Layout, job_id: str, state: str) -> None:
     from sweepd.report.flags import doubts
 
     for line in doubts(layout.job_results(job_id)):
-        console.print(f"[yellow]flag:[/] {line}", highlight=False)
+        console.print(f"[yellow]flag:[/] {escape(line)}", highlight=False)
 
 
 @app.command("list")

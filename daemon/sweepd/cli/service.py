@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from sweepd import paths, settings as settings_mod
 from sweepd.cli.common import layout_of, EXIT_INPUT, ImagesOpt, ResultsOpt, RootOpt, app, console, err, fail, guarded
@@ -34,7 +35,7 @@ def serve(
         try:
             return Daemon(s, layout, config, once).run()
         except AlreadyRunning as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
             return EXIT_INPUT
 
     raise typer.Exit(guarded(go))

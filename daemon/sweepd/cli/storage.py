@@ -92,9 +92,9 @@ def storage_apply(policy: Optional[list[Path]] = PolicyOpt, root: Optional[Path]
         console.print(f"{verb}: {len(out.done)} action(s)" + (f"; failed: {len(out.failed)}" if out.failed else ""),
                       highlight=False)
         for a, e in out.failed:
-            err.print(f"failed: {a.kind} {a.unit}: {e}", highlight=False)
+            err.print(f"failed: {a.kind} {a.unit}: {e}", highlight=False, markup=False)
         for a, e in out.skipped:
-            console.print(f"note: {e}", highlight=False)
+            console.print(f"note: {e}", highlight=False, markup=False)
         return EXIT_FAILED if out.failed else 0
 
     raise typer.Exit(guarded(go))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from sweepd import configfile, paths
 from sweepd.cli.common import (layout_of, ImagesOpt, ResultsOpt, RootOpt, VerboseOpt,
@@ -48,9 +49,15 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, for
     trials = str(p.trials) if not p.sequential else f"{p.min_trials}-{p.max_trials} (to a {p.target_ci_pct:g} % CI)"
     console.print(f"sweep job {job}: {ready.clocks_text} x {trials} trials{tag}; "
                   f"results in {layout.job_results(job)}", highlight=False)
-    with ConsoleObserver(console, ready.expected_clocks * p.least, p.most, ready.simulated) as obs, \
-            job_log(layout.job_results(job) / "sweep.log"):
-        outcome = sweeps.measure_and_report(request, layout, job, obs, finish_done=resuming)
+    if ready.in_steps:  # clock_control = "slurm": this process drives srun steps, which measure and report
+        console.print("clock_control = slurm: each clock is an srun --gpu-freq step (the model loads in each)",
+                      highlight=False)
+        with job_log(layout.job_results(job) / "sweep.log"):
+            outcome = sweeps.measure_in_steps(request, layout, job, ready.plan)
+    else:
+        with ConsoleObserver(console, ready.expected_clocks * p.least, p.most, ready.simulated) as obs, \
+                job_log(layout.job_results(job) / "sweep.log"):
+            outcome = sweeps.measure_and_report(request, layout, job, obs, finish_done=resuming)
     store = outcome.store
     rows = store.summary_rows(ready.plan) if store.trials else []  # display only: the sweep wrote summary.csv
     if rows:
@@ -62,7 +69,7 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, for
         for line in answer:
             console.print(line, highlight=False)
         for line in flags:
-            console.print(f"[yellow]flag:[/] {line}", highlight=False)
+            console.print(f"[yellow]flag:[/] {escape(line)}", highlight=False)
     console.print(f"results: {store.dir}", highlight=False)
     if store.images_dir.exists():
         console.print(f"images:  {store.images_dir}", highlight=False)
@@ -70,7 +77,7 @@ def execute(request: SweepRequest, layout: paths.Layout, job_id: str | None, for
         console.print(f"report:  {store.dir / 'report.html'}", highlight=False)
     if outcome.status == RunState.DONE:
         return 0
-    err.print(f"sweep {outcome.status}: {outcome.error}", highlight=False)
+    err.print(f"sweep {outcome.status}: {outcome.error}", highlight=False, markup=False)
     if outcome.status == RunState.INTERRUPTED:
         err.print(f"resume with: sweepd run --resume {job}", highlight=False)
     return outcome.exit_code
@@ -100,6 +107,40 @@ def run(
         if request_file is None:
             raise InputError("give a request file, or --resume JOB")
         return execute(sweeps.new_request(request_file, no_save_images, custom_frequencies), layout, job_id, force)
+
+    raise typer.Exit(guarded(go))
+
+
+@app.command(hidden=True)
+def step(spec_file: Path = typer.Argument(..., help="the step's spec (results/job_<ID>/step.json)"),
+         verbose: bool = VerboseOpt) -> None:
+    """One srun --gpu-freq step of a sweep with clock_control = "slurm"; `sweepd run` starts these."""
+    setup_logging(verbose)
+
+    def go() -> int:
+        from sweepd.errors import RecordError
+        from sweepd.ops import sweeps
+        from sweepd.progress import ConsoleObserver
+        from sweepd.records.step import StepSpec
+
+        try:
+            spec = StepSpec.read(spec_file)
+        except RecordError as e:
+            raise InputError(str(e)) from None
+        if spec.probe:
+            seen = sweeps.probe_step(spec)
+            console.print(f"step 0: srun --gpu-freq={spec.freq_mhz}: the GPU runs at {seen} MHz; SLURM sets clocks "
+                          "here", highlight=False)
+            return 0
+        p = spec.request.protocol
+        with ConsoleObserver(console, p.least, p.most, spec.request.gpu.backend == "sim") as obs, \
+                job_log(paths.Layout(Path(spec.root), Path(spec.images), Path(spec.results)).job_results(spec.job_id)
+                        / "sweep.log"):
+            outcome = sweeps.run_step(spec, obs)
+        if outcome.status in (RunState.DONE, RunState.RUNNING):
+            return 0
+        err.print(f"sweep {outcome.status}: {outcome.error}", highlight=False, markup=False)
+        return outcome.exit_code
 
     raise typer.Exit(guarded(go))
 

@@ -12,7 +12,7 @@ import os
 
 from sweepd.errors import InputError
 from sweepd.gpu.base import GpuDevice, GpuNotSupported, GpuPermissionError
-from sweepd.gpu.controls import AUTO_ORDER, availability
+from sweepd.gpu.controls import AUTO_ORDER, availability, slurm_steps
 from sweepd.paths import Layout
 from sweepd.records.gpulock import ProductionLock
 from sweepd.request import SweepRequest
@@ -25,8 +25,9 @@ class MigMode(GpuNotSupported):
     """A GPU in MIG mode, or a MIG slice: NVML cannot meter a slice's power or energy."""
 
 
-def check_device(request: SweepRequest, device: GpuDevice, layout: Layout) -> None:
-    """Before the model loads: a GPU whose energy NVML can meter, and a clock control this user may use."""
+def check_device(request: SweepRequest, device: GpuDevice, layout: Layout) -> list[ClockControl]:
+    """Before the model loads: a GPU whose energy NVML can meter, and a clock control this user may use; returns
+    :func:`control_for`'s candidates."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     if device.mig_enabled() or "MIG-" in visible:
         which = f"CUDA_VISIBLE_DEVICES={visible} names a MIG slice" if "MIG-" in visible \
@@ -34,11 +35,13 @@ def check_device(request: SweepRequest, device: GpuDevice, layout: Layout) -> No
         raise MigMode(f"{which}: NVML cannot meter a MIG slice's power or energy, so no sweep can be measured on "
                       "it; sweep a whole GPU with MIG disabled (an administrator's `nvidia-smi -i N -mig 0`)")
     if not request.gpu.clock_control.sets_clocks or request.frequencies.mode == "baseline":
-        return
+        return [ClockControl.OBSERVE]
     controls = control_for(request, device, layout)  # "auto": only what may be available; none says so here
     control = controls[0]
     can = availability(device, control, request.gpu.zeusd_socket) if request.gpu.clock_control is not \
         ClockControl.AUTO else None
+    if can is not None and can.usable is False and control is ClockControl.SLURM:
+        raise InputError(f'[gpu] clock_control = "slurm": {can.why}')
     if can is not None and can.usable is False:
         raise GpuPermissionError(f"[gpu] clock_control = \"{control}\" on {device.name}: {can.why}; `sweepd gpus` "
                                  "lists the clock controls this user has")
@@ -47,6 +50,7 @@ def check_device(request: SweepRequest, device: GpuDevice, layout: Layout) -> No
         raise InputError(f"[gpu] clock_control = \"application\": {device.name} is locked at {production.freq_mhz} "
                          "MHz (`sweepd clock set`), and locked clocks override application clocks: `sweepd clock "
                          "reset` first, or sweep with clock_control = \"lock\"")
+    return controls
 
 
 def control_for(request: SweepRequest, device: GpuDevice, layout: Layout | None = None) -> list[ClockControl]:
@@ -69,9 +73,13 @@ def control_for(request: SweepRequest, device: GpuDevice, layout: Layout | None 
     maybe = [a.control for a in tried if a.usable is not False]
     if maybe:
         return maybe
+    steps = slurm_steps()  # last: a step per clock costs a model load each
+    if steps.usable is not False:
+        log.info("clock_control = auto: %s; each clock is an srun --gpu-freq step", steps.why)
+        return [ClockControl.SLURM]
     raise GpuPermissionError(
         f"[gpu] clock_control = \"auto\": sweepd cannot set clocks on {device.name}: "
-        + "; ".join(f"{a.control}: {a.why}" for a in tried)
-        + "; slurm: SLURM's --gpu-freq steps are not supported by this sweepd yet. An administrator can enable "
-          "one (root for sweepd, `nvidia-smi -acp UNRESTRICTED`, or zeusd); clock_control = \"observe\" "
-          "measures at whatever clock the GPU runs, without setting it")
+        + "; ".join(f"{a.control}: {a.why}" for a in [*tried, steps])
+        + ". An administrator can enable one (root for sweepd, `nvidia-smi -acp UNRESTRICTED`, zeusd, or "
+          "SLURM's gpu/nvml plugin for srun --gpu-freq); clock_control = \"observe\" measures at whatever clock "
+          "the GPU runs, without setting it")

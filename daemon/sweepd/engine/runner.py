@@ -7,10 +7,12 @@ model loads, so a bad request fails in a second, not after a minute of loading.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sweepd import paths
-from sweepd.engine.clockcontrol import check_device, control_for
+from sweepd.engine.clockcontrol import check_device
 from sweepd.engine.stop import StopFlag, StopRequested, early
 from sweepd.engine.store import JobStore
 from sweepd.errors import EXIT_DONE, EXIT_FAILED, EXIT_INTERRUPTED, InputError, SweepdError, os_line
@@ -18,12 +20,13 @@ from sweepd.engine.sweep import Observer, Sweep
 from sweepd.freqplan import ClockPoint, measuring_order, plan_clocks
 from sweepd.gpu import open_device
 from sweepd.gpu.base import GpuDevice
-from sweepd.gpu.locks import ClockGuard, GpuClaim, repair_stale_locks
+from sweepd.gpu.locks import ClockGuard, GpuClaim, NextClock, repair_stale_locks
 from sweepd.gpu.simmodel import gib_needed, gib_per_image, s_per_image
 from sweepd.paths import Layout
 from sweepd.records.gpulock import ClockLockRecord
+from sweepd.records.step import StepHandoff, StepSpec
 from sweepd.request import SweepRequest
-from sweepd.vocab import RunState
+from sweepd.vocab import ClockControl, RunState
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class SweepOutcome:
     """How a sweep ended, when it ended as sweepd expects (a bug is raised instead, see :func:`run`)."""
-    status: RunState  # done, failed or interrupted
+    status: RunState  # done, failed or interrupted; running: a SLURM step handed the sweep on to the next
     store: JobStore
     plan: list[ClockPoint]
     error: str | None = None
@@ -92,8 +95,14 @@ def shard_plan(plan: list, shard: int, shards: int) -> list:
     return plan[shard::shards]
 
 
-def prepare(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int, int] | None = None
-            ) -> tuple[GpuDevice, list[ClockPoint], JobStore]:
+class Prepared(NamedTuple):
+    device: GpuDevice
+    plan: list[ClockPoint]  # in measuring order
+    store: JobStore
+    controls: list[ClockControl]  # how clocks will be set (engine.clockcontrol.control_for)
+
+
+def prepare(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int, int] | None = None) -> Prepared:
     """Open the GPU and check the clocks and the job id; writes nothing. The caller closes the device.
     With ``shard`` (k, n): only that shard's share of the clocks."""
     from sweepd.workload import modelcheck
@@ -101,14 +110,14 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int
     modelcheck.check(request.workload.model)  # before the GPU, the job folder or 8 s of model loading
     device = open_for(request)
     try:
-        check_device(request, device, layout)
+        controls = check_device(request, device, layout)
         plan = plan_clocks(request.frequencies, device)
         check_memory(request, device)
         order, seed = request.protocol.order, request.workload.seed
         if request.frequencies.mode == "adaptive":
             order = "descending"  # the search decides what comes after the highest clock
         if shard is None:
-            return device, measuring_order(plan, order, seed), JobStore(layout, job_id)
+            return Prepared(device, measuring_order(plan, order, seed), JobStore(layout, job_id), controls)
         if not 0 <= shard[0] < shard[1] or shard[1] > len(plan):
             raise InputError(f"shard {shard[0]} of {shard[1]}: the sweep has {len(plan)} clocks; "
                              "split must be at most the number of clocks")
@@ -116,49 +125,87 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int
         mine = shard_plan(plan, *shard)
         if shard[0]:  # every GPU measures the reference itself: savings are ratios within one GPU
             mine = [plan[0], *mine]
-        return device, measuring_order(mine, order, seed), store
+        return Prepared(device, measuring_order(mine, order, seed), store, controls)
     except BaseException:
         device.close()
         raise
 
 
-def run_blank(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int, int] | None = None) -> JobStore:
+def run_blank(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int, int] | None = None,
+              step: StepSpec | None = None) -> JobStore:
     """A whole sweep with :class:`~sweepd.engine.blank.BlankWorkload` instead of the model, on the simulated GPU:
-    the engine and its files exactly as :func:`run` has them, in a fraction of a second (benchmarks, tests)."""
+    the engine and its files exactly as :func:`run` has them, in a fraction of a second (benchmarks, tests).
+    ``step``: one SLURM step of it, as :func:`run`'s."""
     from sweepd.engine.blank import BlankWorkload, QuietObserver
 
-    device, plan, store = prepare(request, layout, job_id, shard)
+    device, plan, store, control = prepare(request, layout, job_id, shard)
     with device, GpuClaim(device, layout.gpu_locks):
-        control = control_for(request, device, layout)
         store.open(request, device.info(), plan)
-        with ClockGuard(device, layout.gpu_locks, control=control, zeusd_socket=request.gpu.zeusd_socket) as guard:
-            Sweep(request, device, store, plan, guard, StopFlag(), QuietObserver()
-                  ).run(BlankWorkload())
+        with ClockGuard(device, layout.gpu_locks, control=[ClockControl.SLURM] if step else control,
+                        zeusd_socket=request.gpu.zeusd_socket, step_mhz=step.freq_mhz if step else None) as guard:
+            try:
+                Sweep(request, device, store, plan, guard, StopFlag(), QuietObserver(),
+                      continues=bool(step and step.continues)).run(BlankWorkload())
+            except NextClock as e:
+                _hand_off(layout, step, e)
+                return store
         store.set_status(RunState.DONE)
+        _hand_off(layout, step, None)
     return store
 
 
+def _hand_off(layout: Layout, step: StepSpec | None, e: NextClock | None) -> None:
+    """A SLURM step's last word to its driver: the clock the sweep needs next (``e``), or none: done."""
+    assert step is not None or e is None, "only a SLURM step's guard hands over"
+    if step is not None:
+        StepHandoff(step=step.step, next_mhz=e and e.freq_mhz, next_memory_mhz=e and e.memory_mhz).write(
+            StepHandoff.path_in(layout.job_steps(step.job_id)))
+
+
+def probe_step(request: SweepRequest, layout: Layout, step: StepSpec) -> int:
+    """A SLURM sweep's first step: whether srun --gpu-freq set the clock it was asked for (raises
+    :class:`~sweepd.gpu.locks.SlurmSetsNoClock` if not). Loads no model, measures nothing; returns the clock seen."""
+    device = prepare(request, layout, step.job_id).device
+    with device, ClockGuard(device, layout.gpu_locks, control=ClockControl.SLURM, step_mhz=step.freq_mhz) as guard:
+        guard.lock(step.freq_mhz, step.memory_mhz)
+        return device.sm_clock_mhz()
+
+
 def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
-        stop: StopFlag | None = None, sweep_id: str | None = None, shard: tuple[int, int] | None = None) -> SweepOutcome:
+        stop: StopFlag | None = None, sweep_id: str | None = None, shard: tuple[int, int] | None = None,
+        step: StepSpec | None = None) -> SweepOutcome:
+    """``step``: this process is one `srun --gpu-freq` step of a sweep with clock_control = "slurm"
+    (:mod:`sweepd.slurm.steps`): it measures what the sweep needs at the step's clock and hands back
+    (``step-next.json``) at the first other clock the sweep asks for."""
     from sweepd.workload.pipeline import Workload  # torch is imported here, in the sweep process only
 
-    device, plan, store = prepare(request, layout, job_id, shard)
+    device, plan, store, controls = prepare(request, layout, job_id, shard)
     stop = stop or early() or StopFlag()
     with device, GpuClaim(device, layout.gpu_locks):  # one sweep per GPU, claimed before anything is written
         repair_locks(layout)
-        control = control_for(request, device, layout)  # "auto": its candidates, tried in turn at the first clock
+        # "auto": its candidates, tried in turn at the first clock; a step: the clock srun gave it
+        control = [ClockControl.SLURM] if step else controls
         resumed = store.open(request, device.info(), plan, sweep_id)
+        if step and step.driver_pid:  # the sweep's process is the driver: live between steps too (protection)
+            store.manifest.pid = step.driver_pid
+            store.write_manifest()
         stop.install()
         try:
             with ClockGuard(device, layout.gpu_locks, layout.production_locks, control,
-                            request.gpu.zeusd_socket) as guard:
+                            request.gpu.zeusd_socket, step.freq_mhz if step else None) as guard:
                 stop.check()  # cancelled while starting: do not load the model for nothing
+                t0 = time.monotonic()
                 workload = Workload(request.workload, paths.cache_dir(), gpu_uuid=device.uuid,
                                     simulated=device.simulated)
-                store.model_loaded(workload.info())
-                Sweep(request, device, store, plan, guard, stop, observer).run(workload)
+                store.model_loaded(workload.info(), time.monotonic() - t0)
+                Sweep(request, device, store, plan, guard, stop, observer,
+                      continues=bool(step and step.continues)).run(workload)
             store.set_status(RunState.DONE)
+            _hand_off(layout, step, None)
             return SweepOutcome(RunState.DONE, store, plan, resumed=resumed)
+        except NextClock as e:  # a SLURM step: the sweep goes on in the next step, at this clock
+            _hand_off(layout, step, e)
+            return SweepOutcome(RunState.RUNNING, store, plan, resumed=resumed)
         except (StopRequested, KeyboardInterrupt) as e:
             _final_status(store, RunState.INTERRUPTED, f"stopped by {e or 'request'}")
             return SweepOutcome(RunState.INTERRUPTED, store, plan, f"stopped by {e or 'request'}", resumed, EXIT_INTERRUPTED)

@@ -113,6 +113,15 @@ class JobStore:
         self.write_manifest()
         return False
 
+    def read_back(self, plan: list[ClockPoint]) -> bool:
+        """The job as another process left it (a SLURM sweep's steps), to show; False when there is none."""
+        manifest = SweepManifest.read_or_none(self.manifest_path)
+        if manifest is None:
+            return False
+        self.manifest = manifest
+        self._load_rows(plan, manifest.request.protocol)
+        return True
+
     def _load_rows(self, plan: list[ClockPoint], protocol: Protocol) -> None:
         trials = TrialRow.read_all(self.dir / "trials.csv")
         complete = {p.freq_mhz for p in plan if stopping.done(protocol, trials, p.freq_mhz)}
@@ -155,8 +164,11 @@ class JobStore:
         m.ended_at, m.ended_unix = (now_iso(), time.time()) if final else (None, None)
         self.write_manifest()
 
-    def model_loaded(self, workload: WorkloadInfo) -> None:
+    def model_loaded(self, workload: WorkloadInfo, load_s: float = 0.0) -> None:
+        """The model is loaded (``load_s``: how long that took, added up over every process of the sweep)."""
         self.manifest.workload, self.manifest.model_loaded_unix = workload, time.time()
+        self.device_time().model_load_s += load_s
+        self.manifest.model_loads += 1
         self.write_manifest()
 
     def set_search(self, record: SearchRecord) -> None:

@@ -35,6 +35,8 @@ def privileged() -> bool:
 
 def availability(device: GpuDevice, control: ClockControl, zeusd_socket: str | None = None) -> Availability:
     """``zeusd_socket``: where zeusd is asked ([gpu] zeusd_socket; default ZEUSD_SOCK_PATH, then zeusd's own)."""
+    if control is ClockControl.SLURM:
+        return slurm_steps()
     if device.simulated:
         return Availability(control, True, "simulated: the clock lives in sweepd alone")
     if device.mig_enabled():
@@ -57,6 +59,17 @@ def availability(device: GpuDevice, control: ClockControl, zeusd_socket: str | N
         return Availability(control, True, "root")
     return Availability(control, False, "restricted to root; an administrator can allow everyone with "
                                         "`nvidia-smi -acp UNRESTRICTED`")
+
+
+def slurm_steps(env: dict | None = None) -> Availability:
+    """SLURM's `srun --gpu-freq`: each clock its own job step, so only inside an allocation (a batch script or
+    salloc), and only where slurmstepd's gpu/nvml plugin sets clocks, which the first step tells."""
+    job = (os.environ if env is None else env).get("SLURM_JOB_ID")
+    if not job:
+        return Availability(ClockControl.SLURM, False, "not inside a SLURM allocation: run sweepd in an sbatch "
+                                                       "script or salloc, where each clock is an srun --gpu-freq step")
+    return Availability(ClockControl.SLURM, None, f"inside SLURM job {job}: whether srun --gpu-freq sets clocks "
+                                                  "here, the first step tells")
 
 
 AUTO_ORDER = (ClockControl.LOCK, ClockControl.APPLICATION, ClockControl.ZEUSD)  # what "auto" tries, in order

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from sweepd import paths
+from sweepd.errors import InputError
 from sweepd.procs import PidFile, pid_alive
 from sweepd.gpu.base import GpuDevice, GpuError, GpuPermissionError
 from sweepd.records.base import RecordError
@@ -31,6 +32,23 @@ log = logging.getLogger(__name__)
 
 class GpuBusyError(GpuError):
     """Another live sweepd process holds this GPU's clocks."""
+
+
+class NextClock(Exception):
+    """A SLURM step (clock_control = "slurm") was asked for a clock other than its own: the step ends there, and
+    its driver starts the next one at ``freq_mhz``. Not an error: how a sweep moves from one step to the next."""
+
+    def __init__(self, freq_mhz: int, memory_mhz: int | None):
+        super().__init__(f"next clock {freq_mhz} MHz")
+        self.freq_mhz, self.memory_mhz = freq_mhz, memory_mhz
+
+
+class SlurmSetsNoClock(InputError):
+    """srun --gpu-freq ran a step at another clock than it was asked for: this cluster's SLURM does not set GPU
+    clocks (gres.conf without AutoDetect=nvml, or --gpu-freq disabled)."""
+
+
+SLURM_CLOCK_TOLERANCE_MHZ = 7  # under one step of every supported GPU's clock table (A100/H100: 15 MHz)
 
 
 def read_records(records: Path) -> list[ClockLockRecord]:
@@ -121,12 +139,16 @@ class ClockGuard:
     """Locks clocks on one device and guarantees the reset."""
 
     def __init__(self, device: GpuDevice, records: Path, production: Path | None = None,
-                 control: ClockControl | list[ClockControl] = ClockControl.LOCK, zeusd_socket: str | None = None):
+                 control: ClockControl | list[ClockControl] = ClockControl.LOCK, zeusd_socket: str | None = None,
+                 step_mhz: int | None = None):
         """``production``: where ``sweepd clock set`` records production locks; one for this GPU is restored
         after the reset. ``control``: locked clocks, application clocks, or locked clocks through zeusd (at
         ``zeusd_socket``); or a list of them in order (clock_control = "auto"): at the first clock each is tried
-        in turn until one is not refused, and the sweep keeps it."""
+        in turn until one is not refused, and the sweep keeps it. ``step_mhz`` (control "slurm"): the clock
+        `srun --gpu-freq` gave this step; slurmstepd sets and resets it, this guard checks it and ends the step
+        (:class:`NextClock`) when the sweep needs another."""
         self.device = device
+        self.step_mhz = step_mhz
         self.candidates = list(control) if isinstance(control, list) else [control]
         self.control = self.candidates[0]
         self.refused: list[tuple[ClockControl, str]] = []  # (control, why) of each refused at the first clock
@@ -153,6 +175,9 @@ class ClockGuard:
         atexit.unregister(self.release)
 
     def lock(self, sm_mhz: int, memory_mhz: int | None) -> None:
+        if self.control is ClockControl.SLURM:
+            self._step_clock(sm_mhz, memory_mhz)
+            return
         if self.locked is not None:
             self.locked = (sm_mhz, memory_mhz)
             set_clock(self.device, self.control, sm_mhz, memory_mhz, self.zeusd_socket)
@@ -186,8 +211,34 @@ class ClockGuard:
                          + "; an administrator can enable one (root for sweepd, `nvidia-smi -acp UNRESTRICTED`, or "
                            "zeusd); clock_control = \"observe\" measures without setting clocks")
 
+    def _step_clock(self, sm_mhz: int, memory_mhz: int | None) -> None:
+        """clock_control = "slurm": this step runs at the clock srun gave it; another clock ends the step."""
+        if self.step_mhz is None:
+            raise InputError('[gpu] clock_control = "slurm": clocks are set by srun --gpu-freq steps, which `sweepd '
+                             'run` starts inside an allocation; this process is not one of them')
+        if sm_mhz != self.step_mhz:
+            raise NextClock(sm_mhz, memory_mhz)
+        if self.locked is not None:
+            return
+        if self.device.simulated:  # the simulated GPU's clock lives in this process: it plays slurmstepd
+            self.device.lock_clocks(sm_mhz, memory_mhz)
+        else:
+            seen = self.device.sm_clock_mhz()
+            if abs(seen - sm_mhz) > SLURM_CLOCK_TOLERANCE_MHZ:
+                raise SlurmSetsNoClock(
+                    f'[gpu] clock_control = "slurm": this step asked srun for --gpu-freq={sm_mhz} and '
+                    f"{self.device.name} runs at {seen} MHz: this cluster's SLURM does not set GPU clocks, so no "
+                    "clock sweep can be measured here; an administrator can enable it (AutoDetect=nvml in "
+                    "gres.conf, SLURM built with NVML), or ask for --gpu-freq support")
+        self.locked = (sm_mhz, memory_mhz)
+
     def release(self) -> None:
         if self.locked is None:
+            return
+        if self.control is ClockControl.SLURM:  # slurmstepd resets the clock when the step ends
+            if self.device.simulated:
+                self.device.reset_clocks()
+            self.locked = None
             return
         reset(self.device, self.control, self.zeusd_socket)  # raises if it fails: the record stays for repair
         self.locked = None

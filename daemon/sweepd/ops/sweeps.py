@@ -7,14 +7,18 @@ it may start, measuring what is missing, and the report.
   is about to do;
 - :func:`measure_and_report`: the sweep, then its report. ``done`` in sweep.json is final: a job already done with
   this request is not measured again, its report is written (again) instead, which is how a worker killed while
-  writing the report is finished by the next one.
+  writing the report is finished by the next one;
+- :func:`measure_in_steps`, :func:`run_step`: the same with clock_control = "slurm", one srun step per clock
+  (:mod:`sweepd.slurm.steps` drives them; each step is :func:`run_step`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from sweepd import configfile, paths
 from sweepd.configfile import ConfigError
@@ -23,19 +27,20 @@ from sweepd.engine.phases import Observer
 from sweepd.engine.runner import SweepOutcome
 from sweepd.engine.stop import StopFlag
 from sweepd.engine.store import JobStore
-from sweepd.errors import InputError, RecordError
+from sweepd.errors import EXIT_INTERRUPTED, InputError, RecordError
 from sweepd.freqplan import ClockPoint
 from sweepd.paths import Layout
 from sweepd.records.manifest import SweepManifest
+from sweepd.records.step import StepSpec
 from sweepd.request import SweepRequest, load_request
-from sweepd.vocab import RunState
+from sweepd.vocab import ClockControl, RunState
 
 log = logging.getLogger(__name__)
 
 
 def new_request(path: Path, no_save_images: bool = False, custom_frequencies: str | None = None) -> SweepRequest:
     """A request file for a foreground run, with the old framework's flags as overrides."""
-    req = apply_flags(load_request(path), no_save_images, custom_frequencies)
+    req = allocated(apply_flags(load_request(path), no_save_images, custom_frequencies))
     from sweepd.workload import modelcheck
 
     modelcheck.check(req.workload.model, str(path))
@@ -74,7 +79,7 @@ def resume_request(layout: Layout, job: str) -> SweepRequest:
     if is_active(layout, job):
         raise InputError(f"--resume {job}: the job is queued or running now (this root's daemon, or process "
                          f"{manifest.pid} measuring it); nothing was changed")
-    return manifest.request
+    return allocated(manifest.request)
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class Prepared:
     simulated: bool
     expected_clocks: int  # the clocks it will measure (an adaptive search: about EXPECTED_EVALUATIONS)
     clocks_text: str  # "10 clock(s)", or the adaptive search in words
+    in_steps: bool = False  # clock_control = "slurm": each clock an srun --gpu-freq step (measure_in_steps)
 
 
 def prepare(request: SweepRequest, layout: Layout, job_id: str | None, force: bool = False) -> Prepared:
@@ -97,7 +103,7 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str | None, force: bo
         from sweepd.fit import check
 
         check(request, layout)
-    device, plan, _ = runner.prepare(request, layout, job)  # fails fast on a bad GPU or clock
+    device, plan, _, controls = runner.prepare(request, layout, job)  # fails fast on a bad GPU or clock
     simulated = device.simulated
     device.close()
     expected, text = len(plan), f"{len(plan)} clock(s)"
@@ -107,7 +113,7 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str | None, force: bo
         expected = min(len(plan), EXPECTED_EVALUATIONS)
         text = (f"an adaptive search ({request.frequencies.search_objective}) over {len(plan)} clocks "
                 f"(about {expected} measured)")
-    return Prepared(job, plan, simulated, expected, text)
+    return Prepared(job, plan, simulated, expected, text, controls == [ClockControl.SLURM])
 
 
 def measure_and_report(request: SweepRequest, layout: Layout, job: str, observer: Observer,
@@ -122,6 +128,62 @@ def measure_and_report(request: SweepRequest, layout: Layout, job: str, observer
 
     write_report(outcome.store.dir, job)
     return outcome
+
+
+def measure_in_steps(request: SweepRequest, layout: Layout, job: str, plan: list[ClockPoint],
+                     launch: Callable[[StepSpec, Path], int] | None = None) -> SweepOutcome:
+    """clock_control = "slurm": the sweep as srun steps, one per clock (``launch``: how a step runs; srun by
+    default). This process only drives them; the last step writes the report."""
+    from sweepd.slurm import steps
+
+    done = _already_done(request, layout, job)
+    if done:
+        from sweepd.report.build import write_report
+
+        write_report(done.store.dir, job)
+        return done
+    rc = steps.drive(request, layout, job, plan, launch or steps.srun)
+    store = JobStore(layout, job)
+    if not store.read_back(plan):
+        why = f"the first step ended with exit status {rc} (its own line is above); nothing was measured"
+        return SweepOutcome(RunState.FAILED, store, plan, why, exit_code=rc or 1)
+    m = store.manifest
+    if m.status.final:
+        return SweepOutcome(m.status, store, plan, m.error, bool(m.resumed_at), rc)
+    # a step that died without a last word (killed, or srun itself failed): what it committed resumes
+    why = f"a step ended with exit status {rc}" + (f" (signal {rc - 128})" if rc > 128 else "") + \
+        "; what the steps committed is kept and resumes"
+    store.set_status(RunState.INTERRUPTED, why)
+    return SweepOutcome(RunState.INTERRUPTED, store, plan, why, bool(m.resumed_at), EXIT_INTERRUPTED)
+
+
+def run_step(spec: StepSpec, observer: Observer) -> SweepOutcome:
+    """One srun step of :func:`measure_in_steps`: the sweep measured at the step's clock, until it needs another
+    (status "running": the driver starts the next step) or is done (then its report is written)."""
+    layout = Layout(Path(spec.root), Path(spec.images), Path(spec.results))
+    outcome = runner.run(allocated(spec.request), layout, spec.job_id, observer, step=spec)
+    if outcome.status is RunState.DONE:
+        from sweepd.report.build import write_report
+
+        write_report(outcome.store.dir, spec.job_id)
+    return outcome
+
+
+def probe_step(spec: StepSpec) -> int:
+    """The first srun step: the clock SLURM set, checked (one line, exit 2, if it set none)."""
+    return runner.probe_step(allocated(spec.request), Layout(Path(spec.root), Path(spec.images), Path(spec.results)),
+                             spec)
+
+
+def allocated(request: SweepRequest) -> SweepRequest:
+    """Inside a SLURM allocation, the GPU SLURM gave this job (unless the request names one): its index among the
+    node's GPUs (SLURM_JOB_GPUS), which CUDA_VISIBLE_DEVICES renumbers from 0. Outside one, and on the simulated
+    GPU, the request as it is."""
+    if request.gpu.backend == "sim" or not os.environ.get("SLURM_JOB_ID"):
+        return request
+    from sweepd.slurm.node import allocated_gpu
+
+    return allocated_gpu(request)
 
 
 def _already_done(request: SweepRequest, layout: Layout, job: str) -> SweepOutcome | None:

@@ -55,6 +55,7 @@ class DeviceTime(Record):
     settle_s: float = 0.0
     warmup_s: float = 0.0
     counter_s: float = 0.0  # waiting for the energy counter's next step around each window (added after 0.1.0)
+    model_load_s: float = 0.0  # loading the model, every load (this host's seconds; one per SLURM step): not in total_s
 
 
 class SearchRecord(Record):
@@ -116,6 +117,7 @@ class SweepManifest(JsonRecord):
     resumed_at: list[str] = []
     workload: WorkloadInfo | None = None
     model_loaded_unix: float | None = None
+    model_loads: int = 0  # processes that loaded the model for this sweep (one per SLURM step with clock_control = "slurm")
     device_time: DeviceTime | None = None  # added after 0.1.0
     search: SearchRecord | None = None  # an adaptive sweep's (added after 0.1.0)
     batch: BatchRecord | None = None  # a batch-size list's phase (added after 0.1.0)

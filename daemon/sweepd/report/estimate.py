@@ -21,6 +21,7 @@ from sweepd.gpu.base import GpuDevice
 from sweepd.paths import Layout
 from sweepd.report.data import JobResults, all_jobs
 from sweepd.request import SweepRequest
+from sweepd.vocab import ClockControl
 from sweepd.engine.schedule import first_warmup_images
 
 MODES = ("benchmark", "research", "archive")
@@ -154,6 +155,8 @@ def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: 
     sizes = len(w.batch_sizes) if w.batch_search else 0  # each size measured at the highest clock first
     phase = sizes * (trials * (window[0] + per_trial) + p.warmup * s_img[0]) + (p.settle_s if sizes else 0.0)
     base += phase
+    if req.gpu.clock_control is ClockControl.SLURM:  # each clock and re-measurement is a step that loads the model
+        base += fixed * (clocks + checks - 1)
     duration = base + sum(per_clock)
     if evaluations:
         duration_range = [base + per_clock[0] * evaluations[0], base + per_clock[0] * evaluations[2]]

@@ -1,7 +1,8 @@
 """Where a sweep's GPU time went: the trial windows the answer needs (``min_trials`` per clock), the extra
 trials sequential sampling added, the baseline's re-measurements, a batch-size list's windows, settling,
-warm-up, the waits for the energy counter's steps, and the rest (the
-host writing images and rows while the GPU waits). On the simulated GPU these are simulated seconds."""
+warm-up, the waits for the energy counter's steps, loading the model (each SLURM step loads it again) and the rest
+(the host writing images and rows while the GPU waits). On the simulated GPU these are simulated seconds, and the
+model's loads (this machine's seconds) are counted but not timed."""
 
 from __future__ import annotations
 
@@ -21,14 +22,20 @@ class GpuTime:
     other_s: float
     batch_s: float = 0.0  # a batch-size list's windows at the highest clock
     counter_s: float = 0.0  # waiting for the energy counter's steps around the windows
+    load_s: float = 0.0  # loading the model, every time a process did (in total_s; 0 on the simulated GPU)
+    loads: int = 1  # how many times the model was loaded (a SLURM sweep: once per step)
 
     def line(self) -> str:
         parts = [("measurement", self.measure_s), ("extra trials", self.extra_s), ("baseline again", self.drift_s),
                  ("batch sizes", self.batch_s), ("settle", self.settle_s), ("warm-up", self.warmup_s),
-                 ("counter steps", self.counter_s), ("other", self.other_s)]
-        parts = [(name, s) for name, s in parts if s or name not in ("batch sizes", "counter steps")]
+                 ("counter steps", self.counter_s), (f"model loads ({self.loads})", self.load_s),
+                 ("other", self.other_s)]
+        parts = [(name, s) for name, s in parts if s or name not in ("batch sizes", "counter steps")
+                 and not name.startswith("model loads")]
         share = ", ".join(f"{name} {s / self.total_s * 100:.0f}%" for name, s in parts) if self.total_s else ""
-        return f"GPU time {self.total_s / 60:.1f} min: {share}"
+        loads = f"; the model loaded {self.loads} times (not timed on the simulated GPU)" \
+            if self.loads > 1 and not self.load_s else ""
+        return f"GPU time {self.total_s / 60:.1f} min: {share}{loads}"
 
 
 def breakdown(job: JobResults) -> GpuTime | None:
@@ -53,4 +60,6 @@ def breakdown(job: JobResults) -> GpuTime | None:
             else:
                 extra += t.time_s
     other = max(0.0, dt.total_s - measure - extra - drift - batch - dt.settle_s - dt.warmup_s - dt.counter_s)
-    return GpuTime(dt.total_s, measure, extra, drift, dt.settle_s, dt.warmup_s, other, batch, dt.counter_s)
+    load = 0.0 if job.manifest.simulated else dt.model_load_s  # the sim's figures never hold this machine's time
+    return GpuTime(dt.total_s + load, measure, extra, drift, dt.settle_s, dt.warmup_s, other, batch, dt.counter_s,
+                   load, max(1, job.manifest.model_loads))

@@ -1,4 +1,4 @@
-"""SLURM's command-line tools, one small function each: sbatch, squeue, scontrol, sacct, scancel.
+"""SLURM's command-line tools, one small function each: sbatch, squeue, scontrol, sacct, scancel, srun.
 
 Every call is an argument list (never a shell string) with a timeout; a tool that is missing, times
 out or fails raises :class:`SlurmError` (or :class:`SlurmUnreachable` when the controller did not
@@ -128,3 +128,13 @@ def job_state(job_id: str, known: dict[str, JobState]) -> JobState | None:
 def scancel(job_ids: list[str]) -> None:
     if job_ids:
         _run(["scancel", *job_ids])
+
+
+def srun_step(argv: list[str], gpu_freq: str) -> int:
+    """One job step of the allocation this process runs in, at ``--gpu-freq=<gpu_freq>`` (slurmstepd sets the clock
+    before the step's task starts and resets it when the step ends); its output goes where this process's goes.
+    Returns the step's exit status (SLURM's: the task's, or 128 + the signal that ended it)."""
+    if shutil.which("srun") is None:
+        raise SlurmError("srun not found on PATH: clock_control = \"slurm\" runs each clock as an srun step")
+    return subprocess.run(["srun", "--nodes=1", "--ntasks=1", f"--gpu-freq={gpu_freq}", "--kill-on-bad-exit=1",
+                           *argv], stdin=subprocess.DEVNULL).returncode

@@ -1,0 +1,167 @@
+"""clock_control = "slurm" through real sbatch and srun on the one-node cluster (issue #24): `sbatch --gres=gpu:1 --wrap
+"sweepd run REQ"`, each clock an `srun --gpu-freq` step. `.ci/slurm-up` emulates what SLURM's gpu/nvml plugin does
+for the fake NVML (a TaskProlog sets the step's clock, a TaskEpilog resets it); a job exported with
+SWEEPD_TEST_NO_GPU_FREQ=1 runs without it, as on a cluster whose SLURM sets no clocks. The user has no root here:
+the fake NVML refuses every lock (FAKE_NVML_DENY_SET=1)."""
+
+import json
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import sweepd, sweepd_env
+from sweepd import atomic
+from test_slurm_cluster import slurm_down_reason
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+CLOCKS = [1410, 1290, 1200, 1095, 945, 780]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import os
+
+    why = slurm_down_reason()
+    if why is None:
+        conf = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
+        if "gpu-freq-task-prolog" not in conf:
+            why = "its TaskProlog is not sweepd's --gpu-freq emulation: run .ci/slurm-up again"
+    if why:
+        if os.environ.get("SWEEPD_REQUIRE_SLURM"):
+            pytest.fail(f"SWEEPD_REQUIRE_SLURM is set but SLURM is not ready: {why}")
+        pytest.skip(f"no SLURM here ({why}); `sudo .ci/slurm-up` starts a one-node cluster")
+
+
+def request(path, job, control="slurm", clocks=CLOCKS, trials=3):
+    path.write_text(f"""job_id = "{job}"
+[workload]
+model = "tiny"
+steps = 2
+width = 32
+height = 32
+[gpu]
+backend = "nvml"
+clock_control = "{control}"
+[frequencies]
+mode = "custom"
+list = {clocks}
+[protocol]
+warmup = 1
+trials = {trials}
+min_window_s = 0.2
+settle_s = 0
+[images]
+mode = "benchmark"
+""")
+    return path
+
+
+def job_env(tmp_path, **extra):
+    return sweepd_env(True, FAKE_NVML_GPUS="A100", FAKE_NVML_STATE=str(tmp_path / "nvml-state.json"),
+                      FAKE_NVML_DENY_SET="1", **extra)
+
+
+def sbatch(tmp_path, req, name, env) -> str:
+    out = tmp_path / f"{name}.out"
+    p = subprocess.run(["sbatch", "--parsable", "--gres=gpu:1", "--export=ALL", "-o", str(out), "--wrap",
+                        f"sweepd run {req} --root {tmp_path / 'root'}"], capture_output=True, text=True, env=env,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip().split(";")[0]
+
+
+def wait_gone(jid: str, timeout=600) -> int:
+    """Waits for the job to end; its exit code."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        p = subprocess.run(["scontrol", "show", "job", jid], capture_output=True, text=True, timeout=30)
+        state = re.search(r"JobState=(\S+)", p.stdout)
+        if state and state.group(1) not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING"):
+            return int(re.search(r"ExitCode=(\d+):", p.stdout).group(1))
+        time.sleep(0.5)
+    subprocess.run(["scancel", jid], timeout=30)
+    raise AssertionError(f"job {jid} still running after {timeout} s")
+
+
+def trials(tmp_path, job):
+    return atomic.read_csv(tmp_path / "root" / "results" / f"job_{job}" / "trials.csv")
+
+
+def state(tmp_path) -> dict:
+    return next(iter(json.loads((tmp_path / "nvml-state.json").read_text()).values()))
+
+
+def answer(root, job, env) -> dict:
+    r = sweepd("report", job, "--root", root, "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    return {(o["metric"], o["bounded"]): o for o in json.loads(r.stdout)["optima"]}
+
+
+def test_a_slurm_sweep_measures_each_clock_in_its_own_step_and_answers_as_locked_clocks_do(cluster, tmp_path):
+    env = job_env(tmp_path)
+    jid = sbatch(tmp_path, request(tmp_path / "steps.toml", "steps"), "steps", env)
+    assert wait_gone(jid) == 0, (tmp_path / "steps.out").read_text()
+    out = (tmp_path / "steps.out").read_text()
+    assert "SLURM sets clocks here" in out and "Traceback" not in out
+    rows = [r for r in trials(tmp_path, "steps") if r["status"] == "ok"]
+    assert {int(r["freq_mhz"]) for r in rows if not r["role"]} == set(CLOCKS)
+    assert all(r["freq_mhz"] == r["observed_sm_clock_mhz"] for r in rows), rows  # each step ran at its clock
+    assert state(tmp_path)["locked"] is None  # reset when the last step ended (the TaskEpilog)
+    m = json.loads((tmp_path / "root/results/job_steps/sweep.json").read_text())
+    assert m["status"] == "done" and m["model_loads"] == len(CLOCKS) + 1  # and the baseline again at the end
+    assert (tmp_path / "root/results/job_steps/report.html").exists()
+
+    # the same request with locked clocks (root, no SLURM) gives the same answer, within its intervals
+    lock_env = sweepd_env(True, FAKE_NVML_GPUS="A100")
+    r = sweepd("run", request(tmp_path / "lock.toml", "lock", "lock"), "--root", tmp_path / "root", env=lock_env,
+               process=True)
+    assert r.returncode == 0, r.stderr
+    stepped, locked = answer(tmp_path / "root", "steps", lock_env), answer(tmp_path / "root", "lock", lock_env)
+    for key, o in locked.items():
+        s = stepped[key]
+        assert s["freq_mhz"] in [o["freq_mhz"], *o["equivalent_mhz"]] or \
+            o["freq_mhz"] in [s["freq_mhz"], *s["equivalent_mhz"]], (key, s, o)
+        lo, hi = o["energy_saving_ci95"]
+        slo, shi = s["energy_saving_ci95"]
+        assert slo <= hi and lo <= shi, (key, s, o)
+
+
+def test_a_slurm_sweep_killed_mid_step_resumes_where_it_was(cluster, tmp_path):
+    env = job_env(tmp_path)
+    req = request(tmp_path / "k.toml", "k", clocks=CLOCKS[:4], trials=2)
+    jid = sbatch(tmp_path, req, "k1", env)
+    spec = tmp_path / "root" / "state" / "slurm-steps" / "k" / "step.json"
+
+    def measured_two():
+        try:
+            return len({r["freq_mhz"] for r in trials(tmp_path, "k")}) >= 2
+        except OSError:
+            return False
+
+    end = time.monotonic() + 300
+    while not measured_two():
+        assert time.monotonic() < end, (tmp_path / "k1.out").read_text()
+        time.sleep(0.2)
+    subprocess.run(["pkill", "-KILL", "-f", f"sweepd step {spec}"], timeout=30)
+    assert wait_gone(jid) == 4, (tmp_path / "k1.out").read_text()  # interrupted: what was committed resumes
+    assert "sweep interrupted" in (tmp_path / "k1.out").read_text()
+    before = trials(tmp_path, "k")
+    jid = sbatch(tmp_path, req, "k2", env)
+    assert wait_gone(jid) == 0, (tmp_path / "k2.out").read_text()
+    after = trials(tmp_path, "k")
+    assert {int(r["freq_mhz"]) for r in after if not r["role"] and r["status"] == "ok"} == set(CLOCKS[:4])
+    assert all(r["freq_mhz"] == r["observed_sm_clock_mhz"] for r in after if r["status"] == "ok")
+    assert any(r["role"] == "drift" for r in after[len(before):])  # the resumed sweep checked its baseline
+    assert state(tmp_path)["locked"] is None
+
+
+def test_a_cluster_whose_slurm_sets_no_clock_stops_after_the_first_step_with_the_fix(cluster, tmp_path):
+    env = job_env(tmp_path, SWEEPD_TEST_NO_GPU_FREQ="1")
+    jid = sbatch(tmp_path, request(tmp_path / "n.toml", "n"), "n", env)
+    assert wait_gone(jid) == 2
+    out = (tmp_path / "n.out").read_text()
+    assert "AutoDetect=nvml" in out and "--gpu-freq" in out and "Traceback" not in out, out
+    assert not (tmp_path / "root/results/job_n/trials.csv").exists()  # nothing measured at the wrong clock
