@@ -67,11 +67,17 @@ def allocation(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
 
 
-def test_a_sweep_in_steps_measures_what_one_process_measures_in_the_same_order(tmp_path, allocation):
+def with_batch_sizes(req: SweepRequest, sizes) -> SweepRequest:
+    return SweepRequest.model_validate(req.model_dump() | {"workload": req.workload.model_dump() | {
+        "batch_size": sizes}}) if sizes else req
+
+
+@pytest.mark.parametrize("sizes", [None, [1, 2]])
+def test_a_sweep_in_steps_measures_what_one_process_measures_in_the_same_order(tmp_path, allocation, sizes):
     one = Layout.resolve(tmp_path / "one")
-    runner.run_blank(request("lock"), one, "one")
+    runner.run_blank(with_batch_sizes(request("lock"), sizes), one, "one")
     layout = Layout.resolve(tmp_path / "steps")
-    req = request()
+    req = with_batch_sizes(request(), sizes)
     launch = InProcess(layout)
     assert steps.drive(req, layout, "s", plan_of(req, layout, "s"), launch) == 0
     assert rows(layout, "s") == rows(one, "one")  # the baseline again after every 2 clocks and at the end, alike
@@ -84,7 +90,8 @@ def test_a_sweep_in_steps_measures_what_one_process_measures_in_the_same_order(t
                                                if i == 0 or rows(layout, "s")[i - 1][0] != f]
     assert [s.continues for s in measuring] == [False] + [True] * 8
     m = SweepManifest.read(SweepManifest.path_in(layout.job_results("s")))
-    assert m.status == RunState.DONE and m.request_sha256 == request("lock").fingerprint()
+    assert m.status == RunState.DONE and m.request_sha256 == with_batch_sizes(request("lock"), sizes).fingerprint()
+    assert (m.batch is not None) == bool(sizes)  # a batch-size list: its phase in the first step, its choice kept
     assert not layout.job_steps("s").exists()  # the driver's hand-over files go with it
 
 
@@ -188,3 +195,41 @@ def test_the_estimate_counts_a_model_load_for_every_step(fake_nvml, tmp_path):
         stepped = estimate(request("slurm", backend="nvml"), layout, gpu, from_history=False)
     steps_ = len(CLOCKS) + request().protocol.drift_checks(len(CLOCKS))  # each clock, each re-measurement
     assert stepped.duration_s - locked.duration_s == pytest.approx(STARTUP_S * (steps_ - 1))
+
+
+def test_auto_in_an_allocation_tries_this_process_first_and_takes_steps_when_the_driver_refuses(fake_nvml, monkeypatch,
+                                                                                                tmp_path):
+    """Root in a container without CAP_SYS_ADMIN on the host's GPU: locking looks available and is refused. Tried
+    before the model loads, at the first clock and reset: then srun steps, not a failed sweep."""
+    monkeypatch.setattr("sweepd.gpu.controls.privileged", lambda: True)
+    monkeypatch.setenv("FAKE_NVML_DENY_SET", "1")
+    monkeypatch.setenv("ZEUSD_SOCK_PATH", str(tmp_path / "no-zeusd.sock"))
+    monkeypatch.setenv("SLURM_JOB_ID", "9")
+    layout = Layout.resolve(tmp_path)
+    req = request("auto", backend="nvml")
+    ready = sweeps.prepare(req, layout, "auto1", force=True)
+    assert ready.in_steps
+    assert not [c for c in fake_nvml.calls if c[0].startswith("nvmlDeviceSet")]  # refused: nothing was set
+    assert list((tmp_path / "state" / "gpu-locks").glob("*.json")) == []  # and no lock record is left
+    monkeypatch.delenv("FAKE_NVML_DENY_SET")
+    assert not sweeps.prepare(req, layout, "auto2", force=True).in_steps  # where locking works, this process does
+    assert [c[0] for c in fake_nvml.calls] == ["nvmlDeviceSetGpuLockedClocks", "nvmlDeviceSetMemoryLockedClocks",
+                                               "nvmlDeviceResetGpuLockedClocks", "nvmlDeviceResetMemoryLockedClocks"]
+
+
+def test_when_auto_is_refused_everywhere_the_line_names_what_was_not_even_tried(fake_nvml, monkeypatch, tmp_path):
+    monkeypatch.setattr("sweepd.gpu.controls.privileged", lambda: True)
+    monkeypatch.setenv("FAKE_NVML_DENY_SET", "1")  # root, but the driver refuses (root in a container)
+    monkeypatch.setenv("ZEUSD_SOCK_PATH", str(tmp_path / "no-zeusd.sock"))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    out = runner.run(request("auto", backend="nvml"), Layout.resolve(tmp_path), "r", QuietObserverForTest())
+    assert out.status == RunState.FAILED and out.exit_code == 3
+    assert "lock:" in out.error and "zeusd:" in out.error and "slurm: not inside a SLURM allocation" in out.error
+
+
+class QuietObserverForTest:
+    def clock_started(self, *a): ...
+
+    def trial_done(self, *a): ...
+
+    def clock_done(self, *a): ...

@@ -12,7 +12,9 @@ import os
 
 from sweepd.errors import InputError
 from sweepd.gpu.base import GpuDevice, GpuNotSupported, GpuPermissionError
+from sweepd.freqplan import ClockPoint
 from sweepd.gpu.controls import AUTO_ORDER, availability, slurm_steps
+from sweepd.gpu.locks import ClockGuard
 from sweepd.paths import Layout
 from sweepd.records.gpulock import ProductionLock
 from sweepd.request import SweepRequest
@@ -53,6 +55,17 @@ def check_device(request: SweepRequest, device: GpuDevice, layout: Layout) -> li
     return controls
 
 
+def unavailable(request: SweepRequest, device: GpuDevice, candidates: list[ClockControl]
+                ) -> list[tuple[ClockControl, str]]:
+    """For "auto": the controls it did not even try here, and why (the line said when every candidate is refused)."""
+    if request.gpu.clock_control is not ClockControl.AUTO:
+        return []
+    others = [availability(device, c, request.gpu.zeusd_socket) for c in AUTO_ORDER if c not in candidates]
+    if ClockControl.SLURM not in candidates:
+        others.append(slurm_steps())
+    return [(a.control, a.why) for a in others]
+
+
 def control_for(request: SweepRequest, device: GpuDevice, layout: Layout | None = None) -> list[ClockControl]:
     """How this sweep sets clocks on this GPU: the request's control, or for "auto" every control this user may
     have here, in order (decided again on every start: a sweep resumed elsewhere takes what it has there); the
@@ -60,7 +73,8 @@ def control_for(request: SweepRequest, device: GpuDevice, layout: Layout | None 
     looks available (root in a container without CAP_SYS_ADMIN on the host's GPU). None at all: one line of
     what was tried, why each is not available and what an administrator could enable, before the model loads.
     Never observe unless asked. With ``layout``: a GPU with a production lock (`sweepd clock set`) is not offered
-    application clocks, which locked clocks override."""
+    application clocks, which locked clocks override. Inside a SLURM allocation "slurm" comes last: a process
+    tries the others itself (ops.sweeps.prepare), and srun steps are what is left when none works."""
     if request.frequencies.mode == "baseline":
         return [ClockControl.OBSERVE]  # a baseline sets no clock
     if request.gpu.clock_control is not ClockControl.AUTO:
@@ -71,15 +85,31 @@ def control_for(request: SweepRequest, device: GpuDevice, layout: Layout | None 
         tried = [a if a.control is not ClockControl.APPLICATION else
                  type(a)(a.control, False, "a production lock (`sweepd clock set`) would override it") for a in tried]
     maybe = [a.control for a in tried if a.usable is not False]
-    if maybe:
-        return maybe
     steps = slurm_steps()  # last: a step per clock costs a model load each
     if steps.usable is not False:
-        log.info("clock_control = auto: %s; each clock is an srun --gpu-freq step", steps.why)
-        return [ClockControl.SLURM]
+        return [*maybe, ClockControl.SLURM]  # the others first (ops.sweeps.prepare tries them before the model)
+    if maybe:
+        return maybe
     raise GpuPermissionError(
         f"[gpu] clock_control = \"auto\": sweepd cannot set clocks on {device.name}: "
         + "; ".join(f"{a.control}: {a.why}" for a in [*tried, steps])
         + ". An administrator can enable one (root for sweepd, `nvidia-smi -acp UNRESTRICTED`, zeusd, or "
           "SLURM's gpu/nvml plugin for srun --gpu-freq); clock_control = \"observe\" measures at whatever clock "
           "the GPU runs, without setting it")
+
+
+def in_steps(request: SweepRequest, device: GpuDevice, layout: Layout, controls: list[ClockControl],
+             first: ClockPoint) -> bool:
+    """Whether the sweep runs as srun steps (clock_control = "slurm"), decided before the model loads: asked for,
+    or "auto" inside an allocation where this process cannot set clocks itself. That is tried: each other candidate
+    at the first clock, then reset (nothing stays set), since a driver may refuse what looks available."""
+    mine = [c for c in controls if c is not ClockControl.SLURM]
+    if ClockControl.SLURM not in controls or not mine:
+        return not mine
+    try:
+        with ClockGuard(device, layout.gpu_locks, layout.production_locks, mine, request.gpu.zeusd_socket) as guard:
+            guard.lock(first.freq_mhz, first.mem_mhz)
+    except GpuPermissionError as e:
+        log.info("clock_control = auto: %s; each clock is an srun --gpu-freq step", e)
+        return True
+    return False

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from sweepd import paths
-from sweepd.engine.clockcontrol import check_device
+from sweepd.engine.clockcontrol import check_device, unavailable
 from sweepd.engine.stop import StopFlag, StopRequested, early
 from sweepd.engine.store import JobStore
 from sweepd.errors import EXIT_DONE, EXIT_FAILED, EXIT_INTERRUPTED, InputError, SweepdError, os_line
@@ -183,8 +183,9 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
     stop = stop or early() or StopFlag()
     with device, GpuClaim(device, layout.gpu_locks):  # one sweep per GPU, claimed before anything is written
         repair_locks(layout)
-        # "auto": its candidates, tried in turn at the first clock; a step: the clock srun gave it
-        control = [ClockControl.SLURM] if step else controls
+        # "auto": its candidates, tried in turn at the first clock (in this process: srun steps are the
+        # driver's, ops.sweeps); a step: the clock srun gave it
+        control = [ClockControl.SLURM] if step else [c for c in controls if c is not ClockControl.SLURM] or controls
         resumed = store.open(request, device.info(), plan, sweep_id)
         if step and step.driver_pid:  # the sweep's process is the driver: live between steps too (protection)
             store.manifest.pid = step.driver_pid
@@ -193,6 +194,7 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
         try:
             with ClockGuard(device, layout.gpu_locks, layout.production_locks, control,
                             request.gpu.zeusd_socket, step.freq_mhz if step else None) as guard:
+                guard.unavailable = unavailable(request, device, control)
                 stop.check()  # cancelled while starting: do not load the model for nothing
                 t0 = time.monotonic()
                 workload = Workload(request.workload, paths.cache_dir(), gpu_uuid=device.uuid,

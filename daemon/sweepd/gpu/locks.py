@@ -152,6 +152,7 @@ class ClockGuard:
         self.candidates = list(control) if isinstance(control, list) else [control]
         self.control = self.candidates[0]
         self.refused: list[tuple[ClockControl, str]] = []  # (control, why) of each refused at the first clock
+        self.unavailable: list[tuple[ClockControl, str]] = []  # auto: what was not even tried, and why (for the line)
         self.zeusd_path = zeusd.socket_path(zeusd_socket)
         self.records = Path(records)
         self.production = production
@@ -207,9 +208,10 @@ class ClockGuard:
                             "; ".join(f"{c} refused ({why})" for c, why in self.refused))
             return
         raise AllRefused(f"[gpu] clock_control = \"auto\": every clock control was refused at the first clock on "
-                         f"{self.device.name}: " + "; ".join(f"{c}: {why}" for c, why in self.refused)
-                         + "; an administrator can enable one (root for sweepd, `nvidia-smi -acp UNRESTRICTED`, or "
-                           "zeusd); clock_control = \"observe\" measures without setting clocks")
+                         f"{self.device.name}: " + "; ".join(f"{c}: {why}" for c, why in self.refused + self.unavailable)
+                         + "; an administrator can enable one (root for sweepd, `nvidia-smi -acp UNRESTRICTED`, zeusd, "
+                           "or SLURM's gpu/nvml plugin for srun --gpu-freq); clock_control = \"observe\" measures "
+                           "without setting clocks")
 
     def _step_clock(self, sm_mhz: int, memory_mhz: int | None) -> None:
         """clock_control = "slurm": this step runs at the clock srun gave it; another clock ends the step."""

@@ -22,7 +22,7 @@ from typing import Callable
 
 from sweepd import configfile, paths
 from sweepd.configfile import ConfigError
-from sweepd.engine import runner
+from sweepd.engine import clockcontrol, runner
 from sweepd.engine.phases import Observer
 from sweepd.engine.runner import SweepOutcome
 from sweepd.engine.stop import StopFlag
@@ -33,7 +33,7 @@ from sweepd.paths import Layout
 from sweepd.records.manifest import SweepManifest
 from sweepd.records.step import StepSpec
 from sweepd.request import SweepRequest, load_request
-from sweepd.vocab import ClockControl, RunState
+from sweepd.vocab import RunState
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,10 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str | None, force: bo
         check(request, layout)
     device, plan, _, controls = runner.prepare(request, layout, job)  # fails fast on a bad GPU or clock
     simulated = device.simulated
-    device.close()
+    try:
+        steps = clockcontrol.in_steps(request, device, layout, controls, plan[0])
+    finally:
+        device.close()
     expected, text = len(plan), f"{len(plan)} clock(s)"
     if request.frequencies.mode == "adaptive":
         from sweepd.report.estimate import EXPECTED_EVALUATIONS
@@ -113,7 +116,7 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str | None, force: bo
         expected = min(len(plan), EXPECTED_EVALUATIONS)
         text = (f"an adaptive search ({request.frequencies.search_objective}) over {len(plan)} clocks "
                 f"(about {expected} measured)")
-    return Prepared(job, plan, simulated, expected, text, controls == [ClockControl.SLURM])
+    return Prepared(job, plan, simulated, expected, text, steps)
 
 
 def measure_and_report(request: SweepRequest, layout: Layout, job: str, observer: Observer,
