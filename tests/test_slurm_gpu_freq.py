@@ -158,6 +158,32 @@ def test_a_slurm_sweep_killed_mid_step_resumes_where_it_was(cluster, tmp_path):
     assert state(tmp_path)["locked"] is None
 
 
+def test_the_daemons_slurm_executor_measures_each_shard_in_steps_on_its_own_gpu(cluster, tmp_path):
+    from daemon_helpers import Daemon
+
+    settings = 'executor = "slurm"\ngpus = []\n[slurm]\npoll_interval_s = 1.0\ntime_min_minutes = 5\n'
+    d = Daemon(tmp_path / "root", fake_nvml=True, settings=settings,
+               extra_env={"FAKE_NVML_GPUS": "A100,A100", "FAKE_NVML_STATE": str(tmp_path / "nvml-state.json"),
+                          "FAKE_NVML_DENY_SET": "1"}).start()
+    try:
+        req = request(tmp_path / "split.toml", "ignored", clocks=CLOCKS[:4], trials=2)
+        req.write_text(req.read_text().replace('job_id = "ignored"\n', 'executor = "slurm"\nsplit = 2\n'))
+        r = sweepd("submit", req, "--root", d.root, env=d.env)
+        assert r.returncode == 0, r.stderr
+        row = d.wait_state(r.stdout.strip(), ("done", "failed", "cancelled"), timeout=600)
+        assert row.state == "done", (row, d.output())
+        top = d.root / "results" / f"job_{row.job_id}"
+        rows = [t for t in atomic.read_csv(top / "trials.csv") if t["status"] == "ok"]
+        assert {int(t["freq_mhz"]) for t in rows if not t["role"]} == set(CLOCKS[:4])
+        assert all(t["freq_mhz"] == t["observed_sm_clock_mhz"] for t in rows), rows
+        shards = [json.loads((top / "shards" / str(k) / "sweep.json").read_text()) for k in (0, 1)]
+        assert {m["gpu"]["uuid"] for m in shards} == {f"GPU-0000000{k}-0000-4000-8000-00000000a100" for k in (0, 1)}
+        assert all(m["model_loads"] >= 2 for m in shards)  # steps: a load per clock
+        assert all(v["locked"] is None for v in json.loads((tmp_path / "nvml-state.json").read_text()).values())
+    finally:
+        d.close()
+
+
 def test_a_cluster_whose_slurm_sets_no_clock_stops_after_the_first_step_with_the_fix(cluster, tmp_path):
     env = job_env(tmp_path, SWEEPD_TEST_NO_GPU_FREQ="1")
     jid = sbatch(tmp_path, request(tmp_path / "n.toml", "n"), "n", env)

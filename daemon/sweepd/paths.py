@@ -111,9 +111,11 @@ class Layout:
     def job_results(self, job_id: str) -> Path:
         return self.results / f"{JOB_PREFIX}{check_job_id(job_id)}"
 
-    def job_steps(self, job_id: str) -> Path:
-        """A sweep measured in SLURM steps: what its driver and steps hand each other (clock_control = "slurm")."""
-        return self.state / "slurm-steps" / check_job_id(job_id)
+    def job_steps(self, job_id: str, shard: int | None = None) -> Path:
+        """A sweep (or one shard of it) measured in SLURM steps: what its driver and steps hand each other
+        (clock_control = "slurm")."""
+        where = self.state / "slurm-steps" / check_job_id(job_id)
+        return where if shard is None else where / f"shard-{int(shard)}"
 
     def job_images(self, job_id: str) -> Path:
         return self.images / f"{JOB_PREFIX}{check_job_id(job_id)}"

@@ -132,11 +132,14 @@ def step(spec_file: Path = typer.Argument(..., help="the step's spec (results/jo
             console.print(f"step 0: srun --gpu-freq={spec.freq_mhz}: the GPU runs at {seen} MHz; SLURM sets clocks "
                           "here", highlight=False)
             return 0
-        p = spec.request.protocol
-        with ConsoleObserver(console, p.least, p.most, spec.request.gpu.backend == "sim") as obs, \
-                job_log(paths.Layout(Path(spec.root), Path(spec.images), Path(spec.results)).job_results(spec.job_id)
-                        / "sweep.log"):
-            outcome = sweeps.run_step(spec, obs)
+        p, layout = spec.request.protocol, paths.Layout(Path(spec.root), Path(spec.images), Path(spec.results))
+        if spec.split is not None:  # a shard of the daemon's SLURM executor: progress in the shard's status.json
+            with sweeps.shard_observer(spec, layout) as obs:
+                outcome = sweeps.run_step(spec, obs)
+        else:
+            with ConsoleObserver(console, p.least, p.most, spec.request.gpu.backend == "sim") as obs, \
+                    job_log(layout.job_results(spec.job_id) / "sweep.log"):
+                outcome = sweeps.run_step(spec, obs)
         if outcome.status in (RunState.DONE, RunState.RUNNING):
             return 0
         err.print(f"sweep {outcome.status}: {outcome.error}", highlight=False, markup=False)

@@ -159,7 +159,7 @@ def _hand_off(layout: Layout, step: StepSpec | None, e: NextClock | None) -> Non
     assert step is not None or e is None, "only a SLURM step's guard hands over"
     if step is not None:
         StepHandoff(step=step.step, next_mhz=e and e.freq_mhz, next_memory_mhz=e and e.memory_mhz).write(
-            StepHandoff.path_in(layout.job_steps(step.job_id)))
+            StepHandoff.path_in(layout.job_steps(step.job_id, step.shard)))
 
 
 def probe_step(request: SweepRequest, layout: Layout, step: StepSpec) -> int:

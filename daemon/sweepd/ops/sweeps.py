@@ -14,8 +14,10 @@ it may start, measuring what is missing, and the report.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,7 +29,7 @@ from sweepd.engine.phases import Observer
 from sweepd.engine.runner import SweepOutcome
 from sweepd.engine.stop import StopFlag
 from sweepd.engine.store import JobStore
-from sweepd.errors import EXIT_INTERRUPTED, InputError, RecordError
+from sweepd.errors import InputError, RecordError
 from sweepd.freqplan import ClockPoint
 from sweepd.paths import Layout
 from sweepd.records.manifest import SweepManifest
@@ -145,31 +147,34 @@ def measure_in_steps(request: SweepRequest, layout: Layout, job: str, plan: list
 
         write_report(done.store.dir, job)
         return done
-    rc = steps.drive(request, layout, job, plan, launch or steps.srun)
-    store = JobStore(layout, job)
-    if not store.read_back(plan):
-        why = f"the first step ended with exit status {rc} (its own line is above); nothing was measured"
-        return SweepOutcome(RunState.FAILED, store, plan, why, exit_code=rc or 1)
-    m = store.manifest
-    if m.status.final:
-        return SweepOutcome(m.status, store, plan, m.error, bool(m.resumed_at), rc)
-    # a step that died without a last word (killed, or srun itself failed): what it committed resumes
-    why = f"a step ended with exit status {rc}" + (f" (signal {rc - 128})" if rc > 128 else "") + \
-        "; what the steps committed is kept and resumes"
-    store.set_status(RunState.INTERRUPTED, why)
-    return SweepOutcome(RunState.INTERRUPTED, store, plan, why, bool(m.resumed_at), EXIT_INTERRUPTED)
+    return steps.measure(request, layout, job, plan, launch or steps.srun)
 
 
 def run_step(spec: StepSpec, observer: Observer) -> SweepOutcome:
     """One srun step of :func:`measure_in_steps`: the sweep measured at the step's clock, until it needs another
     (status "running": the driver starts the next step) or is done (then its report is written)."""
     layout = Layout(Path(spec.root), Path(spec.images), Path(spec.results))
-    outcome = runner.run(allocated(spec.request), layout, spec.job_id, observer, step=spec)
-    if outcome.status is RunState.DONE:
+    outcome = runner.run(allocated(spec.request), layout, spec.job_id, observer, sweep_id=spec.sweep_id,
+                         shard=spec.split, step=spec)
+    if outcome.status is RunState.DONE and spec.split is None:  # a shard's report is the merge's
         from sweepd.report.build import write_report
 
         write_report(outcome.store.dir, spec.job_id)
     return outcome
+
+
+@contextlib.contextmanager
+def shard_observer(spec: StepSpec, layout: Layout):
+    """A shard's step reports where its driver (`sweepd worker --spec`) does: the shard's status.json."""
+    from sweepd.engine.status import ShardPlace, StatusFileObserver
+    from sweepd.engine.store import shard_dir
+    from sweepd.records.status import WorkerStatus
+
+    k, n = spec.split
+    task = "_".join(filter(None, (os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID"))))
+    where = ShardPlace(k, n, socket.gethostname(), os.environ.get("SLURM_JOB_ID"), task or None)
+    yield StatusFileObserver(WorkerStatus.path_in(shard_dir(layout, spec.job_id, k)), spec.job_id,
+                             spec.sweep_id or "", spec.request.protocol.most, where)
 
 
 def probe_step(spec: StepSpec) -> int:

@@ -19,6 +19,9 @@ class StepSpec(JsonRecord):
     continues: bool = False  # the driver's second step or later: not a resumed sweep (no drift check for that)
     driver_pid: int | None = None  # `sweepd run` driving the steps: sweep.json names it between steps (protection)
     probe: bool = False  # the driver's first step: only whether SLURM set the clock (no model, nothing measured)
+    sweep_id: str | None = None  # the daemon's sweep (a SLURM shard); None: a new one, or the job's own
+    shard: int | None = None  # a shard of a split sweep (the daemon's SLURM executor): k of ``shards``
+    shards: int | None = None
     root: str
     images: str
     results: str
@@ -31,6 +34,10 @@ class StepSpec(JsonRecord):
 
     def to_json(self) -> dict:
         return self.model_dump(mode="json", by_alias=True)
+
+    @property
+    def split(self) -> tuple[int, int] | None:
+        return (self.shard, self.shards) if self.shard is not None and self.shards else None
 
 
 class StepHandoff(JsonRecord):

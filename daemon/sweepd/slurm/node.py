@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sweepd import paths
 from sweepd import logsetup
-from sweepd.engine import runner
+from sweepd.engine import clockcontrol, runner
 from sweepd.engine.status import ShardPlace, StatusFileObserver, ended_by
 from sweepd.records.status import WorkerStatus
 from sweepd.engine.store import read_shard_manifest, shard_dir
@@ -23,6 +23,7 @@ from sweepd.errors import EXIT_DONE, InputError, RecordError
 from sweepd.paths import Layout
 from sweepd.records.shardspec import ShardSpec
 from sweepd.request import SweepRequest
+from sweepd.slurm import steps
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +92,24 @@ def main(spec_path: Path, shard: int, layout: Layout, job_id: str | None = None)
             obs.ended("done", None, EXIT_DONE)
             return EXIT_DONE
         log.info("sweep %s job %s shard %d/%d on %s", sweep_id, job, shard, split, node)
-        outcome = runner.run(req, layout, job, obs, sweep_id=sweep_id, shard=(shard, split))
+        outcome = measure(req, layout, job, obs, sweep_id, (shard, split))
     except Exception as e:
         return ended_by(e, obs, log)
     obs.ended(outcome.status, outcome.error, outcome.exit_code)
     log.info("shard %d of sweep %s %s%s", shard, sweep_id, outcome.status, f": {outcome.error}" if outcome.error else "")
     return outcome.exit_code
+
+
+def measure(req: SweepRequest, layout: Layout, job: str, obs: StatusFileObserver, sweep_id: str,
+            shard: tuple[int, int]) -> runner.SweepOutcome:
+    """The shard, in this process, or (clock_control = "slurm", or "auto" where this process may not set clocks)
+    as srun --gpu-freq steps inside this array task, each reporting in the shard's status.json."""
+    prepared = runner.prepare(req, layout, job, shard)
+    try:
+        stepped = clockcontrol.in_steps(req, prepared.device, layout, prepared.controls, prepared.plan[0])
+    finally:
+        prepared.device.close()
+    if not stepped:
+        return runner.run(req, layout, job, obs, sweep_id=sweep_id, shard=shard)
+    log.info("shard %d: each clock is an srun --gpu-freq step", shard[0])
+    return steps.measure(req, layout, job, prepared.plan, sweep_id=sweep_id, shard=shard)

@@ -22,12 +22,15 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from sweepd.errors import RecordError, SlurmError
+from sweepd.engine.runner import SweepOutcome
+from sweepd.engine.store import JobStore
+from sweepd.errors import EXIT_FAILED, EXIT_INTERRUPTED, RecordError, SlurmError
 from sweepd.freqplan import ClockPoint
 from sweepd.paths import Layout
 from sweepd.records.step import StepHandoff, StepSpec
 from sweepd.request import SweepRequest
 from sweepd.slurm import commands
+from sweepd.vocab import RunState
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +55,43 @@ def max_steps(plan: list[ClockPoint], request: SweepRequest) -> int:
     return 2 * len(plan) + request.protocol.drift_checks(len(plan)) + 4
 
 
-def drive(request: SweepRequest, layout: Layout, job: str, plan: list[ClockPoint], launch: Launch = srun) -> int:
+def measure(request: SweepRequest, layout: Layout, job: str, plan: list[ClockPoint], launch: Launch = srun,
+            sweep_id: str | None = None, shard: tuple[int, int] | None = None) -> SweepOutcome:
+    """The sweep (or shard ``(k, n)`` of it, the daemon's SLURM executor) in steps, and how it ended as its files
+    say: the last step's status, or interrupted when a step died without a last word."""
+    rc = drive(request, layout, job, plan, launch, sweep_id, shard)
+    store = JobStore(layout, job, shard)
+    if not store.read_back(plan):
+        why = f"the first step ended with exit status {rc} (its own line is above); nothing was measured"
+        return SweepOutcome(RunState.FAILED, store, plan, why, exit_code=rc or EXIT_FAILED)
+    m = store.manifest
+    if m.status.final:
+        return SweepOutcome(m.status, store, plan, m.error, bool(m.resumed_at), rc)
+    # a step that died without a last word (killed, or srun itself failed): what it committed resumes
+    why = f"a step ended with exit status {rc}" + (f" (signal {rc - 128})" if rc > 128 else "") + \
+        "; what the steps committed is kept and resumes"
+    store.set_status(RunState.INTERRUPTED, why)
+    return SweepOutcome(RunState.INTERRUPTED, store, plan, why, bool(m.resumed_at), EXIT_INTERRUPTED)
+
+
+def drive(request: SweepRequest, layout: Layout, job: str, plan: list[ClockPoint], launch: Launch = srun,
+          sweep_id: str | None = None, shard: tuple[int, int] | None = None) -> int:
     """Run the sweep step by step; returns the exit status of the sweep (0 done; the failing step's otherwise,
     which printed its own line)."""
-    here = layout.job_steps(job)
+    here = layout.job_steps(job, shard[0] if shard else None)
     here.mkdir(parents=True, exist_ok=True)
+    where = dict(job_id=job, driver_pid=os.getpid(), root=str(layout.root), images=str(layout.images),
+                 results=str(layout.results), request=request, sweep_id=sweep_id,
+                 shard=shard[0] if shard else None, shards=shard[1] if shard else None)
     try:
-        return _drive(request, layout, job, plan, launch, StepSpec.path_in(here), StepHandoff.path_in(here))
+        return _drive(request, plan, launch, StepSpec.path_in(here), StepHandoff.path_in(here), where)
     finally:
         shutil.rmtree(here, ignore_errors=True)
 
 
-def _drive(request: SweepRequest, layout: Layout, job: str, plan: list[ClockPoint], launch: Launch, spec_path: Path,
-           next_path: Path) -> int:
+def _drive(request: SweepRequest, plan: list[ClockPoint], launch: Launch, spec_path: Path, next_path: Path,
+           where: dict) -> int:
     lowest = min(plan, key=lambda p: p.freq_mhz or 0)
-    where = dict(job_id=job, driver_pid=os.getpid(), root=str(layout.root), images=str(layout.images),
-                 results=str(layout.results), request=request)
     step = StepSpec(step=0, freq_mhz=lowest.freq_mhz, memory_mhz=lowest.mem_mhz, probe=True, **where)
     log.info("clock_control = slurm: probing srun --gpu-freq=%s (does this cluster's SLURM set GPU clocks?)",
              gpu_freq(step.freq_mhz, step.memory_mhz))
