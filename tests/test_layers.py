@@ -9,7 +9,8 @@ PKG = Path(__file__).parent.parent / "daemon" / "sweepd"
 
 LAYERS = [
     # records and helpers
-    "errors", "vocab", "atomic", "audit", "procs", "fstype", "quiet", "logsetup", "stats", "configfile", "paths", "request", "records",
+    "errors", "vocab", "atomic", "audit", "procs", "fstype", "quiet", "logsetup", "stats", "configfile", "paths", "families",
+    "request", "records",
     "settings",
     # the GPU layer, the queue and the workload
     "gpu", "freqplan", "queue", "workload",

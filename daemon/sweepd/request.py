@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sweepd import configfile
+from sweepd import configfile, families
 from sweepd.paths import check_job_id
 from sweepd.vocab import ClockControl
 
@@ -44,7 +44,7 @@ ADDED_SINCE_0_1 = (("gpu", "sim_noise"), ("gpu", "sim_host_s_per_image"), ("gpu"
                    ("gpu", "sim_memory_gib"), ("gpu", "sim_power_offsets_pct"), ("gpu", "sim_speed_offsets_pct"),
                    ("protocol", "target_ci_pct"), ("protocol", "min_trials"), ("protocol", "max_trials"),
                    ("protocol", "order"), ("protocol", "baseline_every"), ("frequencies", "objective"),
-                   ("frequencies", "max_slowdown_pct"), ("protocol", "equivalence_margin_pct"))
+                   ("frequencies", "max_slowdown_pct"), ("protocol", "equivalence_margin_pct"), ("workload", "preset"))
 MAX_BATCH = 64
 TINY_MAX_PIXELS = 512 * 512  # the built-in tiny model stands in for SD at 512x512 (gpu.simmodel); larger is CPU only
 SCHEDULERS = ("default", "ddim", "ddpm", "pndm", "euler", "euler_a", "dpmpp_2m", "heun", "unipc")
@@ -69,6 +69,26 @@ class Workload(_Section):
     batch_size: int | list[int] = Field(
         1, description="images per generate() call; a list (e.g. [1, 2, 4, 8]) measures each at the highest clock "
                        "first and sweeps the clocks at the best one")
+    preset: Literal["mlenergy-v2", "mlenergy-v3"] | None = Field(
+        None, description="the ML.ENERGY leaderboard's settings for the model's family (resolution, steps, batch "
+                          "sizes); a field the request sets itself wins, and the report says what differs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: object) -> object:
+        """A preset fills the fields the request leaves out with the leaderboard's settings for the model's family."""
+        if not isinstance(data, dict) or not data.get("preset"):
+            return data
+        name, model = data["preset"], str(data.get("model") or "tiny")
+        by_family = families.PRESETS.get(name)
+        if by_family is None:
+            return data  # the Literal names the choices
+        family = families.of_model(model)
+        if family not in by_family:
+            measured = ", ".join(families.FAMILIES[f].title for f in by_family)
+            what = families.FAMILIES[family].title if family else "a family sweepd cannot tell from its name"
+            raise ValueError(f"preset {name!r}: the leaderboard measured {measured}; model {model!r} is {what}")
+        return by_family[family] | data
 
     @field_validator("prompt")
     @classmethod
@@ -119,6 +139,23 @@ class Workload(_Section):
     @property
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+    @property
+    def family(self) -> "families.FamilyInfo":
+        return families.info(self.model)
+
+    @model_validator(mode="after")
+    def _family_options(self) -> "Workload":
+        """A request option this model's family lacks is refused here, naming the field."""
+        f = families.of_model(self.model)
+        info = families.FAMILIES[f] if f else None
+        if info and info.flow_matching and self.scheduler not in ("default", "euler"):
+            raise ValueError(f"scheduler: {self.scheduler!r}: {info.title} samples by flow matching "
+                             "(FlowMatchEulerDiscreteScheduler); use \"default\" or \"euler\"")
+        if info and not info.negative_prompt and self.negative_prompt:
+            raise ValueError(f"negative_prompt: {info.title} takes no negative prompt (guidance-distilled); "
+                             "leave it out")
+        return self
 
     @model_validator(mode="after")
     def _tiny_size(self) -> "Workload":

@@ -151,6 +151,10 @@ def estimate(
             print(json.dumps(e.to_json() | ({"slurm": asdict(slurm)} if slurm else {}), indent=1))
             return 0
         sim = " [SIMULATED GPU]" if e.simulated else ""
+        w = req.workload
+        preset = f"; preset {w.preset}" if w.preset else ""
+        console.print(f"workload: {w.model} ({w.family.title}), {w.width} x {w.height}, {w.steps} steps, batch "
+                      f"{w.batch_size}{preset}", highlight=False, markup=False)
         if e.adaptive_evaluations:
             lo, _, hi = e.adaptive_evaluations
             console.print(f"adaptive search: about {e.clocks} of the candidate clocks ({lo} to {hi}); "

@@ -21,7 +21,7 @@ from sweepd.freqplan import ClockPoint, measuring_order, plan_clocks
 from sweepd.gpu import open_device
 from sweepd.gpu.base import GpuDevice
 from sweepd.gpu.locks import ClockGuard, GpuClaim, NextClock, repair_stale_locks
-from sweepd.gpu.simmodel import gib_needed, gib_per_image, s_per_image
+from sweepd.gpu.simmodel import gib_fixed, gib_needed, gib_per_image, s_per_image
 from sweepd.paths import Layout
 from sweepd.records.gpulock import ClockLockRecord
 from sweepd.records.step import StepHandoff, StepSpec
@@ -48,7 +48,7 @@ def open_for(request: SweepRequest) -> GpuDevice:
                        sim_host_s_per_image=g.sim_host_s_per_image, sim_cold_start_s=g.sim_cold_start_s,
                        sim_seed=w.seed, sim_memory_gib=g.sim_memory_gib,
                        sim_s_per_image=s_per_image(g.sim_model, w.model, w.steps, w.width, w.height),
-                       sim_gib_per_image=gib_per_image(w.model, w.width, w.height),
+                       sim_gib_per_image=gib_per_image(w.model, w.width, w.height), sim_gib_fixed=gib_fixed(w.model),
                        sim_power_offsets_pct=g.sim_power_offsets_pct, sim_speed_offsets_pct=g.sim_speed_offsets_pct)
 
 
@@ -58,13 +58,13 @@ class WontFitGpu(InputError):
 
 def check_memory(request: SweepRequest, device: GpuDevice) -> None:
     """Before the model loads: the request's smallest batch at its image size against the board's memory, by the
-    figures the simulated GPU runs out of memory at (:func:`~sweepd.gpu.simmodel.gib_needed`: SD 1.5's weights and
+    figures the simulated GPU runs out of memory at (:func:`~sweepd.gpu.simmodel.gib_needed`: the family's weights and
     workspace, and each image's activations by its pixels). A list of batch sizes refuses its larger ones itself."""
     w = request.workload
     total = device.total_memory_gib()
     b = min(w.batch_sizes)
     per_image = gib_per_image(w.model, w.width, w.height)
-    need = gib_needed(b, per_image)
+    need = gib_needed(b, per_image, gib_fixed(w.model))
     if total is not None and need > total:
         raise WontFitGpu(f"workload: {w.width} x {w.height} at batch {b} needs about {need:.1f} GiB of GPU memory "
                          f"({need - b * per_image:.1f} GiB for the model, {per_image:.1f} GiB per image at this size); "

@@ -17,8 +17,8 @@ def open_device(backend: str = "auto", index: int | None = None, uuid: str | Non
                 sim_model: str = "A100", sim_noise: str = "none", sim_host_s_per_image: float = 0.0,
                 sim_seed: int = 0, sim_s_per_image: float = 0.1, sim_cold_start_s: float = 0.0,
                 sim_memory_gib: float | None = None, sim_gib_per_image: float | None = None,
-                sim_power_offsets_pct: list[float] | None = None, sim_speed_offsets_pct: list[float] | None = None
-                ) -> GpuDevice:
+                sim_power_offsets_pct: list[float] | None = None, sim_speed_offsets_pct: list[float] | None = None,
+                sim_gib_fixed: float | None = None) -> GpuDevice:
     """``nvml``: a real GPU or an error; ``sim``: a simulated one; ``auto``: real if NVML answers.
     The ``sim_*`` arguments shape the simulated GPU (:class:`~sweepd.gpu.sim.SimulatedGpu`)."""
     if backend in ("nvml", "auto"):
@@ -40,7 +40,8 @@ def open_device(backend: str = "auto", index: int | None = None, uuid: str | Non
     return SimulatedGpu(sim_model, index=i, noise=sim_noise, host_s_per_image=sim_host_s_per_image,
                         seed=sim_seed, s_per_image=sim_s_per_image, cold_start_s=sim_cold_start_s,
                         memory_gib=sim_memory_gib, gib_per_image=sim_gib_per_image,
-                        power_offset_pct=by_index(sim_power_offsets_pct), speed_offset_pct=by_index(sim_speed_offsets_pct))
+                        power_offset_pct=by_index(sim_power_offsets_pct), speed_offset_pct=by_index(sim_speed_offsets_pct),
+                        **({"gib_fixed": sim_gib_fixed} if sim_gib_fixed is not None else {}))
 
 
 def list_devices(backend: str = "auto") -> list[GpuDevice]:

@@ -31,7 +31,7 @@ from typing import Iterator
 
 from sweepd.gpu import clockdump
 from sweepd.gpu.base import GpuDevice, GpuNotFound, GpuNotSupported, OutOfMemory, Sample
-from sweepd.gpu.simmodel import BOARDS, GIB_PER_IMAGE_512, NOISE, SimModel, batch_factor, calibrate, gib_needed
+from sweepd.gpu.simmodel import BOARDS, GIB_FIXED, GIB_PER_IMAGE_512, NOISE, SimModel, batch_factor, calibrate, gib_needed
 from sweepd.records.manifest import GpuInfo
 
 COUNTER_STEP_S = 0.1
@@ -62,12 +62,14 @@ class SimulatedGpu(GpuDevice):
 
     def __init__(self, model: str = "A100", index: int = 0, noise: str = "none", host_s_per_image: float = 0.0,
                  seed: int = 0, s_per_image: float = 0.1, cold_start_s: float = 0.0, memory_gib: float | None = None,
-                 gib_per_image: float | None = None, power_offset_pct: float = 0.0, speed_offset_pct: float = 0.0):
+                 gib_per_image: float | None = None, power_offset_pct: float = 0.0, speed_offset_pct: float = 0.0,
+                 gib_fixed: float = GIB_FIXED):
         """``s_per_image``: the workload's modelled seconds per image at the highest clock
         (:func:`~sweepd.gpu.simmodel.s_per_image`); ``cold_start_s``: for this long on the simulated clock
         the host side runs ``COLD_FACTOR`` times slower (a cold start right after the model loaded);
         ``memory_gib``: the board's memory (default: the real board's), which a batch must fit in
-        (:func:`~sweepd.gpu.simmodel.gib_needed`, ``gib_per_image`` per image; default: SD at 512x512);
+        (:func:`~sweepd.gpu.simmodel.gib_needed`: ``gib_fixed`` for the weights, ``gib_per_image`` per image;
+        default: SD at 512x512);
         ``power_offset_pct`` / ``speed_offset_pct``: this chip against the model, as GPUs of one model differ (a few
         % in power, up to ~20 % in speed: Sinha et al., SC22): power (busy and idle) times 1 + p/100, the GPU's
         time per image divided by 1 + s/100."""
@@ -89,6 +91,7 @@ class SimulatedGpu(GpuDevice):
         self.cold_start_s = max(0.0, cold_start_s)
         self.memory_gib = memory_gib or board.memory_gib
         self.gib_per_image = gib_per_image or GIB_PER_IMAGE_512
+        self.gib_fixed = gib_fixed
         self._rng = random.Random(f"sweepd-sim/{model}/{index}/{seed}")
         self._lock = threading.Lock()
         self._locked_sm: int | None = None
@@ -251,7 +254,7 @@ class SimulatedGpu(GpuDevice):
     def busy(self, images: int = 1) -> Iterator[None]:
         """Run one batch of work (on the CPU), then advance the simulated clock by its simulated time. A batch
         that needs more memory than the board has fails before it starts, as CUDA would (:class:`OutOfMemory`)."""
-        need = gib_needed(images, self.gib_per_image)
+        need = gib_needed(images, self.gib_per_image, self.gib_fixed)
         if need > self.memory_gib:
             raise OutOfMemory(f"CUDA out of memory (simulated): a batch of {images} needs about {need:.1f} GiB; "
                               f"the simulated {self.model.gpu} has {self.memory_gib:g} GiB")

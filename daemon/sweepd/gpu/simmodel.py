@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from sweepd import families
+
 KNEE_SHARPNESS = 0.5
 MIN_SLOWDOWN = 0.01
 
@@ -67,14 +69,25 @@ def batch_factor(images: int) -> float:
     return BATCH_FIXED + (1 - BATCH_FIXED) / max(images, 1)
 
 
-def gib_needed(images: int, gib_per_image: float = GIB_PER_IMAGE_512) -> float:
-    return GIB_FIXED + images * gib_per_image
+def gib_needed(images: int, gib_per_image: float = GIB_PER_IMAGE_512, gib_fixed: float = GIB_FIXED) -> float:
+    return gib_fixed + images * gib_per_image
+
+
+def gib_fixed(model: str) -> float:
+    """The model's weights on the GPU: its family's (:mod:`sweepd.families`)."""
+    return families.info(model).weights_gib
+
+
+def _pixel_share(model: str, width: int, height: int) -> float:
+    """The image's pixels against its family's native resolution; a built-in tiny model stands in for its family
+    at the native resolution whatever it renders (tiny: SD at 512x512)."""
+    f = families.info(model)
+    return 1.0 if model in families.TINY else width * height / f.native_px ** 2
 
 
 def gib_per_image(model: str, width: int, height: int) -> float:
-    """One image's activations; the built-in tiny model stands in for SD at 512x512 (see s_per_image)."""
-    pixels = 512 * 512 if model == "tiny" else width * height
-    return GIB_PER_IMAGE_512 * pixels / 512**2
+    """One image's activations (see s_per_image for the tiny models)."""
+    return families.info(model).gib_per_image_native * _pixel_share(model, width, height)
 
 
 @dataclass(frozen=True)
@@ -140,11 +153,12 @@ S_PER_STEP_512 = {"A100": 11.0 / 50, "H100": 8.75 / 50, "V100": 14.0 / 50}
 
 
 def s_per_image(gpu: str, model: str, steps: int, width: int, height: int) -> float:
-    """The modelled seconds per image at the board's highest clock. The built-in tiny model stands in for
-    Stable Diffusion at 512x512 on the simulated GPU: the CPU renders a tiny image, the board is timed as
-    if it ran SD at that many steps (so a simulated sweep costs seconds of CPU, not hours of it)."""
-    pixels = 512 * 512 if model == "tiny" else width * height
-    return S_PER_STEP_512[gpu] * steps * pixels / 512**2
+    """The modelled seconds per image at the board's highest clock: SD 1.5's at 512x512 scaled by the family's work
+    per step (:mod:`sweepd.families`, from the ML.ENERGY leaderboard) and the pixels. The built-in tiny models stand
+    in for their family at its native resolution (tiny: SD at 512x512) on the simulated GPU: the CPU renders a tiny
+    image, the board is timed as if it ran the family at that many steps (so a simulated sweep costs seconds of CPU,
+    not hours of it)."""
+    return S_PER_STEP_512[gpu] * steps * families.info(model).step_work * _pixel_share(model, width, height)
 
 
 @dataclass(frozen=True)

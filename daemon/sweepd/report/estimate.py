@@ -15,6 +15,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sweepd import families
 from sweepd.engine.search import COARSE, MAX_EVALUATIONS
 from sweepd.freqplan import ClockPoint, plan_clocks, representative
 from sweepd.gpu.base import GpuDevice
@@ -199,9 +200,13 @@ def _bytes_per_image(history: list[JobResults], req: SweepRequest) -> tuple[int,
         if sizes:
             return int(sum(sizes) / len(sizes)), f"measured: {len(sizes)} PNGs of job {job.job_id}"
     w = req.workload
-    bpp = BYTES_PER_PIXEL["tiny" if w.model == "tiny" else "model"]
-    why = "the tiny model's random-weight noise compresses poorly" if w.model == "tiny" else "real pictures"
-    return int(w.width * w.height * bpp), f"from the resolution: {bpp:g} bytes per pixel, {why}"
+    built_in = w.model in families.TINY
+    bpp = BYTES_PER_PIXEL["tiny" if built_in else "model"]
+    why = "the tiny model's random-weight noise compresses poorly" if built_in else "real pictures"
+    cap = families.TINY_RENDER_PX if built_in and w.model != "tiny" else None  # what a tiny family renders on the CPU
+    width, height = (min(w.width, cap), min(w.height, cap)) if cap else (w.width, w.height)
+    return int(width * height * bpp), f"from the resolution: {bpp:g} bytes per pixel, {why}" + \
+        (f", at most {cap} x {cap} as it renders them" if cap and (width, height) != (w.width, w.height) else "")
 
 
 def _free(path: Path) -> int:

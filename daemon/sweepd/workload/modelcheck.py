@@ -1,6 +1,7 @@
 """What can be checked about `workload.model` before a job folder is made or the model loads (no torch):
-a local folder exists and holds a diffusers pipeline; a hub id is well-formed and, when the hub is
-offline, present in the local Hugging Face cache."""
+a built-in tiny model's name; a local folder exists and holds a diffusers pipeline (of a family
+:mod:`sweepd.families` knows, or another that diffusers' AutoPipelineForText2Image loads); a hub id is well-formed and, when the hub is offline, present in the local Hugging Face
+cache (the line names the family its name tells)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from sweepd import paths
+from sweepd import families, paths
 from sweepd.configfile import ConfigError
 
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}\Z")
@@ -28,7 +29,7 @@ def hub_cache() -> Path:
 
 def problem(model: str) -> str | None:
     """Why this model cannot load here (None: it may)."""
-    if model == "tiny":
+    if model in families.TINY:
         return None
     if _looks_like_path(model):
         p = Path(model).expanduser()
@@ -40,11 +41,14 @@ def problem(model: str) -> str | None:
             return "holds no diffusers pipeline (no model_index.json in it)"
         return None
     if not HUB_ID.match(model):
-        return 'neither "tiny", a local folder, nor a Hugging Face id (organisation/name)'
+        return f'neither a built-in model ({", ".join(families.TINY)}), a local folder, nor a Hugging Face id ' \
+               "(organisation/name)"
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         cached = hub_cache() / f"models--{model.replace('/', '--')}"
         if not cached.is_dir():
-            return f"not in the Hugging Face cache ({hub_cache()}) and the hub is offline (HF_HUB_OFFLINE=1)"
+            family = families.of_hub_id(model)
+            what = f"{families.FAMILIES[family].title} by its name, " if family else ""
+            return f"{what}not in the Hugging Face cache ({hub_cache()}) and the hub is offline (HF_HUB_OFFLINE=1)"
     return None
 
 

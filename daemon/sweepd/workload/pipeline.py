@@ -1,5 +1,8 @@
 """Stable Diffusion through diffusers: loaded once per sweep, then asked for images by seed.
 
+Any diffusers text-to-image pipeline of the families sweepd knows (:mod:`sweepd.families`: SD 1.x/2.x, SDXL,
+SD3/3.5, FLUX), loaded as its model_index.json names it (``AutoPipelineForText2Image``).
+
 This is the only module (with :mod:`sweepd.workload.tiny`) that imports torch and diffusers;
 the CLI and the daemon never load it. The engine calls :meth:`Workload.generate` and
 :meth:`Workload.synchronize` and knows nothing of torch.
@@ -15,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from sweepd.errors import SweepdError
+from sweepd.families import TINY, TINY_RENDER_PX, Family
 from sweepd.records.manifest import WorkloadInfo
 from sweepd.request import Workload as WorkloadSpec
 from sweepd.workload import tiny
@@ -43,13 +47,13 @@ def cpu_threads(model: str, env: dict | None = None) -> int:
     machine made each image 10x slower), else SLURM's ``SLURM_CPUS_PER_TASK``, else the CPUs this process may run
     on (its affinity), never torch's default of every core on the machine."""
     env = os.environ if env is None else env
-    for key in ("SWEEPD_CPU_THREADS",) + (() if model == "tiny" else ("SLURM_CPUS_PER_TASK",)):
+    for key in ("SWEEPD_CPU_THREADS",) + (() if model in TINY else ("SLURM_CPUS_PER_TASK",)):
         value = env.get(key, "").strip()
         if value:
             if not value.isdigit() or int(value) < 1:
                 raise WorkloadError(f"{key}={value!r}: give a whole number of threads, at least 1")
             return int(value)
-    if model == "tiny":
+    if model in TINY:
         return 1
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -83,8 +87,9 @@ class Workload:
             lib.enable_propagation()
             lib.disable_progress_bar()
         import diffusers
-        from diffusers import StableDiffusionPipeline
+        from diffusers import AutoPipelineForText2Image
         self.spec = spec
+        self.family = spec.family
         self._torch = torch
         self.device = _torch_device(gpu_uuid, simulated)
         self.cpu_threads = None
@@ -95,16 +100,22 @@ class Workload:
             dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         else:
             dtype = getattr(torch, spec.dtype)
-        source = str(tiny.ensure(cache)) if spec.model == "tiny" else spec.model
-        offline = spec.model == "tiny" or Path(spec.model).exists() or os.environ.get("HF_HUB_OFFLINE") == "1"
+        built_in = spec.model in TINY
+        source = str(tiny.ensure(cache, spec.model)) if built_in else spec.model
+        offline = built_in or Path(spec.model).exists() or os.environ.get("HF_HUB_OFFLINE") == "1"
+        # the pipeline class model_index.json names (SD 1.x/2.x, SDXL, SD3/3.5, FLUX, ...); the safety checker is
+        # SD 1.x's alone
+        extra = {"safety_checker": None, "requires_safety_checker": False} if self.family.family is Family.SD else {}
         try:
             with warnings.catch_warnings():  # newer diffusers renamed torch_dtype; older ones only know it
                 warnings.simplefilter("ignore", FutureWarning)
-                pipe = StableDiffusionPipeline.from_pretrained(source, torch_dtype=dtype, local_files_only=offline,
-                                                               safety_checker=None, requires_safety_checker=False)
+                pipe = AutoPipelineForText2Image.from_pretrained(source, torch_dtype=dtype, local_files_only=offline,
+                                                                 **extra)
         except Exception as e:  # diffusers raises many types for a missing or broken model
-            raise WorkloadError(f"cannot load model {spec.model!r}: {type(e).__name__}: {e}") from None
-        if spec.scheduler != "default":
+            raise WorkloadError(f"cannot load model {spec.model!r} ({self.family.title}): {type(e).__name__}: "
+                                f"{e}") from None
+        self.render_px = TINY_RENDER_PX if built_in and spec.model != "tiny" else None
+        if spec.scheduler != "default" and not self.family.flow_matching:  # flow matching: euler is its own
             cls = getattr(diffusers, SCHEDULER_CLASSES[spec.scheduler])
             pipe.scheduler = cls.from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
@@ -131,12 +142,15 @@ class Workload:
         indices = range(first_index, first_index + count)
         gen_device = "cpu" if self.device.type == "mps" else self.device
         generators = [torch.Generator(gen_device).manual_seed(s.seed + k) for k in indices]
+        kwargs = {"negative_prompt": [s.negative_prompt] * count if s.negative_prompt else None} \
+            if self.family.negative_prompt else {}
+        width, height = (min(s.width, self.render_px), min(s.height, self.render_px)) if self.render_px \
+            else (s.width, s.height)
         with torch.inference_mode():
             out = self.pipe(
-                prompt=[self.prompt_for(k) for k in indices],
-                negative_prompt=[s.negative_prompt] * count if s.negative_prompt else None,
-                num_inference_steps=s.steps, guidance_scale=s.guidance_scale,
-                width=s.width, height=s.height, generator=generators, output_type="np")
+                prompt=[self.prompt_for(k) for k in indices], num_inference_steps=s.steps,
+                guidance_scale=s.guidance_scale, width=width, height=height, generator=generators,
+                output_type="np", **kwargs)
         return [np.clip(np.rint(img * 255), 0, 255).astype(np.uint8) for img in out.images]
 
     def synchronize(self) -> None:

@@ -1,4 +1,5 @@
-"""The built-in ``tiny`` model: a ~10 MB Stable Diffusion pipeline with random weights.
+"""The built-in ``tiny`` model: a ~10 MB Stable Diffusion pipeline with random weights (and, through
+:mod:`sweepd.workload.tinyfamilies`, ``tiny-sdxl``, ``tiny-sd3`` and ``tiny-flux``).
 
 It is built once from configs into the cache dir, saved with ``save_pretrained`` and then loaded
 with ``from_pretrained`` exactly like a downloaded model, so the whole real code path runs on a
@@ -13,7 +14,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from sweepd.families import TINY, Family
+
 TINY_VERSION = 1  # bump when the architecture below changes: a new cache folder is built
+FAMILY_VERSION = 1  # the same for tinyfamilies' models
 SAMPLE_SIZE = 32
 
 
@@ -34,17 +38,28 @@ def _byte_vocab() -> dict[str, int]:
     return vocab
 
 
-def build(target: Path) -> None:
-    import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+def _clip_tokenizer(vocab: dict[str, int]):
+    from transformers import CLIPTokenizer
 
-    torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        vocab = _byte_vocab()
         (Path(tmp) / "vocab.json").write_text(json.dumps(vocab))
         (Path(tmp) / "merges.txt").write_text("#version: 0.2\n")
-        tokenizer = CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), model_max_length=77)
+        return CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), model_max_length=77)
+
+
+def build(target: Path, name: str = "tiny") -> None:
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    vocab = _byte_vocab()
+    tokenizer = _clip_tokenizer(vocab)
+    if TINY[name] is not Family.SD:
+        from sweepd.workload import tinyfamilies
+
+        tinyfamilies.build(TINY[name], target, tokenizer, vocab)
+        return
     end = vocab["<|endoftext|>"]
     text_encoder = CLIPTextModel(CLIPTextConfig(
         bos_token_id=vocab["<|startoftext|>"], eos_token_id=end, pad_token_id=end, vocab_size=len(vocab),
@@ -65,15 +80,17 @@ def build(target: Path) -> None:
     pipe.save_pretrained(target)
 
 
-def ensure(cache: Path) -> Path:
-    """The tiny model's folder under the cache dir, built on first use (atomically: build, then rename)."""
-    target = Path(cache) / "models" / f"tiny-v{TINY_VERSION}"
+def ensure(cache: Path, name: str = "tiny") -> Path:
+    """A tiny model's folder under the cache dir (``name``: tiny, tiny-sdxl, tiny-sd3, tiny-flux), built on first
+    use (atomically: build, then rename)."""
+    version = TINY_VERSION if name == "tiny" else FAMILY_VERSION
+    target = Path(cache) / "models" / f"{name}-v{version}"
     if (target / "model_index.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
-        build(staging)
+        build(staging, name)
         try:
             os.rename(staging, target)
         except OSError:
