@@ -150,3 +150,38 @@ def test_each_tiny_family_sweeps_end_to_end_on_the_simulated_gpu(tmp_path, model
     s = float(measured(trials)[0]["s_per_image"])
     assert s == pytest.approx(s_per_image("H100", model, 2, 64, 64), rel=0.5)
     assert "SIMULATED" in (d / "report.html").read_text()
+
+
+def _blank(tmp_path, workload: dict, monkeypatch) -> str:
+    from sweepd.engine import runner
+    from sweepd.paths import Layout
+    from sweepd.report.analysis import analyse
+    from sweepd.report.data import load
+    from sweepd.report.leaderboard import line
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # a hub id is checked, never downloaded: nothing loads
+    req = SweepRequest.model_validate({
+        "workload": workload, "gpu": {"backend": "sim", "sim_model": "H100", "sim_noise": "none"},
+        "frequencies": {"mode": "custom", "list": [1785, 1320, 900]},
+        "protocol": {"trials": 2, "min_window_s": 0.2, "settle_s": 0, "warmup": 0}, "images": {"mode": "benchmark"}})
+    store = runner.run_blank(req, Layout.resolve(tmp_path), "lb")
+    return line(analyse(load(store.dir)))
+
+
+def test_the_report_puts_the_sweep_next_to_the_leaderboard_and_says_what_differs(tmp_path, monkeypatch):
+    text = _blank(tmp_path / "a", {"model": "tiny-sd3", "preset": "mlenergy-v3", "width": 64, "height": 64,
+                                   "steps": 2, "batch_size": 1}, monkeypatch)
+    assert text.startswith("ML.ENERGY mlenergy-v3 (2025-12) H100 stabilityai/stable-diffusion-3.5-medium: 1581 "
+                           "J/image, 3.53 s/image (batch 1, 28 steps, 1024x1024, default clock); here at 1785 MHz")
+    assert "differs: model (tiny-sd3 here" in text and "steps (2 here, 28 there)" in text
+    assert "resolution (64x64 here, 1024x1024 there)" in text and "(simulated) here, H100 there" in text
+    # the very model and settings the leaderboard ran: only the (simulated) GPU differs
+    xl = _blank(tmp_path / "b", {"model": "stabilityai/stable-diffusion-xl-base-1.0", "steps": 25, "width": 1024,
+                                 "height": 1024}, monkeypatch)
+    assert "969 J/image, 2.26 s/image" in xl and xl.endswith("differs: GPU (NVIDIA H100 NVL (simulated) here, "
+                                                             "H100 there)"), xl
+    # neither asked for nor a model the leaderboard ran: no line; a preset without a published figure says so
+    assert _blank(tmp_path / "c", {"model": "tiny", "width": 32, "height": 32, "steps": 2}, monkeypatch) is None
+    flux = _blank(tmp_path / "d", {"model": "tiny-flux", "preset": "mlenergy-v3", "width": 64, "height": 64,
+                                   "steps": 2, "batch_size": 1}, monkeypatch)
+    assert flux.startswith("ML.ENERGY mlenergy-v3: no published FLUX.1 figure in sweepd's data")

@@ -71,7 +71,8 @@ def render(a: Analysis, plots: list[Path]) -> str:
     parts.append("</table>")
     parts.append("<h2>What sets the pace</h2><ul class='bottleneck'>"
                  + "".join(f"<li>{escape(t)}</li>" for t in a.bottleneck_sentences) + "</ul>")
-    use = (words.search_line(a) + ([a.batch.line(a.job.simulated)] if a.batch else []) + words.fleet_line(a)
+    use = (words.search_line(a) + ([a.batch.line(a.job.simulated)] if a.batch else []) + words.leaderboard_lines(a)
+           + words.fleet_line(a)
            + words.use_lines(a)
            + ([a.gpu_time.line()] if a.gpu_time else []))
     parts.append("<h2>How it was found, how to use it</h2><ul class='use'>"

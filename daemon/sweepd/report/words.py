@@ -74,8 +74,15 @@ def use_lines(a: Analysis) -> list[str]:
             f"nvidia-smi -lgc {f},{f} (reset: nvidia-smi -rgc)"]
 
 
+def leaderboard_lines(a: Analysis) -> list[str]:
+    from sweepd.report.leaderboard import line
+
+    text = line(a)
+    return [text] if text else []
+
+
 def answer_lines(a: Analysis) -> list[str]:
     time = [a.gpu_time.line() + (" (simulated)" if a.job.simulated else "")] if a.gpu_time else []
     batch = [a.batch.line(a.job.simulated)] if a.batch else []
-    return ([optimum_line(o, a) for o in a.optima] + search_line(a) + batch + fleet_line(a) + a.bottleneck_sentences
-            + time + use_lines(a))
+    return ([optimum_line(o, a) for o in a.optima] + search_line(a) + batch + leaderboard_lines(a) + fleet_line(a)
+            + a.bottleneck_sentences + time + use_lines(a))
