@@ -93,7 +93,8 @@ from sweepd.workload.pipeline import Workload
 [image] = Workload(Spec(model=str(out), steps=2, width=64, height=64), out.parent / "cache").generate(0, 1)
 print("image", image.shape)
 """
-GPU_SCRIPTS = (("gpu_check.sh", {"SIM": "1"}), ("gpu_fidelity.sh", {"SMOKE": "1"}), ("gpu_adaptive.sh", {"SMOKE": "1"}))
+GPU_SCRIPTS = (("gpu_check.sh", {"SIM": "1"}), ("gpu_fidelity.sh", {"SMOKE": "1"}), ("gpu_adaptive.sh", {"SMOKE": "1"}),
+               ("gpu_families.sh", {"SMOKE": "1"}))
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +106,8 @@ def gpu_scripts(tmp_path_factory):
     runs = {}
     for script, env in GPU_SCRIPTS:
         out, log = tmp / script, tmp / f"{script}.log"
-        e = os.environ | env | {"OUT": str(out), "ROOT": str(tmp / f"{script}.root"), "SWEEPD_CPU_THREADS": "1"}
+        e = os.environ | env | {"OUT": str(out), "ROOT": str(tmp / f"{script}.root"), "SWEEPD_CPU_THREADS": "1",
+                                "MODELS": str(tmp / f"{script}.models")}
         with open(log, "w") as fh:
             runs[script] = (out, log, subprocess.Popen(["bash", str(BENCH / script)], cwd=BENCH.parent, env=e,
                                                        stdout=fh, stderr=subprocess.STDOUT))
@@ -152,6 +154,9 @@ def test_the_gpu_scripts_ran_on_the_simulated_gpu_and_wrote_their_figures(gpu_sc
     sd = gpu_scripts["random_sd.py"][0]  # random_sd.py --smoke: SD 1.5's classes at toy widths, loaded by sweepd
     assert "M parameters" in logs["random_sd.py"] and "image (64, 64, 3)" in logs["random_sd.py"]
     assert (sd / "model_index.json").exists()
+    for family in ("sdxl", "sd3"):  # gpu_families.sh: each family built at toy widths, swept over 6 clocks
+        assert sum(line.startswith(f"{family} ") and "J/image" in line
+                   for line in logs["gpu_families.sh"].splitlines()) == 6, logs["gpu_families.sh"][-3000:]
     check = gpu_scripts["gpu_check.sh"][0]
     assert (check / "trials.csv").read_text().count("\n") >= 1 + 3 * 3  # 3 clocks, 3 trials
     assert "clock lock records left: 0" in logs["gpu_check.sh"]

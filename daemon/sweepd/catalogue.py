@@ -1,5 +1,5 @@
 """One catalogue of a root's sweeps, whoever ran them: the daemon's queue, requests still waiting in
-spool/incoming/ (no daemon has taken them in yet), and foreground `sweepd run`/`demo` jobs (a
+spool/incoming/ (no daemon has taken them in yet) or in spool/accepted/ without their queue row, and foreground `sweepd run`/`demo` jobs (a
 results/job_<ID>/sweep.json that no queue row owns).
 
 Everything here only reads: it works on a read-only root and creates no folder or file.
@@ -56,7 +56,8 @@ class Entry:
         if self.row is None:
             return {"id": self.id, "job_id": self.job_id, "state": self.state, "origin": self.origin,
                     "executor": "local", "priority": 0, "submitted_at": self.submitted_at, "error": self.error,
-                    "progress": {}, "results_dir": results, "spool_path": self.path if self.origin == Origin.SPOOL else ""}
+                    "progress": {}, "results_dir": results, "spool_path": self.path if self.origin == Origin.SPOOL else "",
+                    "slurm_job_id": None}
         out = self.row.to_json() | {"origin": self.origin,
                                     "progress": self.progress.to_json() if self.progress else {},
                                     "results_dir": results}
@@ -95,21 +96,27 @@ def open_queue_readonly(layout: Layout):
     return Queue.reader(db)
 
 
-def waiting_requests(layout: Layout) -> list[Entry]:
+def waiting_requests(layout: Layout, queued: set[str] = frozenset()) -> list[Entry]:
+    """Requests in spool/incoming/, and those in spool/accepted/ whose queue row is not there (yet): the daemon
+    renames a request into accepted/ just before it writes the row, and a `status` between the two must still
+    find it (as after a crash between them, until the next start queues it)."""
     from sweepd.spool import ignored
 
-    incoming = layout.incoming
-    try:
-        names = sorted(p for p in incoming.iterdir() if not ignored(p.name) and p.is_file())
-    except OSError:
-        return []
+    names = []
+    for folder in (layout.incoming, layout.accepted):
+        try:
+            names += sorted(p for p in folder.iterdir() if not ignored(p.name) and p.is_file()
+                            and (folder == layout.incoming or p.name.partition(".")[0] not in queued))
+        except OSError:
+            continue
     out = []
     for p in names:
         try:
             mtime = p.stat().st_mtime
         except OSError:
             continue
-        out.append(Entry(p.stem, "", ListedState.WAITING, Origin.SPOOL, mtime, None, str(p)))
+        out.append(Entry(p.name.partition(".")[0] if p.parent == layout.accepted else p.stem, "",
+                         ListedState.WAITING, Origin.SPOOL, mtime, None, str(p)))
     return out
 
 
@@ -146,17 +153,19 @@ def entries(layout: Layout, q=None) -> list[Entry]:
     own = q is None
     q = open_queue_readonly(layout) if own else q
     known: set[str] = set()
+    queued: set[str] = set()
     if q is not None:
         try:
             for r in q.list():
                 known.add(r.job_id)
+                queued.add(r.id)
                 out.append(queue_entry(r))
         except sqlite3.Error:
             pass
         finally:
             if own:
                 q.close()
-    out += waiting_requests(layout)
+    out += waiting_requests(layout, queued)
     out += foreground_jobs(layout, known)
     return sorted(out, key=lambda e: (e.submitted_at or 0.0, e.id))
 

@@ -114,8 +114,9 @@ def status(sweep: Optional[str] = typer.Argument(None, help="sweep id or job id"
         pid = daemon_pid(layout.daemon_lock)
         daemon = (DaemonState.read_or_none(layout.daemon_state) if pid else None) or DaemonState()
         counts = q.counts() if q is not None else {}
-        others = catalogue.waiting_requests(layout) + catalogue.foreground_jobs(
-            layout, {r.job_id for r in q.list()} if q is not None else set())
+        rows = q.list() if q is not None else []
+        others = catalogue.waiting_requests(layout, {r.id for r in rows}) + catalogue.foreground_jobs(
+            layout, {r.job_id for r in rows})
         for e in others:
             counts[e.state] = counts.get(e.state, 0) + 1
         silent = _silent_for(layout) if pid else None

@@ -76,6 +76,19 @@ def _torch_device(gpu_uuid: str | None, simulated: bool):
     return torch.device("cuda", 0)
 
 
+def _left_out(folder: Path) -> dict:
+    """The components a local pipeline was saved without (``[null, null]`` in model_index.json), passed as None:
+    diffusers refuses to load a pipeline with a required component missing unless it is told so (SD3 without T5)."""
+    import json
+
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: None for k, v in index.items() if not k.startswith("_") and v in ([None, None], None)} \
+        if isinstance(index, dict) else {}
+
+
 class Workload:
     def __init__(self, spec: WorkloadSpec, cache: Path, gpu_uuid: str | None = None, simulated: bool = False):
         import torch
@@ -106,6 +119,7 @@ class Workload:
         # the pipeline class model_index.json names (SD 1.x/2.x, SDXL, SD3/3.5, FLUX, ...); the safety checker is
         # SD 1.x's alone
         extra = {"safety_checker": None, "requires_safety_checker": False} if self.family.family is Family.SD else {}
+        extra |= _left_out(Path(source))  # e.g. SD3 saved without its T5 encoder
         try:
             with warnings.catch_warnings():  # newer diffusers renamed torch_dtype; older ones only know it
                 warnings.simplefilter("ignore", FutureWarning)
