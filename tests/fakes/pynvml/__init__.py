@@ -136,7 +136,12 @@ def _store(dev, clocks):
     if not path:
         dev._clocks = clocks
         return
-    with _lock:
+    import fcntl
+
+    # read-modify-write under a lock every process takes: two SLURM steps setting two GPUs at once (their
+    # TaskProlog) must not lose one another's clock
+    with _lock, open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             with open(path) as fh:
                 state = json.load(fh)
