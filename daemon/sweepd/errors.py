@@ -43,6 +43,11 @@ class InputError(SweepdError, ValueError):
     exit_code = EXIT_INPUT
 
 
+class CompileFailed(SweepdError):
+    """torch.compile could not compile the model's denoiser (no compiler, an unsupported operation): the knob's
+    setting is refused with this error, the sweep goes on without it."""
+
+
 class GpuError(SweepdError):
     exit_code = EXIT_GPU
     prefix = "GPU: "

@@ -44,7 +44,8 @@ ADDED_SINCE_0_1 = (("gpu", "sim_noise"), ("gpu", "sim_host_s_per_image"), ("gpu"
                    ("gpu", "sim_memory_gib"), ("gpu", "sim_power_offsets_pct"), ("gpu", "sim_speed_offsets_pct"),
                    ("protocol", "target_ci_pct"), ("protocol", "min_trials"), ("protocol", "max_trials"),
                    ("protocol", "order"), ("protocol", "baseline_every"), ("frequencies", "objective"),
-                   ("frequencies", "max_slowdown_pct"), ("protocol", "equivalence_margin_pct"), ("workload", "preset"))
+                   ("frequencies", "max_slowdown_pct"), ("protocol", "equivalence_margin_pct"), ("workload", "preset"),
+                   ("workload", "compile"), ("workload", "compile_backend"))
 MAX_BATCH = 64
 TINY_MAX_PIXELS = 512 * 512  # the built-in tiny model stands in for SD at 512x512 (gpu.simmodel); larger is CPU only
 SCHEDULERS = ("default", "ddim", "ddpm", "pndm", "euler", "euler_a", "dpmpp_2m", "heun", "unipc")
@@ -69,6 +70,12 @@ class Workload(_Section):
     batch_size: int | list[int] = Field(
         1, description="images per generate() call; a list (e.g. [1, 2, 4, 8]) measures each at the highest clock "
                        "first and sweeps the clocks at the best one")
+    compile: bool | list[bool] = Field(
+        False, description="torch.compile the denoiser (UNet or transformer); [false, true] measures both at the "
+                           "highest clock first, like a batch_size list, and sweeps the clocks with the better")
+    compile_backend: Literal["inductor", "cudagraphs", "aot_eager", "eager"] = Field(
+        "inductor", description="torch.compile's backend: inductor (kernels compiled for the GPU, or C++ on a CPU), "
+                                "cudagraphs (CUDA graphs alone); aot_eager and eager trace without compiling")
     preset: Literal["mlenergy-v2", "mlenergy-v3"] | None = Field(
         None, description="the ML.ENERGY leaderboard's settings for the model's family (resolution, steps, batch "
                           "sizes); a field the request sets itself wins, and the report says what differs")
@@ -124,10 +131,27 @@ class Workload(_Section):
         """Every batch size the request asks for (one, unless batch_size is a list)."""
         return [self.batch_size] if isinstance(self.batch_size, int) else list(self.batch_size)
 
+    @field_validator("compile")
+    @classmethod
+    def _compile(cls, v: bool | list[bool]) -> bool | list[bool]:
+        if isinstance(v, list) and (not v or len(set(v)) != len(v)):
+            raise ValueError(f"give false, true, or [false, true]; {v} is not")
+        return v
+
+    @property
+    def compile_options(self) -> list[bool]:
+        """Whether the denoiser is compiled: one setting, or both to measure (a list)."""
+        return [self.compile] if isinstance(self.compile, bool) else list(self.compile)
+
+    @property
+    def variants(self) -> list[tuple[int, bool]]:
+        """Every (batch size, compiled) the knob phase measures, eager first (compiling is a warm-up of its own)."""
+        return [(b, c) for c in self.compile_options for b in self.batch_sizes]
+
     @property
     def batch_search(self) -> bool:
-        """batch_size is a list of more than one size: the sweep measures them first (engine.batching)."""
-        return len(self.batch_sizes) > 1
+        """A list of batch sizes or of compile settings: the sweep measures each first (engine.batching)."""
+        return len(self.variants) > 1
 
     @field_validator("width", "height")
     @classmethod
@@ -349,8 +373,8 @@ class SweepRequest(_Section):
                              'on one GPU; use split = 1')
         if self.frequencies.objective is not None and not (self.frequencies.mode == "adaptive"
                                                            or self.workload.batch_search):
-            raise ValueError('frequencies.objective is only used with mode = "adaptive" or a list of batch sizes, '
-                             f'not mode {self.frequencies.mode!r} with one batch size')
+            raise ValueError('frequencies.objective is only used with mode = "adaptive" or a list of batch sizes '
+                             f'or compile settings, not mode {self.frequencies.mode!r} with one of each')
         if self.split > 1 and self.workload.batch_search:
             raise ValueError(f'split = {self.split}: a list of batch sizes picks one before the clocks are measured, '
                              'on one GPU; use split = 1')

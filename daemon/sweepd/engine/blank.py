@@ -16,6 +16,9 @@ class BlankWorkload:
     def synchronize(self) -> None:
         pass
 
+    def set_compiled(self, on: bool) -> None:
+        self.compiled = on  # nothing to compile; the simulated GPU times both alike
+
     def release_memory(self) -> None:
         pass
 

@@ -38,6 +38,7 @@ MIN_POWER_SAMPLES = 10  # a window's power samples needed to check its counter e
 
 class Workload(Protocol):
     def generate(self, first_index: int, count: int) -> list[np.ndarray]: ...
+    def set_compiled(self, on: bool) -> None: ...  # torch.compile the denoiser, or go back to the eager one
     def synchronize(self) -> None: ...
     def prompt_for(self, index: int) -> str: ...
     def release_memory(self) -> None: ...  # what a failed window may have left on the GPU
@@ -82,11 +83,23 @@ class Measurer:
     images: ImageRecorder
     sleep: Callable[[float], None]  # how settle and cool-down pass (the device's own clock by default)
     batch_now: int | None = None  # the size the batch-size phase is measuring
+    compile_now: bool | None = None  # the compile setting the knob phase is measuring
     _warmed: bool = False
     _mark: int = field(default=0)  # the device time accounted up to
 
     def __post_init__(self) -> None:
         self._mark = self.device.now_ns()
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the denoiser runs compiled: the setting the knob phase is measuring, the one it chose, or the
+        request's."""
+        rec = self.store.manifest.batch
+        if self.compile_now is not None:
+            return self.compile_now
+        if rec is not None and rec.chosen_compile is not None:
+            return rec.chosen_compile
+        return self.request.workload.compile_options[0]
 
     @property
     def batch(self) -> int:
@@ -124,6 +137,7 @@ class Measurer:
         until FIRST_WARMUP_BATCHES batches in a row run within 10 % of the fastest (at most
         FIRST_WARMUP_MAX batches or FIRST_WARMUP_MAX_S seconds). ``full``: whole batches (a new batch size)."""
         w, b = self.request.protocol.warmup, self.batch
+        workload.set_compiled(self.compiled)
         first, self._warmed = not self._warmed, True
         times: list[float] = []
         start = self.device.now_ns()
@@ -195,7 +209,8 @@ class Measurer:
         return TrialRow(sweep_id=self.store.sweep_id, job_id=self.store.job_id, backend=self.device.backend,
                         simulated=self.device.simulated, gpu_name=self.device.name, gpu_uuid=self.device.uuid,
                         freq_mhz=point.freq_mhz, mem_clock_mhz=point.mem_mhz, trial=trial,
-                        steps=self.request.workload.steps, role=role, batch_size=self.batch, **measured)
+                        steps=self.request.workload.steps, role=role, batch_size=self.batch,
+                        compiled=self.compiled or None, **measured)
 
     def window(self, workload: Workload, fix: bool = True) -> Window:
         """One measured window (see the module's text). The sweep's first window fixes the image count of every
@@ -204,6 +219,7 @@ class Measurer:
         b, min_ns = self.batch, int(req.protocol.min_window_s * 1e9)
         fixed = req.protocol.images_per_trial
         target = fixed or (self.store.manifest.images_per_trial if fix else None) or 0
+        workload.set_compiled(self.compiled)
         if fixed:
             min_ns = 0  # a fixed count: exactly that many images per trial, however long they take
         images: list[np.ndarray] = []

@@ -16,7 +16,7 @@ from typing import Protocol
 from sweepd.engine import batching
 from sweepd.engine.measure import Measurer, Workload
 from sweepd.engine.summary import Drift, by_clock, drifts
-from sweepd.errors import SweepdError
+from sweepd.errors import CompileFailed, SweepdError
 from sweepd.freqplan import ClockPoint
 from sweepd.gpu.base import is_out_of_memory
 from sweepd.gpu.sampler import Sampler
@@ -99,43 +99,48 @@ def _drift(m: Measurer, point: ClockPoint) -> Drift | None:
 
 
 def batch_phase(m: Measurer, workload: Workload, sampler: Sampler, point: ClockPoint) -> None:
-    """Each batch size at the highest clock; the clocks then use the best. Raises NoBatchSize if none works."""
+    """Each batch size and compile setting at the highest clock; the clocks then use the best. Raises NoBatchSize
+    if none works."""
     req = m.request
-    wanted, protocol = req.workload.batch_sizes, req.protocol
+    wanted, protocol = req.workload.variants, req.protocol
     if not batching.phase_done(m.store.trials, wanted, protocol):
         m.stop.check()
         m.settle(point)
-        for b in wanted:
-            m.batch_now = b
+        for v in wanted:
+            m.batch_now, m.compile_now = v
             try:
-                _measure_size(m, workload, sampler, point, b)
+                _measure_size(m, workload, sampler, point, v)
             finally:
-                m.batch_now = None
+                m.batch_now = m.compile_now = None
         sampler.take()  # power.csv keeps each clock's own trace only
         m.account()
     rec = batching.record(m.store.trials, wanted, req.frequencies.search_objective)
     m.store.set_batch(rec)
     if rec.chosen is None:
         why = "; ".join(f"{b}: {e}" for b, e in rec.refused.items()) or "every window failed"
-        raise NoBatchSize(f"no batch size of {wanted} could be measured ({why})")
-    progress_log.info("batch sizes %s at %s: the clocks are measured at batch %d%s", wanted, point.label,
-                      rec.chosen, "".join(f"; {b} refused ({e})" for b, e in rec.refused.items()))
+        both = " (compiled or not)" if len(req.workload.compile_options) > 1 else ""
+        raise NoBatchSize(f"no batch size of {req.workload.batch_sizes}{both} could be measured ({why})")
+    progress_log.info("batch sizes %s at %s: the clocks are measured at batch %d%s%s", rec.sizes, point.label,
+                      rec.chosen, ", compiled" if rec.chosen_compile else "",
+                      "".join(f"; {b} refused ({e})" for b, e in rec.refused.items()))
 
 
-def _measure_size(m: Measurer, workload: Workload, sampler: Sampler, point: ClockPoint, b: int) -> None:
+def _measure_size(m: Measurer, workload: Workload, sampler: Sampler, point: ClockPoint,
+                  v: batching.Variant) -> None:
     protocol = m.request.protocol
-    if batching.size_done(m.store.trials, b, protocol):
+    if batching.size_done(m.store.trials, v, protocol):
         return
     m.stop.check()
+    b = v[0]
     try:
-        m.warm_up(workload, full=True)
-    except Exception as e:  # a batch too large for the GPU fails here first: the size is refused
-        if not is_out_of_memory(e):
+        m.warm_up(workload, full=True)  # compiling happens here, in the first compiled call
+    except Exception as e:  # a batch too large for the GPU, or a model that cannot compile: the setting is refused
+        if not (is_out_of_memory(e) or isinstance(e, CompileFailed)):
             raise
-        log.warning("batch %d at %s does not fit: %s", b, point.label, e)
+        log.warning("batch %d%s at %s refused: %s", b, " compiled" if v[1] else "", point.label, e)
         m.store.commit_trial(m.failed(workload, point, m.store.next_trial(point), Role.BATCH, e), [])
         return
-    while not batching.size_done(m.store.trials, b, protocol):  # an out-of-memory window ends it too
+    while not batching.size_done(m.store.trials, v, protocol):  # an out-of-memory window ends it too
         m.stop.check()
         row, image_rows = m.trial(workload, sampler, 0, point, m.store.next_trial(point), role=Role.BATCH)
         m.store.commit_trial(row, image_rows)

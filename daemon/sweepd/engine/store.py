@@ -126,7 +126,7 @@ class JobStore:
         trials = TrialRow.read_all(self.dir / "trials.csv")
         complete = {p.freq_mhz for p in plan if stopping.done(protocol, trials, p.freq_mhz)}
         w = self.manifest.request.workload
-        batch_done = w.batch_search and batching.phase_done(trials, w.batch_sizes, protocol)
+        batch_done = w.batch_search and batching.phase_done(trials, w.variants, protocol)
         self.trials = [r for r in trials if (batch_done if r.batch_trial else r.freq_mhz in complete)]
         kept = {(r.freq_mhz, r.trial) for r in self.trials}
         self.images = [r for r in ImageRow.read_all(self.dir / "images.csv") if (r.freq_mhz, r.trial) in kept]

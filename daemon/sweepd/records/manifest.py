@@ -77,8 +77,10 @@ class BatchRecord(Record):
     model_config = ConfigDict(extra="allow")
     sizes: list[int] = []
     objective: Objective = Objective.EDP
-    refused: dict[str, str] = {}
+    refused: dict[str, str] = {}  # "4", or "4 compiled" for a compiled setting: its error
     chosen: int | None = None
+    compile: list[bool] = [False]  # the compile settings measured ([workload] compile)
+    chosen_compile: bool | None = None  # whether the clocks run the denoiser compiled
 
 
 class ShardPart(Record):

@@ -54,6 +54,7 @@ class TrialRow(CsvRow):
     # samples of a bursty load (SD at batch 4: 0.2 s bursts) miss the counter by up to 10 % without either being off
     energy_tail_j: float | None = None  # idle energy after the last image, up to the counter's next step, taken out
     # of energy_j (instant power times that wait; empty where only 1 s power averages exist: no correction)
+    compiled: bool | None = None  # the denoiser ran torch.compiled ([workload] compile; empty: not compiled)
 
     @property
     def ok(self) -> bool:
@@ -63,6 +64,11 @@ class TrialRow(CsvRow):
     def drift_check(self) -> bool:
         """A re-measurement of the baseline clock (for drift), not part of its clock's statistics."""
         return self.role == Role.DRIFT
+
+    @property
+    def compile_failed(self) -> bool:
+        """A window (or its warm-up) whose denoiser torch.compile could not compile."""
+        return not self.ok and bool(self.error) and self.error.startswith("CompileFailed")
 
     @property
     def out_of_memory(self) -> bool:

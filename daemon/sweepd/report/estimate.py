@@ -153,7 +153,7 @@ def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: 
     checks = p.drift_checks(clocks) if req.frequencies.mode != "baseline" else 0
     base = fixed + warm0 * s_img[0] + checks * (p.settle_s + p.warmup * s_img[0]
                                                 + p.least * (window[0] + per_trial + p.cooldown_s))
-    sizes = len(w.batch_sizes) if w.batch_search else 0  # each size measured at the highest clock first
+    sizes = len(w.variants) if w.batch_search else 0  # each size and compile setting at the highest clock first
     phase = sizes * (trials * (window[0] + per_trial) + p.warmup * s_img[0]) + (p.settle_s if sizes else 0.0)
     base += phase
     if req.gpu.clock_control is ClockControl.SLURM:  # each clock and re-measurement is a step that loads the model

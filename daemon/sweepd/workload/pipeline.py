@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sweepd.errors import SweepdError
+from sweepd.errors import CompileFailed, SweepdError
 from sweepd.families import TINY, TINY_RENDER_PX, Family
 from sweepd.records.manifest import WorkloadInfo
 from sweepd.request import Workload as WorkloadSpec
@@ -136,6 +136,10 @@ class Workload:
         self.pipe = pipe.to(self.device)
         self.dtype = dtype
         self.source = source
+        self.denoiser_name = "unet" if getattr(self.pipe, "unet", None) is not None else "transformer"
+        self._eager = getattr(self.pipe, self.denoiser_name)
+        self._compiled = None  # torch.compile's wrapper, made on first use and kept (compiling is slow)
+        self._compile_checked: set[int] = set()  # batch sizes the compiled denoiser has run (compiled) without error
 
     def info(self) -> WorkloadInfo:
         import diffusers
@@ -160,12 +164,48 @@ class Workload:
             if self.family.negative_prompt else {}
         width, height = (min(s.width, self.render_px), min(s.height, self.render_px)) if self.render_px \
             else (s.width, s.height)
-        with torch.inference_mode():
+        if self.compiled and count not in self._compile_checked:  # torch compiles again for a new batch size
+            return self._first_compiled(indices, generators, kwargs, width, height)
+        return self._run(indices, generators, kwargs, width, height)
+
+    def _run(self, indices: range, generators: list, kwargs: dict, width: int, height: int) -> list[np.ndarray]:
+        s = self.spec
+        with self._torch.inference_mode():
             out = self.pipe(
                 prompt=[self.prompt_for(k) for k in indices], num_inference_steps=s.steps,
                 guidance_scale=s.guidance_scale, width=width, height=height, generator=generators,
                 output_type="np", **kwargs)
         return [np.clip(np.rint(img * 255), 0, 255).astype(np.uint8) for img in out.images]
+
+    def _first_compiled(self, indices: range, generators: list, kwargs: dict, width: int, height: int
+                        ) -> list[np.ndarray]:
+        """The compiled denoiser's first call, where torch compiles it: a failure there (no C++ compiler, an
+        operation the backend cannot compile) is the knob's, not a bug; the eager denoiser is put back."""
+        from sweepd.gpu.base import is_out_of_memory
+
+        try:
+            images = self._run(indices, generators, kwargs, width, height)
+        except Exception as e:
+            if is_out_of_memory(e):
+                raise
+            self.set_compiled(False)
+            self._compiled = None
+            first = next((line for line in str(e).splitlines() if line.strip()), "")
+            raise CompileFailed(f"torch.compile (backend {self.spec.compile_backend}) could not compile the "
+                                f"{self.denoiser_name}: {type(e).__name__}: {first[:300]}") from None
+        self._compile_checked.add(len(indices))
+        return images
+
+    def set_compiled(self, on: bool) -> None:
+        """The denoiser (UNet or transformer) compiled with torch.compile (``[workload] compile_backend``), or the
+        eager one again. Compiling happens in the first call; an error there is :class:`CompileFailed`."""
+        if on and self._compiled is None:
+            self._compiled = self._torch.compile(self._eager, backend=self.spec.compile_backend)
+        setattr(self.pipe, self.denoiser_name, self._compiled if on else self._eager)
+
+    @property
+    def compiled(self) -> bool:
+        return self._compiled is not None and getattr(self.pipe, self.denoiser_name) is self._compiled
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":
