@@ -185,3 +185,12 @@ def test_the_report_puts_the_sweep_next_to_the_leaderboard_and_says_what_differs
     flux = _blank(tmp_path / "d", {"model": "tiny-flux", "preset": "mlenergy-v3", "width": 64, "height": 64,
                                    "steps": 2, "batch_size": 1}, monkeypatch)
     assert flux.startswith("ML.ENERGY mlenergy-v3: no published FLUX.1 figure in sweepd's data")
+
+
+def test_sweepd_gpus_says_how_large_a_batch_of_each_family_fits(tmp_path):
+    r = sweepd("gpus", "--backend", "sim", "--json", "--root", tmp_path)
+    a100, h100, v100 = json.loads(r.stdout)
+    assert a100["largest_batch"] == {"sd": 33, "sdxl": 7, "sd3": 5, "flux": 1}  # 40 GB: FLUX's 33 GiB of weights
+    assert v100["largest_batch"]["flux"] == 0 and v100["largest_batch"]["sd"] > 0
+    text = sweepd("gpus", "--backend", "sim", "--root", tmp_path).stdout
+    assert "FLUX.1 none (its 33 GiB of weights do not fit)" in text

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from sweepd import configfile, paths
+from sweepd import configfile, families, paths
 from sweepd.cli.common import (layout_of, ImagesOpt, ResultsOpt, RootOpt, VerboseOpt,
                                app, console, err, guarded, setup_logging)
 from sweepd.errors import InputError
@@ -111,6 +111,22 @@ def run(
     raise typer.Exit(guarded(go))
 
 
+def _family_batches(total_gib: float | None) -> dict:
+    """Each family's largest batch at its native resolution on a board with ``total_gib`` of memory, by the figures
+    a sweep is refused at before its model loads (sweepd.families' weights and activations); {} when unknown."""
+    from sweepd.gpu.simmodel import gib_needed
+
+    if total_gib is None:
+        return {}
+    out = {}
+    for f, info in families.FAMILIES.items():
+        b = 0
+        while b < 64 and gib_needed(b + 1, info.gib_per_image_native, info.weights_gib) <= total_gib:
+            b += 1
+        out[f] = b
+    return out
+
+
 @app.command(hidden=True)
 def step(spec_file: Path = typer.Argument(..., help="the step's spec (results/job_<ID>/step.json)"),
          verbose: bool = VerboseOpt) -> None:
@@ -183,15 +199,16 @@ def gpus(backend: str = typer.Option("auto", help="auto | nvml | sim"),
             with dev:
                 mems = dev.memory_clocks()
                 out.append((dev.info(), {str(m): dev.graphics_clocks(m) for m in mems}, dev.mig_enabled(),
-                            all_controls(dev)))
+                            all_controls(dev), _family_batches(dev.total_memory_gib())))
         if as_json:
             console.print_json(json.dumps([info.model_dump(mode="json") | {"clocks": clocks} | {
                 "production_lock_mhz": locks[info.uuid].freq_mhz if info.uuid in locks else None, "mig": mig,
-                "clock_controls": [{"control": a.control, "usable": a.usable, "why": a.why} for a in controls]}
-                for info, clocks, mig, controls in out]))
+                "clock_controls": [{"control": a.control, "usable": a.usable, "why": a.why} for a in controls],
+                "largest_batch": {str(f): b for f, b in fits.items()}}
+                for info, clocks, mig, controls, fits in out]))
             return 0
         word = {True: "yes", False: "no", None: "unknown"}
-        for info, table, mig, controls in out:
+        for info, table, mig, controls, fits in out:
             # the simulated boards are alternatives (gpu.sim_model), not several GPUs of one machine
             label = f'sim_model = "{info.sim_model}"' if info.simulated else f"GPU {info.index}"
             tag = "  [SIMULATED]" if info.simulated else ""
@@ -206,6 +223,11 @@ def gpus(backend: str = typer.Option("auto", help="auto | nvml | sim"),
             elif not info.simulated:
                 console.print("  clock_control: " + "; ".join(f"{a.control} {word[a.usable]} ({a.why})"
                                                               for a in controls), highlight=False)
+            if fits:
+                console.print("  largest batch at each family's native size (estimated): " + ", ".join(
+                    f"{families.FAMILIES[f].title} {b}" if b else f"{families.FAMILIES[f].title} none (its "
+                    f"{families.FAMILIES[f].weights_gib:g} GiB of weights do not fit)" for f, b in fits.items()),
+                    highlight=False)
             for mem, clocks in table.items():
                 sweep = [f for f in clocks if f >= 510]
                 console.print(f"  memory {mem} MHz: {len(clocks)} core clocks {clocks[0]}..{clocks[-1]} MHz "
