@@ -4,6 +4,7 @@ the engine loads it when the model loads."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from importlib import resources
@@ -199,16 +200,17 @@ def gpus(backend: str = typer.Option("auto", help="auto | nvml | sim"),
             with dev:
                 mems = dev.memory_clocks()
                 out.append((dev.info(), {str(m): dev.graphics_clocks(m) for m in mems}, dev.mig_enabled(),
-                            all_controls(dev), _family_batches(dev.total_memory_gib())))
+                            all_controls(dev), _family_batches(dev.total_memory_gib()), dev.power_limits_w()))
         if as_json:
             console.print_json(json.dumps([info.model_dump(mode="json") | {"clocks": clocks} | {
                 "production_lock_mhz": locks[info.uuid].freq_mhz if info.uuid in locks else None, "mig": mig,
                 "clock_controls": [{"control": a.control, "usable": a.usable, "why": a.why} for a in controls],
-                "largest_batch": {str(f): b for f, b in fits.items()}}
-                for info, clocks, mig, controls, fits in out]))
+                "largest_batch": {str(f): b for f, b in fits.items()},
+                "power_limit_w": None if power is None else dataclasses.asdict(power)}
+                for info, clocks, mig, controls, fits, power in out]))
             return 0
         word = {True: "yes", False: "no", None: "unknown"}
-        for info, table, mig, controls, fits in out:
+        for info, table, mig, controls, fits, power in out:
             # the simulated boards are alternatives (gpu.sim_model), not several GPUs of one machine
             label = f'sim_model = "{info.sim_model}"' if info.simulated else f"GPU {info.index}"
             tag = "  [SIMULATED]" if info.simulated else ""
@@ -223,6 +225,9 @@ def gpus(backend: str = typer.Option("auto", help="auto | nvml | sim"),
             elif not info.simulated:
                 console.print("  clock_control: " + "; ".join(f"{a.control} {word[a.usable]} ({a.why})"
                                                               for a in controls), highlight=False)
+            if power is not None:
+                console.print(f"  power limit: {power.current_w} W (default {power.default_w} W; settable "
+                              f"{power.min_w}-{power.max_w} W)", highlight=False)
             if fits:
                 console.print("  largest batch at each family's native size (estimated): " + ", ".join(
                     f"{families.FAMILIES[f].title} {b}" if b else f"{families.FAMILIES[f].title} none (its "

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ContextManager
 
-from sweepd.errors import GpuError, SweepdError
+from sweepd.errors import GpuError, InputError, SweepdError
 from sweepd.records.manifest import GpuInfo
 from sweepd.vocab import PowerReading
 
@@ -87,6 +87,25 @@ def is_window_failure(e: BaseException) -> bool:
     return type(e).__name__ == "AcceleratorError" or (isinstance(e, RuntimeError) and "CUDA" in str(e))
 
 
+class PowerLimitOutOfRange(InputError):
+    """A power limit outside the board's range (nvmlDeviceGetPowerManagementLimitConstraints): the input's fault."""
+
+
+@dataclass(frozen=True)
+class PowerLimits:
+    """A board's power limit in watts: the one in force, the default, and the range it may be set in."""
+    current_w: int
+    default_w: int
+    min_w: int
+    max_w: int
+
+    def check(self, watts: int, name: str) -> None:
+        """Raises PowerLimitOutOfRange naming the range when ``watts`` is outside it."""
+        if not self.min_w <= watts <= self.max_w:
+            raise PowerLimitOutOfRange(f"a power limit of {watts} W on {name}: the board takes {self.min_w} to "
+                                       f"{self.max_w} W (default {self.default_w} W)")
+
+
 class GpuNotSupported(GpuError):
     """This GPU or driver does not support the call (e.g. memory locks before Ampere, energy before Volta)."""
 
@@ -129,6 +148,17 @@ class GpuDevice(ABC):
     def mig_enabled(self) -> bool:
         """Whether the GPU is in MIG mode (nvmlDeviceGetMigMode): NVML cannot meter a MIG slice's power or energy."""
         return False
+
+    def power_limits_w(self) -> PowerLimits | None:
+        """The board's power limit now, its default and the range it may be set in (None: cannot be read)."""
+        return None
+
+    def set_power_limit(self, watts: int) -> None:
+        """Cap the board's power (nvmlDeviceSetPowerManagementLimit; root, like locking clocks)."""
+        raise GpuNotSupported(f"{self.name}: power limits are not supported by the {self.backend} backend")
+
+    def reset_power_limit(self) -> None:
+        """Back to the default limit; safe to call when none was set."""
 
     @abstractmethod
     def energy_mj(self) -> int:

@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 from sweepd.records.manifest import GpuInfo
 from sweepd.gpu.base import (
+    PowerLimits,
     GpuDevice,
     GpuError,
     GpuNotFound,
@@ -166,6 +167,29 @@ class NvmlGpu(GpuDevice):
         except GpuNotSupported:  # a GPU without MIG (before Ampere, or not a data-centre part)
             return False
         return current == nv.NVML_DEVICE_MIG_ENABLE
+
+    def power_limits_w(self) -> PowerLimits | None:
+        nv, h = self._nv, self._h
+        try:
+            with nvml_errors("reading the power limit"):
+                lo, hi = nv.nvmlDeviceGetPowerManagementLimitConstraints(h)
+                default = nv.nvmlDeviceGetPowerManagementDefaultLimit(h)
+                current = nv.nvmlDeviceGetPowerManagementLimit(h)
+        except GpuError:
+            return None
+        return PowerLimits(round(current / 1000), round(default / 1000), round(lo / 1000), round(hi / 1000))
+
+    def set_power_limit(self, watts: int) -> None:
+        limits = self.power_limits_w()
+        if limits is not None:
+            limits.check(watts, self.name)
+        with nvml_errors(f"setting the power limit to {watts} W"):
+            self._nv.nvmlDeviceSetPowerManagementLimit(self._h, int(watts) * 1000)
+
+    def reset_power_limit(self) -> None:
+        with nvml_errors("resetting the power limit"):
+            default = self._nv.nvmlDeviceGetPowerManagementDefaultLimit(self._h)
+            self._nv.nvmlDeviceSetPowerManagementLimit(self._h, default)
 
     def energy_mj(self) -> int:
         with nvml_errors("nvmlDeviceGetTotalEnergyConsumption"):

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from sweepd.gpu import clockdump
-from sweepd.gpu.base import GpuDevice, GpuNotFound, GpuNotSupported, OutOfMemory, Sample
-from sweepd.gpu.simmodel import BOARDS, GIB_FIXED, GIB_PER_IMAGE_512, NOISE, SimModel, batch_factor, calibrate, gib_needed
+from sweepd.gpu.base import GpuDevice, GpuNotFound, GpuNotSupported, OutOfMemory, PowerLimits, Sample
+from sweepd.gpu.simmodel import BOARDS, GIB_FIXED, POWER_LIMITS_W, GIB_PER_IMAGE_512, NOISE, SimModel, batch_factor, calibrate, gib_needed
 from sweepd.records.manifest import GpuInfo
 
 COUNTER_STEP_S = 0.1
@@ -155,6 +155,13 @@ class SimulatedGpu(GpuDevice):
 
     def reset_application_clocks(self) -> None:
         self.reset_clocks()
+
+    def power_limits_w(self) -> PowerLimits:
+        default, lo, hi = POWER_LIMITS_W[self.model.gpu]
+        return PowerLimits(default, default, lo, hi)
+
+    def set_power_limit(self, watts: int) -> None:
+        raise GpuNotSupported(f"{self.name}: the simulated GPU does not model a power cap yet; it reads its limits only")
 
     def application_clocks_restricted(self) -> bool | None:
         return False

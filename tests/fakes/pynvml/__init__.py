@@ -20,8 +20,11 @@ Configured through the environment so that subprocesses (``sweepd run``) use it 
 - FAKE_NVML_API_RESTRICTED=0: anyone may set application clocks (an admin's `nvidia-smi -acp UNRESTRICTED`); by
   default they are root's (with FAKE_NVML_DENY_SET=1, setting them is refused)
 - FAKE_NVML_MIG=1: the GPUs are in MIG mode (nvmlDeviceGetMigMode; a V100 has no MIG: NOT_SUPPORTED)
-- FAKE_NVML_STATE=FILE: the clocks set on each GPU live in this JSON file, which every process reads: what a
-  privileged party (zeusd, slurmstepd) sets is what a sweep's process observes, as on one real machine
+- FAKE_NVML_STATE=FILE: the clocks (and the power limit) set on each GPU live in this JSON file, which every process
+  reads: what a privileged party (zeusd, slurmstepd) sets is what a sweep's process observes, as on one real machine
+- power limits (milliwatts, as NVML): each board's default and range are the real board's (A100 PCIe 250 W,
+  150-250; H100 NVL 400 W, 200-400; V100 PCIe 250 W, 100-250); under a limit the GPU runs at the highest clock whose
+  power fits it (the fake's power grows linearly with the clock), as firmware would on average
 """
 
 from __future__ import annotations
@@ -93,7 +96,8 @@ def _dump_tables():
 _UUID_TAIL = {"A100": "a100", "H100": "b100", "V100": "c100"}
 
 
-CLOCK_FIELDS = ("locked", "mem_locked", "app")
+CLOCK_FIELDS = ("locked", "mem_locked", "app", "power_limit")  # power_limit: (milliwatts,)
+POWER_LIMITS_W = {"A100": (250, 150, 250), "H100": (400, 200, 400), "V100": (250, 100, 250)}  # default, min, max
 
 
 class _Device:
@@ -101,7 +105,7 @@ class _Device:
         name, table = _dump_tables()[model]
         self.index, self.model, self.name, self.table = index, model, name, table
         self.uuid = f"GPU-0000000{index}-0000-4000-8000-00000000{_UUID_TAIL[model]}"
-        self._clocks = {"locked": None, "mem_locked": None, "app": None}  # app: (memory, graphics)
+        self._clocks = {"locked": None, "mem_locked": None, "app": None, "power_limit": None}  # app: (memory, graphics)
         self.t0 = time.monotonic()
 
     def __getattr__(self, name):
@@ -325,17 +329,52 @@ def nvmlDeviceGetMigMode(h):
 
 
 def _running_mhz(h):
-    """A locked clock, else the application clock, else the highest."""
+    """A locked clock, else the application clock, else the highest; under a power limit, at most the highest clock
+    whose power fits it."""
     if h.locked:
-        return h.locked[0]
-    if h.app:
-        return h.app[1]
-    return max(next(iter(h.table.values())))
+        f = h.locked[0]
+    elif h.app:
+        f = h.app[1]
+    else:
+        f = max(next(iter(h.table.values())))
+    if h.power_limit:
+        fits = [c for c in next(iter(h.table.values())) if c <= f and _watts_at(h, c) * 1000 <= h.power_limit[0]]
+        f = max(fits) if fits else min(next(iter(h.table.values())))
+    return f
+
+
+def _watts_at(h, f):
+    return 60.0 + 160.0 * f / max(next(iter(h.table.values())))
 
 
 def _watts(h):
-    f = _running_mhz(h)
-    return 60.0 + 160.0 * f / max(next(iter(h.table.values())))
+    return _watts_at(h, _running_mhz(h))
+
+
+def nvmlDeviceGetPowerManagementDefaultLimit(h):
+    return POWER_LIMITS_W[h.model][0] * 1000
+
+
+def nvmlDeviceGetPowerManagementLimitConstraints(h):
+    _, lo, hi = POWER_LIMITS_W[h.model]
+    return [lo * 1000, hi * 1000]
+
+
+def nvmlDeviceGetPowerManagementLimit(h):
+    return h.power_limit[0] if h.power_limit else nvmlDeviceGetPowerManagementDefaultLimit(h)
+
+
+def nvmlDeviceGetEnforcedPowerLimit(h):
+    return nvmlDeviceGetPowerManagementLimit(h)
+
+
+def nvmlDeviceSetPowerManagementLimit(h, milliwatts):
+    _deny()
+    lo, hi = nvmlDeviceGetPowerManagementLimitConstraints(h)
+    if not lo <= milliwatts <= hi:
+        raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+    h.power_limit = None if milliwatts == nvmlDeviceGetPowerManagementDefaultLimit(h) else (int(milliwatts),)
+    _log("nvmlDeviceSetPowerManagementLimit", h, int(milliwatts))
 
 
 def nvmlDeviceGetTotalEnergyConsumption(h):

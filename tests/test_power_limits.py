@@ -1,0 +1,59 @@
+"""Power limits, the device layer (issue #29, first step): each NVML call sweepd makes for a power cap mapped to the
+device API (milliwatts to watts, NVML's errors to sweepd's), read, set, reset and refused out of range in one line
+naming the board's range; under a cap the fake GPU runs at the highest clock whose power fits, as firmware does on
+average. `sweepd gpus` shows each GPU's limit, default and range. The power-limit sweep itself comes next."""
+
+import json
+
+import pytest
+
+from conftest import sweepd, sweepd_env
+from sweepd.gpu.base import GpuPermissionError, PowerLimitOutOfRange, PowerLimits
+from sweepd.gpu.nvml import NvmlGpu
+
+
+def test_a_power_limit_is_read_set_and_reset_through_nvml(fake_nvml):
+    with NvmlGpu() as gpu:
+        assert gpu.power_limits_w() == PowerLimits(250, 250, 150, 250)  # the A100 PCIe's
+        gpu.set_power_limit(150)
+        assert gpu.power_limits_w().current_w == 150
+        assert gpu.sm_clock_mhz() < 1410 and gpu.power_w() <= 150  # the cap moves the clock down until power fits
+        gpu.reset_power_limit()
+        assert gpu.power_limits_w().current_w == 250 and gpu.sm_clock_mhz() == 1410
+    sets = [c[2] for c in fake_nvml.calls if c[0] == "nvmlDeviceSetPowerManagementLimit"]
+    assert sets == [150_000, 250_000]  # milliwatts, as NVML takes them
+
+
+def test_a_limit_outside_the_boards_range_is_one_line_naming_it(fake_nvml):
+    with NvmlGpu() as gpu:
+        with pytest.raises(PowerLimitOutOfRange) as e:
+            gpu.set_power_limit(1000)
+    assert e.value.exit_code == 2 and str(e.value) == (
+        "a power limit of 1000 W on NVIDIA A100-PCIE-40GB: the board takes 150 to 250 W (default 250 W)")
+    assert not [c for c in fake_nvml.calls if c[0] == "nvmlDeviceSetPowerManagementLimit"]  # refused before NVML
+
+
+def test_setting_a_limit_without_root_is_a_permission_error(fake_nvml, monkeypatch):
+    monkeypatch.setenv("FAKE_NVML_DENY_SET", "1")
+    with NvmlGpu() as gpu, pytest.raises(GpuPermissionError):
+        gpu.set_power_limit(200)
+
+
+def test_a_limit_set_by_another_process_is_what_every_process_reads(fake_nvml, monkeypatch, tmp_path):
+    """FAKE_NVML_STATE: as on one machine, a cap set by a privileged party (nvidia-smi -pl, zeusd) is seen by all."""
+    monkeypatch.setenv("FAKE_NVML_STATE", str(tmp_path / "state.json"))
+    with NvmlGpu() as gpu:
+        gpu.set_power_limit(175)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert next(iter(state.values()))["power_limit"] == [175_000]
+    with NvmlGpu() as gpu:
+        assert gpu.power_limits_w().current_w == 175
+
+
+def test_sweepd_gpus_shows_each_gpus_power_limit_and_range(tmp_path):
+    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100,H100,V100")
+    a100, h100, v100 = json.loads(sweepd("gpus", "--backend", "nvml", "--json", "--root", tmp_path, env=env).stdout)
+    assert a100["power_limit_w"] == {"current_w": 250, "default_w": 250, "min_w": 150, "max_w": 250}
+    assert (h100["power_limit_w"]["max_w"], v100["power_limit_w"]["min_w"]) == (400, 100)
+    text = sweepd("gpus", "--backend", "sim", "--root", tmp_path).stdout
+    assert "power limit: 250 W (default 250 W; settable 150-250 W)" in text  # the simulated boards' real ranges
