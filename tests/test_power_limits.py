@@ -57,3 +57,49 @@ def test_sweepd_gpus_shows_each_gpus_power_limit_and_range(tmp_path):
     assert (h100["power_limit_w"]["max_w"], v100["power_limit_w"]["min_w"]) == (400, 100)
     text = sweepd("gpus", "--backend", "sim", "--root", tmp_path).stdout
     assert "power limit: 250 W (default 250 W; settable 150-250 W)" in text  # the simulated boards' real ranges
+
+
+def _run(gpu, n=20):
+    """n batches of one image; (J/image, s/image, the sampled clocks)."""
+    gpu.pop_samples()
+    e0, t0 = gpu._energy_at(gpu._now), gpu._now
+    for _ in range(n):
+        with gpu.busy(1):
+            pass
+    clocks = [s.sm_mhz for s in gpu.pop_samples()]
+    return (gpu._energy_at(gpu._now) - e0) / n, (gpu._now - t0) / n, clocks
+
+
+def test_the_simulated_gpu_under_a_cap_dithers_between_two_clocks_and_costs_more_than_a_lock_there():
+    """gpu.simcap's assumptions: the firmware holds the average power at the limit by spending a share of the time
+    at the clock above it and the rest at the one below; each batch starts uncapped for a moment (an overshoot)."""
+    from sweepd.gpu.sim import SimulatedGpu
+
+    gpu = SimulatedGpu("A100", noise="none", s_per_image=1.0)
+    j0, s0, clocks0 = _run(gpu)
+    assert set(clocks0) == {1410}
+    gpu.set_power_limit(175)
+    mix = gpu.cap()
+    assert mix.lo_mhz < mix.hi_mhz and 0 < mix.hi_share < 1
+    assert abs(mix.watts(gpu.busy_w) - 175) < 1e-6  # on average exactly the limit
+    j, s, clocks = _run(gpu)
+    assert set(clocks) == {mix.lo_mhz, mix.hi_mhz}  # a capped clock has a spread; a locked one has none
+    assert j < j0 and s > s0
+    assert gpu.power_limits_w().current_w == 175
+    gpu.reset_power_limit()
+    gpu.lock_clocks(mix.hi_mhz)  # the supported clock just above the cap's mean
+    j_lock, s_lock, clocks_lock = _run(gpu)
+    # as fast within 1 %, for less energy: the cap's overshoot and its time below the locked clock cost it
+    assert set(clocks_lock) == {mix.hi_mhz} and abs(s_lock / s - 1) < 0.01 and j_lock < j
+    with pytest.raises(PowerLimitOutOfRange):
+        gpu.set_power_limit(1000)
+
+
+def test_a_cap_the_locked_clock_already_fits_under_changes_nothing():
+    from sweepd.gpu.sim import SimulatedGpu
+
+    gpu = SimulatedGpu("A100", noise="none", s_per_image=1.0)
+    gpu.lock_clocks(810)
+    j, s, _ = _run(gpu)
+    gpu.set_power_limit(240)
+    assert gpu.cap() is None and _run(gpu)[:2] == pytest.approx((j, s))

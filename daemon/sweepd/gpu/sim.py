@@ -29,12 +29,13 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from typing import Iterator
 
-from sweepd.gpu import clockdump
+from sweepd.gpu import clockdump, simcap
 from sweepd.gpu.base import GpuDevice, GpuNotFound, GpuNotSupported, OutOfMemory, PowerLimits, Sample
 from sweepd.gpu.simmodel import BOARDS, GIB_FIXED, POWER_LIMITS_W, GIB_PER_IMAGE_512, NOISE, SimModel, batch_factor, calibrate, gib_needed
 from sweepd.records.manifest import GpuInfo
 
 COUNTER_STEP_S = 0.1
+SW_POWER_CAP = 0x4  # NVML's clocks event reason for a clock lowered to hold the power limit
 AMBIENT_C = 30.0
 THERMAL_C_PER_W = 0.12
 THERMAL_TAU_S = 20.0
@@ -95,6 +96,7 @@ class SimulatedGpu(GpuDevice):
         self._rng = random.Random(f"sweepd-sim/{model}/{index}/{seed}")
         self._lock = threading.Lock()
         self._locked_sm: int | None = None
+        self._limit_w: int | None = None  # a power cap (gpu.simcap), None: the board's default
         self._locked_mem: int | None = None
         self._busy = False
         self._now = 0.0  # the simulated clock, in seconds
@@ -114,12 +116,15 @@ class SimulatedGpu(GpuDevice):
                 self._trace_span(start, self._now, self.idle_w, 0x1, 0.0)
 
     # the 10 Hz trace, on the simulated clock (a sampling thread would see the CPU's time instead) ------
-    def _trace_span(self, start: float, end: float, watts: float, reasons: int, util: float) -> None:
-        """The 10 Hz sampler's readings in [start, end): one at every multiple of 100 ms (at most 600)."""
+    def _trace_span(self, start: float, end: float, watts: float, reasons: int, util: float,
+                    cap: simcap.CapMix | None = None) -> None:
+        """The 10 Hz sampler's readings in [start, end): one at every multiple of 100 ms (at most 600); under a cap
+        each reads the clock the firmware dithers to at that moment."""
         k0, k1 = math.ceil(start / COUNTER_STEP_S - 1e-9), math.ceil(end / COUNTER_STEP_S - 1e-9)
         for k in range(k0, k1, max(1, -(-(k1 - k0) // 600))):
             t = k * COUNTER_STEP_S
-            self._trace.append(Sample(int(t * 1e9), watts, self.temperature_at(t, watts), self.effective_mhz,
+            f = cap.clock_at(k) if cap is not None else self.effective_mhz
+            self._trace.append(Sample(int(t * 1e9), watts, self.temperature_at(t, watts), f,
                                       reasons, round(util, 1)))
         del self._trace[:-20000]
 
@@ -158,10 +163,25 @@ class SimulatedGpu(GpuDevice):
 
     def power_limits_w(self) -> PowerLimits:
         default, lo, hi = POWER_LIMITS_W[self.model.gpu]
-        return PowerLimits(default, default, lo, hi)
+        return PowerLimits(self._limit_w or default, default, lo, hi)
 
     def set_power_limit(self, watts: int) -> None:
-        raise GpuNotSupported(f"{self.name}: the simulated GPU does not model a power cap yet; it reads its limits only")
+        """A cap, as firmware regulates it (:mod:`sweepd.gpu.simcap`: dithering clocks, an overshoot per batch)."""
+        limits = self.power_limits_w()
+        limits.check(watts, self.name)
+        with self._lock:
+            self._limit_w = None if watts == limits.default_w else int(watts)
+
+    def reset_power_limit(self) -> None:
+        with self._lock:
+            self._limit_w = None
+
+    def cap(self) -> simcap.CapMix | None:
+        """Where the cap puts the clock while busy; None: no cap, or one the clock's power fits under."""
+        if self._limit_w is None:
+            return None
+        mem = self._locked_mem if self._locked_mem in self.table else self.memory_clocks()[0]
+        return simcap.mix(self._limit_w, self.effective_mhz, self.graphics_clocks(mem), self.busy_w)
 
     def application_clocks_restricted(self) -> bool | None:
         return False
@@ -200,14 +220,21 @@ class SimulatedGpu(GpuDevice):
         return round(self._temp_c, 1)
 
     def sm_clock_mhz(self) -> int:
-        return self.effective_mhz
+        cap = self.cap()
+        return round(cap.mean_mhz) if cap is not None and self._busy else self.effective_mhz
 
     def clock_event_reasons(self) -> int:
         return 0 if self._busy else 0x1  # idle between windows, no capping while busy
 
-    def batch_s(self, images: int, f_mhz: float) -> BatchTime:
-        """The seconds and GPU seconds of a batch at ``f_mhz``: the slower of the GPU and the host, times the noise."""
-        gpu = images * self.s_per_image * self.model.slowdown(f_mhz) * batch_factor(images)
+    def batch_s(self, images: int, f_mhz: float, cap: simcap.CapMix | None = None) -> BatchTime:
+        """The seconds and GPU seconds of a batch at ``f_mhz`` (under ``cap``: the clocks it dithers between, the
+        first moments at ``f_mhz``): the slower of the GPU and the host, times the noise."""
+        slow = self.model.slowdown(f_mhz)
+        gpu = images * self.s_per_image * slow * batch_factor(images)
+        if cap is not None:
+            capped = gpu * cap.slowdown(self.model.slowdown) / slow
+            over = min(simcap.OVERSHOOT_S, gpu)  # uncapped for its first moments: that much work done faster
+            gpu = over + (capped - over * cap.slowdown(self.model.slowdown) / slow) if capped > over else capped
         total = max(gpu, images * self.host_s_per_image)
         if self._now < self.cold_start_s:
             total *= COLD_FACTOR
@@ -265,11 +292,15 @@ class SimulatedGpu(GpuDevice):
         if need > self.memory_gib:
             raise OutOfMemory(f"CUDA out of memory (simulated): a batch of {images} needs about {need:.1f} GiB; "
                               f"the simulated {self.model.gpu} has {self.memory_gib:g} GiB")
-        f = self.effective_mhz
-        t = self.batch_s(images, f)
+        f, cap = self.effective_mhz, self.cap()
+        t = self.batch_s(images, f, cap)
         total, gpu = t.total_s, t.gpu_s
-        busy_w, idle_w = self.busy_w(f), self.idle_w
-        watts = (gpu * busy_w + (total - gpu) * idle_w) / total if total > 0 else idle_w
+        busy_w, idle_w = (cap.watts(self.busy_w) if cap else self.busy_w(f)), self.idle_w
+        gpu_j = gpu * busy_w
+        if cap is not None:  # the controller reacts late: the batch's first moments run uncapped, above the limit
+            over = min(simcap.OVERSHOOT_S, gpu)
+            gpu_j += over * (self.busy_w(f) - busy_w)
+        watts = (gpu_j + (total - gpu) * idle_w) / total if total > 0 else idle_w
         self._busy = True
         try:
             yield
@@ -280,7 +311,7 @@ class SimulatedGpu(GpuDevice):
                 self._segments.append((self._now, self._energy_at(self._now), idle_w))
                 del self._segments[:-64]
                 self._util = gpu / total if total > 0 else 0.0
-                self._trace_span(start, self._now, watts, 0, 100 * self._util)
+                self._trace_span(start, self._now, watts, SW_POWER_CAP if cap else 0, 100 * self._util, cap)
         finally:
             self._busy = False
 
