@@ -103,3 +103,51 @@ def test_a_cap_the_locked_clock_already_fits_under_changes_nothing():
     j, s, _ = _run(gpu)
     gpu.set_power_limit(240)
     assert gpu.cap() is None and _run(gpu)[:2] == pytest.approx((j, s))
+
+
+def test_a_cap_set_through_the_guard_is_reset_on_exit_and_after_a_sigkill_at_the_next_start(fake_nvml, monkeypatch,
+                                                                                             tmp_path):
+    """The same record and repair as locked clocks: the next start (run, worker, daemon) resets a dead process's cap."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import sweepd_env
+    from sweepd.engine import runner
+    from sweepd.gpu.locks import ClockGuard, read_records
+    from sweepd.paths import Layout
+
+    state = tmp_path / "nvml-state.json"
+    monkeypatch.setenv("FAKE_NVML_STATE", str(state))
+    layout = Layout.resolve(tmp_path)
+    with NvmlGpu() as gpu, ClockGuard(gpu, layout.gpu_locks) as guard:
+        guard.cap_power(200)
+        [rec] = read_records(layout.gpu_locks)
+        assert rec.power_limit_w == 200 and gpu.power_limits_w().current_w == 200
+        guard.lock(1095, None)
+    with NvmlGpu() as gpu:
+        assert gpu.power_limits_w().current_w == 250 and gpu.sm_clock_mhz() == 1410
+    assert read_records(layout.gpu_locks) == []
+    code = ("import os, sys; from sweepd.gpu.nvml import NvmlGpu; from sweepd.gpu.locks import ClockGuard; "
+            "g = ClockGuard(NvmlGpu(), sys.argv[1]).__enter__(); g.cap_power(175); os._exit(137)")
+    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100", FAKE_NVML_STATE=str(state))
+    r = subprocess.run([sys.executable, "-c", code, str(layout.gpu_locks)], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 137, r.stderr
+    with NvmlGpu() as gpu:
+        assert gpu.power_limits_w().current_w == 175  # killed with the cap set: nothing reset it
+    done = runner.repair_locks(layout)
+    assert len(done) == 1 and read_records(layout.gpu_locks) == []
+    with NvmlGpu() as gpu:
+        assert gpu.power_limits_w().current_w == 250
+
+
+
+def test_a_refused_cap_leaves_no_record(fake_nvml, monkeypatch, tmp_path):
+    from sweepd.gpu.locks import ClockGuard, read_records
+
+    monkeypatch.setenv("FAKE_NVML_DENY_SET", "1")
+    with NvmlGpu() as gpu, ClockGuard(gpu, tmp_path) as guard:
+        with pytest.raises(GpuPermissionError):
+            guard.cap_power(200)
+        assert read_records(tmp_path) == [] and guard.capped is None

@@ -80,6 +80,8 @@ def repair_stale_locks(records: Path, opener: Callable[[ClockLockRecord], GpuDev
             continue
         try:
             with opener(rec) as dev:
+                if rec.power_limit_w is not None:
+                    dev.reset_power_limit()
                 reset(dev, rec.control, rec.zeusd_socket)
         except GpuError as e:
             done.append(f"could not reset clocks of {rec.uuid} left locked by pid {rec.pid}: {e}")
@@ -158,6 +160,7 @@ class ClockGuard:
         self.production = production
         self.path = ClockLockRecord.path_for(self.records, device.uuid)
         self.locked: tuple[int, int | None] | None = None
+        self.capped: int | None = None  # a power limit this guard set (W)
 
     @property
     def zeusd_socket(self) -> str | None:
@@ -185,10 +188,7 @@ class ClockGuard:
             return
         for control in self.candidates[len(self.refused):]:  # the first clock: each candidate until one works
             self.control = control
-            ClockLockRecord(uuid=self.device.uuid, control=control, zeusd_socket=self.zeusd_socket,
-                            index=self.device.index, name=self.device.name,
-                            backend=self.device.backend, pid=os.getpid(), host=socket.gethostname(),
-                            since=time.strftime("%Y-%m-%dT%H:%M:%S%z")).write(self.path)
+            self._record(control)
             self.locked = (sm_mhz, memory_mhz)
             try:
                 set_clock(self.device, control, sm_mhz, memory_mhz, self.zeusd_socket)
@@ -198,7 +198,8 @@ class ClockGuard:
                 except GpuPermissionError:
                     pass  # refused both ways: nothing was set
                 self.locked = None
-                self.path.unlink(missing_ok=True)
+                if self.capped is None:
+                    self.path.unlink(missing_ok=True)
                 if len(self.candidates) == 1:
                     raise
                 self.refused.append((control, str(e).partition(": permission denied")[0] + ": permission denied"))
@@ -212,6 +213,28 @@ class ClockGuard:
                          + "; an administrator can enable one (root for sweepd, `nvidia-smi -acp UNRESTRICTED`, zeusd, "
                            "or SLURM's gpu/nvml plugin for srun --gpu-freq); clock_control = \"observe\" measures "
                            "without setting clocks")
+
+    def _record(self, control: ClockControl) -> None:
+        """What this guard holds, on disk before it is set: the repair's guide if the process dies."""
+        ClockLockRecord(uuid=self.device.uuid, control=control, zeusd_socket=self.zeusd_socket,
+                        power_limit_w=self.capped, index=self.device.index, name=self.device.name,
+                        backend=self.device.backend, pid=os.getpid(), host=socket.gethostname(),
+                        since=time.strftime("%Y-%m-%dT%H:%M:%S%z")).write(self.path)
+
+    def cap_power(self, watts: int) -> None:
+        """Cap the board's power at ``watts`` (NVML, root); reset to the default with the clocks, on every exit
+        path, and by the next start's repair after a SIGKILL."""
+        first = self.capped is None
+        self.capped = int(watts)
+        self._record(self.control)
+        try:
+            self.device.set_power_limit(watts)
+        except BaseException:
+            if first:
+                self.capped = None
+                if self.locked is None:
+                    self.path.unlink(missing_ok=True)
+            raise
 
     def _step_clock(self, sm_mhz: int, memory_mhz: int | None) -> None:
         """clock_control = "slurm": this step runs at the clock srun gave it; another clock ends the step."""
@@ -235,6 +258,11 @@ class ClockGuard:
         self.locked = (sm_mhz, memory_mhz)
 
     def release(self) -> None:
+        if self.capped is not None:
+            self.device.reset_power_limit()  # raises if it fails: the record stays for repair
+            self.capped = None
+            if self.locked is None:
+                self.path.unlink(missing_ok=True)
         if self.locked is None:
             return
         if self.control is ClockControl.SLURM:  # slurmstepd resets the clock when the step ends

@@ -1,4 +1,4 @@
-"""``state/gpu-locks/<uuid>.json``: a sweep holds this GPU's clocks locked (:mod:`sweepd.gpu.locks`).
+"""``state/gpu-locks/<uuid>.json``: a sweep holds this GPU's clocks locked, or its power capped (:mod:`sweepd.gpu.locks`).
 Written before the first lock and removed after the reset; one left behind by a dead process is
 how the next sweepd start knows to reset that GPU.
 
@@ -19,6 +19,7 @@ class ClockLockRecord(JsonRecord):
     uuid: str
     control: ClockControl = ClockControl.LOCK  # what the sweep set: locked clocks, application clocks, or via zeusd
     zeusd_socket: str | None = None  # control = zeusd: the socket it was set through (to reset after a crash)
+    power_limit_w: int | None = None  # a power cap the sweep set (back to the default at repair, like the clocks)
     index: int | None = None
     name: str | None = None
     backend: str | None = None
