@@ -15,7 +15,7 @@ from conftest import sweepd, sweepd_env
 from sweepd import atomic
 from test_slurm_cluster import slurm_down_reason
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]  # the two plain sweeps go on in the background (run_first/last)
 
 CLOCKS = [1410, 1290, 1200, 1095, 945, 780]
 
@@ -102,9 +102,35 @@ def answer(root, job, env) -> dict:
     return {(o["metric"], o["bounded"]): o for o in json.loads(r.stdout)["optima"]}
 
 
-def test_a_slurm_sweep_measures_each_clock_in_its_own_step_and_answers_as_locked_clocks_do(cluster, tmp_path):
-    env = job_env(tmp_path)
-    jid = sbatch(tmp_path, request(tmp_path / "steps.toml", "steps"), "steps", env)
+@pytest.fixture(scope="session")
+def background_jobs(tmp_path_factory):
+    """The two sweeps that need nothing but SLURM's time (with and without the clock hook), submitted when the
+    session starts (run_first, after the cluster module's own tests) and checked at its end (run_last), so the
+    rest of the suite runs while SLURM works through their steps."""
+    import os
+
+    why = slurm_down_reason()
+    if why:
+        if os.environ.get("SWEEPD_REQUIRE_SLURM"):
+            pytest.fail(f"SWEEPD_REQUIRE_SLURM is set but SLURM is not up: {why}")
+        pytest.skip(f"no SLURM here ({why}); `sudo .ci/slurm-up` starts a one-node cluster")
+    steps, nohook = tmp_path_factory.mktemp("gpu-freq-steps"), tmp_path_factory.mktemp("gpu-freq-nohook")
+    jobs = {"steps": (steps, sbatch(steps, request(steps / "steps.toml", "steps"), "steps", job_env(steps))),
+            "nohook": (nohook, sbatch(nohook, request(nohook / "n.toml", "n"), "n",
+                                      job_env(nohook, SWEEPD_TEST_NO_GPU_FREQ="1")))}
+    yield jobs
+    for _, jid in jobs.values():
+        subprocess.run(["scancel", jid], timeout=30)
+
+
+@pytest.mark.run_first
+def test_the_background_sweeps_are_submitted(cluster, background_jobs):
+    assert set(background_jobs) == {"steps", "nohook"}
+
+
+@pytest.mark.run_last
+def test_a_slurm_sweep_measures_each_clock_in_its_own_step_and_answers_as_locked_clocks_do(cluster, background_jobs):
+    tmp_path, jid = background_jobs["steps"]
     assert wait_gone(jid) == 0, (tmp_path / "steps.out").read_text()
     out = (tmp_path / "steps.out").read_text()
     assert "SLURM sets clocks here" in out and "Traceback" not in out
@@ -131,9 +157,18 @@ def test_a_slurm_sweep_measures_each_clock_in_its_own_step_and_answers_as_locked
         assert slo <= hi and lo <= shi, (key, s, o)
 
 
+@pytest.mark.run_last
+def test_a_cluster_whose_slurm_sets_no_clock_stops_after_the_first_step_with_the_fix(cluster, background_jobs):
+    tmp_path, jid = background_jobs["nohook"]
+    assert wait_gone(jid) == 2
+    out = (tmp_path / "n.out").read_text()
+    assert "AutoDetect=nvml" in out and "--gpu-freq" in out and "Traceback" not in out, out
+    assert not (tmp_path / "root/results/job_n/trials.csv").exists()  # nothing measured at the wrong clock
+
+
 def test_a_slurm_sweep_killed_mid_step_resumes_where_it_was(cluster, tmp_path):
     env = job_env(tmp_path)
-    req = request(tmp_path / "k.toml", "k", clocks=CLOCKS[:4], trials=2)
+    req = request(tmp_path / "k.toml", "k", clocks=CLOCKS[:3], trials=2)
     jid = sbatch(tmp_path, req, "k1", env)
     spec = tmp_path / "root" / "state" / "slurm-steps" / "k" / "step.json"
 
@@ -154,7 +189,7 @@ def test_a_slurm_sweep_killed_mid_step_resumes_where_it_was(cluster, tmp_path):
     jid = sbatch(tmp_path, req, "k2", env)
     assert wait_gone(jid) == 0, (tmp_path / "k2.out").read_text()
     after = trials(tmp_path, "k")
-    assert {int(r["freq_mhz"]) for r in after if not r["role"] and r["status"] == "ok"} == set(CLOCKS[:4])
+    assert {int(r["freq_mhz"]) for r in after if not r["role"] and r["status"] == "ok"} == set(CLOCKS[:3])
     assert all(r["freq_mhz"] == r["observed_sm_clock_mhz"] for r in after if r["status"] == "ok")
     assert any(r["role"] == "drift" for r in after[len(before):])  # the resumed sweep checked its baseline
     assert all_reset(tmp_path)
@@ -187,10 +222,3 @@ def test_the_daemons_slurm_executor_measures_each_shard_in_steps_on_the_gpu_slur
         d.close()
 
 
-def test_a_cluster_whose_slurm_sets_no_clock_stops_after_the_first_step_with_the_fix(cluster, tmp_path):
-    env = job_env(tmp_path, SWEEPD_TEST_NO_GPU_FREQ="1")
-    jid = sbatch(tmp_path, request(tmp_path / "n.toml", "n"), "n", env)
-    assert wait_gone(jid) == 2
-    out = (tmp_path / "n.out").read_text()
-    assert "AutoDetect=nvml" in out and "--gpu-freq" in out and "Traceback" not in out, out
-    assert not (tmp_path / "root/results/job_n/trials.csv").exists()  # nothing measured at the wrong clock
