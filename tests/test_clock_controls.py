@@ -327,5 +327,5 @@ def test_sigterm_mid_sweep_resets_the_clocks_through_the_control_that_set_them(f
         calls_ = [json.loads(x)["call"] for x in (tmp_path / "nvml.log").read_text().splitlines()]
         assert "nvmlDeviceSetApplicationsClocks" in calls_ and calls_[-1] == "nvmlDeviceResetApplicationsClocks"
     assert read_records(tmp_path / "root/state/gpu-locks") == []
-    assert next(iter(json.loads((tmp_path / "nvml-state.json").read_text()).values())) == \
-        {"locked": None, "mem_locked": None, "app": None}
+    state = next(iter(json.loads((tmp_path / "nvml-state.json").read_text()).values()))
+    assert (state["locked"], state["mem_locked"], state["app"]) == (None, None, None)
