@@ -116,3 +116,27 @@ PRESETS: dict[str, dict[Family, dict]] = {
         Family.FLUX: {"width": 1024, "height": 1024, "steps": 50, "batch_size": [1, 2, 4, 8, 16]},
     },
 }
+
+
+def preset(name: str, model: str) -> dict:
+    """The leaderboard's settings for ``model``'s family (a request's preset); ValueError when it measured none."""
+    by_family = PRESETS.get(name)
+    if by_family is None:
+        return {}  # the request's Literal names the choices
+    family = of_model(model)
+    if family not in by_family:
+        measured = ", ".join(FAMILIES[f].title for f in by_family)
+        what = FAMILIES[family].title if family else "a family sweepd cannot tell from its name"
+        raise ValueError(f"preset {name!r}: the leaderboard measured {measured}; model {model!r} is {what}")
+    return dict(by_family[family])
+
+
+def check_options(model: str, scheduler: str, negative_prompt: str | None) -> None:
+    """ValueError naming the field when the request asks for what the model's family lacks."""
+    f = of_model(model)
+    info = FAMILIES[f] if f else None
+    if info and info.flow_matching and scheduler not in ("default", "euler"):
+        raise ValueError(f"scheduler: {scheduler!r}: {info.title} samples by flow matching "
+                         "(FlowMatchEulerDiscreteScheduler); use \"default\" or \"euler\"")
+    if info and not info.negative_prompt and negative_prompt:
+        raise ValueError(f"negative_prompt: {info.title} takes no negative prompt (guidance-distilled); leave it out")

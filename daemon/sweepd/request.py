@@ -86,16 +86,7 @@ class Workload(_Section):
         """A preset fills the fields the request leaves out with the leaderboard's settings for the model's family."""
         if not isinstance(data, dict) or not data.get("preset"):
             return data
-        name, model = data["preset"], str(data.get("model") or "tiny")
-        by_family = families.PRESETS.get(name)
-        if by_family is None:
-            return data  # the Literal names the choices
-        family = families.of_model(model)
-        if family not in by_family:
-            measured = ", ".join(families.FAMILIES[f].title for f in by_family)
-            what = families.FAMILIES[family].title if family else "a family sweepd cannot tell from its name"
-            raise ValueError(f"preset {name!r}: the leaderboard measured {measured}; model {model!r} is {what}")
-        return by_family[family] | data
+        return families.preset(str(data["preset"]), str(data.get("model") or "tiny")) | data
 
     @field_validator("prompt")
     @classmethod
@@ -171,14 +162,7 @@ class Workload(_Section):
     @model_validator(mode="after")
     def _family_options(self) -> "Workload":
         """A request option this model's family lacks is refused here, naming the field."""
-        f = families.of_model(self.model)
-        info = families.FAMILIES[f] if f else None
-        if info and info.flow_matching and self.scheduler not in ("default", "euler"):
-            raise ValueError(f"scheduler: {self.scheduler!r}: {info.title} samples by flow matching "
-                             "(FlowMatchEulerDiscreteScheduler); use \"default\" or \"euler\"")
-        if info and not info.negative_prompt and self.negative_prompt:
-            raise ValueError(f"negative_prompt: {info.title} takes no negative prompt (guidance-distilled); "
-                             "leave it out")
+        families.check_options(self.model, self.scheduler, self.negative_prompt)
         return self
 
     @model_validator(mode="after")
