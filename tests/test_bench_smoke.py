@@ -154,9 +154,9 @@ def test_the_gpu_scripts_ran_on_the_simulated_gpu_and_wrote_their_figures(gpu_sc
     sd = gpu_scripts["random_sd.py"][0]  # random_sd.py --smoke: SD 1.5's classes at toy widths, loaded by sweepd
     assert "M parameters" in logs["random_sd.py"] and "image (64, 64, 3)" in logs["random_sd.py"]
     assert (sd / "model_index.json").exists()
-    for family in ("sdxl", "sd3"):  # gpu_families.sh: each family built at toy widths, swept over 6 clocks
+    for family in ("sdxl", "sd3"):  # gpu_families.sh: each family built at toy widths, swept (3 clocks in SMOKE)
         assert sum(line.startswith(f"{family} ") and "J/image" in line
-                   for line in logs["gpu_families.sh"].splitlines()) == 6, logs["gpu_families.sh"][-3000:]
+                   for line in logs["gpu_families.sh"].splitlines()) == 3, logs["gpu_families.sh"][-3000:]
     check = gpu_scripts["gpu_check.sh"][0]
     assert (check / "trials.csv").read_text().count("\n") >= 1 + 3 * 3  # 3 clocks, 3 trials
     assert "clock lock records left: 0" in logs["gpu_check.sh"]

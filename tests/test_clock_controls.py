@@ -299,33 +299,37 @@ def test_auto_does_not_offer_application_clocks_on_a_gpu_with_a_production_lock(
             clockcontrol.control_for(request("auto"), gpu, layout)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("control", ["application", "zeusd"])
-def test_sigterm_mid_sweep_resets_the_clocks_through_the_control_that_set_them(fake_nvml, zeusd, tmp_path, control):
-    """A real `sweepd run` stopped by SIGTERM (scancel, systemctl stop) resets on its way out, as on a normal exit
-    and, after a SIGKILL, at the next start (the tests above)."""
+def test_sigterm_mid_sweep_resets_the_clocks_through_the_control_that_set_them(fake_nvml, zeusd, monkeypatch, tmp_path,
+                                                                              control):
+    """A real SIGTERM (scancel, systemctl stop) to the process measuring, after its first trial: the sweep stops
+    after that trial and resets on its way out, as on a normal exit and, after a SIGKILL, at the next start (the
+    tests above). In this process: the signal, its handler and the guard are the same as in `sweepd run`'s."""
     import signal
 
-    from conftest import wait_for_rows
+    from sweepd.vocab import RunState
 
-    req = tmp_path / "r.toml"
-    req.write_text(f"""[workload]\nmodel = "tiny"\nsteps = 2\nwidth = 32\nheight = 32
-[gpu]\nbackend = "nvml"\nclock_control = "{control}"\nzeusd_socket = "{zeusd.socket}"
-[frequencies]\nmode = "custom"\nlist = [1410, 945, 510]
-[protocol]\ntrials = 50\nmin_window_s = 0.2\nsettle_s = 0\n[images]\nmode = "benchmark"\n""")
-    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100", FAKE_NVML_DENY_SET="1", FAKE_NVML_API_RESTRICTED="0",
-                     FAKE_NVML_STATE=os.environ["FAKE_NVML_STATE"], FAKE_NVML_LOG=str(tmp_path / "nvml.log"))
-    p = subprocess.Popen([sys.executable, "-m", "sweepd", "run", str(req), "--root", str(tmp_path / "root"),
-                          "--job-id", "t"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for_rows(tmp_path / "root/results/job_t/trials.csv", 1, p)
-    p.send_signal(signal.SIGTERM)
-    out, err = p.communicate(timeout=120)
-    assert p.returncode == 4, err  # interrupted: resumable
+    monkeypatch.setenv("FAKE_NVML_DENY_SET", "1")
+    monkeypatch.setenv("FAKE_NVML_API_RESTRICTED", "0")
+
+    class SignalAfterFirstTrial:
+        def clock_started(self, *a): ...
+
+        def trial_done(self, *a):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        def clock_done(self, *a): ...
+
+    req = request(control)
+    req.gpu.zeusd_socket = zeusd.socket
+    out = runner.run(req, Layout.resolve(tmp_path), "t", SignalAfterFirstTrial())
+    assert out.status == RunState.INTERRUPTED and out.exit_code == 4 and "SIGTERM" in out.error
+    assert len(out.store.trials) == 1  # stopped after the trial it was in
     if control == "zeusd":
         assert writes(zeusd)[-2:] == [("/gpu/reset_gpu_locked_clocks", None), ("/gpu/reset_mem_locked_clocks", None)]
     else:
-        calls_ = [json.loads(x)["call"] for x in (tmp_path / "nvml.log").read_text().splitlines()]
-        assert "nvmlDeviceSetApplicationsClocks" in calls_ and calls_[-1] == "nvmlDeviceResetApplicationsClocks"
-    assert read_records(tmp_path / "root/state/gpu-locks") == []
+        assert calls(fake_nvml)[-1] == "nvmlDeviceResetApplicationsClocks" and \
+            "nvmlDeviceSetApplicationsClocks" in calls(fake_nvml)
+    assert read_records(tmp_path / "state/gpu-locks") == []
     state = next(iter(json.loads((tmp_path / "nvml-state.json").read_text()).values()))
     assert (state["locked"], state["mem_locked"], state["app"]) == (None, None, None)

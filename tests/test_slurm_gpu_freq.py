@@ -167,9 +167,16 @@ def test_a_cluster_whose_slurm_sets_no_clock_stops_after_the_first_step_with_the
 
 
 def test_a_slurm_sweep_killed_mid_step_resumes_where_it_was(cluster, tmp_path):
+    """A step killed with SIGKILL: `sweepd run` ends interrupted (4), and the same command again in the same
+    allocation (on the same GPU: a sweep resumed elsewhere is refused, one sweep, one GPU) resumes it."""
     env = job_env(tmp_path)
     req = request(tmp_path / "k.toml", "k", clocks=CLOCKS[:3], trials=2)
-    jid = sbatch(tmp_path, req, "k1", env)
+    run = f"sweepd run {req} --root {tmp_path / 'root'}"
+    out = tmp_path / "k.out"
+    p = subprocess.run(["sbatch", "--parsable", "--gres=gpu:1", "--export=ALL", "-o", str(out), "--wrap",
+                        f"{run}; echo first run: exit $?; {run}"], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    jid = p.stdout.strip().split(";")[0]
     spec = tmp_path / "root" / "state" / "slurm-steps" / "k" / "step.json"
 
     def measured_two():
@@ -180,45 +187,57 @@ def test_a_slurm_sweep_killed_mid_step_resumes_where_it_was(cluster, tmp_path):
 
     end = time.monotonic() + 300
     while not measured_two():
-        assert time.monotonic() < end, (tmp_path / "k1.out").read_text()
+        assert time.monotonic() < end, out.read_text()
         time.sleep(0.2)
+    before = len(trials(tmp_path, "k"))
     subprocess.run(["pkill", "-KILL", "-f", f"sweepd step {spec}"], timeout=30)
-    assert wait_gone(jid) == 4, (tmp_path / "k1.out").read_text()  # interrupted: what was committed resumes
-    assert "sweep interrupted" in (tmp_path / "k1.out").read_text()
-    before = trials(tmp_path, "k")
-    jid = sbatch(tmp_path, req, "k2", env)
-    assert wait_gone(jid) == 0, (tmp_path / "k2.out").read_text()
+    assert wait_gone(jid) == 0, out.read_text()
+    text = out.read_text()
+    assert "first run: exit 4" in text and "sweep interrupted" in text, text  # killed: resumable
     after = trials(tmp_path, "k")
     assert {int(r["freq_mhz"]) for r in after if not r["role"] and r["status"] == "ok"} == set(CLOCKS[:3])
     assert all(r["freq_mhz"] == r["observed_sm_clock_mhz"] for r in after if r["status"] == "ok")
-    assert any(r["role"] == "drift" for r in after[len(before):])  # the resumed sweep checked its baseline
+    assert any(r["role"] == "drift" for r in after[before:])  # the resumed sweep checked its baseline
     assert all_reset(tmp_path)
 
 
-def test_the_daemons_slurm_executor_measures_each_shard_in_steps_on_the_gpu_slurm_gave_it(cluster, tmp_path):
+@pytest.fixture(scope="session")
+def executor_sweep(tmp_path_factory):
+    """A split = 2 sweep in steps through a real `sweepd serve` and its SLURM executor, started with the session
+    (run_first) and checked at its end (run_last): a daemon polling SLURM is mostly waiting."""
     from daemon_helpers import Daemon
 
+    if slurm_down_reason():
+        pytest.skip("no SLURM here")
+    tmp_path = tmp_path_factory.mktemp("gpu-freq-executor")
     settings = 'executor = "slurm"\ngpus = []\n[slurm]\npoll_interval_s = 1.0\ntime_min_minutes = 5\n'
     d = Daemon(tmp_path / "root", fake_nvml=True, settings=settings,
                extra_env={"FAKE_NVML_GPUS": "A100,A100", "FAKE_NVML_STATE": str(tmp_path / "nvml-state.json"),
                           "FAKE_NVML_DENY_SET": "1"}).start()
-    try:
-        req = request(tmp_path / "split.toml", "ignored", clocks=CLOCKS[:4], trials=2)
-        req.write_text(req.read_text().replace('job_id = "ignored"\n', 'executor = "slurm"\nsplit = 2\n'))
-        r = sweepd("submit", req, "--root", d.root, env=d.env)
-        assert r.returncode == 0, r.stderr
-        row = d.wait_state(r.stdout.strip(), ("done", "failed", "cancelled"), timeout=600)
-        assert row.state == "done", (row, d.output())
-        top = d.root / "results" / f"job_{row.job_id}"
-        rows = [t for t in atomic.read_csv(top / "trials.csv") if t["status"] == "ok"]
-        assert {int(t["freq_mhz"]) for t in rows if not t["role"]} == set(CLOCKS[:4])
-        assert all(t["freq_mhz"] == t["observed_sm_clock_mhz"] for t in rows), rows
-        shards = [json.loads((top / "shards" / str(k) / "sweep.json").read_text()) for k in (0, 1)]
-        # each on the GPU SLURM gave its task (both on one when another job holds the other)
-        assert {m["gpu"]["uuid"] for m in shards} <= {f"GPU-0000000{k}-0000-4000-8000-00000000a100" for k in (0, 1)}
-        assert all(m["model_loads"] >= 2 for m in shards)  # steps: a load per clock
-        assert all(v["locked"] is None for v in json.loads((tmp_path / "nvml-state.json").read_text()).values())
-    finally:
-        d.close()
+    req = request(tmp_path / "split.toml", "ignored", clocks=CLOCKS[:4], trials=2)
+    req.write_text(req.read_text().replace('job_id = "ignored"\n', 'executor = "slurm"\nsplit = 2\n'))
+    r = sweepd("submit", req, "--root", d.root, env=d.env)
+    yield d, r, tmp_path
+    d.close()
 
 
+@pytest.mark.run_first
+def test_the_executor_sweep_is_submitted(cluster, executor_sweep):
+    _, r, _ = executor_sweep
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.run_last
+def test_the_daemons_slurm_executor_measures_each_shard_in_steps_on_the_gpu_slurm_gave_it(cluster, executor_sweep):
+    d, r, tmp_path = executor_sweep
+    row = d.wait_state(r.stdout.strip(), ("done", "failed", "cancelled"), timeout=600)
+    assert row.state == "done", (row, d.output())
+    top = d.root / "results" / f"job_{row.job_id}"
+    rows = [t for t in atomic.read_csv(top / "trials.csv") if t["status"] == "ok"]
+    assert {int(t["freq_mhz"]) for t in rows if not t["role"]} == set(CLOCKS[:4])
+    assert all(t["freq_mhz"] == t["observed_sm_clock_mhz"] for t in rows), rows
+    shards = [json.loads((top / "shards" / str(k) / "sweep.json").read_text()) for k in (0, 1)]
+    # each on the GPU SLURM gave its task (both on one when another job holds the other)
+    assert {m["gpu"]["uuid"] for m in shards} <= {f"GPU-0000000{k}-0000-4000-8000-00000000a100" for k in (0, 1)}
+    assert all(m["model_loads"] >= 2 for m in shards)  # steps: a load per clock
+    assert all(v["locked"] is None for v in json.loads((tmp_path / "nvml-state.json").read_text()).values())

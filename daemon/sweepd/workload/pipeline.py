@@ -89,6 +89,19 @@ def _left_out(folder: Path) -> dict:
         if isinstance(index, dict) else {}
 
 
+def _why(e: BaseException) -> str:
+    """An exception in one line: its type and first line, and its root cause's where it wraps one (torch's
+    BackendCompilerFailed says only which backend raised; the cause says why, e.g. no working C++ compiler)."""
+    def first(x: BaseException) -> str:
+        return f"{type(x).__name__}: " + next((ln.strip() for ln in str(x).splitlines() if ln.strip()), "")[:240]
+
+    root, seen = e, {id(e)}
+    while (nxt := root.__cause__ or root.__context__) is not None and id(nxt) not in seen:
+        root = nxt
+        seen.add(id(nxt))
+    return first(e) + ("" if root is e else f" ({first(root)})")
+
+
 class Workload:
     def __init__(self, spec: WorkloadSpec, cache: Path, gpu_uuid: str | None = None, simulated: bool = False):
         import torch
@@ -190,9 +203,8 @@ class Workload:
                 raise
             self.set_compiled(False)
             self._compiled = None
-            first = next((line for line in str(e).splitlines() if line.strip()), "")
             raise CompileFailed(f"torch.compile (backend {self.spec.compile_backend}) could not compile the "
-                                f"{self.denoiser_name}: {type(e).__name__}: {first[:300]}") from None
+                                f"{self.denoiser_name}: {_why(e)}") from None
         self._compile_checked.add(len(indices))
         return images
 
