@@ -166,9 +166,10 @@ def test_a_cluster_whose_slurm_sets_no_clock_stops_after_the_first_step_with_the
     assert not (tmp_path / "root/results/job_n/trials.csv").exists()  # nothing measured at the wrong clock
 
 
-def test_a_slurm_sweep_killed_mid_step_resumes_where_it_was(cluster, tmp_path):
+def kill_and_resume(tmp_path) -> dict:
     """A step killed with SIGKILL: `sweepd run` ends interrupted (4), and the same command again in the same
-    allocation (on the same GPU: a sweep resumed elsewhere is refused, one sweep, one GPU) resumes it."""
+    allocation (on the same GPU: a sweep resumed elsewhere is refused, one sweep, one GPU) resumes it. Returns
+    what the check looks at."""
     env = job_env(tmp_path)
     req = request(tmp_path / "k.toml", "k", clocks=CLOCKS[:3], trials=2)
     run = f"sweepd run {req} --root {tmp_path / 'root'}"
@@ -185,19 +186,54 @@ def test_a_slurm_sweep_killed_mid_step_resumes_where_it_was(cluster, tmp_path):
         except OSError:
             return False
 
-    end = time.monotonic() + 300
+    end = time.monotonic() + 600
     while not measured_two():
-        assert time.monotonic() < end, out.read_text()
+        assert time.monotonic() < end, out.read_text() if out.exists() else "no output"
         time.sleep(0.2)
     before = len(trials(tmp_path, "k"))
     subprocess.run(["pkill", "-KILL", "-f", f"sweepd step {spec}"], timeout=30)
-    assert wait_gone(jid) == 0, out.read_text()
-    text = out.read_text()
+    return {"exit": wait_gone(jid), "out": out.read_text(), "before": before}
+
+
+@pytest.fixture(scope="session")
+def killed_sweep(tmp_path_factory):
+    """kill_and_resume in a thread from the session's start (run_first) to its end (run_last): it mostly waits."""
+    import threading
+
+    if slurm_down_reason():
+        pytest.skip("no SLURM here")
+    tmp_path = tmp_path_factory.mktemp("gpu-freq-kill")
+    result: dict = {}
+
+    def go():
+        try:
+            result.update(kill_and_resume(tmp_path))
+        except BaseException as e:  # the check raises it in the test
+            result["error"] = e
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    yield t, result, tmp_path
+
+
+@pytest.mark.run_first
+def test_the_kill_and_resume_sweep_is_started(cluster, killed_sweep):
+    assert killed_sweep[0].is_alive() or killed_sweep[1]
+
+
+@pytest.mark.run_last
+def test_a_slurm_sweep_killed_mid_step_resumes_where_it_was(cluster, killed_sweep):
+    t, result, tmp_path = killed_sweep
+    t.join(timeout=900)
+    if "error" in result:
+        raise result["error"]
+    assert result["exit"] == 0, result["out"]
+    text = result["out"]
     assert "first run: exit 4" in text and "sweep interrupted" in text, text  # killed: resumable
     after = trials(tmp_path, "k")
     assert {int(r["freq_mhz"]) for r in after if not r["role"] and r["status"] == "ok"} == set(CLOCKS[:3])
     assert all(r["freq_mhz"] == r["observed_sm_clock_mhz"] for r in after if r["status"] == "ok")
-    assert any(r["role"] == "drift" for r in after[before:])  # the resumed sweep checked its baseline
+    assert any(r["role"] == "drift" for r in after[result["before"]:])  # the resumed sweep checked its baseline
     assert all_reset(tmp_path)
 
 
