@@ -11,15 +11,13 @@ per step); FLUX.1 cannot go without T5 and is built with T5-XXL, 17 B parameters
 """
 
 import argparse
-import json
-import tempfile
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel
 
-from sweepd.workload.tiny import _byte_vocab
+from sweepd.workload.tiny import _byte_vocab, _clip_tokenizer
 
 
 # SD 1.5's widths, and the toy ones of the smoke run (the same classes, layers and wiring)
@@ -32,10 +30,7 @@ SMOKE = {"hidden": 32, "ffn": 64, "heads": 2, "text_layers": 2, "unet": (32, 32,
 def build(target: Path, size: dict = FULL) -> int:
     torch.manual_seed(0)
     vocab = _byte_vocab()
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "vocab.json").write_text(json.dumps(vocab))
-        (Path(tmp) / "merges.txt").write_text("#version: 0.2\n")
-        tok = CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), model_max_length=77)
+    tok = _clip_tokenizer(vocab)
     end = vocab["<|endoftext|>"]
     text = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), bos_token_id=vocab["<|startoftext|>"],
                                         eos_token_id=end, pad_token_id=end, hidden_size=size["hidden"],
@@ -55,14 +50,6 @@ def build(target: Path, size: dict = FULL) -> int:
     n = sum(p.numel() for m in (unet, vae, text) for p in m.parameters())
     print(f"built {target}: {n / 1e6:.1f} M parameters")
     return n
-
-
-def clip_tokenizer():
-    vocab = _byte_vocab()
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "vocab.json").write_text(json.dumps(vocab))
-        (Path(tmp) / "merges.txt").write_text("#version: 0.2\n")
-        return vocab, CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), model_max_length=77)
 
 
 def clip(vocab, hidden, layers, heads, projection=None):
@@ -108,7 +95,8 @@ def build_family(family: str, target: Path, smoke: bool) -> int:
 
     torch.manual_seed(0)
     z = FAMILY_SIZES[family]["smoke" if smoke else "full"]
-    vocab, tok = clip_tokenizer()
+    vocab = _byte_vocab()
+    tok = _clip_tokenizer(vocab)
     clip_l = clip(vocab, *z["clip_l"])
     if family == "sdxl":
         g = clip(vocab, *z["clip_g"], projection=z["clip_g"][0])

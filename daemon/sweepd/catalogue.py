@@ -1,6 +1,6 @@
 """One catalogue of a root's sweeps, whoever ran them: the daemon's queue, requests still waiting in
-spool/incoming/ (no daemon has taken them in yet) or in spool/accepted/ without their queue row, and foreground `sweepd run`/`demo` jobs (a
-results/job_<ID>/sweep.json that no queue row owns).
+spool/incoming/ (no daemon has taken them in yet) or in spool/accepted/ without their queue row, and foreground
+`sweepd run`/`demo` jobs (a results/job_<ID>/sweep.json that no queue row owns).
 
 Everything here only reads: it works on a read-only root and creates no folder or file.
 """
@@ -102,21 +102,21 @@ def waiting_requests(layout: Layout, queued: set[str] = frozenset()) -> list[Ent
     find it (as after a crash between them, until the next start queues it)."""
     from sweepd.spool import ignored
 
-    names = []
+    out = []
     for folder in (layout.incoming, layout.accepted):
         try:
-            names += sorted(p for p in folder.iterdir() if not ignored(p.name) and p.is_file()
-                            and (folder == layout.incoming or p.name.partition(".")[0] not in queued))
+            files = sorted(p for p in folder.iterdir() if not ignored(p.name) and p.is_file())
         except OSError:
             continue
-    out = []
-    for p in names:
-        try:
-            mtime = p.stat().st_mtime
-        except OSError:
-            continue
-        out.append(Entry(p.name.partition(".")[0] if p.parent == layout.accepted else p.stem, "",
-                         ListedState.WAITING, Origin.SPOOL, mtime, None, str(p)))
+        for p in files:
+            sweep_id = p.stem if folder == layout.incoming else p.name.partition(".")[0]  # accepted/<id>.<ext>
+            if folder == layout.accepted and sweep_id in queued:
+                continue
+            try:
+                mtime = p.stat().st_mtime
+            except OSError:
+                continue
+            out.append(Entry(sweep_id, "", ListedState.WAITING, Origin.SPOOL, mtime, None, str(p)))
     return out
 
 

@@ -70,6 +70,13 @@ _ID_PATTERNS = (
 )
 
 
+def render_size(model: str, width: int, height: int) -> tuple[int, int]:
+    """What the CPU renders: a later family's tiny model at most TINY_RENDER_PX wide, anything else as asked."""
+    if model in TINY and model != "tiny":
+        return min(width, TINY_RENDER_PX), min(height, TINY_RENDER_PX)
+    return width, height
+
+
 def of_pipeline(class_name: str) -> Family | None:
     """A diffusers pipeline class (``model_index.json``'s ``_class_name``) -> its family; None: not one sweepd knows."""
     return next((f.family for f in FAMILIES.values() if class_name in f.pipelines), None)

@@ -129,7 +129,7 @@ def _family_batches(total_gib: float | None) -> dict:
 
 
 @app.command(hidden=True)
-def step(spec_file: Path = typer.Argument(..., help="the step's spec (results/job_<ID>/step.json)"),
+def step(spec_file: Path = typer.Argument(..., help="the step's spec (state/slurm-steps/<ID>/step.json)"),
          verbose: bool = VerboseOpt) -> None:
     """One srun --gpu-freq step of a sweep with clock_control = "slurm"; `sweepd run` starts these."""
     setup_logging(verbose)
@@ -149,13 +149,12 @@ def step(spec_file: Path = typer.Argument(..., help="the step's spec (results/jo
             console.print(f"step 0: srun --gpu-freq={spec.freq_mhz}: the GPU runs at {seen} MHz; SLURM sets clocks "
                           "here", highlight=False)
             return 0
-        p, layout = spec.request.protocol, paths.Layout(Path(spec.root), Path(spec.images), Path(spec.results))
+        p = spec.request.protocol
         if spec.split is not None:  # a shard of the daemon's SLURM executor: progress in the shard's status.json
-            with sweeps.shard_observer(spec, layout) as obs:
-                outcome = sweeps.run_step(spec, obs)
+            outcome = sweeps.run_step(spec, sweeps.shard_observer(spec))
         else:
             with ConsoleObserver(console, p.least, p.most, spec.request.gpu.backend == "sim") as obs, \
-                    job_log(layout.job_results(spec.job_id) / "sweep.log"):
+                    job_log(spec.layout.job_results(spec.job_id) / "sweep.log"):
                 outcome = sweeps.run_step(spec, obs)
         if outcome.status in (RunState.DONE, RunState.RUNNING):
             return 0

@@ -194,7 +194,7 @@ def run(request: SweepRequest, layout: Layout, job_id: str, observer: Observer,
         try:
             with ClockGuard(device, layout.gpu_locks, layout.production_locks, control,
                             request.gpu.zeusd_socket, step.freq_mhz if step else None) as guard:
-                guard.unavailable = unavailable(request, device, control)
+                guard.unavailable = lambda: unavailable(request, device, control)  # asked only if all refuse
                 stop.check()  # cancelled while starting: do not load the model for nothing
                 t0 = time.monotonic()
                 workload = Workload(request.workload, paths.cache_dir(), gpu_uuid=device.uuid,

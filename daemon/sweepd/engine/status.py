@@ -41,6 +41,14 @@ class ShardPlace:
     slurm_job_id: str | None
     slurm_array_task: str | None
 
+    @classmethod
+    def here(cls, shard: int, shards: int) -> "ShardPlace":
+        """This process's place: its host and the SLURM job (and array task) it runs in."""
+        import socket
+
+        task = "_".join(filter(None, (os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID"))))
+        return cls(shard, shards, socket.gethostname(), os.environ.get("SLURM_JOB_ID"), task or None)
+
 
 class StatusFileObserver:
     """Implements :class:`sweepd.engine.phases.Observer` by rewriting status.json."""

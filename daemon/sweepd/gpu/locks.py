@@ -154,7 +154,8 @@ class ClockGuard:
         self.candidates = list(control) if isinstance(control, list) else [control]
         self.control = self.candidates[0]
         self.refused: list[tuple[ClockControl, str]] = []  # (control, why) of each refused at the first clock
-        self.unavailable: list[tuple[ClockControl, str]] = []  # auto: what was not even tried, and why (for the line)
+        # auto: what was not even tried, and why; asked only for the line when every candidate is refused
+        self.unavailable: Callable[[], list[tuple[ClockControl, str]]] = list
         self.zeusd_path = zeusd.socket_path(zeusd_socket)
         self.records = Path(records)
         self.production = production
@@ -208,8 +209,9 @@ class ClockGuard:
                 log.warning("clock_control = auto: %s, after %s", control,
                             "; ".join(f"{c} refused ({why})" for c, why in self.refused))
             return
+        why = "; ".join(f"{c}: {w}" for c, w in self.refused + self.unavailable())
         raise AllRefused(f"[gpu] clock_control = \"auto\": every clock control was refused at the first clock on "
-                         f"{self.device.name}: " + "; ".join(f"{c}: {why}" for c, why in self.refused + self.unavailable)
+                         f"{self.device.name}: {why}"
                          + "; an administrator can enable one (root for sweepd, `nvidia-smi -acp UNRESTRICTED`, zeusd, "
                            "or SLURM's gpu/nvml plugin for srun --gpu-freq); clock_control = \"observe\" measures "
                            "without setting clocks")

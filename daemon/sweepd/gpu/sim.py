@@ -31,7 +31,8 @@ from typing import Iterator
 
 from sweepd.gpu import clockdump, simcap
 from sweepd.gpu.base import GpuDevice, GpuNotFound, GpuNotSupported, OutOfMemory, PowerLimits, Sample
-from sweepd.gpu.simmodel import BOARDS, GIB_FIXED, POWER_LIMITS_W, GIB_PER_IMAGE_512, NOISE, SimModel, batch_factor, calibrate, gib_needed
+from sweepd.gpu.simmodel import (BOARDS, GIB_FIXED, GIB_PER_IMAGE_512, NOISE, POWER_LIMITS_W, SimModel, batch_factor,
+                                  calibrate, gib_needed)
 from sweepd.records.manifest import GpuInfo
 
 COUNTER_STEP_S = 0.1
@@ -231,10 +232,9 @@ class SimulatedGpu(GpuDevice):
         first moments at ``f_mhz``): the slower of the GPU and the host, times the noise."""
         slow = self.model.slowdown(f_mhz)
         gpu = images * self.s_per_image * slow * batch_factor(images)
-        if cap is not None:
-            capped = gpu * cap.slowdown(self.model.slowdown) / slow
-            over = min(simcap.OVERSHOOT_S, gpu)  # uncapped for its first moments: that much work done faster
-            gpu = over + (capped - over * cap.slowdown(self.model.slowdown) / slow) if capped > over else capped
+        if cap is not None:  # uncapped for its first moments, then the rest of the work at the capped clocks' pace
+            over = min(simcap.OVERSHOOT_S, gpu)
+            gpu = over + (gpu - over) * cap.slowdown(self.model.slowdown) / slow
         total = max(gpu, images * self.host_s_per_image)
         if self._now < self.cold_start_s:
             total *= COLD_FACTOR

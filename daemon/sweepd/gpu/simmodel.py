@@ -50,8 +50,9 @@ BOARDS = {
     "A100": Board("NVIDIA A100-PCIE-40GB (simulated)", "a100-pcie-40gb.txt", 230.0, 35.0, 40.0),
     "H100": Board("NVIDIA H100 NVL (simulated)", "h100-nvl.txt", 360.0, 60.0, 94.0),
     "V100": Board("Tesla V100-PCIE-32GB (simulated)", "v100-pcie-32gb.txt", 230.0, 30.0, 32.0),
-}# each board's power limit (W): default, min, max, as NVIDIA's specifications and nvidia-smi -q give them for these
-# boards (A100 PCIe 40GB, H100 NVL, V100 PCIe 32GB); read by `sweepd gpus` (the simulated GPU does not model a cap yet)
+}
+# each board's power limit (W): default, min, max, as NVIDIA's specifications and nvidia-smi -q give them for these
+# boards (A100 PCIe 40GB, H100 NVL, V100 PCIe 32GB); a cap within them is modelled by gpu.simcap
 POWER_LIMITS_W = {"A100": (250, 150, 250), "H100": (400, 200, 400), "V100": (250, 100, 250)}
 
 

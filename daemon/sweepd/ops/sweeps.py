@@ -14,10 +14,8 @@ it may start, measuring what is missing, and the report.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -153,8 +151,7 @@ def measure_in_steps(request: SweepRequest, layout: Layout, job: str, plan: list
 def run_step(spec: StepSpec, observer: Observer) -> SweepOutcome:
     """One srun step of :func:`measure_in_steps`: the sweep measured at the step's clock, until it needs another
     (status "running": the driver starts the next step) or is done (then its report is written)."""
-    layout = Layout(Path(spec.root), Path(spec.images), Path(spec.results))
-    outcome = runner.run(allocated(spec.request), layout, spec.job_id, observer, sweep_id=spec.sweep_id,
+    outcome = runner.run(allocated(spec.request), spec.layout, spec.job_id, observer, sweep_id=spec.sweep_id,
                          shard=spec.split, step=spec)
     if outcome.status is RunState.DONE and spec.split is None:  # a shard's report is the merge's
         from sweepd.report.build import write_report
@@ -163,24 +160,20 @@ def run_step(spec: StepSpec, observer: Observer) -> SweepOutcome:
     return outcome
 
 
-@contextlib.contextmanager
-def shard_observer(spec: StepSpec, layout: Layout):
+def shard_observer(spec: StepSpec) -> Observer:
     """A shard's step reports where its driver (`sweepd worker --spec`) does: the shard's status.json."""
     from sweepd.engine.status import ShardPlace, StatusFileObserver
     from sweepd.engine.store import shard_dir
     from sweepd.records.status import WorkerStatus
 
     k, n = spec.split
-    task = "_".join(filter(None, (os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID"))))
-    where = ShardPlace(k, n, socket.gethostname(), os.environ.get("SLURM_JOB_ID"), task or None)
-    yield StatusFileObserver(WorkerStatus.path_in(shard_dir(layout, spec.job_id, k)), spec.job_id,
-                             spec.sweep_id or "", spec.request.protocol.most, where)
+    return StatusFileObserver(WorkerStatus.path_in(shard_dir(spec.layout, spec.job_id, k)), spec.job_id,
+                              spec.sweep_id or "", spec.request.protocol.most, ShardPlace.here(k, n))
 
 
 def probe_step(spec: StepSpec) -> int:
     """The first srun step: the clock SLURM set, checked (one line, exit 2, if it set none)."""
-    return runner.probe_step(allocated(spec.request), Layout(Path(spec.root), Path(spec.images), Path(spec.results)),
-                             spec)
+    return runner.probe_step(allocated(spec.request), spec.layout, spec)
 
 
 def allocated(request: SweepRequest) -> SweepRequest:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sweepd.paths import Layout
 from sweepd.records.base import JsonRecord
 from sweepd.request import SweepRequest
 
@@ -34,6 +35,11 @@ class StepSpec(JsonRecord):
 
     def to_json(self) -> dict:
         return self.model_dump(mode="json", by_alias=True)
+
+    @property
+    def layout(self) -> Layout:
+        """The root, images and results folders of the sweep the step belongs to (its driver's)."""
+        return Layout(Path(self.root), Path(self.images), Path(self.results))
 
     @property
     def split(self) -> tuple[int, int] | None:

@@ -203,10 +203,10 @@ def _bytes_per_image(history: list[JobResults], req: SweepRequest) -> tuple[int,
     built_in = w.model in families.TINY
     bpp = BYTES_PER_PIXEL["tiny" if built_in else "model"]
     why = "the tiny model's random-weight noise compresses poorly" if built_in else "real pictures"
-    cap = families.TINY_RENDER_PX if built_in and w.model != "tiny" else None  # what a tiny family renders on the CPU
-    width, height = (min(w.width, cap), min(w.height, cap)) if cap else (w.width, w.height)
+    width, height = families.render_size(w.model, w.width, w.height)  # what a tiny family renders on the CPU
+    cap = families.TINY_RENDER_PX
     return int(width * height * bpp), f"from the resolution: {bpp:g} bytes per pixel, {why}" + \
-        (f", at most {cap} x {cap} as it renders them" if cap and (width, height) != (w.width, w.height) else "")
+        (f", at most {cap} x {cap} as it renders them" if (width, height) != (w.width, w.height) else "")
 
 
 def _free(path: Path) -> int:

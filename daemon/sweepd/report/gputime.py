@@ -26,12 +26,12 @@ class GpuTime:
     loads: int = 1  # how many times the model was loaded (a SLURM sweep: once per step)
 
     def line(self) -> str:
-        parts = [("measurement", self.measure_s), ("extra trials", self.extra_s), ("baseline again", self.drift_s),
-                 ("batch sizes", self.batch_s), ("settle", self.settle_s), ("warm-up", self.warmup_s),
-                 ("counter steps", self.counter_s), (f"model loads ({self.loads})", self.load_s),
-                 ("other", self.other_s)]
-        parts = [(name, s) for name, s in parts if s or name not in ("batch sizes", "counter steps")
-                 and not name.startswith("model loads")]
+        parts = [("measurement", self.measure_s, False), ("extra trials", self.extra_s, False),
+                 ("baseline again", self.drift_s, False), ("batch sizes", self.batch_s, True),
+                 ("settle", self.settle_s, False), ("warm-up", self.warmup_s, False),
+                 ("counter steps", self.counter_s, True), (f"model loads ({self.loads})", self.load_s, True),
+                 ("other", self.other_s, False)]
+        parts = [(name, s) for name, s, if_any in parts if s or not if_any]  # if_any: said only where it took time
         share = ", ".join(f"{name} {s / self.total_s * 100:.0f}%" for name, s in parts) if self.total_s else ""
         loads = f"; the model loaded {self.loads} times (not timed on the simulated GPU)" \
             if self.loads > 1 and not self.load_s else ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from pathlib import Path
 
 from sweepd import paths
@@ -24,6 +23,7 @@ from sweepd.paths import Layout
 from sweepd.records.shardspec import ShardSpec
 from sweepd.request import SweepRequest
 from sweepd.slurm import steps
+from sweepd.vocab import ClockControl
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +83,13 @@ def main(spec_path: Path, shard: int, layout: Layout, job_id: str | None = None)
             raise InputError(f"--shard {shard}: this sweep has shards 0 to {split - 1}")
         req = simulated_board(req, shard)
         job = job_id_for(spec, job_id)
-        node = socket.gethostname()
-        array_task = "_".join(filter(None, (os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID"))))
-        where = ShardPlace(shard, split, node, os.environ.get("SLURM_JOB_ID"), array_task or None)
+        where = ShardPlace.here(shard, split)
         obs = StatusFileObserver(WorkerStatus.path_in(shard_dir(layout, job, shard)), job, sweep_id, req.protocol.most, where)
         if already_done(layout, job, shard, req):  # a resubmission that raced the previous attempt's end
             log.info("shard %d of sweep %s is already done", shard, sweep_id)
             obs.ended("done", None, EXIT_DONE)
             return EXIT_DONE
-        log.info("sweep %s job %s shard %d/%d on %s", sweep_id, job, shard, split, node)
+        log.info("sweep %s job %s shard %d/%d on %s", sweep_id, job, shard, split, where.node)
         outcome = measure(req, layout, job, obs, sweep_id, (shard, split))
     except Exception as e:
         return ended_by(e, obs, log)
@@ -104,6 +102,8 @@ def measure(req: SweepRequest, layout: Layout, job: str, obs: StatusFileObserver
             shard: tuple[int, int]) -> runner.SweepOutcome:
     """The shard, in this process, or (clock_control = "slurm", or "auto" where this process may not set clocks)
     as srun --gpu-freq steps inside this array task, each reporting in the shard's status.json."""
+    if req.gpu.clock_control not in (ClockControl.AUTO, ClockControl.SLURM):
+        return runner.run(req, layout, job, obs, sweep_id=sweep_id, shard=shard)
     prepared = runner.prepare(req, layout, job, shard)
     try:
         stepped = clockcontrol.in_steps(req, prepared.device, layout, prepared.controls, prepared.plan[0])

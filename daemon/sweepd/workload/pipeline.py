@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from sweepd.errors import CompileFailed, SweepdError
-from sweepd.families import TINY, TINY_RENDER_PX, Family
+from sweepd.families import TINY, Family, render_size
 from sweepd.records.manifest import WorkloadInfo
 from sweepd.request import Workload as WorkloadSpec
 from sweepd.workload import tiny
@@ -141,7 +141,6 @@ class Workload:
         except Exception as e:  # diffusers raises many types for a missing or broken model
             raise WorkloadError(f"cannot load model {spec.model!r} ({self.family.title}): {type(e).__name__}: "
                                 f"{e}") from None
-        self.render_px = TINY_RENDER_PX if built_in and spec.model != "tiny" else None
         if spec.scheduler != "default" and not self.family.flow_matching:  # flow matching: euler is its own
             cls = getattr(diffusers, SCHEDULER_CLASSES[spec.scheduler])
             pipe.scheduler = cls.from_config(pipe.scheduler.config)
@@ -175,8 +174,7 @@ class Workload:
         generators = [torch.Generator(gen_device).manual_seed(s.seed + k) for k in indices]
         kwargs = {"negative_prompt": [s.negative_prompt] * count if s.negative_prompt else None} \
             if self.family.negative_prompt else {}
-        width, height = (min(s.width, self.render_px), min(s.height, self.render_px)) if self.render_px \
-            else (s.width, s.height)
+        width, height = render_size(s.model, s.width, s.height)
         if self.compiled and count not in self._compile_checked:  # torch compiles again for a new batch size
             return self._first_compiled(indices, generators, kwargs, width, height)
         return self._run(indices, generators, kwargs, width, height)
