@@ -10,6 +10,7 @@ PKG = Path(__file__).parent.parent / "daemon" / "sweepd"
 LAYERS = [
     # records and helpers
     "errors", "vocab", "atomic", "audit", "procs", "fstype", "quiet", "logsetup", "stats", "configfile", "paths", "families",
+    "sbatchopts",
     "request", "records",
     "settings",
     # the GPU layer, the queue and the workload

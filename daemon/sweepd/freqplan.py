@@ -1,6 +1,6 @@
-"""Which clocks a sweep visits, checked against what the GPU supports, highest first.
+"""Which clocks (or, in a power sweep, which power limits) a sweep visits, checked against the GPU, highest first.
 
-The highest clock comes first because it is the reference: savings, slowdowns and image PSNR
+The highest clock (limit) comes first because it is the reference: savings, slowdowns and image PSNR
 are all measured against it.
 """
 
@@ -12,22 +12,31 @@ from dataclasses import dataclass
 from sweepd.configfile import short_value
 from sweepd.errors import InputError
 from sweepd.gpu.base import GpuDevice
-from sweepd.request import Frequencies
+from sweepd.request import Frequencies, Power, SweepRequest
 
 
 @dataclass(frozen=True)
 class ClockPoint:
+    """One setting of the sweep's knob: a locked clock, or (a power sweep) a power limit with the clock left free."""
     freq_mhz: int | None  # None: baseline, the GPU picks its own clock
     mem_mhz: int | None
+    power_limit_w: int | None = None  # a power sweep's limit (freq_mhz None: the firmware moves the clock)
+
+    @property
+    def setting(self) -> int | None:
+        """The knob's value here, as rows record it (:attr:`sweepd.records.rows.TrialRow.setting`)."""
+        return self.power_limit_w if self.power_limit_w is not None else self.freq_mhz
 
     @property
     def label(self) -> str:
+        if self.power_limit_w is not None:
+            return f"{self.power_limit_w}W"
         return "baseline" if self.freq_mhz is None else f"{self.freq_mhz}MHz"
 
     @property
     def key(self) -> str:
-        """How the clock appears in the CSVs' freq_mhz column."""
-        return "" if self.freq_mhz is None else str(self.freq_mhz)
+        """How the setting appears in the CSVs (freq_mhz, or power_limit_w)."""
+        return "" if self.setting is None else str(self.setting)
 
 
 def representative(n: int) -> set[int]:
@@ -74,6 +83,31 @@ def plan_clocks(freqs: Frequencies, device: GpuDevice) -> list[ClockPoint]:
         more = f"{len(problems)} unsupported clocks, the first {MAX_NAMED}: " if len(problems) > MAX_NAMED else ""
         raise ClockPlanError("frequencies.list", freqs.clocks, more + "; ".join(problems[:MAX_NAMED]))
     return [ClockPoint(f, mem) for f in sorted(freqs.clocks or [], reverse=True)][:: freqs.stride]
+
+
+def plan_for(request: SweepRequest, device: GpuDevice) -> list[ClockPoint]:
+    """The settings a request sweeps on this GPU: its power limits ([power]) or its clocks."""
+    return plan_limits(request.power, device) if request.power is not None else plan_clocks(request.frequencies, device)
+
+
+def plan_limits(power: Power, device: GpuDevice) -> list[ClockPoint]:
+    """A power sweep's limits, highest first, each within the board's range
+    (``nvmlDeviceGetPowerManagementLimitConstraints``); one outside it is refused naming the range."""
+    have = device.power_limits_w()
+    if power.limits is not None:
+        out = [w for w in power.limits if not have.min_w <= w <= have.max_w]
+        if out:
+            raise ClockPlanError("power.limits", power.limits,
+                                 f"{', '.join(f'{w} W' for w in out)} outside what {device.name} takes: {have.min_w} "
+                                 f"to {have.max_w} W (default {have.default_w} W)")
+        limits = sorted(power.limits, reverse=True)
+    else:
+        low = power.min_w if power.min_w is not None else have.min_w
+        if not have.min_w <= low <= have.max_w:
+            raise ClockPlanError("power.min_w", low, f"outside what {device.name} takes: {have.min_w} to {have.max_w} W")
+        assert power.step_w is not None
+        limits = list(range(have.max_w, low - 1, -power.step_w))
+    return [ClockPoint(None, None, w) for w in limits]
 
 
 def measuring_order(plan: list[ClockPoint], order: str, seed: int) -> list[ClockPoint]:

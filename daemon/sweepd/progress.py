@@ -38,7 +38,7 @@ class ConsoleObserver:
         self.progress.update(self.task, advance=1, last=last)
 
     def clock_done(self, k: int, n: int, point: ClockPoint, summary: list[SummaryRow]) -> None:
-        row = next((r for r in summary if r.freq_mhz == point.freq_mhz), None)
+        row = next((r for r in summary if r.setting == point.setting), None)
         if row is None:
             self.console.print(f"[{k + 1}/{n}] {point.label}: every trial failed")
             return
@@ -48,10 +48,15 @@ class ConsoleObserver:
 
 def summary_table(rows: list[SummaryRow], simulated: bool, title: str) -> Table:
     t = Table(title=title + (" - SIMULATED GPU" if simulated else ""), title_justify="left")
-    for col in ("clock MHz", "n", "s/image", "J/image", "95% CI", "W", "EDP", "energy vs max", "time vs max", "bound"):
+    power = any(r.power_limit_w is not None for r in rows)  # a power sweep: the limit, and where it put the clock
+    for col in ("power limit W", "SM clock MHz") if power else ("clock MHz",):
+        t.add_column(col, justify="right")
+    for col in ("n", "s/image", "J/image", "95% CI", "W", "EDP", "energy vs max", "time vs max", "bound"):
         t.add_column(col, justify="right")
     for r in rows:
-        t.add_row(r.label, str(r.n), f"{r.s_per_image_mean:.3f} ± {r.s_per_image_std:.3f}",
+        clock = [] if not power else ["-" if r.sm_clock_mean_mhz is None else
+                                      f"{r.sm_clock_mean_mhz:.0f} ± {r.sm_clock_std_mhz or 0:.0f}"]
+        t.add_row(r.label, *clock, str(r.n), f"{r.s_per_image_mean:.3f} ± {r.s_per_image_std:.3f}",
                   f"{r.j_per_image_mean:.2f} ± {r.j_per_image_std:.2f}",
                   "-" if r.ci95_pct is None else f"±{r.ci95_pct:.1f}%",
                   f"{r.avg_power_w:.0f}", f"{r.edp:.3g}", f"{0.0 - r.energy_saving_pct_vs_max + 0.0:+.1f}%",

@@ -16,29 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sweepd import configfile, families
 from sweepd.paths import check_job_id
-from sweepd.vocab import ClockControl
+from sweepd.sbatchopts import SLURM_NAME, check_sbatch_options
+from sweepd.vocab import ClockControl, Knob
 
-SLURM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
-# Options sweepd sets itself in the job script: asked for here they would break the sweep's bookkeeping.
-SWEEPD_SBATCH = {"array": "split", "a": "split", "output": None, "o": None, "error": None, "e": None,
-                 "time": "time_limit_minutes", "t": "time_limit_minutes", "parsable": None, "wrap": None,
-                 "job-name": None, "J": None, "partition": "partition", "p": "partition", "account": "account",
-                 "A": "account", "gres": "gres (daemon setting)", "open-mode": None,
-                 # the job's environment, folder and start are sweepd's too (an LD_PRELOAD would run in the job)
-                 "export": None, "export-file": None, "chdir": None, "D": None, "dependency": None, "d": None}
-
-
-def reserved_sbatch_option(name: str) -> str | None:
-    """The option sweepd sets that sbatch would read ``name`` as (``--out`` is ``--output``: sbatch takes any
-    unambiguous prefix of a long option; an ambiguous one is refused too), else None."""
-    if not name.startswith("--"):
-        short = name.lstrip("-")
-        return short if short in SWEEPD_SBATCH else None
-    typed = name[2:]
-    if typed in SWEEPD_SBATCH:
-        return typed
-    hits = sorted(r for r in SWEEPD_SBATCH if len(r) > 1 and r.startswith(typed))
-    return hits[0] if hits else None
 # Fields added after 0.1.0: left out of the fingerprint at their defaults, so a 0.1 sweep still resumes.
 ADDED_SINCE_0_1 = (("gpu", "sim_noise"), ("gpu", "sim_host_s_per_image"), ("gpu", "sim_cold_start_s"),
                    ("gpu", "sim_memory_gib"), ("gpu", "sim_power_offsets_pct"), ("gpu", "sim_speed_offsets_pct"),
@@ -262,6 +242,36 @@ class Frequencies(_Section):
         return self.objective or "edp"
 
 
+class Power(_Section):
+    """A power-limit sweep ([power]): the board's power limit is the knob, the clock is left to the firmware. The
+    limits are checked against the board's constraints before anything runs (:func:`sweepd.freqplan.plan_limits`)."""
+    limits: list[int] | None = Field(None, max_length=64, description="the power limits to sweep, in W")
+    step_w: int | None = Field(None, ge=5, le=500, description="instead of limits: from the board's maximum down to "
+                                                               "min_w (default: the board's minimum) in these steps")
+    min_w: int | None = Field(None, ge=1, le=5000, description="with step_w: the lowest limit, in W")
+
+    @field_validator("limits")
+    @classmethod
+    def _limits(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("give at least one power limit")
+            bad = [w for w in v if w <= 0]
+            if bad:
+                raise ValueError(f"power limits are positive W values; got {bad}")
+            if len(set(v)) != len(v):
+                raise ValueError("a power limit appears more than once")
+        return v
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "Power":
+        if (self.limits is None) == (self.step_w is None):
+            raise ValueError("give power.limits = [W, ...] or power.step_w (from the board's maximum down), one of them")
+        if self.min_w is not None and self.step_w is None:
+            raise ValueError("power.min_w is only used with power.step_w")
+        return self
+
+
 class Protocol(_Section):
     warmup: int = Field(1, ge=0, le=100, description="images generated, unmeasured, after each clock change")
     trials: int | None = Field(None, ge=1, le=100, description="exactly this many trials per clock; default: "
@@ -335,6 +345,7 @@ class SweepRequest(_Section):
     workload: Workload = Workload()
     gpu: Gpu = Gpu()
     frequencies: Frequencies = Frequencies()
+    power: Power | None = Field(None, description="a power-limit sweep instead of a clock sweep")
     protocol: Protocol = Protocol()
     images: Images = Images()
     job_id: str | None = None
@@ -359,10 +370,29 @@ class SweepRequest(_Section):
                                                            or self.workload.batch_search):
             raise ValueError('frequencies.objective is only used with mode = "adaptive" or a list of batch sizes '
                              f'or compile settings, not mode {self.frequencies.mode!r} with one of each')
+        if self.power is not None:
+            self._power_fits()
         if self.split > 1 and self.workload.batch_search:
             raise ValueError(f'split = {self.split}: a list of batch sizes picks one before the clocks are measured, '
                              'on one GPU; use split = 1')
         return self
+
+    def _power_fits(self) -> None:
+        """A power sweep turns the limit and leaves the clock to the firmware: no clock settings beside it."""
+        default = Frequencies()
+        clock_fields = [f for f in Frequencies.model_fields if f != "objective"
+                        and getattr(self.frequencies, f) != getattr(default, f)]
+        if clock_fields:
+            raise ValueError(f"frequencies.{clock_fields[0]}: a power sweep ([power]) leaves the clock to the "
+                             "firmware; sweep clocks and power limits in two requests (`sweepd compare` puts them "
+                             "side by side)")
+        if not self.gpu.clock_control.sets_power_limits:
+            raise ValueError(f'gpu.clock_control = "{self.gpu.clock_control}" cannot set a power limit; a power sweep '
+                             'needs "lock" (NVML as root), "zeusd" or "auto"')
+
+    @property
+    def knob(self) -> Knob:
+        return Knob.CLOCK if self.power is None else Knob.POWER_LIMIT
 
     def with_job_id(self, job_id: str | None) -> "SweepRequest":
         """This request under another job id (the one the queue gave it)."""
@@ -378,36 +408,14 @@ class SweepRequest(_Section):
         # whether clocks are set, not how: the same sweep resumed where another control is available (and a 0.1
         # request, whose default was "lock", keeps its fingerprint now that the default is "auto")
         data["gpu"]["clock_control"] = "lock" if self.gpu.clock_control.sets_clocks else "observe"
+        if data["power"] is None:  # a clock sweep's fingerprint as before [power] existed
+            del data["power"]
         for section, name in ADDED_SINCE_0_1:  # at their defaults, a 0.1 request's fingerprint is unchanged
             default = type(type(self).model_fields[section].default).model_fields[name].get_default(
                 call_default_factory=True)
             if data[section][name] == default:
                 del data[section][name]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-def check_sbatch_options(options: list[str]) -> list[str]:
-    """Extra ``#SBATCH`` options: one line each, an option SLURM knows the form of, none that sweepd sets.
-
-    They are written into the job script as ``#SBATCH <option>`` lines, so a line break would put
-    text into the script's shell code: refused, as is any control character.
-    """
-    import re
-
-    for opt in options:
-        if not isinstance(opt, str) or any(ord(c) < 32 or ord(c) == 127 for c in opt):
-            raise ValueError(f"{opt!r}: one option per entry, without line breaks or control characters")
-        m = re.match(r"^(--[A-Za-z][A-Za-z0-9-]*|-[A-Za-z])(?:([= ])(.*))?$", opt)
-        if not m:
-            raise ValueError(f"{opt!r}: write an sbatch option, e.g. '--constraint=a100' or '--qos=short'")
-        name = reserved_sbatch_option(m.group(1))
-        if name is not None:
-            instead = SWEEPD_SBATCH[name]
-            dashes = "-" if len(name) == 1 else "--"
-            raise ValueError(f"{opt!r}: sweepd sets {dashes}{name} itself" + (f"; use {instead}" if instead else ""))
-        if len(opt) > 500:
-            raise ValueError(f"{opt[:40]!r}...: longer than 500 characters")
-    return options
 
 
 def load_request(path: Path) -> SweepRequest:

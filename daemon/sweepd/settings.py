@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from sweepd import configfile, paths
 from sweepd.configfile import ConfigError
-from sweepd.request import SLURM_NAME, check_sbatch_options
+from sweepd.sbatchopts import SLURM_NAME, check_sbatch_options
 
 _files: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("settings_files", default=())
 

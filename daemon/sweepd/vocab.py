@@ -115,6 +115,25 @@ class Objective(StrEnum):
         return j_per_image * s_per_image ** self.time_power
 
 
+class Knob(StrEnum):
+    """What a sweep turns: the locked core clock (MHz), or the board's power limit (W; the clock is left to the
+    firmware, which regulates a cap by moving it). A sweep turns one; its rows are keyed by that knob's setting."""
+    CLOCK = "clock"
+    POWER_LIMIT = "power_limit"
+
+    @property
+    def unit(self) -> str:
+        return "MHz" if self is Knob.CLOCK else "W"
+
+    @property
+    def noun(self) -> str:
+        return "clock" if self is Knob.CLOCK else "power limit"
+
+    def show(self, setting: int | None) -> str:
+        """A setting with its unit ("1410 MHz", "250 W"); None: the baseline (the GPU's own clock and limit)."""
+        return "baseline" if setting is None else f"{setting} {self.unit}"
+
+
 class ClockControl(StrEnum):
     """How a sweep sets each clock ([gpu] clock_control): the first of the others this user has (auto, the default),
     NVML's locked clocks (root or CAP_SYS_ADMIN), application clocks (anyone, where an admin lifted the API
@@ -131,6 +150,11 @@ class ClockControl(StrEnum):
     @property
     def sets_clocks(self) -> bool:
         return self is not ClockControl.OBSERVE
+
+    @property
+    def sets_power_limits(self) -> bool:
+        """NVML as root (lock) and zeusd set a board's power limit; application clocks and srun --gpu-freq cannot."""
+        return self in (ClockControl.AUTO, ClockControl.LOCK, ClockControl.ZEUSD)
 
 
 class PowerReading(StrEnum):

@@ -1,7 +1,7 @@
 """A stand-in for zeusd (ml-energy/zeus, zeusd 0.5.0): its documented HTTP API over a unix socket, and only that
 (docs/zeusd/api.md: GET /discover; POST /gpu/set_gpu_locked_clocks, /gpu/reset_gpu_locked_clocks,
 /gpu/set_mem_locked_clocks, /gpu/reset_mem_locked_clocks with gpu_ids, min_clock_mhz, max_clock_mhz and block as
-query parameters). It sets clocks through the fake pynvml as a root daemon would, into FAKE_NVML_STATE, so the
+query parameters; /gpu/set_power_limit with power_limit_mw). It sets clocks through the fake pynvml as a root daemon would, into FAKE_NVML_STATE, so the
 sweep's own (unprivileged) NVML reads them; every call is one JSON line in --log.
 
     python tests/fakes/zeusd.py --socket PATH --log FILE [--no-gpu-control]
@@ -23,10 +23,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.pop("FAKE_NVML_DENY_SET", None)  # zeusd runs as root
 import pynvml  # noqa: E402  (the fake)
 
-WRITES = {"/gpu/set_gpu_locked_clocks": ("nvmlDeviceSetGpuLockedClocks", True),
-          "/gpu/reset_gpu_locked_clocks": ("nvmlDeviceResetGpuLockedClocks", False),
-          "/gpu/set_mem_locked_clocks": ("nvmlDeviceSetMemoryLockedClocks", True),
-          "/gpu/reset_mem_locked_clocks": ("nvmlDeviceResetMemoryLockedClocks", False)}
+# route -> (the NVML call, its query parameters in order)
+WRITES = {"/gpu/set_gpu_locked_clocks": ("nvmlDeviceSetGpuLockedClocks", ("min_clock_mhz", "max_clock_mhz")),
+          "/gpu/reset_gpu_locked_clocks": ("nvmlDeviceResetGpuLockedClocks", ()),
+          "/gpu/set_mem_locked_clocks": ("nvmlDeviceSetMemoryLockedClocks", ("min_clock_mhz", "max_clock_mhz")),
+          "/gpu/reset_mem_locked_clocks": ("nvmlDeviceResetMemoryLockedClocks", ()),
+          "/gpu/set_power_limit": ("nvmlDeviceSetPowerManagementLimit", ("power_limit_mw",))}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -72,10 +74,10 @@ class Handler(BaseHTTPRequestHandler):
         if url.path not in WRITES or self.server.no_control:
             self._log(url.path, params, 404)
             return self._reply(404, {"error": "not found"})
-        call, ranged = WRITES[url.path]
+        call, names = WRITES[url.path]
         try:
             ids = [int(x) for x in params["gpu_ids"].split(",")]
-            args = (int(params["min_clock_mhz"]), int(params["max_clock_mhz"])) if ranged else ()
+            args = tuple(int(params[n]) for n in names)
         except (KeyError, ValueError) as e:
             self._log(url.path, params, 400)
             return self._reply(400, {"error": f"bad query: {e}"})

@@ -79,6 +79,8 @@ def control_for(request: SweepRequest, device: GpuDevice, layout: Layout | None 
         return [ClockControl.OBSERVE]  # a baseline sets no clock
     if request.gpu.clock_control is not ClockControl.AUTO:
         return [request.gpu.clock_control]
+    if request.power is not None:
+        return _power_controls(request, device)
     tried = [availability(device, c, request.gpu.zeusd_socket) for c in AUTO_ORDER]
     if layout is not None and ProductionLock.read_or_none(ProductionLock.path_for(layout.production_locks,
                                                                                   device.uuid)) is not None:
@@ -96,6 +98,19 @@ def control_for(request: SweepRequest, device: GpuDevice, layout: Layout | None 
         + ". An administrator can enable one (root for sweepd, `nvidia-smi -acp UNRESTRICTED`, zeusd, or "
           "SLURM's gpu/nvml plugin for srun --gpu-freq); clock_control = \"observe\" measures at whatever clock "
           "the GPU runs, without setting it")
+
+
+def _power_controls(request: SweepRequest, device: GpuDevice) -> list[ClockControl]:
+    """"auto" in a power sweep: the controls that set a power limit (NVML as root, zeusd), in that order."""
+    tried = [availability(device, c, request.gpu.zeusd_socket) for c in AUTO_ORDER if c.sets_power_limits]
+    maybe = [a.control for a in tried if a.usable is not False]
+    if maybe:
+        return maybe
+    raise GpuPermissionError(
+        f"[gpu] clock_control = \"auto\": sweepd cannot set a power limit on {device.name}: "
+        + "; ".join(f"{a.control}: {a.why}" for a in tried)
+        + ". Power limits are set by NVML as root or through zeusd (application clocks and srun --gpu-freq set "
+          "only clocks); an administrator can enable one")
 
 
 def in_steps(request: SweepRequest, device: GpuDevice, layout: Layout, controls: list[ClockControl],

@@ -47,7 +47,7 @@ def reference_rows(trials: list[TrialRow], top: int | None) -> dict[str, list[Tr
     a later shard's own (role "reference")."""
     out: dict[str, list[TrialRow]] = {}
     for r in trials:
-        if r.ok and r.freq_mhz == top and r.role in (None, REFERENCE):
+        if r.ok and r.setting == top and r.role in (None, REFERENCE):
             out.setdefault(r.gpu_uuid or "", []).append(r)
     return out
 
@@ -55,7 +55,7 @@ def reference_rows(trials: list[TrialRow], top: int | None) -> dict[str, list[Tr
 def _split(trials: list[TrialRow], top: int | None) -> tuple[str, dict[str, list[TrialRow]]] | None:
     """(the first GPU's uuid, each GPU's reference rows with the first GPU's first), or None for one GPU."""
     refs = reference_rows(trials, top)
-    first = next((r.gpu_uuid or "" for r in trials if r.ok and r.freq_mhz == top and r.role is None), None)
+    first = next((r.gpu_uuid or "" for r in trials if r.ok and r.setting == top and r.role is None), None)
     if first is None or len(refs) < 2:
         return None
     return first, {first: refs.pop(first), **refs}

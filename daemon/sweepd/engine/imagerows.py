@@ -39,10 +39,10 @@ class ImageRecorder:
         mode = self.request.images.mode
         if mode != "research":
             return mode == "archive"
-        whole = desc(self.store.manifest.plan_mhz_all or [p.freq_mhz for p in self.plan])
-        if self.store.shard and self.store.shard[0] and self.plan[k].freq_mhz == whole[0]:
+        whole = desc(self.store.manifest.plan_mhz_all or [p.setting for p in self.plan])
+        if self.store.shard and self.store.shard[0] and self.plan[k].setting == whole[0]:
             return False  # a later shard's own reference measurement: shard 0 keeps that clock's images
-        return first and whole.index(self.plan[k].freq_mhz) in representative(len(whole))
+        return first and whole.index(self.plan[k].setting) in representative(len(whole))
 
     def rows(self, workload: Prompts, images: list[np.ndarray], point: ClockPoint,
              trial: int, per_image: list[float], keep: bool, compare: bool = True) -> list[ImageRow]:
@@ -61,7 +61,7 @@ class ImageRecorder:
                 imaging.save_png(path, img, self._png_text(workload, point, trial, i, seed))
                 saved = str(path)
             rows.append(ImageRow(sweep_id=self.store.sweep_id, job_id=self.store.job_id,
-                                 simulated=self.device.simulated, freq_mhz=point.freq_mhz, trial=trial, index=i,
+                                 simulated=self.device.simulated, freq_mhz=point.freq_mhz, power_limit_w=point.power_limit_w, trial=trial, index=i,
                                  seed=seed, sha256=imaging.pixel_sha256(img),
                                  psnr_vs_ref=None if ref is None else _psnr_2dp(imaging.psnr(img, ref)),
                                  saved_path=saved, time_s=per_image[i] if i < len(per_image) else None))

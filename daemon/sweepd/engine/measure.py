@@ -114,7 +114,9 @@ class Measurer:
     # the device's time ---------------------------------------------------------------------
     def settle(self, point: ClockPoint) -> None:
         t0 = self.device.now_ns()
-        if self.controls_clocks:
+        if point.power_limit_w is not None:  # a power sweep: the limit is set, the clock left to the firmware
+            self.guard.cap_power(point.power_limit_w)
+        elif self.controls_clocks:
             self.guard.lock(point.freq_mhz, point.mem_mhz)
         self.sleep(self.request.protocol.settle_s)
         self.store.device_time().settle_s += (self.device.now_ns() - t0) / 1e9
@@ -163,7 +165,7 @@ class Measurer:
               role: Role | None = None) -> tuple[TrialRow, list[ImageRow]]:
         """Measure one window and make its rows. A window that fails as the hardware may (out of memory, a CUDA or
         NVML error, the disk) is a failed row and the sweep goes on; anything else is a bug and is raised."""
-        first = role is None and not any(r.freq_mhz == point.freq_mhz and r.role is None for r in self.store.trials)
+        first = role is None and not any(r.setting == point.setting and r.role is None for r in self.store.trials)
         try:
             w = self.window(workload, fix=role != Role.BATCH)
         except (StopRequested, KeyboardInterrupt):
@@ -194,6 +196,8 @@ class Measurer:
             point, trial, role, images=n, time_s=secs, energy_j=joules, j_per_image=joules / n,
             s_per_image=secs / n, avg_power_w=joules / secs,
             observed_sm_clock_mhz=int(statistics.median(s.sm_mhz for s in samples)) if samples else None,
+            sm_clock_mean_mhz=round(statistics.fmean(s.sm_mhz for s in samples), 1) if samples else None,
+            sm_clock_std_mhz=round(statistics.pstdev(s.sm_mhz for s in samples), 1) if samples else None,
             throttle_reasons=decode_reasons(reasons & ~BENIGN_REASONS),
             temp_c=round(statistics.fmean(s.temp_c for s in samples), 1) if samples else None, status=TrialStatus.OK,
             s_per_image_median=statistics.median(w.per_image_s) if w.per_image_s else None,
@@ -208,7 +212,8 @@ class Measurer:
         """A row saying where and how this trial was measured, and what it measured."""
         return TrialRow(sweep_id=self.store.sweep_id, job_id=self.store.job_id, backend=self.device.backend,
                         simulated=self.device.simulated, gpu_name=self.device.name, gpu_uuid=self.device.uuid,
-                        freq_mhz=point.freq_mhz, mem_clock_mhz=point.mem_mhz, trial=trial,
+                        freq_mhz=point.freq_mhz, mem_clock_mhz=point.mem_mhz, power_limit_w=point.power_limit_w,
+                        trial=trial,
                         steps=self.request.workload.steps, role=role, batch_size=self.batch,
                         compiled=self.compiled or None, **measured)
 
@@ -261,7 +266,7 @@ class Measurer:
         if not samples:
             return []
         t0 = samples[0].t_ns
-        return [PowerRow(freq_mhz=point.freq_mhz, t_s=(s.t_ns - t0) / 1e9, power_w=s.power_w, temp_c=s.temp_c,
+        return [PowerRow(freq_mhz=point.freq_mhz, power_limit_w=point.power_limit_w, t_s=(s.t_ns - t0) / 1e9, power_w=s.power_w, temp_c=s.temp_c,
                          sm_clock_mhz=s.sm_mhz, throttle_reasons=decode_reasons(s.reasons),
                          simulated=self.device.simulated) for s in samples]
 

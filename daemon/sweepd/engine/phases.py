@@ -75,7 +75,7 @@ def drift_check(m: Measurer, workload: Workload, sampler: Sampler, plan: list[Cl
     d = _drift(m, point)
     if d is not None and d.exceeds(protocol.target_ci_pct):
         # savings will be taken against the re-measurement: it gets as many trials as the first measurement had
-        first = len(by_clock(m.store.trials).get(point.freq_mhz, []))
+        first = len(by_clock(m.store.trials).get(point.setting, []))
         for _ in range(max(0, first - d.n)):
             _drift_trial(m, workload, sampler, point)
     sampler.take()  # power.csv keeps each clock's own trace only
@@ -95,7 +95,7 @@ def _drift_trial(m: Measurer, workload: Workload, sampler: Sampler, point: Clock
 
 
 def _drift(m: Measurer, point: ClockPoint) -> Drift | None:
-    return next((d for d in drifts(m.store.trials) if d.freq_mhz == point.freq_mhz), None)
+    return next((d for d in drifts(m.store.trials) if d.setting == point.setting), None)
 
 
 def batch_phase(m: Measurer, workload: Workload, sampler: Sampler, point: ClockPoint) -> None:
@@ -149,7 +149,7 @@ def _measure_size(m: Measurer, workload: Workload, sampler: Sampler, point: Cloc
 
 
 def _log_clock(k: int, n: int, point: ClockPoint, summary: list[SummaryRow]) -> None:
-    row = next((r for r in summary if r.freq_mhz == point.freq_mhz), None)
+    row = next((r for r in summary if r.setting == point.setting), None)
     if row is None:
         progress_log.info("clock %d/%d %s: every trial failed", k + 1, n, point.label)
         return

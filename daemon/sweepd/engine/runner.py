@@ -17,7 +17,7 @@ from sweepd.engine.stop import StopFlag, StopRequested, early
 from sweepd.engine.store import JobStore
 from sweepd.errors import EXIT_DONE, EXIT_FAILED, EXIT_INTERRUPTED, InputError, SweepdError, os_line
 from sweepd.engine.sweep import Observer, Sweep
-from sweepd.freqplan import ClockPoint, measuring_order, plan_clocks
+from sweepd.freqplan import ClockPoint, measuring_order, plan_for
 from sweepd.gpu import open_device
 from sweepd.gpu.base import GpuDevice
 from sweepd.gpu.locks import ClockGuard, GpuClaim, NextClock, repair_stale_locks
@@ -111,7 +111,7 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int
     device = open_for(request)
     try:
         controls = check_device(request, device, layout)
-        plan = plan_clocks(request.frequencies, device)
+        plan = plan_for(request, device)
         check_memory(request, device)
         order, seed = request.protocol.order, request.workload.seed
         if request.frequencies.mode == "adaptive":
@@ -121,7 +121,7 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[int
         if not 0 <= shard[0] < shard[1] or shard[1] > len(plan):
             raise InputError(f"shard {shard[0]} of {shard[1]}: the sweep has {len(plan)} clocks; "
                              "split must be at most the number of clocks")
-        store = JobStore(layout, job_id, shard, [p.freq_mhz for p in plan])
+        store = JobStore(layout, job_id, shard, [p.setting for p in plan])
         mine = shard_plan(plan, *shard)
         if shard[0]:  # every GPU measures the reference itself: savings are ratios within one GPU
             mine = [plan[0], *mine]

@@ -77,15 +77,15 @@ def groups_before(trials: Sequence[TrialRow], freq_mhz: int | None) -> list[list
     for r in trials:
         if r.role is not None:
             continue
-        if r.freq_mhz == freq_mhz:
+        if r.setting == freq_mhz:
             break
-        out.setdefault(r.freq_mhz, []).append(r)
+        out.setdefault(r.setting, []).append(r)
     return [_j(rows) for rows in out.values()]
 
 
 def done(protocol: Protocol, trials: Sequence[TrialRow], freq_mhz: int | None) -> bool:
     """The clock has its trials: max_trials attempted, or as many successful ones as it needs."""
-    mine = [r for r in trials if r.freq_mhz == freq_mhz and r.role is None]
+    mine = [r for r in trials if r.setting == freq_mhz and r.role is None]
     if len(mine) >= protocol.most:
         return True
     own = _j(mine)

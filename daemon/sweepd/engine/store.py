@@ -103,7 +103,7 @@ class JobStore:
         self.manifest = SweepManifest(
             sweep_id=sweep_id or secrets.token_hex(6), job_id=self.job_id, status=RunState.RUNNING,
             simulated=gpu.simulated, backend=gpu.backend, gpu=gpu, request=request, request_sha256=fingerprint,
-            plan_mhz=[p.freq_mhz for p in plan], images_per_trial=None,
+            plan_mhz=[p.setting for p in plan], images_per_trial=None,
             versions={"sweepd": __version__, "python": platform.python_version()},
             results_dir=str(self.dir), images_dir=str(self.images_dir), started_at=now_iso(), ended_at=None,
             error=None, started_unix=time.time(), pid=os.getpid())
@@ -124,13 +124,13 @@ class JobStore:
 
     def _load_rows(self, plan: list[ClockPoint], protocol: Protocol) -> None:
         trials = TrialRow.read_all(self.dir / "trials.csv")
-        complete = {p.freq_mhz for p in plan if stopping.done(protocol, trials, p.freq_mhz)}
+        complete = {p.setting for p in plan if stopping.done(protocol, trials, p.setting)}
         w = self.manifest.request.workload
         batch_done = w.batch_search and batching.phase_done(trials, w.variants, protocol)
-        self.trials = [r for r in trials if (batch_done if r.batch_trial else r.freq_mhz in complete)]
-        kept = {(r.freq_mhz, r.trial) for r in self.trials}
-        self.images = [r for r in ImageRow.read_all(self.dir / "images.csv") if (r.freq_mhz, r.trial) in kept]
-        self.power = [r for r in PowerRow.read_all(self.dir / "power.csv") if r.freq_mhz in complete]
+        self.trials = [r for r in trials if (batch_done if r.batch_trial else r.setting in complete)]
+        kept = {(r.setting, r.trial) for r in self.trials}
+        self.images = [r for r in ImageRow.read_all(self.dir / "images.csv") if (r.setting, r.trial) in kept]
+        self.power = [r for r in PowerRow.read_all(self.dir / "power.csv") if r.setting in complete]
         self._rendered.clear()
 
     # state -----------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ class JobStore:
 
     def next_trial(self, point: ClockPoint) -> int:
         """The number the clock's next trial gets (a re-measurement for drift goes on counting)."""
-        return max((r.trial for r in self.trials if r.freq_mhz == point.freq_mhz), default=0) + 1
+        return max((r.trial for r in self.trials if r.setting == point.setting), default=0) + 1
 
     def last_was_drift_check(self) -> bool:
         return bool(self.trials) and self.trials[-1].drift_check
@@ -152,7 +152,7 @@ class JobStore:
     def clock_done(self, point: ClockPoint, protocol: Protocol) -> bool:
         """The clock has its trials: the fixed count, or (sequential) as many as :mod:`~sweepd.engine.stopping`
         plans for it, or max_trials."""
-        return stopping.done(protocol, self.trials, point.freq_mhz)
+        return stopping.done(protocol, self.trials, point.setting)
 
     def write_manifest(self) -> None:
         self.manifest.write(self.manifest_path)
@@ -216,7 +216,7 @@ class JobStore:
     def summary_rows(self, plan: list[ClockPoint]) -> list[SummaryRow]:
         """The per-clock summary as it stands (summary.csv holds the same, written at each clock's end)."""
         p = self.manifest.request.protocol
-        return summarize(self.trials, [q.freq_mhz for q in plan], p.target_ci_pct, p.equivalence_margin_pct)
+        return summarize(self.trials, [q.setting for q in plan], p.target_ci_pct, p.equivalence_margin_pct)
 
     def write_summary(self, plan: list[ClockPoint]) -> list[SummaryRow]:
         rows = self.summary_rows(plan)

@@ -39,7 +39,7 @@ class Drift:
     """The baseline clock measured again: how far its mean J/image and s/image moved, in %, each with the
     half-width of that change at 97.5 % (Welch, two metrics at 2.5 % each; inf with a single trial on either
     side)."""
-    freq_mhz: int | None
+    setting: int | None  # the clock (MHz) or, in a power sweep, the limit (W)
     n: int
     j_pct: float
     s_pct: float
@@ -76,7 +76,7 @@ def by_clock(trials: Iterable[TrialRow], drift_checks: bool = False) -> dict[int
     out: dict[int | None, list[TrialRow]] = {}
     for row in trials:
         if row.ok and row.role == (Role.DRIFT if drift_checks else None):
-            out.setdefault(row.freq_mhz, []).append(row)
+            out.setdefault(row.setting, []).append(row)
     return out
 
 
@@ -110,10 +110,17 @@ def reference_trials(trials: list[TrialRow], order: list[int | None], drift_limi
     if top is None and not clocks.get(None):
         return []
     if drift_limit_pct is not None:
-        d = next((d for d in drifts(trials) if d.freq_mhz == top), None)
+        d = next((d for d in drifts(trials) if d.setting == top), None)
         if d is not None and d.exceeds(drift_limit_pct):
             return by_clock(trials, drift_checks=True)[top]
     return clocks.get(top, [])
+
+
+def _pooled_std(rows: list[TrialRow]) -> float:
+    """The SM clock's spread over a setting's trials: within each window and between their means."""
+    pairs = [(r.sm_clock_mean_mhz, r.sm_clock_std_mhz or 0.0) for r in rows if r.sm_clock_mean_mhz is not None]
+    mean = statistics.fmean(m for m, _ in pairs)
+    return round(statistics.fmean(sd * sd + (m - mean) ** 2 for m, sd in pairs) ** 0.5, 1)
 
 
 def _s(rows: list[TrialRow]) -> list[float]:
@@ -161,7 +168,7 @@ def summarize(trials: Iterable[TrialRow], order: list[int | None],
         rows = clocks.get(freq)
         if not rows:
             continue
-        if top is None and ref and ref[0].freq_mhz == freq:
+        if top is None and ref and ref[0].setting == freq:
             rows = ref  # the reference clock's row is the reference (its re-measurement, when it drifted)
         top = top or rows
         j = [float(r.j_per_image) for r in rows]
@@ -175,13 +182,16 @@ def summarize(trials: Iterable[TrialRow], order: list[int | None],
         bound = _bound(slower, statistics.median(u) if u else None, flat)
         jm, sm = statistics.fmean(j), statistics.fmean(s)
         jsd = statistics.stdev(j) if len(j) > 1 else 0.0
+        clk = [r.sm_clock_mean_mhz for r in rows if r.sm_clock_mean_mhz is not None]
         out.append(SummaryRow(
-            freq_mhz=freq, n=len(rows), s_per_image_mean=sm, s_per_image_std=statistics.stdev(s) if len(s) > 1 else 0.0,
+            freq_mhz=rows[0].freq_mhz, power_limit_w=rows[0].power_limit_w, n=len(rows), s_per_image_mean=sm, s_per_image_std=statistics.stdev(s) if len(s) > 1 else 0.0,
             j_per_image_mean=jm, j_per_image_std=jsd, cv=jsd / jm if jm else 0.0,
             avg_power_w=statistics.fmean(p), edp=jm * sm, ed2p=jm * sm * sm,
             energy_saving_pct_vs_max=(1 - jm / ref_j) * 100, time_change_pct_vs_max=(sm / ref_s - 1) * 100,
             backend=backend, simulated=simulated, ci95_pct=ci95_pct(j) if len(j) > 1 else None,
-            s_ci95_pct=ci95_pct(s) if len(s) > 1 else None, gpu_util_pct=util, bound=bound))
+            s_ci95_pct=ci95_pct(s) if len(s) > 1 else None, gpu_util_pct=util, bound=bound,
+            sm_clock_mean_mhz=round(statistics.fmean(clk), 1) if clk else None,
+            sm_clock_std_mhz=_pooled_std(rows) if clk else None))
     return out
 
 
@@ -191,9 +201,9 @@ def bottleneck(rows: list[SummaryRow]) -> list[Range]:
     for r in rows:
         b = r.bound or Bound.UNKNOWN
         if out and out[-1].bound == b:
-            out[-1] = Range(out[-1].from_mhz, r.freq_mhz, b)
+            out[-1] = Range(out[-1].from_mhz, r.setting, b)
         else:
-            out.append(Range(r.freq_mhz, r.freq_mhz, b))
+            out.append(Range(r.setting, r.setting, b))
     return out
 
 

@@ -87,12 +87,12 @@ class Sweep:
         clocks since the last check (the baseline's own first measurement counted; never right after it)."""
         trials, protocol = self.store.trials, self.request.protocol
         if not self.checks_drift or not trials or trials[-1].drift_check \
-                or not self.store.clock_done(self.plan[0], protocol) or trials[-1].freq_mhz == self.plan[0].freq_mhz:
+                or not self.store.clock_done(self.plan[0], protocol) or trials[-1].setting == self.plan[0].setting:
             return None
         if not pending:
             return "end of the sweep"
         since = next((i + 1 for i in range(len(trials) - 1, -1, -1) if trials[i].drift_check), 0)
-        clocks = {t.freq_mhz for t in trials[since:]}
+        clocks = {t.setting for t in trials[since:]}
         return "baseline_every" if protocol.baseline_every and len(clocks) >= protocol.baseline_every else None
 
     def _search(self, m: Measurer, workload: Workload, sampler: Sampler) -> None:

@@ -81,7 +81,7 @@ def repair_stale_locks(records: Path, opener: Callable[[ClockLockRecord], GpuDev
         try:
             with opener(rec) as dev:
                 if rec.power_limit_w is not None:
-                    dev.reset_power_limit()
+                    reset_power(dev, rec.control, rec.zeusd_socket)
                 reset(dev, rec.control, rec.zeusd_socket)
         except GpuError as e:
             done.append(f"could not reset clocks of {rec.uuid} left locked by pid {rec.pid}: {e}")
@@ -100,6 +100,23 @@ def set_clock(device: GpuDevice, control: ClockControl, sm_mhz: int, memory_mhz:
         Zeusd(zeusd.socket_path(zeusd_socket)).lock(device.index, sm_mhz, memory_mhz)
     else:
         device.lock_clocks(sm_mhz, memory_mhz)
+
+
+def set_power(device: GpuDevice, control: ClockControl, watts: int, zeusd_socket: str | None = None) -> None:
+    """A power limit, the way `control` sets it (zeusd's `set_power_limit`, else NVML)."""
+    if control is ClockControl.ZEUSD and not device.simulated:
+        device.power_limits_w().check(watts, device.name)
+        Zeusd(zeusd.socket_path(zeusd_socket)).set_power_limit(device.index, watts)
+    else:
+        device.set_power_limit(watts)
+
+
+def reset_power(device: GpuDevice, control: ClockControl, zeusd_socket: str | None = None) -> None:
+    """The board's default power limit back (zeusd has no reset: its default, read through NVML, is set)."""
+    if control is ClockControl.ZEUSD and not device.simulated:
+        Zeusd(zeusd.socket_path(zeusd_socket)).set_power_limit(device.index, device.power_limits_w().default_w)
+    else:
+        device.reset_power_limit()
 
 
 def reset(device: GpuDevice, control: ClockControl, zeusd_socket: str | None = None) -> None:
@@ -224,19 +241,31 @@ class ClockGuard:
                         since=time.strftime("%Y-%m-%dT%H:%M:%S%z")).write(self.path)
 
     def cap_power(self, watts: int) -> None:
-        """Cap the board's power at ``watts`` (NVML, root); reset to the default with the clocks, on every exit
-        path, and by the next start's repair after a SIGKILL."""
-        first = self.capped is None
-        self.capped = int(watts)
-        self._record(self.control)
-        try:
-            self.device.set_power_limit(watts)
-        except BaseException:
-            if first:
+        """Cap the board's power at ``watts`` through the control (NVML as root, or zeusd; "auto": the first of them
+        not refused, at the first limit); reset to the default on every exit path, and by the next start's repair
+        after a SIGKILL (the record names the cap before it is set)."""
+        if self.capped is not None or self.locked is not None:  # the control is chosen
+            self.capped = int(watts)
+            self._record(self.control)
+            set_power(self.device, self.control, watts, self.zeusd_socket)
+            return
+        for control in self.candidates[len(self.refused):]:
+            self.control = control
+            self.capped = int(watts)
+            self._record(control)
+            try:
+                set_power(self.device, control, watts, self.zeusd_socket)
+            except BaseException as e:
                 self.capped = None
-                if self.locked is None:
-                    self.path.unlink(missing_ok=True)
-            raise
+                self.path.unlink(missing_ok=True)
+                if not isinstance(e, GpuPermissionError) or len(self.candidates) == 1:
+                    raise
+                self.refused.append((control, str(e).partition(": permission denied")[0] + ": permission denied"))
+                continue
+            return
+        raise AllRefused(f"[gpu] clock_control = \"auto\": every control that sets a power limit was refused on "
+                         f"{self.device.name}: " + "; ".join(f"{c}: {w}" for c, w in self.refused)
+                         + "; an administrator can enable one (root for sweepd, or zeusd)")
 
     def _step_clock(self, sm_mhz: int, memory_mhz: int | None) -> None:
         """clock_control = "slurm": this step runs at the clock srun gave it; another clock ends the step."""
@@ -261,7 +290,7 @@ class ClockGuard:
 
     def release(self) -> None:
         if self.capped is not None:
-            self.device.reset_power_limit()  # raises if it fails: the record stays for repair
+            reset_power(self.device, self.control, self.zeusd_socket)  # raises if it fails: the record stays
             self.capped = None
             if self.locked is None:
                 self.path.unlink(missing_ok=True)

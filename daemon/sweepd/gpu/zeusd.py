@@ -1,9 +1,10 @@
 """Clocks set through zeusd, Zeus's privileged daemon (ml-energy/zeus, `zeusd/`; API: `docs/zeusd/api.md` as of
 zeusd 0.5.0): HTTP over a unix socket that an administrator runs as root, so that users may set GPU clocks
 without it. sweepd uses its documented write endpoints (`POST /gpu/set_gpu_locked_clocks`,
-`/gpu/reset_gpu_locked_clocks`, `/gpu/set_mem_locked_clocks`, `/gpu/reset_mem_locked_clocks`, each with
-`gpu_ids`, the clock range and `block=true` as query parameters) and `GET /discover`; energy, power and the
-clock the GPU runs at are still read through NVML. GPUs are named by their NVML index, as zeusd names them.
+`/gpu/reset_gpu_locked_clocks`, `/gpu/set_mem_locked_clocks`, `/gpu/reset_mem_locked_clocks` and
+`/gpu/set_power_limit` (no reset: the default limit is set again), each with `gpu_ids`, the clock range or
+`power_limit_mw` and `block=true` as query parameters) and `GET /discover`; energy, power, the limit's range and
+the clock the GPU runs at are still read through NVML. GPUs are named by their NVML index, as zeusd names them.
 
 Each HTTP status maps to one of sweepd's GPU errors (403: permission, 400: not supported, anything else or no
 answer: unavailable), so nothing above this module speaks HTTP.
@@ -88,6 +89,9 @@ class Zeusd:
                            _write(index, min_clock_mhz=memory_mhz, max_clock_mhz=memory_mhz))
             except GpuNotSupported:
                 pass  # before Ampere: the memory clock stays where the driver puts it (as with NVML's own lock)
+
+    def set_power_limit(self, index: int, watts: int) -> None:
+        self._call("POST", "/gpu/set_power_limit", _write(index, power_limit_mw=int(watts) * 1000))
 
     def reset(self, index: int) -> None:
         self._call("POST", "/gpu/reset_gpu_locked_clocks", _write(index))

@@ -17,7 +17,7 @@ from pathlib import Path
 from sweepd import atomic
 from sweepd.configfile import ConfigError
 from sweepd.errors import InputError
-from sweepd.freqplan import plan_clocks
+from sweepd.freqplan import plan_for
 from sweepd.gpu.base import GpuError
 from sweepd.paths import Layout
 from sweepd.request import SweepRequest
@@ -112,7 +112,7 @@ def check_clocks(req: SweepRequest, default_index: int | None = None) -> None:
         dev = _clock_table_device(g.backend, g.index if g.index is not None else default_index, g.sim_model)
     except GpuError:
         return  # no such GPU here (a client on a login node): the worker checks again before running
-    plan_clocks(req.frequencies, dev)
+    plan_for(req, dev)
 
 
 def check_hours(req: SweepRequest, source: str, executor: str, where: Admission, layout: Layout) -> None:

@@ -109,7 +109,7 @@ def prepare(request: SweepRequest, layout: Layout, job_id: str | None, force: bo
         steps = clockcontrol.in_steps(request, device, layout, controls, plan[0])
     finally:
         device.close()
-    expected, text = len(plan), f"{len(plan)} clock(s)"
+    expected, text = len(plan), f"{len(plan)} {request.knob.noun}(s)"
     if request.frequencies.mode == "adaptive":
         from sweepd.report.estimate import EXPECTED_EVALUATIONS
 

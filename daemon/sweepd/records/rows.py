@@ -1,7 +1,9 @@
 """The rows of a job's CSV files: trials.csv, images.csv, power.csv and summary.csv.
 
 The column order is the field order; 0.1.0's files have the same columns. A clock is ``freq_mhz``
-(None, an empty cell, for a baseline sweep without clock control).
+(None, an empty cell, for a baseline sweep without clock control). A power-limit sweep's rows have the limit in
+``power_limit_w`` and no ``freq_mhz`` (the firmware picks the clock). Either way a row's ``setting`` is the knob's
+value it was measured at: the key every statistic and report groups by.
 """
 
 from __future__ import annotations
@@ -21,7 +23,17 @@ def clock_label(freq_mhz: int | None) -> str:
     return "baseline" if freq_mhz is None else str(freq_mhz)
 
 
-class TrialRow(CsvRow):
+class _Setting:
+    """A row with ``freq_mhz`` and ``power_limit_w`` fields (declared on each row, in its column order)."""
+
+    @property
+    def setting(self) -> int | None:
+        """The knob's value this row was measured at: the power limit (W) in a power sweep, else the clock (MHz)."""
+        limit = getattr(self, "power_limit_w")
+        return limit if limit is not None else getattr(self, "freq_mhz")
+
+
+class TrialRow(_Setting, CsvRow):
     """One measured window (a trial) at one clock; failed trials too, with their error."""
     sweep_id: str
     job_id: str
@@ -55,6 +67,9 @@ class TrialRow(CsvRow):
     energy_tail_j: float | None = None  # idle energy after the last image, up to the counter's next step, taken out
     # of energy_j (instant power times that wait; empty where only 1 s power averages exist: no correction)
     compiled: bool | None = None  # the denoiser ran torch.compiled ([workload] compile; empty: not compiled)
+    power_limit_w: int | None = None  # the board's power limit set for this window (a power sweep; empty: default)
+    sm_clock_mean_mhz: float | None = None  # the SM clock over the window's ~10 Hz samples: its mean and its
+    sm_clock_std_mhz: float | None = None  # spread (a locked clock has none; a capped GPU's clock moves)
 
     @property
     def ok(self) -> bool:
@@ -81,7 +96,7 @@ class TrialRow(CsvRow):
         return self.role == Role.BATCH
 
 
-class ImageRow(CsvRow):
+class ImageRow(_Setting, CsvRow):
     """Every image generated in a trial, saved or not."""
     sweep_id: str
     job_id: str
@@ -94,6 +109,7 @@ class ImageRow(CsvRow):
     psnr_vs_ref: float | None = None  # inf: identical to the reference clock's image
     saved_path: str | None = None
     time_s: float | None = None  # this image's generation time: its batch's time / the batch size (not in 0.1.0)
+    power_limit_w: int | None = None  # a power sweep's limit
 
     @property
     def differs(self) -> bool:
@@ -101,7 +117,7 @@ class ImageRow(CsvRow):
         return self.psnr_vs_ref is not None and not math.isinf(self.psnr_vs_ref)
 
 
-class PowerRow(CsvRow):
+class PowerRow(_Setting, CsvRow):
     """One sample of the ~10 Hz power trace."""
     freq_mhz: int | None
     t_s: float
@@ -110,10 +126,11 @@ class PowerRow(CsvRow):
     sm_clock_mhz: int | None = None
     throttle_reasons: str | None = None
     simulated: bool
+    power_limit_w: int | None = None  # a power sweep's limit
 
 
-class SummaryRow(CsvRow):
-    """One clock's statistics over its successful trials; savings are against the highest clock."""
+class SummaryRow(_Setting, CsvRow):
+    """One setting's statistics over its successful trials; savings are against the highest (clock or limit)."""
     freq_mhz: int | None
     n: int
     s_per_image_mean: float
@@ -133,11 +150,14 @@ class SummaryRow(CsvRow):
     s_ci95_pct: float | None = None  # the same for mean s/image
     gpu_util_pct: float | None = None  # mean over the trials (None: the GPU does not report it)
     bound: Bound | None = None  # what sets the pace at this clock (see engine.summary)
+    power_limit_w: int | None = None  # a power sweep's limit
+    sm_clock_mean_mhz: float | None = None  # the SM clock over the trials' samples (a power sweep: where the cap
+    sm_clock_std_mhz: float | None = None  # put it, and how much it moved)
 
     @property
     def key(self) -> str:
-        return clock_key(self.freq_mhz)
+        return clock_key(self.setting)
 
     @property
     def label(self) -> str:
-        return clock_label(self.freq_mhz)
+        return clock_label(self.setting)

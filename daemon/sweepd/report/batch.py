@@ -14,6 +14,7 @@ from sweepd.records.rows import clock_label
 from sweepd.report.data import JobResults
 from sweepd.report.optima import Optimum
 from sweepd.stats import ratio_ci95
+from sweepd.vocab import Knob
 
 
 @dataclass
@@ -45,12 +46,14 @@ class BatchKnob:
     chosen_compile: bool = False  # the clocks ran the denoiser compiled
     compile_saving_pct: float | None = None  # J/image, compiled vs eager at the chosen size (both measured)
     compile_saving_ci95: list[float] | None = None
+    knob: Knob = Knob.CLOCK  # what freq_mhz and clock_mhz hold: clocks, or a power sweep's limits (W)
 
     def line(self, simulated: bool) -> str:
+        k = self.knob
         measured = ", ".join(f"{s.label}: {s.j_per_image:.1f} J/image, {s.s_per_image:.3f} s/image"
                              for s in self.sizes if s.j_per_image is not None)
         refused = "".join(f"; batch {s.label} refused: {s.refused}" for s in self.sizes if s.refused)
-        head = (f"batch sizes at {clock_label(self.freq_mhz)} MHz ({measured}){refused}; "
+        head = (f"batch sizes at {k.show(self.freq_mhz)} ({measured}){refused}; "
                 f"the clocks were measured at batch {self.chosen}{', compiled' if self.chosen_compile else ''} "
                 f"(lowest {self.objective})")
         parts = []
@@ -61,7 +64,7 @@ class BatchKnob:
             parts.append(f"batch {self.chosen}: {-self.batch_saving_pct:+.1f}%{_ci(self.batch_saving_ci95)} "
                          f"J/image vs batch {self.against}")
         if parts and self.clock_saving_pct is not None:
-            parts.append(f"then {clock_label(self.clock_mhz)} MHz: {-self.clock_saving_pct:+.1f}%")
+            parts.append(f"then {k.show(self.clock_mhz)}: {-self.clock_saving_pct:+.1f}%")
             parts.append(f"together {-self.total_saving_pct:+.1f}%")
         return head + (". " + "; ".join(parts) if parts else "") + (" (simulated)" if simulated else "")
 
@@ -82,8 +85,9 @@ def knob(job: JobResults, recommended: Optimum | None) -> BatchKnob | None:
     if rec is None:
         return None
     found = batching.sizes(job.trials, batching.variants_of(rec))
-    top = next((t.freq_mhz for t in job.trials if t.batch_trial), None)
-    out = BatchKnob(top, rec.objective, rec.chosen, None, chosen_compile=bool(rec.chosen_compile))
+    top = next((t.setting for t in job.trials if t.batch_trial), None)
+    out = BatchKnob(top, rec.objective, rec.chosen, None, chosen_compile=bool(rec.chosen_compile),
+                    knob=job.manifest.request.knob)
     for s in found:
         js = [float(t.j_per_image) for t in s.trials]
         out.sizes.append(SizeFigures(s.size, len(s.trials), statistics.fmean(js) if js else None,

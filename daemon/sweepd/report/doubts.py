@@ -66,6 +66,7 @@ def measurement(job, rows: list[SummaryRow], cv_limit: float, tol: int) -> list[
     """What the measurements themselves show: missed locks, precision, spread, failures, images, shards."""
     out: list[Flag] = []
     req = job.manifest.request
+    k = req.knob
     controlled = req.gpu.clock_control.sets_clocks and req.frequencies.mode != "baseline"
     missed: dict[int, list[str]] = {}
     for t in job.trials:
@@ -82,22 +83,22 @@ def measurement(job, rows: list[SummaryRow], cv_limit: float, tol: int) -> list[
     for r in rows:
         if p.sequential and (r.ci95_pct is None or r.ci95_pct > p.target_ci_pct):
             ci = "no CI (one trial)" if r.ci95_pct is None else f"95 % CI of ±{r.ci95_pct:.2f}%"
-            out.append(Flag("target_missed", r.freq_mhz, f"{r.label} MHz: J/image has {ci} after {r.n} trials, wider "
+            out.append(Flag("target_missed", r.setting, f"{k.show(r.setting)}: J/image has {ci} after {r.n} trials, wider "
                             f"than the target ±{p.target_ci_pct:g}% (protocol.max_trials = {p.max_trials})",
                             r.ci95_pct))
         if r.n > 1 and r.cv > cv_limit and _cv_lower(r.cv, r.n, looks) > cv_limit:
-            out.append(Flag("cv", r.freq_mhz, f"{r.label} MHz: J/image varies by CV {r.cv * 100:.1f}% over {r.n} "
+            out.append(Flag("cv", r.setting, f"{k.show(r.setting)}: J/image varies by CV {r.cv * 100:.1f}% over {r.n} "
                             f"trials, beyond {cv_limit * 100:.0f}% by more than chance explains"))
     for t in job.trials:
         if not t.ok and not (t.batch_trial and t.out_of_memory):  # a refused size: said with the sizes
-            out.append(Flag("trial_failed", t.freq_mhz, f"{clock_label(t.freq_mhz)} MHz trial {t.trial} failed: "
+            out.append(Flag("trial_failed", t.setting, f"{k.show(t.setting)} trial {t.trial} failed: "
                             f"{t.error} (not in the table)"))
     differ: dict[int | None, int] = {}
     for im in job.images:
         if im.differs:
-            differ[im.freq_mhz] = differ.get(im.freq_mhz, 0) + 1
+            differ[im.setting] = differ.get(im.setting, 0) + 1
     for f, n in differ.items():
-        out.append(Flag("images_differ", f, f"{clock_label(f)} MHz: {n} image(s) differ from the reference clock's "
+        out.append(Flag("images_differ", f, f"{k.show(f)}: {n} image(s) differ from the reference clock's "
                         "(PSNR < inf)"))
     m = job.manifest
     if m.merged_shards:
@@ -121,9 +122,9 @@ def answer(a, limit: float, trials: dict[int | None, list[TrialRow]], ref: list[
     """Drift, savings inside the noise, bounded answers near the bound, lower clocks faster than the reference,
     counter vs power."""
     out: list[Flag] = []
-    d = a.drift
+    k, d = a.knob, a.drift
     if d is not None and d.exceeds(limit):
-        out.append(Flag("drift", d.freq_mhz, f"{clock_label(d.freq_mhz)} MHz measured again ({d.n} trials) differs "
+        out.append(Flag("drift", d.setting, f"{k.show(d.setting)} measured again ({d.n} trials) differs "
                         f"from its first measurement by {d.j_pct:+.1f}% J/image (±{d.j_ci95_pct:.1f}%) and "
                         f"{d.s_pct:+.1f}% s/image (±{d.s_ci95_pct:.1f}%), beyond the ±{limit:g}% target and its "
                         "noise: drift, or a cold first measurement; savings are against the re-measurement, and the "
@@ -133,28 +134,28 @@ def answer(a, limit: float, trials: dict[int | None, list[TrialRow]], ref: list[
         if s.is_reference:
             continue
         if s.energy_saving_ci95 is None:
-            out.append(Flag("one_trial", s.freq_mhz, f"{o.name(a.bound_pct)} at {clock_label(s.freq_mhz)} MHz: one "
+            out.append(Flag("one_trial", s.freq_mhz, f"{o.name(a.bound_pct)} at {k.show(s.freq_mhz)}: one "
                             "trial, no confidence interval; every clock with one trial counts as equivalent"))
         elif not o.bounded and not s.saving_certain:
             lo, hi = s.energy_saving_ci95
-            out.append(Flag("saving_unclear", s.freq_mhz, f"{o.name(a.bound_pct)} at {clock_label(s.freq_mhz)} MHz "
+            out.append(Flag("saving_unclear", s.freq_mhz, f"{o.name(a.bound_pct)} at {k.show(s.freq_mhz)} "
                             f"saves {s.energy_saving_pct:.1f}% (95% CI {lo:.1f} to {hi:.1f}%): not distinguishable "
                             "from no saving"))
     s_ref = [float(t.s_per_image) for t in ref]
-    lower = [r for r in a.rows[1:] if r.freq_mhz is not None and a.baseline is not None and r.freq_mhz < a.baseline
-             and trials.get(r.freq_mhz)]
+    lower = [r for r in a.rows[1:] if r.setting is not None and a.baseline is not None and r.setting < a.baseline
+             and trials.get(r.setting)]
     alpha = 2 * ALPHA / max(1, len(lower))  # one-sided 5 % over the clocks compared
     faster = [r.label for r in lower
-              if significantly_greater(s_ref, [float(t.s_per_image) for t in trials[r.freq_mhz]], alpha)]
+              if significantly_greater(s_ref, [float(t.s_per_image) for t in trials[r.setting]], alpha)]
     if faster:
-        out.append(Flag("lower_clock_faster", None, f"{', '.join(faster)} MHz ran significantly faster per image than "
-                        f"the reference {clock_label(a.baseline)} MHz: a lower clock cannot be faster, so timing "
+        out.append(Flag("lower_clock_faster", None, f"{', '.join(faster)} {k.unit} ran significantly faster per image than "
+                        f"the reference {k.show(a.baseline)}: a lower {k.noun} cannot be faster, so timing "
                         "noise, drift or a host-bound workload is larger than the clock's effect; the savings here "
                         "are doubtful"))
     for g in a.gpu_offsets[1:]:  # the first GPU is what the others are measured against
         if g.differs():
             out.append(Flag("gpu_offset", a.baseline, f"GPU {g.gpu} (shard {', '.join(map(str, g.shards))}) differs "
-                            f"from GPU {a.gpu_offsets[0].gpu} at the reference {clock_label(a.baseline)} MHz by "
+                            f"from GPU {a.gpu_offsets[0].gpu} at the reference {k.show(a.baseline)} by "
                             f"{g.energy_offset_pct:+.1f}% J/image ({_ci(g.energy_offset_ci95)}) and "
                             f"{g.time_offset_pct:+.1f}% s/image ({_ci(g.time_offset_ci95)}): GPUs of one model differ; "
                             "each clock's saving is taken on its own GPU"))
@@ -163,9 +164,9 @@ def answer(a, limit: float, trials: dict[int | None, list[TrialRow]], ref: list[
     averaged = any(g.power_reading == PowerReading.AVERAGE_1S for g in [m.gpu, *(m.gpus_used or [])] if g is not None)
     for t in [] if averaged else a.job.trials:  # 1 s averages lag a 2 s window: a difference says nothing
         if t.ok and t.energy_j and t.energy_j_power and abs(t.energy_j - t.energy_j_power) > _power_tolerance(t):
-            off.setdefault(t.freq_mhz, []).append(f"trial {t.trial}: {t.energy_j:.0f} J vs {t.energy_j_power:.0f} J")
+            off.setdefault(t.setting, []).append(f"trial {t.trial}: {t.energy_j:.0f} J vs {t.energy_j_power:.0f} J")
     for f, what in off.items():
-        out.append(Flag("counter_vs_power", f, f"{clock_label(f)} MHz: the energy counter and the 10 Hz power "
+        out.append(Flag("counter_vs_power", f, f"{k.show(f)}: the energy counter and the 10 Hz power "
                         f"samples differ by more than {POWER_CHECK:.0%} and than the samples' own spread explains "
                         f"({'; '.join(what)}): one of the two readings is off"))
     return out

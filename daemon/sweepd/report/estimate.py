@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sweepd import families
 from sweepd.engine.search import COARSE, MAX_EVALUATIONS
-from sweepd.freqplan import ClockPoint, plan_clocks, representative
+from sweepd.freqplan import ClockPoint, plan_for, representative
 from sweepd.gpu.base import GpuDevice
 from sweepd.paths import Layout
 from sweepd.report.data import JobResults, all_jobs
@@ -72,8 +72,23 @@ def _same_workload(job: JobResults, req: SweepRequest, gpu_name: str) -> bool:
     w, h, m = job.manifest.request.workload, req.workload, job.manifest
     return (job.gpu_name == gpu_name and w.model == h.model and w.steps == h.steps and w.width == h.width
             and w.height == h.height and w.batch_size == h.batch_size and w.scheduler == h.scheduler
+            and m.request.knob == req.knob  # a power sweep's settings are watts, not clocks
             and m.done and m.ended_unix is not None
             and not m.merged_shards)  # shards ran side by side: their wall time is not one GPU's
+
+
+def _slowdown(model, pt: ClockPoint, device: GpuDevice) -> float:
+    """The modelled time at a setting against the highest clock's: a locked clock's, or where a power limit puts the
+    clock (:mod:`sweepd.gpu.simcap`)."""
+    if model is None:
+        return 1.0
+    if pt.power_limit_w is not None:
+        from sweepd.gpu import simcap
+
+        clocks = device.graphics_clocks(device.memory_clocks()[0])
+        cap = simcap.mix(pt.power_limit_w, max(clocks), clocks, model.busy_power_w)
+        return cap.slowdown(model.slowdown) if cap is not None else 1.0
+    return model.slowdown(pt.freq_mhz) if pt.freq_mhz else 1.0
 
 
 def _sim_model_for(gpu_name: str):
@@ -101,17 +116,17 @@ def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: 
              | None = None, from_history: bool = True) -> Estimate:
     """policy_caps: (rule name, max_bytes, max_files, bytes used now, files used now) of rules covering images/;
     ``from_history``: time an earlier sweep of the same workload took, where there is one (else the model's)."""
-    plan: list[ClockPoint] = plan_clocks(req.frequencies, device)
+    plan: list[ClockPoint] = plan_for(req, device)
     p, w = req.protocol, req.workload
     b = max(w.batch_sizes)  # a batch-size list: the most images a window can hold, so caps are not underestimated
     history = [j for j in all_jobs(layout) if _same_workload(j, req, device.name)] if from_history else []
-    keys = [pt.freq_mhz for pt in plan]
+    keys = [pt.setting for pt in plan]
     if history:
         job = history[-1]
         from sweepd.engine.summary import summarize
 
         rows = summarize(job.trials, job.plan)
-        s_by_f = {r.freq_mhz or 0: r.s_per_image_mean for r in rows}
+        s_by_f = {r.setting or 0: r.s_per_image_mean for r in rows}
         s_img = [_interp(s_by_f, f or 0) for f in keys]
         m = job.manifest
         windows = sum(t.time_s or 0.0 for t in job.trials if t.ok)
@@ -135,7 +150,7 @@ def estimate(req: SweepRequest, layout: Layout, device: GpuDevice, policy_caps: 
 
         name, model = _sim_model_for(device.name)
         s_max = s_per_image(name or "A100", w.model, w.steps, w.width, w.height)
-        s_img = [s_max * (model.slowdown(f) if model and f else 1.0) for f in keys]
+        s_img = [s_max * _slowdown(model, pt, device) for pt in plan]
         n = p.images_per_trial or max(b, math.ceil(p.min_window_s / s_max / b) * b)
         fixed, per_trial = (0.0 if device.simulated else STARTUP_S), 0.0
         time_source = f"modelled: no earlier sweep of this workload on {device.name}"

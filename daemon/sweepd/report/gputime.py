@@ -54,8 +54,8 @@ def breakdown(job: JobResults) -> GpuTime | None:
         elif t.batch_trial:
             batch += t.time_s
         else:
-            seen[t.freq_mhz] = seen.get(t.freq_mhz, 0) + 1
-            if seen[t.freq_mhz] <= least:
+            seen[t.setting] = seen.get(t.setting, 0) + 1
+            if seen[t.setting] <= least:
                 measure += t.time_s
             else:
                 extra += t.time_s

@@ -12,6 +12,7 @@ from sweepd import atomic
 from sweepd.records.rows import clock_label
 from sweepd.report import words
 from sweepd.report.analysis import Analysis
+from sweepd.vocab import Knob
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}
 table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -22,6 +23,13 @@ th{background:#f0f0f0}.sim{background:#fff3cd;border:1px solid #e0c060;padding:0
 def _img(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def _clock(r) -> str:
+    """Where a power limit put the SM clock: its mean and spread over the trials' samples."""
+    if r.sm_clock_mean_mhz is None:
+        return "-"
+    return f"{r.sm_clock_mean_mhz:.0f} ± {r.sm_clock_std_mhz or 0:.0f}"
 
 
 def _pct(x: float) -> str:
@@ -49,13 +57,14 @@ def render(a: Analysis, plots: list[Path]) -> str:
                  f"<q>{escape(str(w.prompt))}</q>; GPU {escape(j.gpu_name)} ({escape(j.manifest.backend or '')}); "
                  f"status {escape(j.manifest.status)}; sweep {escape(j.manifest.sweep_id)}</p>")
     again = " and, since it drifted, measured again at the end: savings are against that" if a.remeasured else ""
-    parts.append(f"<h2>Optimal clock</h2><p>Baseline: {escape(clock_label(a.baseline))} MHz (the highest clock "
+    k, u = a.knob, a.knob.unit
+    parts.append(f"<h2>Optimal {k.noun}</h2><p>Baseline: {escape(k.show(a.baseline))} (the highest {k.noun} "
                  f"measured{again}). Slowdown bound: +{a.bound_pct:g}% time. Ranges are 95% confidence intervals, "
                  "simultaneous over the optimum's equivalent set (the optimum was picked from it); the equivalent "
                  "clocks are those no other clock beats significantly (multiple comparisons with the best, 95% "
                  "overall), and for a bound, those not significantly slower than it allows.</p>"
-                 "<table class='optima'><tr><th>criterion</th><th>clock MHz</th><th>energy vs baseline</th>"
-                 "<th>time vs baseline</th><th>equivalent within the noise (MHz)</th></tr>")
+                 f"<table class='optima'><tr><th>criterion</th><th>{k.noun} {u}</th><th>energy vs baseline</th>"
+                 f"<th>time vs baseline</th><th>equivalent within the noise ({u})</th></tr>")
     for o in a.optima:
         eq = ", ".join(clock_label(f) for f in o.equivalent_mhz)
         s = o.shown
@@ -84,13 +93,15 @@ def render(a: Analysis, plots: list[Path]) -> str:
                      "measurement.</p>")
     parts.append("<h2>Flags</h2>" + ("<ul>" + "".join(f"<li class='flag'>{escape(f)}</li>" for f in a.flag_lines) + "</ul>"
                                      if a.flags else "<p>none</p>"))
-    parts.append("<h2>Per clock</h2><table class='clocks'><tr><th>clock MHz</th><th>n</th><th>s/image</th>"
+    clk = "<th>SM clock MHz (spread)</th>" if k is not Knob.CLOCK else ""
+    parts.append(f"<h2>Per {k.noun}</h2><table class='clocks'><tr><th>{k.noun} {u}</th>{clk}<th>n</th><th>s/image</th>"
                  "<th>J/image</th><th>95% CI</th><th>GPU util</th><th>bound</th><th>W</th><th>EDP</th><th>ED2P</th>"
                  "<th>energy vs max</th><th>time vs max</th></tr>")
     for r in a.rows:
         util = "-" if r.gpu_util_pct is None else f"{r.gpu_util_pct:.0f}%"
         ci = "-" if r.ci95_pct is None else f"±{r.ci95_pct:.1f}%"
-        parts.append(f"<tr><td>{escape(r.label)}</td><td>{r.n}</td>"
+        seen = "" if k is Knob.CLOCK else f"<td>{_clock(r)}</td>"
+        parts.append(f"<tr><td>{escape(r.label)}</td>{seen}<td>{r.n}</td>"
                      f"<td>{r.s_per_image_mean:.4f} ± {r.s_per_image_std:.4f}</td>"
                      f"<td>{r.j_per_image_mean:.2f} ± {r.j_per_image_std:.2f}</td><td>{ci}</td><td>{util}</td>"
                      f"<td>{escape(r.bound or '-')}</td><td>{r.avg_power_w:.0f}</td><td>{r.edp:.4g}</td>"

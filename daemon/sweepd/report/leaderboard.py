@@ -57,7 +57,7 @@ def line(a: Analysis) -> str | None:
             return (f"ML.ENERGY {w.preset}: no published {families.FAMILIES[family].title} figure in sweepd's data "
                     "(report/data/mlenergy.json), so nothing to compare with")
         return None
-    top = next((r for r in a.rows if r.freq_mhz == a.baseline), None)
+    top = next((r for r in a.rows if r.setting == a.baseline), None)
     if top is None:
         return None
     batch = (job.manifest.batch.chosen if job.manifest.batch is not None else None) or w.batch_sizes[0]
@@ -75,9 +75,10 @@ def line(a: Analysis) -> str | None:
         differs.append(f"batch ({batch} here, {p.batch} there)")
     latency = f", {p.s_per_image:.2f} s/image" if p.s_per_image else ""
     out = (f"ML.ENERGY {p.leaderboard} ({p.date}) {p.gpu} {p.model}: {p.j_per_image:.0f} J/image{latency} (batch "
-           f"{p.batch}, {p.steps} steps, {p.width}x{p.height}, default clock); here at {top.freq_mhz} MHz "
+           f"{p.batch}, {p.steps} steps, {p.width}x{p.height}, default clock); here at {a.knob.show(top.setting)} "
            f"{top.j_per_image_mean:.1f} J ({(top.j_per_image_mean / p.j_per_image - 1) * 100:+.1f} %)")
     o = a.recommended
     if o is not None and o.freq_mhz != a.baseline:
-        out += f"; at {o.freq_mhz} MHz {o.j_per_image:.1f} J ({-o.energy_saving_pct:+.1f} % against {top.freq_mhz} MHz)"
+        out += (f"; at {a.knob.show(o.freq_mhz)} {o.j_per_image:.1f} J ({-o.energy_saving_pct:+.1f} % against "
+                f"{a.knob.show(top.setting)})")
     return out + ("; differs: " + "; ".join(differs) if differs else "; same model, GPU and settings")

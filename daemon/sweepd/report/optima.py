@@ -31,7 +31,7 @@ from sweepd.vocab import Objective
 class Optimum:
     metric: Objective
     bounded: bool  # within the slowdown bound
-    freq_mhz: int | None
+    freq_mhz: int | None  # the setting: a clock, or in a power sweep a limit in W (report --json: power_limit_w)
     equivalent_mhz: list[int | None]
     energy_saving_pct: float
     energy_saving_ci95: list[float] | None  # [low, high]; None with a single trial
@@ -76,7 +76,7 @@ def _figures(metric: str, bounded: bool, rows: list[TrialRow], ref: list[TrialRo
     else:
         dj, dj_ci = _change(j, [float(t.j_per_image) for t in ref], alpha)
         ds, ds_ci = _change(s, [float(t.s_per_image) for t in ref], alpha)
-    return Optimum(metric, bounded, best.freq_mhz, equivalent, -dj, None if dj_ci is None else [-dj_ci[1], -dj_ci[0]],
+    return Optimum(metric, bounded, best.setting, equivalent, -dj, None if dj_ci is None else [-dj_ci[1], -dj_ci[0]],
                    ds, ds_ci, best.j_per_image_mean, best.s_per_image_mean, is_reference=is_ref)
 
 
@@ -104,32 +104,32 @@ def find(metric: Objective, bounded: bool, rows: list[SummaryRow], trials: dict[
     metric = Objective(metric)
     if not rows or not ref:
         return None
-    top = rows[0].freq_mhz
-    mine = {r.freq_mhz: (ref if r.freq_mhz == top else trials.get(r.freq_mhz, [])) for r in rows}
-    present = [r for r in rows if mine[r.freq_mhz]]
+    top = rows[0].setting
+    mine = {r.setting: (ref if r.setting == top else trials.get(r.setting, [])) for r in rows}
+    present = [r for r in rows if mine[r.setting]]
     own = {f: (refs or {}).get(ts[0].gpu_uuid or "", ref) if ts else ref for f, ts in mine.items()}
-    time = {r.freq_mhz: ((0.0, [0.0, 0.0]) if r.freq_mhz == top else _time_ci(mine[r.freq_mhz], own[r.freq_mhz]))
+    time = {r.setting: ((0.0, [0.0, 0.0]) if r.setting == top else _time_ci(mine[r.setting], own[r.setting]))
             for r in present}
     if bounded:
-        cands = [r for r in present if time[r.freq_mhz][0] <= bound_pct]  # within the bound as measured
-        plausible = [r for r in present if time[r.freq_mhz][1] is None or time[r.freq_mhz][1][0] <= bound_pct]
-        sure = [r.freq_mhz for r in present if time[r.freq_mhz][1] is not None and time[r.freq_mhz][1][1] <= bound_pct]
+        cands = [r for r in present if time[r.setting][0] <= bound_pct]  # within the bound as measured
+        plausible = [r for r in present if time[r.setting][1] is None or time[r.setting][1][0] <= bound_pct]
+        sure = [r.setting for r in present if time[r.setting][1] is not None and time[r.setting][1][1] <= bound_pct]
     else:
         cands = plausible = present
-        sure = [r.freq_mhz for r in present]
+        sure = [r.setting for r in present]
     if not cands:
         return None
-    values = {r.freq_mhz: [per_trial(metric, t) for t in mine[r.freq_mhz]] for r in present}
+    values = {r.setting: [per_trial(metric, t) for t in mine[r.setting]] for r in present}
     mean = {f: sum(v) / len(v) for f, v in values.items()}
-    best = min(cands, key=lambda r: mean[r.freq_mhz])
-    best = next((r for r in cands if r.freq_mhz == chosen), best)
-    equivalent = [r.freq_mhz for r in plausible if r.freq_mhz == best.freq_mhz or not _beaten(values, r.freq_mhz, sure)]
-    o = _figures(metric, bounded, mine[best.freq_mhz], own[best.freq_mhz], best, equivalent, best.freq_mhz == top)
+    best = min(cands, key=lambda r: mean[r.setting])
+    best = next((r for r in cands if r.setting == chosen), best)
+    equivalent = [r.setting for r in plausible if r.setting == best.setting or not _beaten(values, r.setting, sure)]
+    o = _figures(metric, bounded, mine[best.setting], own[best.setting], best, equivalent, best.setting == top)
     if bounded:
         o.uncertain_mhz = [f for f in equivalent if time[f][1] is None or time[f][1][0] <= bound_pct < time[f][1][1]]
     if o.is_reference:  # the best other: within the bound as measured, else one that may be
-        others = [r for r in cands if r.freq_mhz != top] or [r for r in plausible if r.freq_mhz != top]
+        others = [r for r in cands if r.setting != top] or [r for r in plausible if r.setting != top]
         if others:
-            nb = min(others, key=lambda r: mean[r.freq_mhz])
-            o.next_best = _figures(metric, bounded, mine[nb.freq_mhz], own[nb.freq_mhz], nb, equivalent, False)
+            nb = min(others, key=lambda r: mean[r.setting])
+            o.next_best = _figures(metric, bounded, mine[nb.setting], own[nb.setting], nb, equivalent, False)
     return o

@@ -37,7 +37,12 @@ def _save(fig, out: Path, stem: str) -> list[Path]:
 
 
 def _clocks(a: Analysis) -> np.ndarray:
-    return np.array([float(r.freq_mhz) if r.freq_mhz else np.nan for r in a.rows])
+    return np.array([float(r.setting) if r.setting else np.nan for r in a.rows])
+
+
+def _axis(a: Analysis) -> str:
+    """The x axis: the knob the sweep turned."""
+    return "core clock (MHz)" if a.knob.unit == "MHz" else "power limit (W)"
 
 
 def _ci(mean: float, pct: float | None) -> float:
@@ -64,32 +69,32 @@ def energy_time(a: Analysis, out: Path) -> list[Path]:
     ax1.set_ylabel("energy per image (J)")
     ax2.errorbar(f, s, yerr=ss, marker="o", ms=3, capsize=2, color="tab:blue")
     ax2.set_ylabel("time per image (s)")
-    ax2.set_xlabel("core clock (MHz)")
+    ax2.set_xlabel(_axis(a))
     base_s = a.rows[0].s_per_image_mean
     ax2.axhline(base_s * (1 + a.bound_pct / 100), ls="--", color="gray",
-                label=f"slowdown bound +{a.bound_pct:g}% vs {a.baseline} MHz")
+                label=f"slowdown bound +{a.bound_pct:g}% vs {a.knob.show(a.baseline)}")
     styles = {"energy": ("v", "tab:green"), "edp": ("*", "tab:purple"), "ed2p": ("D", "tab:orange")}
     for o in a.optima:
         if not o.freq or o.bounded:
             continue
         m, c = styles[o.metric]
-        ax1.plot(float(o.freq), o.j_per_image, m, color=c, ms=11, label=f"min {o.metric.upper()}: {o.freq} MHz")
+        ax1.plot(float(o.freq), o.j_per_image, m, color=c, ms=11, label=f"min {o.metric.upper()}: {a.knob.show(o.freq)}")
     for o in a.optima:
         if o.freq and o.bounded and o.metric == "edp":
             ax2.plot(float(o.freq), o.s_per_image, "*", color="black", ms=11,
-                     label=f"min EDP within bound: {o.freq} MHz")
+                     label=f"min EDP within bound: {a.knob.show(o.freq)}")
     ax1.legend(fontsize=8)
     ax2.legend(fontsize=8)
-    ax1.set_title(_title(a, "Energy and time per image vs clock"), fontsize=10)
+    ax1.set_title(_title(a, f"Energy and time per image vs {a.knob.noun}"), fontsize=10)
     return _save(fig, out, "energy_time")
 
 
 def power(a: Analysis, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 3.8))
     ax.plot(_clocks(a), [r.avg_power_w for r in a.rows], marker="o", ms=3)
-    ax.set_xlabel("core clock (MHz)")
+    ax.set_xlabel(_axis(a))
     ax.set_ylabel("average power (W)")
-    ax.set_title(_title(a, "Average power vs clock"), fontsize=10)
+    ax.set_title(_title(a, f"Average power vs {a.knob.noun}"), fontsize=10)
     return _save(fig, out, "power")
 
 
@@ -97,7 +102,7 @@ def energy_vs_time(a: Analysis, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     sc = ax.scatter([r.s_per_image_mean for r in a.rows], [r.j_per_image_mean for r in a.rows],
                     c=_clocks(a), cmap="viridis")
-    fig.colorbar(sc, ax=ax, label="core clock (MHz)")
+    fig.colorbar(sc, ax=ax, label=_axis(a))
     ax.set_xlabel("time per image (s)")
     ax.set_ylabel("energy per image (J)")
     ax.set_title(_title(a, "Energy vs time"), fontsize=10)
@@ -109,7 +114,7 @@ def contact_sheet(a: Analysis, out: Path, per_clock: int = 4) -> list[Path]:
     by_clock: dict[int | None, list[str]] = {}
     for im in a.job.images:
         if im.saved_path and Path(im.saved_path).exists():
-            by_clock.setdefault(im.freq_mhz, []).append(im.saved_path)
+            by_clock.setdefault(im.setting, []).append(im.saved_path)
     if not by_clock:
         return []
     clocks = [k for k in a.job.plan if k in by_clock] or list(by_clock)
@@ -123,8 +128,8 @@ def contact_sheet(a: Analysis, out: Path, per_clock: int = 4) -> list[Path]:
                 with Image.open(by_clock[c][k]) as im:
                     ax.imshow(np.asarray(im.convert("RGB")))
             if k == 0:
-                ax.set_title(f"{c or 'baseline'} MHz", fontsize=8, loc="left")
-    fig.suptitle(_title(a, "Saved images by clock"), fontsize=10)
+                ax.set_title(a.knob.show(c), fontsize=8, loc="left")
+    fig.suptitle(_title(a, f"Saved images by {a.knob.noun}"), fontsize=10)
     return _save(fig, out, "contact_sheet")
 
 
@@ -148,7 +153,7 @@ def compare(analyses: list[Analysis], out: Path) -> list[Path]:
                  label=lab)
     ax1.set_ylabel("energy / energy at max clock")
     ax2.set_ylabel("time / time at max clock")
-    ax2.set_xlabel("core clock (MHz)")
+    ax2.set_xlabel(_axis(analyses[0]))
     ax1.legend(fontsize=8)
     sim = any(a.job.simulated for a in analyses)
     ax1.set_title("Sweeps compared" + (" (includes SIMULATED GPUs)" if sim else ""), fontsize=10)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sweepd.records.rows import clock_label
 from sweepd.report.analysis import Analysis
 from sweepd.report.optima import Optimum
+from sweepd.vocab import Knob
 
 
 def _ci(ci: list[float] | None) -> str:
@@ -19,22 +20,23 @@ def _figures(o: Optimum, a: Analysis) -> str:
 
 
 def optimum_line(o: Optimum, a: Analysis) -> str:
+    k, what = a.knob, a.knob.noun
     eq = [clock_label(f) for f in o.equivalent_mhz if f != o.freq_mhz]
     sim = " (simulated)" if a.job.simulated else ""
-    same = f"equivalent within the noise: {', '.join(eq)} MHz" if eq else "no other clock equivalent"
+    same = f"equivalent within the noise: {', '.join(eq)} {k.unit}" if eq else f"no other {what} equivalent"
     others = ", ".join(clock_label(f) for f in o.uncertain_mhz if f != o.freq_mhz)
     if o.freq_mhz in o.uncertain_mhz:
         maybe = f"; feasibility uncertain: its time change's 95% CI reaches past +{a.bound_pct:g}%" + \
-            (f"; so do {others} MHz" if others else "")
+            (f"; so do {others} {k.unit}" if others else "")
     else:
-        maybe = f"; of the equivalent clocks, {others} MHz may or may not be within the bound" if others else ""
+        maybe = f"; of the equivalent {what}s, {others} {k.unit} may or may not be within the bound" if others else ""
     if o.is_reference:
         nb = o.next_best
-        other = (f"; the best other, {clock_label(nb.freq_mhz)} MHz: {_figures(nb, a)}" if nb is not None else "")
-        return (f"{o.name(a.bound_pct)}: stay at {clock_label(o.freq_mhz)} MHz, the reference: no clock measured "
+        other = (f"; the best other, {k.show(nb.freq_mhz)}: {_figures(nb, a)}" if nb is not None else "")
+        return (f"{o.name(a.bound_pct)}: stay at {k.show(o.freq_mhz)}, the reference: no {what} measured "
                 f"better{other}; {same}{maybe}{sim}")
     better = "" if o.saving_certain else " (not significantly better than the reference)"
-    return f"{o.name(a.bound_pct)}: {clock_label(o.freq_mhz)} MHz{better}, {_figures(o, a)}; {same}{maybe}{sim}"
+    return f"{o.name(a.bound_pct)}: {k.show(o.freq_mhz)}{better}, {_figures(o, a)}; {same}{maybe}{sim}"
 
 
 def search_line(a: Analysis) -> list[str]:
@@ -54,11 +56,11 @@ def fleet_line(a: Analysis) -> list[str]:
     parts = [f"GPU {g.gpu}: energy {g.energy_offset_pct:+.1f}%{_ci(g.energy_offset_ci95)}, time "
              f"{g.time_offset_pct:+.1f}%{_ci(g.time_offset_ci95)}" for g in a.gpu_offsets[1:]]
     differ = [str(g.gpu) for g in a.gpu_offsets[1:] if g.differs()]
-    o = a.recommended
-    answer = f"the answer ({clock_label(o.freq_mhz)} MHz)" if o is not None else "the answer"
+    o, k = a.recommended, a.knob
+    answer = f"the answer ({k.show(o.freq_mhz)})" if o is not None else "the answer"
     verdict = (f"GPU {', '.join(differ)} differ{'s' if len(differ) == 1 else ''} beyond the noise, " if differ
                else "no GPU differs beyond the noise; ")
-    return [f"on these {len(a.gpu_offsets)} GPUs, against GPU {a.gpu_offsets[0].gpu} at {clock_label(a.baseline)} MHz: "
+    return [f"on these {len(a.gpu_offsets)} GPUs, against GPU {a.gpu_offsets[0].gpu} at {k.show(a.baseline)}: "
             + "; ".join(parts) + f". {verdict.capitalize()}every saving is taken within its own GPU, so {answer} holds "
             "on each as far as their curves differ by these offsets; each GPU measured other clocks, so a difference "
             "in the curve's shape cannot show here (measure the answer's clock on each GPU to check)"]
@@ -70,6 +72,9 @@ def use_lines(a: Analysis) -> list[str]:
     if o is None or o.freq_mhz is None:
         return []
     f = o.freq_mhz
+    if a.knob is Knob.POWER_LIMIT:
+        return [f"to run at a {f} W cap: sweepd power set {a.job.job_id} | nvidia-smi -pl {f} (reset: nvidia-smi -pl "
+                "with the default that `sweepd gpus` shows)"]
     return [f"to run at {f} MHz: sweepd clock set {a.job.job_id} | sbatch --gpu-freq={f} ... | "
             f"nvidia-smi -lgc {f},{f} (reset: nvidia-smi -rgc)"]
 

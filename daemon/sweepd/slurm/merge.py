@@ -75,16 +75,16 @@ def merge(layout: Layout, job_id: str) -> Path:
             d = top / "shards" / str(k)
             rows = TrialRow.read_all(d / "trials.csv")
             if k:  # a later shard's own measurements of the reference clock: its GPU's reference, not the sweep's
-                rows = [r.model_copy(update={"role": REFERENCE}) if r.freq_mhz == ref_mhz and r.role in (None, Role.DRIFT)
+                rows = [r.model_copy(update={"role": REFERENCE}) if r.setting == ref_mhz and r.role in (None, Role.DRIFT)
                         else r for r in rows]
             trials += rows
             images += ImageRow.read_all(d / "images.csv")
-            power += [r for r in PowerRow.read_all(d / "power.csv") if not (k and r.freq_mhz == ref_mhz)]
+            power += [r for r in PowerRow.read_all(d / "power.csv") if not (k and r.setting == ref_mhz)]
     except RecordError as e:
         raise MergeError(str(e)) from None
-    trials.sort(key=lambda r: (pos.get(r.freq_mhz, len(pos)), r.trial))
-    images.sort(key=lambda r: (pos.get(r.freq_mhz, len(pos)), r.trial, r.index))
-    power.sort(key=lambda r: (pos.get(r.freq_mhz, len(pos)), r.t_s))
+    trials.sort(key=lambda r: (pos.get(r.setting, len(pos)), r.trial))
+    images.sort(key=lambda r: (pos.get(r.setting, len(pos)), r.trial, r.index))
+    power.sort(key=lambda r: (pos.get(r.setting, len(pos)), r.t_s))
     TrialRow.write_all(top / "trials.csv", trials)
     ImageRow.write_all(top / "images.csv", images)
     PowerRow.write_all(top / "power.csv", power)
