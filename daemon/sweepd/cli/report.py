@@ -14,7 +14,7 @@ from rich.table import Table
 
 from sweepd.cli.common import layout_of, ImagesOpt, ResultsOpt, RootOpt, app, console, guarded
 from sweepd.errors import InputError
-from sweepd.records.rows import SummaryRow, clock_label
+from sweepd.records.rows import SummaryRow
 from sweepd.storage.units import human
 
 
@@ -54,7 +54,7 @@ def report(
             a, page = b.analysis, b.page
             if a.rows:
                 console.print(summary_table(a.rows, a.job.simulated, a.job.label))
-            console.print(f"baseline: {clock_label(a.baseline)} MHz (the highest clock measured); "
+            console.print(f"baseline: {a.knob.show(a.baseline)} (the highest {a.knob.noun} measured); "
                           f"slowdown bound +{bound:g}%", highlight=False)
             for line in answer_lines(a):
                 console.print(line, highlight=False)
@@ -64,14 +64,15 @@ def report(
                 console.print(f"report: {page}", highlight=False)
         if len(analyses) > 1:
             t = Table(title="sweeps compared", title_justify="left")
-            for col in ("job", "GPU", "baseline MHz", "min EDP MHz", "energy", "time", "min energy MHz", "energy"):
+            for col in ("job", "GPU", "baseline", "min EDP at", "energy", "time", "min energy at", "energy"):
                 t.add_column(col)
             for a in analyses:
                 e, d = a.best("energy", False), a.best("edp", False)
                 sim = " (simulated)" if a.job.simulated and "simulated" not in a.job.gpu_name else ""
-                t.add_row(a.job.job_id, a.job.gpu_name + sim, clock_label(a.baseline),
-                          clock_label(d.freq) if d else "-", f"{-d.energy_saving_pct:+.1f}%" if d else "-",
-                          f"{d.time_change_pct:+.1f}%" if d else "-", clock_label(e.freq) if e else "-",
+                k = a.knob
+                t.add_row(a.job.job_id, a.job.gpu_name + sim, k.show(a.baseline),
+                          k.show(d.freq_mhz) if d else "-", f"{-d.energy_saving_pct:+.1f}%" if d else "-",
+                          f"{d.time_change_pct:+.1f}%" if d else "-", k.show(e.freq_mhz) if e else "-",
                           f"{-e.energy_saving_pct:+.1f}%" if e else "-")
             console.print(t)
             try:
@@ -125,6 +126,41 @@ def _slurm_plan(req, duration_s: float) -> SlurmPlan | None:
         return None
     shard_s = shard_seconds(duration_s, req.split)
     return SlurmPlan(req.split, shard_s, time_limit_minutes(req, s.slurm, shard_s))
+
+
+@app.command()
+def compare(
+    a: str = typer.Argument(..., help="the first sweep (A): job_<ID>, job id or sweep id"),
+    b: str = typer.Argument(..., help="the second sweep (B)"),
+    root: Optional[Path] = RootOpt, images_dir: Optional[Path] = ImagesOpt, results_dir: Optional[Path] = ResultsOpt,
+    bound: float = typer.Option(5.0, "--bound", help="slowdown bound in % vs each sweep's highest setting"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Two finished sweeps of one workload side by side (two knobs, two GPUs, two models): for each objective which
+    reaches the lower value, by how much, with a 95 % CI; both time-energy frontiers, drawn."""
+    from sweepd.ops import report as ops
+    from sweepd.report.compare import ascii_plot
+
+    layout = layout_of(root, images_dir, results_dir)
+
+    def go() -> int:
+        done = ops.compare_two(layout, a, b, bound, write=not as_json)
+        c = done.comparison
+        if as_json:  # reading only: nothing is written
+            print(json.dumps(c.to_json(), indent=1))
+            return 0
+        for line in c.lines():
+            console.print(line, highlight=False, markup=False)
+        for line in ascii_plot(c):
+            console.print(line, highlight=False, markup=False)
+        if done.folder is not None:
+            console.print(f"frontiers: {done.folder / 'frontiers.png'}; report: {done.folder / 'report.html'}",
+                          highlight=False)
+        elif done.note:
+            console.print(f"note: {done.note}", highlight=False)
+        return 0
+
+    raise typer.Exit(guarded(go))
 
 
 @app.command()

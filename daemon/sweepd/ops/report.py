@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sweepd.paths import Layout
 from sweepd.report.analysis import Analysis
+from sweepd.report.compare import Comparison
 
 
 @dataclass(frozen=True)
@@ -46,3 +47,34 @@ def compare(layout: Layout, analyses: list[Analysis]) -> Path:
     out = layout.results / ("compare_" + "_".join(a.job.job_id for a in analyses))[:200]
     out.mkdir(parents=True, exist_ok=True)
     return plots.compare(analyses, out)[0]
+
+
+@dataclass(frozen=True)
+class Compared:
+    comparison: "Comparison"
+    folder: Path | None  # results/compare_<A>_vs_<B>/ with frontiers.png/.svg and report.html; None: not written
+    note: str | None = None  # why not
+
+
+def compare_two(layout: Layout, a: str, b: str, bound_pct: float, write: bool = True) -> Compared:
+    """`sweepd compare A B`: the two sweeps' optima set against each other, and (``write``) the frontier plot and a
+    page in results/compare_<A>_vs_<B>/ (a folder that cannot be written is said, not fatal)."""
+    from sweepd.report.compare import compare
+
+    one, two = analyse_jobs(layout, [a, b], bound_pct, 5.0)
+    c = compare(one, two)
+    if not write:
+        return Compared(c, None)
+    from sweepd import atomic
+    from sweepd.report import plots
+    from sweepd.report.compare import page
+
+    out = layout.results / f"compare_{one.job.job_id}_vs_{two.job.job_id}"[:200]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        files = plots.frontiers(c, out)
+        svg = files[1].read_text()
+        atomic.write_text(out / "report.html", page(c, svg[svg.find("<svg"):]))
+    except OSError as e:
+        return Compared(c, None, f"plot and page not written ({e.strerror or e}: {e.filename or ''})")
+    return Compared(c, out)

@@ -158,3 +158,25 @@ def compare(analyses: list[Analysis], out: Path) -> list[Path]:
     sim = any(a.job.simulated for a in analyses)
     ax1.set_title("Sweeps compared" + (" (includes SIMULATED GPUs)" if sim else ""), fontsize=10)
     return _save(fig, out, "compare")
+
+
+def frontiers(c, out: Path) -> list[Path]:
+    """Two sweeps' settings (a :class:`~sweepd.report.compare.Comparison`) on one s/image vs J/image plot, with
+    95 % error bars, each point labelled with its setting and each sweep's time-energy frontier drawn through."""
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    for name, s, color in (("A", c.a, "tab:blue"), ("B", c.b, "tab:orange")):
+        pts = s.points
+        ax.errorbar([p.s_per_image for p in pts], [p.j_per_image for p in pts], xerr=[p.s_ci95 for p in pts],
+                    yerr=[p.j_ci95 for p in pts], fmt="o", ms=4, capsize=2, color=color,
+                    label=f"{name}: job {s.job_id}, {s.knob} sweep" + (" (SIMULATED)" if s.simulated else ""))
+        front = sorted((p for p in pts if p.on_frontier), key=lambda p: p.s_per_image)
+        ax.plot([p.s_per_image for p in front], [p.j_per_image for p in front], "-", color=color, alpha=0.6)
+        for p in pts:
+            ax.annotate(p.label, (p.s_per_image, p.j_per_image), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7, color=color)
+    ax.set_xlabel("time per image (s)")
+    ax.set_ylabel("energy per image (J)")
+    ax.legend(fontsize=8)
+    sim = c.a.simulated or c.b.simulated
+    ax.set_title("Time-energy frontiers" + (" (SIMULATED GPU)" if sim else ""), fontsize=10)
+    return _save(fig, out, "frontiers")
