@@ -22,6 +22,10 @@ from sweepd.gpu.base import (
 )
 from sweepd.vocab import PowerReading
 
+POWER_PERMISSION_HINT = (
+    "setting a power limit needs root or CAP_SYS_ADMIN; without them an administrator's zeusd "
+    "([gpu] clock_control = \"zeusd\") sets it; application clocks and srun --gpu-freq set only clocks"
+)
 PERMISSION_HINT = (
     "locking GPU clocks needs root or CAP_SYS_ADMIN; without them, [gpu] clock_control = \"application\" sets "
     "application clocks where an administrator allowed everyone (`nvidia-smi -acp UNRESTRICTED`; `sweepd gpus` "
@@ -38,8 +42,9 @@ def _pynvml():
 
 
 @contextlib.contextmanager
-def nvml_errors(what: str) -> Iterator[None]:
-    """Translate pynvml's errors (by NVML return code) into sweepd's."""
+def nvml_errors(what: str, hint: str | None = None) -> Iterator[None]:
+    """Translate pynvml's errors (by NVML return code) into sweepd's (``hint``: what a permission error says to do,
+    the clock setters' by default)."""
     nv = _pynvml()
     try:
         yield
@@ -47,7 +52,7 @@ def nvml_errors(what: str) -> Iterator[None]:
         code = getattr(e, "value", None)
         text = f"{what}: {e}"
         if code == nv.NVML_ERROR_NO_PERMISSION:
-            raise GpuPermissionError(f"{what}: permission denied: {PERMISSION_HINT}") from None
+            raise GpuPermissionError(f"{what}: permission denied: {hint or PERMISSION_HINT}") from None
         if code == nv.NVML_ERROR_NOT_SUPPORTED:
             raise GpuNotSupported(f"{what}: not supported on this GPU or driver") from None
         if code in (nv.NVML_ERROR_LIBRARY_NOT_FOUND, nv.NVML_ERROR_DRIVER_NOT_LOADED):
@@ -183,11 +188,11 @@ class NvmlGpu(GpuDevice):
         limits = self.power_limits_w()
         if limits is not None:
             limits.check(watts, self.name)
-        with nvml_errors(f"setting the power limit to {watts} W"):
+        with nvml_errors(f"setting the power limit to {watts} W", POWER_PERMISSION_HINT):
             self._nv.nvmlDeviceSetPowerManagementLimit(self._h, int(watts) * 1000)
 
     def reset_power_limit(self) -> None:
-        with nvml_errors("resetting the power limit"):
+        with nvml_errors("resetting the power limit", POWER_PERMISSION_HINT):
             default = self._nv.nvmlDeviceGetPowerManagementDefaultLimit(self._h)
             self._nv.nvmlDeviceSetPowerManagementLimit(self._h, default)
 
