@@ -189,3 +189,33 @@ def test_without_root_auto_tries_zeusd_and_says_what_sets_a_limit(fake_nvml, tmp
     out = r.stdout + r.stderr
     assert r.returncode == 3 and "setting a power limit needs root" in out and "zeusd" in out
     assert "Traceback" not in out and "locking GPU clocks" not in out
+
+
+def test_a_production_cap_is_set_shown_paused_for_a_clock_sweep_restored_and_reset(fake_nvml, tmp_path, monkeypatch):
+    """One interface for both knobs: `sweepd clock set 200W` caps the board until `sweepd clock reset`; a clock sweep
+    on that GPU measures without the cap (its limits reset to the default at its first clock) and puts it back."""
+    from sweepd.gpu.nvml import NvmlGpu
+
+    state = tmp_path / "state.json"
+    monkeypatch.setenv("FAKE_NVML_STATE", str(state))
+    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100", FAKE_NVML_STATE=str(state))
+    root = tmp_path / "root"
+    r = sweepd("clock", "set", "200W", "--backend", "nvml", "--root", root, env=env)
+    assert r.returncode == 0 and "capped at 200 W from manual" in r.stdout and "nvidia-smi -pl 200" in r.stdout
+    assert "a 200 W cap" in sweepd("clock", "show", "--root", root, env=env).stdout
+    gpus = json.loads(sweepd("gpus", "--backend", "nvml", "--json", "--root", root, env=env).stdout)
+    assert gpus[0]["production_power_limit_w"] == 200 and gpus[0]["production_lock_mhz"] is None
+    with NvmlGpu() as gpu:
+        assert gpu.power_limits_w().current_w == 200
+    fake_nvml.calls.clear()
+    blank(tmp_path, "ck", '[frequencies]\nmode = "custom"\nlist = [1410, 1005]', count=2, backend="nvml")
+    sets = [c[2] for c in fake_nvml.calls if c[0] == "nvmlDeviceSetPowerManagementLimit"]
+    assert sets == [250_000, 200_000]  # the default for the sweep, then the production cap back
+    with NvmlGpu() as gpu:
+        assert gpu.power_limits_w().current_w == 200
+    r = sweepd("clock", "reset", "--root", root, env=env)
+    assert "(was a 200 W cap)" in r.stdout
+    with NvmlGpu() as gpu:
+        assert gpu.power_limits_w().current_w == 250
+    r = sweepd("clock", "set", "1000W", "--backend", "nvml", "--root", root, env=env)
+    assert r.returncode == 2 and "the board takes 150 to 250 W" in r.stdout + r.stderr

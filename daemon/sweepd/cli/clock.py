@@ -1,6 +1,7 @@
-"""`sweepd clock set/show/reset`: put the answer to use. A production lock at a sweep's recommended clock
-(or a clock given in MHz), checked against the GPU's table and recorded under ``state/production-locks/``
-so that `sweepd gpus` shows it and a sweep on that GPU restores it afterwards instead of resetting."""
+"""`sweepd clock set/show/reset`: put the answer to use. A production lock at a sweep's recommended clock (or a clock
+given in MHz), or a production power cap at a power sweep's recommended limit (or one given as "200W"), checked
+against the GPU and recorded under ``state/production-locks/`` so that `sweepd gpus` shows it and a sweep on that GPU
+restores it afterwards instead of resetting. One interface for both knobs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import typer
 from sweepd.cli.common import RootOpt, app, console, guarded, layout_of
 from sweepd.records.gpulock import ProductionLock
 
-clock_app = typer.Typer(help="Lock a GPU at the recommended clock for production, show it, reset it.",
+clock_app = typer.Typer(help="Lock a GPU at the recommended clock (or cap it at the recommended power limit) for "
+                             "production, show it, reset it.",
                         no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(clock_app, name="clock")
 
@@ -23,18 +25,25 @@ GpuOpt = typer.Option(None, "--gpu", help="GPU index (default: the first)")
 
 
 @clock_app.command("set")
-def set_(target: str = typer.Argument(..., help="a sweep (job id) whose answer to use, or a clock in MHz"),
+def set_(target: str = typer.Argument(..., help='a sweep (job id) whose answer to use, a clock in MHz, or a power '
+                                                  'limit such as "200W"'),
          gpu: Optional[int] = GpuOpt, backend: str = BackendOpt, sim_model: str = SimModelOpt,
          root: Optional[Path] = RootOpt) -> None:
-    """Lock the GPU's core clock at the recommended (or given) clock until `sweepd clock reset`."""
+    """Lock the GPU's core clock at the recommended (or given) clock, or cap its power at the recommended (or given)
+    limit, until `sweepd clock reset`."""
     from sweepd.ops.clock import set_production_clock
 
     def go() -> int:
         rec = set_production_clock(layout_of(root), target, gpu, backend, sim_model)
         sim = " (SIMULATED: recorded; a simulated GPU's lock lives only in sweepd)" if rec.backend == "sim" else ""
-        console.print(f"{rec.name} ({rec.uuid}) locked at {rec.freq_mhz} MHz from {rec.source}{sim}", highlight=False)
-        console.print(f"the same elsewhere: sbatch --gpu-freq={rec.freq_mhz} ... | "
-                      f"nvidia-smi -lgc {rec.freq_mhz},{rec.freq_mhz}", highlight=False)
+        held = " and ".join(([f"locked at {rec.freq_mhz} MHz"] if rec.freq_mhz is not None else [])
+                            + ([f"capped at {rec.power_limit_w} W"] if rec.power_limit_w is not None else []))
+        console.print(f"{rec.name} ({rec.uuid}) {held} from {rec.source}{sim}", highlight=False)
+        if rec.freq_mhz is not None:
+            console.print(f"the same elsewhere: sbatch --gpu-freq={rec.freq_mhz} ... | "
+                          f"nvidia-smi -lgc {rec.freq_mhz},{rec.freq_mhz}", highlight=False)
+        if rec.power_limit_w is not None:
+            console.print(f"the same elsewhere: nvidia-smi -pl {rec.power_limit_w}", highlight=False)
         return 0
 
     raise typer.Exit(guarded(go))
@@ -52,7 +61,7 @@ def show(root: Optional[Path] = RootOpt, as_json: bool = typer.Option(False, "--
             console.print("no production lock: every GPU runs at its default clocks", highlight=False)
         for r in recs:
             tag = " [SIMULATED]" if r.backend == "sim" else ""
-            console.print(f"GPU {r.index} {r.name} ({r.uuid}): {r.freq_mhz} MHz since {r.since}, from {r.source}{tag}",
+            console.print(f"GPU {r.index} {r.name} ({r.uuid}): {r.what} since {r.since}, from {r.source}{tag}",
                           highlight=False)
         return 0
 
@@ -62,7 +71,8 @@ def show(root: Optional[Path] = RootOpt, as_json: bool = typer.Option(False, "--
 @clock_app.command("reset")
 def reset(gpu: Optional[int] = GpuOpt, backend: str = BackendOpt, sim_model: str = SimModelOpt,
           root: Optional[Path] = RootOpt) -> None:
-    """Reset the clocks of the GPUs sweepd locked for production (with --gpu: that one) to their defaults."""
+    """Reset the clocks and power limits of the GPUs sweepd set for production (with --gpu: that one) to their
+    defaults."""
     from sweepd.ops.clock import reset_production_clocks
 
     def go() -> int:
@@ -70,8 +80,8 @@ def reset(gpu: Optional[int] = GpuOpt, backend: str = BackendOpt, sim_model: str
         if not done:
             console.print("no production lock to reset", highlight=False)
         for r in done:
-            was = f" (was {r.was_mhz} MHz)" if r.was_mhz is not None else ""
-            console.print(f"{r.name} ({r.uuid}): clocks reset to default{was}", highlight=False)
+            was = f" (was {r.was})" if r.was else ""
+            console.print(f"{r.name} ({r.uuid}): clocks and power limit reset to default{was}", highlight=False)
         return 0
 
     raise typer.Exit(guarded(go))

@@ -202,7 +202,8 @@ def gpus(backend: str = typer.Option("auto", help="auto | nvml | sim"),
                             all_controls(dev), _family_batches(dev.total_memory_gib()), dev.power_limits_w()))
         if as_json:
             console.print_json(json.dumps([info.model_dump(mode="json") | {"clocks": clocks} | {
-                "production_lock_mhz": locks[info.uuid].freq_mhz if info.uuid in locks else None, "mig": mig,
+                "production_lock_mhz": locks[info.uuid].freq_mhz if info.uuid in locks else None,
+                "production_power_limit_w": locks[info.uuid].power_limit_w if info.uuid in locks else None, "mig": mig,
                 "clock_controls": [{"control": a.control, "usable": a.usable, "why": a.why} for a in controls],
                 "largest_batch": {str(f): b for f, b in fits.items()},
                 "power_limit_w": None if power is None else dataclasses.asdict(power)}
@@ -216,7 +217,7 @@ def gpus(backend: str = typer.Option("auto", help="auto | nvml | sim"),
             console.print(f"{label}: {info.name}  {info.uuid}  backend={info.backend}{tag}", highlight=False)
             if info.uuid in locks:
                 r = locks[info.uuid]
-                console.print(f"  production lock: {r.freq_mhz} MHz since {r.since}, from {r.source} "
+                console.print(f"  production lock: {r.what} since {r.since}, from {r.source} "
                               "(sweepd clock reset)", highlight=False)
             if mig:
                 console.print("  MIG mode: on (no sweep: NVML cannot meter a MIG slice's power or energy)",

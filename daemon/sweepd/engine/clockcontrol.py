@@ -48,7 +48,7 @@ def check_device(request: SweepRequest, device: GpuDevice, layout: Layout) -> li
         raise GpuPermissionError(f"[gpu] clock_control = \"{control}\" on {device.name}: {can.why}; `sweepd gpus` "
                                  "lists the clock controls this user has")
     production = ProductionLock.read_or_none(ProductionLock.path_for(layout.production_locks, device.uuid))
-    if controls == [ClockControl.APPLICATION] and production is not None:
+    if controls == [ClockControl.APPLICATION] and production is not None and production.freq_mhz is not None:
         raise InputError(f"[gpu] clock_control = \"application\": {device.name} is locked at {production.freq_mhz} "
                          "MHz (`sweepd clock set`), and locked clocks override application clocks: `sweepd clock "
                          "reset` first, or sweep with clock_control = \"lock\"")
@@ -82,8 +82,9 @@ def control_for(request: SweepRequest, device: GpuDevice, layout: Layout | None 
     if request.power is not None:
         return _power_controls(request, device)
     tried = [availability(device, c, request.gpu.zeusd_socket) for c in AUTO_ORDER]
-    if layout is not None and ProductionLock.read_or_none(ProductionLock.path_for(layout.production_locks,
-                                                                                  device.uuid)) is not None:
+    production = None if layout is None else ProductionLock.read_or_none(
+        ProductionLock.path_for(layout.production_locks, device.uuid))
+    if production is not None and production.freq_mhz is not None:
         tried = [a if a.control is not ClockControl.APPLICATION else
                  type(a)(a.control, False, "a production lock (`sweepd clock set`) would override it") for a in tried]
     maybe = [a.control for a in tried if a.usable is not False]

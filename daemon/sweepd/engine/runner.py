@@ -141,8 +141,9 @@ def run_blank(request: SweepRequest, layout: Layout, job_id: str, shard: tuple[i
     device, plan, store, control = prepare(request, layout, job_id, shard)
     with device, GpuClaim(device, layout.gpu_locks):
         store.open(request, device.info(), plan)
-        with ClockGuard(device, layout.gpu_locks, control=[ClockControl.SLURM] if step else control,
-                        zeusd_socket=request.gpu.zeusd_socket, step_mhz=step.freq_mhz if step else None) as guard:
+        with ClockGuard(device, layout.gpu_locks, layout.production_locks,
+                        control=[ClockControl.SLURM] if step else control, zeusd_socket=request.gpu.zeusd_socket,
+                        step_mhz=step.freq_mhz if step else None) as guard:
             try:
                 Sweep(request, device, store, plan, guard, StopFlag(), QuietObserver(),
                       continues=bool(step and step.continues)).run(BlankWorkload())

@@ -225,6 +225,7 @@ class ClockGuard:
             if self.refused:
                 log.warning("clock_control = auto: %s, after %s", control,
                             "; ".join(f"{c} refused ({why})" for c, why in self.refused))
+            self._pause_production(clock=False)
             return
         why = "; ".join(f"{c}: {w}" for c, w in self.refused + self.unavailable())
         raise AllRefused(f"[gpu] clock_control = \"auto\": every clock control was refused at the first clock on "
@@ -255,6 +256,7 @@ class ClockGuard:
             self._record(control)
             try:
                 set_power(self.device, control, watts, self.zeusd_socket)
+                self._pause_production(clock=True)
             except BaseException as e:
                 self.capped = None
                 self.path.unlink(missing_ok=True)
@@ -288,25 +290,43 @@ class ClockGuard:
                     "gres.conf, SLURM built with NVML), or ask for --gpu-freq support")
         self.locked = (sm_mhz, memory_mhz)
 
+    def _production(self) -> ProductionLock | None:
+        if self.production is None:
+            return None
+        return ProductionLock.read_or_none(ProductionLock.path_for(self.production, self.device.uuid))
+
+    def _pause_production(self, clock: bool) -> None:
+        """At the sweep's first setting: the other knob's production setting is undone for the sweep (a power sweep
+        leaves the clock to the firmware; a clock sweep measures without a cap); :meth:`release` restores both."""
+        rec = self._production()
+        if rec is None:
+            return
+        if clock and rec.freq_mhz is not None:
+            reset(self.device, self.control, self.zeusd_socket)
+        if not clock and rec.power_limit_w is not None:
+            reset_power(self.device, self.control, self.zeusd_socket)
+
     def release(self) -> None:
+        touched = self.capped is not None or self.locked is not None
         if self.capped is not None:
             reset_power(self.device, self.control, self.zeusd_socket)  # raises if it fails: the record stays
             self.capped = None
             if self.locked is None:
                 self.path.unlink(missing_ok=True)
-        if self.locked is None:
-            return
-        if self.control is ClockControl.SLURM:  # slurmstepd resets the clock when the step ends
-            if self.device.simulated:
-                self.device.reset_clocks()
+        if self.locked is not None:
+            if self.control is ClockControl.SLURM:  # slurmstepd resets the clock when the step ends
+                if self.device.simulated:
+                    self.device.reset_clocks()
+                self.locked = None
+                return
+            reset(self.device, self.control, self.zeusd_socket)  # raises if it fails: the record stays for repair
             self.locked = None
-            return
-        reset(self.device, self.control, self.zeusd_socket)  # raises if it fails: the record stays for repair
-        self.locked = None
-        self.path.unlink(missing_ok=True)
-        if self.production is not None:
-            rec = ProductionLock.read_or_none(ProductionLock.path_for(self.production, self.device.uuid))
-            if rec is not None:  # as a lock: through zeusd if that is how this sweep sets clocks
-                how = ClockControl.ZEUSD if self.control is ClockControl.ZEUSD else ClockControl.LOCK
+            self.path.unlink(missing_ok=True)
+        rec = self._production() if touched else None
+        if rec is not None:  # as NVML as root would: through zeusd if that is how this sweep sets them
+            how = ClockControl.ZEUSD if self.control is ClockControl.ZEUSD else ClockControl.LOCK
+            if rec.freq_mhz is not None:
                 set_clock(self.device, how, rec.freq_mhz, rec.mem_mhz, self.zeusd_socket)
-                log.info("restored the production lock of %s at %d MHz", self.device.name, rec.freq_mhz)
+            if rec.power_limit_w is not None:
+                set_power(self.device, how, rec.power_limit_w, self.zeusd_socket)
+            log.info("restored the production setting of %s: %s", self.device.name, rec.what)

@@ -39,9 +39,17 @@ class ProductionLock(JsonRecord):
     name: str | None = None
     backend: str | None = None
     sim_model: str | None = None
-    freq_mhz: int
+    freq_mhz: int | None = None  # the locked core clock (None: the clock is the driver's)
     mem_mhz: int | None = None
     source: str = ""  # the job whose answer it is, or "manual"
+    power_limit_w: int | None = None  # a production power cap (None: the board's default limit)
+
+    @property
+    def what(self) -> str:
+        """What is set, in words: "1005 MHz", "a 175 W cap", or both."""
+        parts = ([f"{self.freq_mhz} MHz"] if self.freq_mhz is not None else []) + \
+            ([f"a {self.power_limit_w} W cap"] if self.power_limit_w is not None else [])
+        return " and ".join(parts) or "nothing"
     since: str = ""
     path: Path | None = Field(None, exclude=True)
 

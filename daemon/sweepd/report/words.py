@@ -73,8 +73,8 @@ def use_lines(a: Analysis) -> list[str]:
         return []
     f = o.freq_mhz
     if a.knob is Knob.POWER_LIMIT:
-        return [f"to run at a {f} W cap: sweepd power set {a.job.job_id} | nvidia-smi -pl {f} (reset: nvidia-smi -pl "
-                "with the default that `sweepd gpus` shows)"]
+        return [f"to run under a {f} W cap: sweepd clock set {a.job.job_id} | nvidia-smi -pl {f} (reset: sweepd clock "
+                "reset, or nvidia-smi -pl with the default `sweepd gpus` shows)"]
     return [f"to run at {f} MHz: sweepd clock set {a.job.job_id} | sbatch --gpu-freq={f} ... | "
             f"nvidia-smi -lgc {f},{f} (reset: nvidia-smi -rgc)"]
 
