@@ -22,10 +22,11 @@ def run(script: str, *args: str, tmp_path: Path) -> dict:
 
 def test_the_coverage_benchmark_runs_and_writes_every_figure_the_intervals_check_reads(tmp_path):
     d = run("coverage.py", "--runs", "2", "--boards", "A100", "--windows", "2", "--split-runs", "1",
-            tmp_path=tmp_path)
+            "--power-runs", "1", tmp_path=tmp_path)
     cells = d["cells"]
-    assert {(c["split"], c["objective"], c["bounded"]) for c in cells} == {
-        (n, o, b) for n in (1, 2) for o in ("energy", "edp", "ed2p") for b in (False, True)}
+    assert {(c["board"], c["split"], c["objective"], c["bounded"]) for c in cells} == {
+        (board, n, o, b) for board, n in (("A100", 1), ("H100", 2), ("A100 power", 1))
+        for o in ("energy", "edp", "ed2p") for b in (False, True)}
     for c in cells:
         assert {"board", "window_s", "default_protocol", "runs", "saving_ci_coverage", "time_ci_coverage",
                 "clock_ci_coverage", "truth_in_set", "set_size_mean", "winners_curse_pp"} <= set(c)

@@ -227,14 +227,20 @@ class SimulatedGpu(GpuDevice):
     def clock_event_reasons(self) -> int:
         return 0 if self._busy else 0x1  # idle between windows, no capping while busy
 
-    def batch_s(self, images: int, f_mhz: float, cap: simcap.CapMix | None = None) -> BatchTime:
-        """The seconds and GPU seconds of a batch at ``f_mhz`` (under ``cap``: the clocks it dithers between, the
-        first moments at ``f_mhz``): the slower of the GPU and the host, times the noise."""
+    def batch_s_noise_free(self, images: int, f_mhz: float, cap: simcap.CapMix | None = None) -> float:
+        """The GPU seconds of a batch at ``f_mhz`` (under ``cap``: the clocks it dithers between, the first moments
+        at ``f_mhz``), before any noise."""
         slow = self.model.slowdown(f_mhz)
         gpu = images * self.s_per_image * slow * batch_factor(images)
         if cap is not None:  # uncapped for its first moments, then the rest of the work at the capped clocks' pace
             over = min(simcap.OVERSHOOT_S, gpu)
             gpu = over + (gpu - over) * cap.slowdown(self.model.slowdown) / slow
+        return gpu
+
+    def batch_s(self, images: int, f_mhz: float, cap: simcap.CapMix | None = None) -> BatchTime:
+        """The seconds and GPU seconds of a batch at ``f_mhz`` (under ``cap``): the slower of the GPU and the host,
+        times the noise."""
+        gpu = self.batch_s_noise_free(images, f_mhz, cap)
         total = max(gpu, images * self.host_s_per_image)
         if self._now < self.cold_start_s:
             total *= COLD_FACTOR
@@ -248,16 +254,20 @@ class SimulatedGpu(GpuDevice):
     def busy_w(self, f_mhz: float) -> float:
         return self.model.busy_power_w(f_mhz) * self.power_scale
 
-    def expected(self, f_mhz: float, images: int = 1) -> Truth:
-        """The truth a sweep estimates: the expected J/image and s/image of a batch of ``images`` at ``f_mhz`` under
-        this GPU's noise (no cold start), integrated over the jitter and the stalls. Not the noise-free model:
-        a stall stretches a batch at idle power and a fast draw is capped at the board's work, so the noisy
-        mean J/image lies about 1 % below the model's, and that is what any number of trials converges to."""
+    def expected(self, f_mhz: float, images: int = 1, limit_w: float | None = None) -> Truth:
+        """The truth a sweep estimates: the expected J/image and s/image of a batch of ``images`` at ``f_mhz`` (under
+        a power limit of ``limit_w``: as :meth:`busy` runs a capped batch) under this GPU's noise (no cold start),
+        integrated over the jitter and the stalls. Not the noise-free model: a stall stretches a batch at idle power
+        and a fast draw is capped at the board's work, so the noisy mean J/image lies about 1 % below the model's,
+        and that is what any number of trials converges to."""
         import numpy as np
 
-        gpu = images * self.s_per_image * self.model.slowdown(f_mhz) * batch_factor(images)
+        cap = None if limit_w is None else simcap.mix(limit_w, int(f_mhz), self.graphics_clocks(
+            self.memory_clocks()[0]), self.busy_w)
+        gpu = self.batch_s_noise_free(images, f_mhz, cap)
         base = max(gpu, images * self.host_s_per_image)
-        busy_w, idle_w = self.busy_w(f_mhz), self.idle_w
+        busy_w, idle_w = (cap.watts(self.busy_w) if cap else self.busy_w(f_mhz)), self.idle_w
+        over_w = self.busy_w(f_mhz) - busy_w  # a capped batch's first moments draw the uncapped power
         n = self.noise
         z = np.linspace(-8, 8, 8001)
         wz = np.exp(-z * z / 2)
@@ -267,14 +277,16 @@ class SimulatedGpu(GpuDevice):
         stalls = [(1.0 - n.stall_p, np.ones(1))]
         if n.stall_p:
             stalls.append((n.stall_p, np.linspace(n.stall_min, n.stall_max, 201)))
-        e_total = e_gpu = 0.0
+        e_total = e_gpu = e_over = 0.0
         for p, factors in stalls:
             m = np.outer(factors, jit)  # every (stall, jitter) pair, weighted evenly in the stall, normally in z
             total = base * m
             share = np.minimum(gpu, total)
             e_total += p * float((total.mean(axis=0) * wz).sum())
             e_gpu += p * float((share.mean(axis=0) * wz).sum())
-        joules = e_gpu * busy_w + (e_total - e_gpu) * idle_w
+            if cap is not None:
+                e_over += p * float((np.minimum(simcap.OVERSHOOT_S, share).mean(axis=0) * wz).sum())
+        joules = e_gpu * busy_w + e_over * over_w + (e_total - e_gpu) * idle_w
         return Truth(joules / images, e_total / images)
 
     def total_memory_gib(self) -> float:

@@ -45,7 +45,7 @@ class Analysis:
     @property
     def flag_lines(self) -> list[str]:
         """The flags as a person reads them: at most about five lines (``flags`` keeps each one)."""
-        return doubts.lines(self.flags, len(self.rows))
+        return doubts.lines(self.flags, len(self.rows), self.knob.noun)
 
     @property
     def reference(self) -> str:

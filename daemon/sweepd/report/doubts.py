@@ -39,8 +39,9 @@ def _clocks(flags: list[Flag]) -> str:
     return ", ".join(fs[:6]) + (f" and {len(fs) - 6} more" if len(fs) > 6 else "")
 
 
-def lines(flags: list[Flag], clocks: int) -> list[str]:
-    """At most about five lines: one per kind, its flags grouped when there are several."""
+def lines(flags: list[Flag], clocks: int, noun: str = "clock") -> list[str]:
+    """At most about five lines: one per kind, its flags grouped when there are several (``noun``: what the sweep's
+    settings are, clocks or power limits)."""
     kinds: dict[str, list[Flag]] = {}
     for f in flags:
         kinds.setdefault(f.kind, []).append(f)
@@ -50,15 +51,15 @@ def lines(flags: list[Flag], clocks: int) -> list[str]:
             out.append(fl[0].text)
         elif kind == "target_missed":
             widest = max(fl, key=lambda f: math.inf if f.value is None else f.value)
-            out.append(f"{len(fl)} of {clocks} clocks missed the precision target; widest: {widest.text}: longer "
+            out.append(f"{len(fl)} of {clocks} {noun}s missed the precision target; widest: {widest.text}: longer "
                        "windows (protocol.min_window_s) or more trials (protocol.max_trials) help")
         elif kind in ONE_PER_CLOCK:
-            out.append(f"{len(fl)} clocks ({_clocks(fl)}): {fl[0].text}")
+            out.append(f"{len(fl)} {noun}s ({_clocks(fl)}): {fl[0].text}")
         else:
             out.append(fl[0].text + f" (and {len(fl) - 1} more{' like it' if kind in ONE_PER_ANSWER else ''})")
     if len(out) > MAX_LINES:
         out = out[:MAX_LINES - 1] + [f"and {len(out) - MAX_LINES + 1} more kinds of flag: `sweepd report JOB --json` "
-                                     "lists every flag with its clock"]
+                                     f"lists every flag with its {noun}"]
     return out
 
 
@@ -108,7 +109,7 @@ def measurement(job, rows: list[SummaryRow], cv_limit: float, tol: int) -> list[
                         "measurement of the reference clock; image PSNR is against each shard's own measurement of the reference clock"
                         + (f"; images per trial differ by shard: {counts}" if len(counts) > 1 else "")))
     if not m.done:
-        out.append(Flag("unfinished", None, f"the sweep is {m.status}: the table covers the clocks measured so far"))
+        out.append(Flag("unfinished", None, f"the sweep is {m.status}: the table covers the {k.noun}s measured so far"))
     return out
 
 
