@@ -11,6 +11,10 @@ Assumptions, none of them measured by sweepd yet (a GPU machine's `bench/gpu_kno
   ``OVERSHOOT_S`` of a busy batch after an idle gap run at the uncapped clock, drawing its power.
 - Power at a clock is the calibrated model's (:mod:`sweepd.gpu.simmodel`); a cap never raises the clock above a
   locked one, and a cap above the locked clock's power changes nothing.
+- A cap below the lowest clock's power leaves the GPU at its lowest clock, drawing more than the limit. The
+  simulated boards' clock-independent power share comes from fitting the SD anchors (A100 68 %, H100 85 % of
+  full-clock power), higher than a real H200's sweep shows (about half): caps near a simulated board's minimum
+  hit that floor where a real board would likely not (BENCHMARKS.md, issue #29).
 """
 
 from __future__ import annotations
