@@ -95,7 +95,7 @@ from sweepd.workload.pipeline import Workload
 print("image", image.shape)
 """
 GPU_SCRIPTS = (("gpu_check.sh", {"SIM": "1"}), ("gpu_fidelity.sh", {"SMOKE": "1"}), ("gpu_adaptive.sh", {"SMOKE": "1"}),
-               ("gpu_families.sh", {"SMOKE": "1"}))
+               ("gpu_families.sh", {"SMOKE": "1"}), ("gpu_knobs.sh", {"SMOKE": "1"}))
 
 
 @pytest.fixture(scope="session")
@@ -169,7 +169,12 @@ def test_the_gpu_scripts_ran_on_the_simulated_gpu_and_wrote_their_figures(gpu_sc
     ada = gpu_scripts["gpu_adaptive.sh"][0]
     assert json.loads((ada / "adaptive.json").read_text())["search"]["chosen_mhz"] > 0
     assert len(json.loads((ada / "stride.json").read_text())["clocks"]) == 4
-    assert "adaptive answer" in logs["gpu_adaptive.sh"] and "clocks reset to default" in logs["gpu_adaptive.sh"]
+    assert "adaptive answer" in logs["gpu_adaptive.sh"] and "reset to default" in logs["gpu_adaptive.sh"]
+    knobs = gpu_scripts["gpu_knobs.sh"][0]  # gpu_knobs.sh: a clock sweep, a power sweep, compare (3 of each in SMOKE)
+    c = json.loads((knobs / "compare.json").read_text())
+    assert c["a"]["knob"] == "clock" and c["b"]["knob"] == "power limit" and len(c["objectives"]) == 6
+    assert (knobs / "frontiers.png").exists() and "B frontier:" in logs["gpu_knobs.sh"]
+    assert "power_limit_w" in (knobs / "knob-power-trials.csv").read_text().splitlines()[0]
 
 
 def test_the_power_check_runs_against_nvml(tmp_path):

@@ -18,7 +18,8 @@ from sweepd.request import SweepRequest
 LIMITS = [250, 225, 200, 175, 150]
 
 
-def request(tmp_path, name: str, knob: str, backend: str = "sim", steps: int = 2, extra: str = ""):
+def request(tmp_path, name: str, knob: str, backend: str = "sim", steps: int = 2, extra: str = "",
+            board: str = "A100"):
     path = tmp_path / f"{name}.toml"
     path.write_text(f"""job_id = "{name}"
 [workload]
@@ -28,7 +29,7 @@ width = 32
 height = 32
 [gpu]
 backend = "{backend}"
-sim_model = "A100"
+sim_model = "{board}"
 {extra}
 [protocol]
 trials = 3
@@ -100,12 +101,21 @@ def test_a_limit_outside_the_boards_range_is_one_line_and_nothing_is_made(tmp_pa
     ('clock_control = "application"', POWER, 'cannot set a power limit; a power sweep needs "lock"'),
     ('clock_control = "slurm"', POWER, 'cannot set a power limit'),
     ("", POWER + '\n[frequencies]\nmode = "custom"\nlist = [1410]', "frequencies.mode: a power sweep"),
+    ("", POWER + '\n[frequencies]\nmode = "adaptive"', "a power sweep measures each of its limits"),
     ("", "[power]\nlimits = [250]\nstep_w = 25", "give power.limits"),
     ("", "[power]\nlimits = [250, 250]", "appears more than once"),
 ])
 def test_what_cannot_be_a_power_sweep_is_refused_naming_the_field(tmp_path, extra, knob, words):
     r = sweepd("run", request(tmp_path, "bad", knob, extra=extra), "--root", tmp_path / "root")
     assert r.returncode == 2 and words in r.stdout + r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_power_sweep_on_the_simulated_h100_runs_through_its_range(tmp_path):
+    layout = blank(tmp_path, "h", "[power]\nstep_w = 50", extra="", board="H100")
+    summary = SummaryRow.read_all(layout.job_results("h") / "summary.csv")
+    assert [s.power_limit_w for s in summary] == [400, 350, 300, 250, 200]
+    clocks = [s.sm_clock_mean_mhz for s in summary]
+    assert clocks == sorted(clocks, reverse=True) and clocks[0] == 1785  # a lower cap, a lower clock
 
 
 def test_a_step_w_sweep_goes_from_the_boards_maximum_down_to_its_minimum(tmp_path):

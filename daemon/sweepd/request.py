@@ -200,6 +200,19 @@ class Gpu(_Section):
         return self
 
 
+def _settings(v: list[int] | None, what: str, unit: str) -> list[int] | None:
+    """A list of a knob's settings: at least one, each positive, none twice."""
+    if v is not None:
+        if not v:
+            raise ValueError(f"give at least one {what}")
+        bad = [x for x in v if x <= 0]
+        if bad:
+            raise ValueError(f"{what}s are positive {unit} values; got {bad}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"a {what} appears more than once")
+    return v
+
+
 class Frequencies(_Section):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True,
                               serialize_by_alias=True)
@@ -217,15 +230,7 @@ class Frequencies(_Section):
     @field_validator("clocks")
     @classmethod
     def _list(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None:
-            if not v:
-                raise ValueError("give at least one clock")
-            bad = [f for f in v if f <= 0]
-            if bad:
-                raise ValueError(f"clocks are positive MHz values; got {bad}")
-            if len(set(v)) != len(v):
-                raise ValueError("a clock appears more than once")
-        return v
+        return _settings(v, "clock", "MHz")
 
     @model_validator(mode="after")
     def _mode_needs_list(self) -> "Frequencies":
@@ -253,15 +258,7 @@ class Power(_Section):
     @field_validator("limits")
     @classmethod
     def _limits(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None:
-            if not v:
-                raise ValueError("give at least one power limit")
-            bad = [w for w in v if w <= 0]
-            if bad:
-                raise ValueError(f"power limits are positive W values; got {bad}")
-            if len(set(v)) != len(v):
-                raise ValueError("a power limit appears more than once")
-        return v
+        return _settings(v, "power limit", "W")
 
     @model_validator(mode="after")
     def _one_way(self) -> "Power":
@@ -382,6 +379,10 @@ class SweepRequest(_Section):
         default = Frequencies()
         clock_fields = [f for f in Frequencies.model_fields if f != "objective"
                         and getattr(self.frequencies, f) != getattr(default, f)]
+        if self.frequencies.mode == "adaptive":
+            raise ValueError('frequencies.mode = "adaptive": the search ranks clocks by a roofline in the clock and '
+                             'picks among a clock table; a power sweep measures each of its limits (give fewer, or '
+                             'step_w)')
         if clock_fields:
             raise ValueError(f"frequencies.{clock_fields[0]}: a power sweep ([power]) leaves the clock to the "
                              "firmware; sweep clocks and power limits in two requests (`sweepd compare` puts them "

@@ -81,7 +81,8 @@ def reset(gpu: Optional[int] = GpuOpt, backend: str = BackendOpt, sim_model: str
             console.print("no production lock to reset", highlight=False)
         for r in done:
             was = f" (was {r.was})" if r.was else ""
-            console.print(f"{r.name} ({r.uuid}): clocks and power limit reset to default{was}", highlight=False)
+            what = "clocks and power limit" if r.power_reset else "clocks"
+            console.print(f"{r.name} ({r.uuid}): {what} reset to default{was}", highlight=False)
         return 0
 
     raise typer.Exit(guarded(go))

@@ -195,7 +195,7 @@ def estimate(
             lo, _, hi = e.adaptive_evaluations
             console.print(f"adaptive search: about {e.clocks} of the candidate clocks ({lo} to {hi}); "
                           f"{e.duration_range_s[0] / 60:.1f} to {e.duration_range_s[1] / 60:.1f} min", highlight=False)
-        console.print(f"{e.gpu}{sim}: {e.clocks} clocks x {e.trials} trials x {e.images_per_trial} images = "
+        console.print(f"{e.gpu}{sim}: {e.clocks} {req.knob.noun}s x {e.trials} trials x {e.images_per_trial} images = "
                       f"{e.images_generated} images; about {e.duration_s / 60:.1f} min ({e.time_source})",
                       highlight=False)
         console.print(f"{human(e.bytes_per_image)} per image ({e.bytes_source}); {human(e.free_bytes)} free",

@@ -131,8 +131,8 @@ def check_hours(req: SweepRequest, source: str, executor: str, where: Admission,
     hours = (e.duration_range_s[1] if e.duration_range_s else e.duration_s) / 3600
     if hours > where.max_request_hours:
         raise ConfigError(source, [
-            f"(request): estimated at up to {hours:,.1f} h of GPU time on {dev.name} ({e.clocks} clocks x up to "
-            f"{e.trials} trials x {e.images_per_trial} images per trial, {req.workload.steps} steps); this daemon "
+            f"(request): estimated at up to {hours:,.1f} h of GPU time on {dev.name} ({e.clocks} {req.knob.noun}s x "
+            f"up to {e.trials} trials x {e.images_per_trial} images per trial, {req.workload.steps} steps); this daemon "
             f"takes requests of at most {where.max_request_hours:g} h (settings: max_request_hours): fewer clocks, "
             "trials or images, or a larger cap"])
 

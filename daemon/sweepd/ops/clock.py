@@ -34,6 +34,7 @@ class Reset:
     name: str
     uuid: str
     was: str | None  # what the production lock had set, in words (None: none recorded)
+    power_reset: bool = False  # the power limit was set back to the default too
 
 
 def target_of(layout: Layout, target: str) -> Target:
@@ -108,7 +109,7 @@ def reset_production_clocks(layout: Layout, gpu: int | None, backend: str, sim_m
             with open_gpu(backend, gpu, sim_model) as dev:
                 dev.reset_clocks()
                 dev.reset_power_limit()
-                return [Reset(dev.name, dev.uuid, None)]
+                return [Reset(dev.name, dev.uuid, None, True)]
         return []
     out = []
     for r in recs:
@@ -120,5 +121,5 @@ def reset_production_clocks(layout: Layout, gpu: int | None, backend: str, sim_m
                 dev.reset_power_limit()
         if r.path is not None:
             r.path.unlink(missing_ok=True)
-        out.append(Reset(r.name, r.uuid, r.what))
+        out.append(Reset(r.name, r.uuid, r.what, r.power_limit_w is not None))
     return out

@@ -331,14 +331,15 @@ def nvmlDeviceGetMigMode(h):
 def _running_mhz(h):
     """A locked clock, else the application clock, else the highest; under a power limit, at most the highest clock
     whose power fits it."""
-    if h.locked:
-        f = h.locked[0]
-    elif h.app:
-        f = h.app[1]
+    locked, app, limit = h.locked, h.app, h.power_limit  # read once: another thread (the sampler's) may reset them
+    if locked:
+        f = locked[0]
+    elif app:
+        f = app[1]
     else:
         f = max(next(iter(h.table.values())))
-    if h.power_limit:
-        fits = [c for c in next(iter(h.table.values())) if c <= f and _watts_at(h, c) * 1000 <= h.power_limit[0]]
+    if limit:
+        fits = [c for c in next(iter(h.table.values())) if c <= f and _watts_at(h, c) * 1000 <= limit[0]]
         f = max(fits) if fits else min(next(iter(h.table.values())))
     return f
 
