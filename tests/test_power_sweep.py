@@ -192,13 +192,18 @@ def test_a_power_sweep_through_nvml_sets_each_limit_and_leaves_the_default(fake_
 
 
 def test_without_root_auto_tries_zeusd_and_says_what_sets_a_limit(fake_nvml, tmp_path, monkeypatch):
+    """Root in a container that NVML refuses (it looks able): the first limit is refused, no zeusd answers, and the
+    line says what sets a power limit, not the clock setters' advice; nothing stays set, no record is left."""
+    from sweepd.gpu.base import GpuPermissionError
+    from sweepd.gpu.locks import read_records
+
     monkeypatch.setenv("FAKE_NVML_DENY_SET", "1")
     monkeypatch.setenv("ZEUSD_SOCK_PATH", str(tmp_path / "no-zeusd.sock"))
-    env = sweepd_env(fake_nvml=True, FAKE_NVML_DENY_SET="1", ZEUSD_SOCK_PATH=str(tmp_path / "no-zeusd.sock"))
-    r = sweepd("run", request(tmp_path, "nr", POWER, backend="nvml"), "--root", tmp_path / "root", env=env)
-    out = r.stdout + r.stderr
-    assert r.returncode == 3 and "setting a power limit needs root" in out and "zeusd" in out
-    assert "Traceback" not in out and "locking GPU clocks" not in out
+    with pytest.raises(GpuPermissionError) as e:
+        blank(tmp_path, "nr", POWER, count=2, backend="nvml")
+    assert e.value.exit_code == 3 and "setting a power limit needs root" in str(e.value) and "zeusd" in str(e.value)
+    assert "locking GPU clocks" not in str(e.value)
+    assert read_records(tmp_path / "root/state/gpu-locks") == []
 
 
 def test_a_production_cap_is_set_shown_paused_for_a_clock_sweep_restored_and_reset(fake_nvml, tmp_path, monkeypatch):
