@@ -234,3 +234,22 @@ def test_a_production_cap_is_set_shown_paused_for_a_clock_sweep_restored_and_res
         assert gpu.power_limits_w().current_w == 250
     r = sweepd("clock", "set", "1000W", "--backend", "nvml", "--root", root, env=env)
     assert r.returncode == 2 and "the board takes 150 to 250 W" in r.stdout + r.stderr
+
+
+def test_a_production_cap_that_the_control_cannot_lift_stays_and_is_said(fake_nvml, tmp_path, monkeypatch, caplog):
+    """A user without root sweeping with application clocks under an administrator's production cap: application
+    clocks cannot reset a power limit, so the sweep runs under the cap, says so, and leaves it as it was."""
+    from sweepd.gpu.nvml import NvmlGpu
+
+    state = tmp_path / "state.json"
+    monkeypatch.setenv("FAKE_NVML_STATE", str(state))
+    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100", FAKE_NVML_STATE=str(state))
+    assert sweepd("clock", "set", "200W", "--backend", "nvml", "--root", tmp_path / "root", env=env).returncode == 0
+    monkeypatch.setenv("FAKE_NVML_DENY_SET", "1")
+    monkeypatch.setenv("FAKE_NVML_API_RESTRICTED", "0")
+    layout = blank(tmp_path, "app", CLOCKS.replace("1410, 1200, 1005, 780, 510", "1410, 1005"), count=2,
+                   backend="nvml", extra='clock_control = "application"')
+    assert "the production power cap of" in caplog.text and "stays for this sweep" in caplog.text
+    with NvmlGpu() as gpu:
+        assert gpu.power_limits_w().current_w == 200
+    assert {r.freq_mhz for r in TrialRow.read_all(layout.job_results("app") / "trials.csv")} == {1410, 1005}

@@ -179,6 +179,7 @@ class ClockGuard:
         self.path = ClockLockRecord.path_for(self.records, device.uuid)
         self.locked: tuple[int, int | None] | None = None
         self.capped: int | None = None  # a power limit this guard set (W)
+        self.paused: set[str] = set()  # the production settings this sweep lifted ("clock", "power"): put back
 
     @property
     def zeusd_socket(self) -> str | None:
@@ -296,18 +297,30 @@ class ClockGuard:
         return ProductionLock.read_or_none(ProductionLock.path_for(self.production, self.device.uuid))
 
     def _pause_production(self, clock: bool) -> None:
-        """At the sweep's first setting: the other knob's production setting is undone for the sweep (a power sweep
-        leaves the clock to the firmware; a clock sweep measures without a cap); :meth:`release` restores both."""
+        """At the sweep's first setting: the other knob's production setting is lifted for the sweep (a power sweep
+        leaves the clock to the firmware; a clock sweep measures without a cap); :meth:`release` puts it back.
+        Where this control cannot lift it (application clocks cannot reset a cap), the sweep goes on under it, and
+        says so."""
         rec = self._production()
         if rec is None:
             return
-        if clock and rec.freq_mhz is not None:
-            reset(self.device, self.control, self.zeusd_socket)
-        if not clock and rec.power_limit_w is not None:
-            reset_power(self.device, self.control, self.zeusd_socket)
+        knob, held = ("clock", rec.freq_mhz) if clock else ("power", rec.power_limit_w)
+        if held is None:
+            return
+        try:
+            if clock:
+                reset(self.device, self.control, self.zeusd_socket)
+            else:
+                reset_power(self.device, self.control, self.zeusd_socket)
+        except GpuError as e:
+            log.warning("the production %s of %s (%s) stays for this sweep, measured under it: %s",
+                        "clock lock" if clock else "power cap", self.device.name, rec.what, e)
+            return
+        self.paused.add(knob)
 
     def release(self) -> None:
-        touched = self.capped is not None or self.locked is not None
+        back = set(self.paused) | ({"power"} if self.capped is not None else set()) | \
+            ({"clock"} if self.locked is not None and self.control is not ClockControl.SLURM else set())
         if self.capped is not None:
             reset_power(self.device, self.control, self.zeusd_socket)  # raises if it fails: the record stays
             self.capped = None
@@ -322,11 +335,12 @@ class ClockGuard:
             reset(self.device, self.control, self.zeusd_socket)  # raises if it fails: the record stays for repair
             self.locked = None
             self.path.unlink(missing_ok=True)
-        rec = self._production() if touched else None
-        if rec is not None:  # as NVML as root would: through zeusd if that is how this sweep sets them
+        rec = self._production() if back else None
+        self.paused.clear()
+        if rec is not None:  # what this sweep reset or lifted, put back: through zeusd if that is how it sets them
             how = ClockControl.ZEUSD if self.control is ClockControl.ZEUSD else ClockControl.LOCK
-            if rec.freq_mhz is not None:
+            if rec.freq_mhz is not None and "clock" in back:
                 set_clock(self.device, how, rec.freq_mhz, rec.mem_mhz, self.zeusd_socket)
-            if rec.power_limit_w is not None:
+            if rec.power_limit_w is not None and "power" in back:
                 set_power(self.device, how, rec.power_limit_w, self.zeusd_socket)
             log.info("restored the production setting of %s: %s", self.device.name, rec.what)
