@@ -152,9 +152,11 @@ def test_a_slurm_sweep_measures_each_clock_in_its_own_step_and_answers_as_locked
         s = stepped[key]
         assert s["freq_mhz"] in [o["freq_mhz"], *o["equivalent_mhz"]] or \
             o["freq_mhz"] in [s["freq_mhz"], *s["equivalent_mhz"]], (key, s, o)
+        if s["freq_mhz"] != o["freq_mhz"]:
+            continue  # two clocks of one equivalent set: their savings are different quantities
         lo, hi = o["energy_saving_ci95"]
         slo, shi = s["energy_saving_ci95"]
-        assert slo <= hi and lo <= shi, (key, s, o)
+        assert slo <= hi and lo <= shi, (key, s, o)  # one clock's saving, measured twice: the intervals meet
 
 
 @pytest.mark.run_last
