@@ -28,6 +28,10 @@ class ClockPoint:
         return self.power_limit_w if self.power_limit_w is not None else self.freq_mhz
 
     @property
+    def noun(self) -> str:
+        return "clock" if self.power_limit_w is None else "power limit"
+
+    @property
     def label(self) -> str:
         if self.power_limit_w is not None:
             return f"{self.power_limit_w}W"

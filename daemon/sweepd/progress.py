@@ -31,7 +31,7 @@ class ConsoleObserver:
         self.progress.stop()
 
     def clock_started(self, k: int, n: int, point: ClockPoint) -> None:
-        self.progress.update(self.task, description=f"clock {k + 1}/{n} {point.label}{self.tag}")
+        self.progress.update(self.task, description=f"{point.noun} {k + 1}/{n} {point.label}{self.tag}")
 
     def trial_done(self, k: int, n: int, point: ClockPoint, row: TrialRow) -> None:
         last = f"last {row.j_per_image:.2f} J/image" if row.ok else "last trial FAILED"

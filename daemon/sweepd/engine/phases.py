@@ -151,7 +151,7 @@ def _measure_size(m: Measurer, workload: Workload, sampler: Sampler, point: Cloc
 def _log_clock(k: int, n: int, point: ClockPoint, summary: list[SummaryRow]) -> None:
     row = next((r for r in summary if r.setting == point.setting), None)
     if row is None:
-        progress_log.info("clock %d/%d %s: every trial failed", k + 1, n, point.label)
+        progress_log.info("%s %d/%d %s: every trial failed", point.noun, k + 1, n, point.label)
         return
-    progress_log.info("clock %d/%d %s: %d trials, %.3f s/image, %.2f J/image (CV %.1f%%), %.0f W", k + 1, n,
-                      point.label, row.n, row.s_per_image_mean, row.j_per_image_mean, row.cv * 100, row.avg_power_w)
+    progress_log.info("%s %d/%d %s: %d trials, %.3f s/image, %.2f J/image (CV %.1f%%), %.0f W", point.noun, k + 1,
+                      n, point.label, row.n, row.s_per_image_mean, row.j_per_image_mean, row.cv * 100, row.avg_power_w)

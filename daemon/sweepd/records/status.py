@@ -49,7 +49,8 @@ class WorkerStatus(JsonRecord):
         if not self.clocks:
             return self.state
         last = f", {self.last_j_per_image:.1f} J/img" if self.last_j_per_image else ""
-        return (f"clock {self.clock}/{self.clocks} {self.freq}, trial {self.trials_done}/{self.trials_per_clock}"
+        noun = "power limit" if (self.freq or "").endswith("W") else "clock"  # a power sweep's labels: "250W"
+        return (f"{noun} {self.clock}/{self.clocks} {self.freq}, trial {self.trials_done}/{self.trials_per_clock}"
                 f"{last}")
 
 
