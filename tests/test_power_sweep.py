@@ -171,6 +171,10 @@ def test_compare_of_two_different_workloads_names_the_differing_fields_first(tmp
     assert c["differs"] == ["workload.steps"]
     lines = sweepd("compare", "ck", "ck3", "--root", layout.root).stdout.splitlines()
     assert lines[1].startswith("the workloads differ in workload.steps")
+    manifest = layout.job_results("ck3") / "sweep.json"  # a sweep that did not finish says so before the figures
+    manifest.write_text(manifest.read_text().replace('"status": "done"', '"status": "interrupted"'))
+    lines = sweepd("compare", "ck", "ck3", "--root", layout.root).stdout.splitlines()
+    assert lines[1] == "B is interrupted: only the clocks it measured are compared"
 
 
 def test_a_power_sweep_through_nvml_sets_each_limit_and_leaves_the_default(fake_nvml, tmp_path, monkeypatch):

@@ -39,6 +39,7 @@ class Side:
     gpu: str
     simulated: bool
     knob: str
+    status: str = "done"  # the sweep's state: a sweep not done compares only the settings it measured
     points: list[Point] = field(default_factory=list)
 
 
@@ -86,6 +87,9 @@ class Comparison:
         sim = " (SIMULATED)" if self.a.simulated or self.b.simulated else ""
         head = [f"A: job {self.a.job_id}, {self.a.knob} sweep on {self.a.gpu}; B: job {self.b.job_id}, {self.b.knob} "
                 f"sweep on {self.b.gpu}{sim}"]
+        for name, s in (("A", self.a), ("B", self.b)):
+            if s.status != "done":
+                head.append(f"{name} is {s.status}: only the {s.knob}s it measured are compared")
         if self.differs:
             head.append("the workloads differ in " + ", ".join(self.differs) + ": the figures below compare "
                         "different work")
@@ -111,7 +115,7 @@ def frontier(points: list[Point]) -> None:
 
 
 def side(a: Analysis) -> Side:
-    out = Side(a.job.job_id, a.job.gpu_name, a.job.simulated, a.knob.noun)
+    out = Side(a.job.job_id, a.job.gpu_name, a.job.simulated, a.knob.noun, str(a.job.manifest.status))
     for r in a.rows:
         out.points.append(Point(r.setting, a.knob.show(r.setting), r.s_per_image_mean,
                                 r.s_per_image_mean * (r.s_ci95_pct or 0) / 100, r.j_per_image_mean,
