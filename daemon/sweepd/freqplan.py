@@ -13,6 +13,7 @@ from sweepd.configfile import short_value
 from sweepd.errors import InputError
 from sweepd.gpu.base import GpuDevice
 from sweepd.request import Frequencies, Power, SweepRequest
+from sweepd.vocab import Knob
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,12 @@ class ClockPoint:
         return self.power_limit_w if self.power_limit_w is not None else self.freq_mhz
 
     @property
+    def knob(self) -> Knob:
+        return Knob.CLOCK if self.power_limit_w is None else Knob.POWER_LIMIT
+
+    @property
     def noun(self) -> str:
-        return "clock" if self.power_limit_w is None else "power limit"
+        return self.knob.noun
 
     @property
     def label(self) -> str:

@@ -213,8 +213,7 @@ class Measurer:
         return TrialRow(sweep_id=self.store.sweep_id, job_id=self.store.job_id, backend=self.device.backend,
                         simulated=self.device.simulated, gpu_name=self.device.name, gpu_uuid=self.device.uuid,
                         freq_mhz=point.freq_mhz, mem_clock_mhz=point.mem_mhz, power_limit_w=point.power_limit_w,
-                        trial=trial,
-                        steps=self.request.workload.steps, role=role, batch_size=self.batch,
+                        trial=trial, steps=self.request.workload.steps, role=role, batch_size=self.batch,
                         compiled=self.compiled or None, **measured)
 
     def window(self, workload: Workload, fix: bool = True) -> Window:
@@ -266,8 +265,8 @@ class Measurer:
         if not samples:
             return []
         t0 = samples[0].t_ns
-        return [PowerRow(freq_mhz=point.freq_mhz, power_limit_w=point.power_limit_w, t_s=(s.t_ns - t0) / 1e9, power_w=s.power_w, temp_c=s.temp_c,
-                         sm_clock_mhz=s.sm_mhz, throttle_reasons=decode_reasons(s.reasons),
+        return [PowerRow(freq_mhz=point.freq_mhz, power_limit_w=point.power_limit_w, t_s=(s.t_ns - t0) / 1e9,
+                         power_w=s.power_w, temp_c=s.temp_c, sm_clock_mhz=s.sm_mhz, throttle_reasons=decode_reasons(s.reasons),
                          simulated=self.device.simulated) for s in samples]
 
 

@@ -184,7 +184,8 @@ def summarize(trials: Iterable[TrialRow], order: list[int | None],
         jsd = statistics.stdev(j) if len(j) > 1 else 0.0
         clk = [r.sm_clock_mean_mhz for r in rows if r.sm_clock_mean_mhz is not None]
         out.append(SummaryRow(
-            freq_mhz=rows[0].freq_mhz, power_limit_w=rows[0].power_limit_w, n=len(rows), s_per_image_mean=sm, s_per_image_std=statistics.stdev(s) if len(s) > 1 else 0.0,
+            freq_mhz=rows[0].freq_mhz, power_limit_w=rows[0].power_limit_w, n=len(rows), s_per_image_mean=sm,
+            s_per_image_std=statistics.stdev(s) if len(s) > 1 else 0.0,
             j_per_image_mean=jm, j_per_image_std=jsd, cv=jsd / jm if jm else 0.0,
             avg_power_w=statistics.fmean(p), edp=jm * sm, ed2p=jm * sm * sm,
             energy_saving_pct_vs_max=(1 - jm / ref_j) * 100, time_change_pct_vs_max=(sm / ref_s - 1) * 100,

@@ -179,10 +179,12 @@ class SimulatedGpu(GpuDevice):
 
     def cap(self) -> simcap.CapMix | None:
         """Where the cap puts the clock while busy; None: no cap, or one the clock's power fits under."""
-        if self._limit_w is None:
-            return None
+        return None if self._limit_w is None else self.cap_at(self._limit_w, self.effective_mhz)
+
+    def cap_at(self, limit_w: float, f_mhz: int) -> simcap.CapMix | None:
+        """Where a ``limit_w`` cap puts the clock of a GPU that would otherwise run at ``f_mhz``."""
         mem = self._locked_mem if self._locked_mem in self.table else self.memory_clocks()[0]
-        return simcap.mix(self._limit_w, self.effective_mhz, self.graphics_clocks(mem), self.busy_w)
+        return simcap.mix(limit_w, f_mhz, self.graphics_clocks(mem), self.busy_w)
 
     def application_clocks_restricted(self) -> bool | None:
         return False
@@ -262,8 +264,7 @@ class SimulatedGpu(GpuDevice):
         and that is what any number of trials converges to."""
         import numpy as np
 
-        cap = None if limit_w is None else simcap.mix(limit_w, int(f_mhz), self.graphics_clocks(
-            self.memory_clocks()[0]), self.busy_w)
+        cap = None if limit_w is None else self.cap_at(limit_w, int(f_mhz))
         gpu = self.batch_s_noise_free(images, f_mhz, cap)
         base = max(gpu, images * self.host_s_per_image)
         busy_w, idle_w = (cap.watts(self.busy_w) if cap else self.busy_w(f_mhz)), self.idle_w
