@@ -158,6 +158,7 @@ class Daemon:
     # the loop --------------------------------------------------------------------------------
     def run(self) -> int:
         self.start()
+        self.report()  # daemon.json exists once READY=1 is sent: `sweepd status` right after start has a file to read
         self.notifier.ready()
         log.info("sweepd serve: watching %s (pid %d, %d GPU worker(s))", self.spool.incoming, os.getpid(),
                  len(self.pool.slots))
