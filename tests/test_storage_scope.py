@@ -341,7 +341,7 @@ def test_an_archive_folder_inside_what_sweepd_reads_or_manages_is_refused(tmp_pa
     assert "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("mtime", [1e20, -5.0, time.time() + 10 * 86400])
+@pytest.mark.parametrize("mtime", [1e20, -5.0, time.time() + 10 * 86400], ids=["1e20", "before-1970", "10-days-ahead"])
 def test_a_member_dated_where_no_archive_could_be_is_refused_before_anything_is_written(tmp_path, mtime):
     from sweepd.storage.archive import ArchiveError
     from sweepd.storage.restore import restore
