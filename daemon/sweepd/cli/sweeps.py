@@ -166,7 +166,7 @@ def step(spec_file: Path = typer.Argument(..., help="the step's spec (state/slur
 
 @app.command()
 def demo(root: Optional[Path] = RootOpt, verbose: bool = VerboseOpt) -> None:
-    """Run examples/quickstart.toml: tiny model, simulated A100, 10 clocks (about a minute on 2 cores)."""
+    """Run examples/quickstart.toml: tiny model, simulated A100, 10 clocks (about 20 s on 2 cores)."""
     setup_logging(verbose)
     layout = layout_of(root)
     source = resources.files("sweepd.examples").joinpath("quickstart.toml")

@@ -1,5 +1,6 @@
-"""The built-in ``tiny`` model: a ~10 MB Stable Diffusion pipeline with random weights (and, through
-:mod:`sweepd.workload.tinyfamilies`, ``tiny-sdxl``, ``tiny-sd3`` and ``tiny-flux``).
+"""The built-in ``tiny`` model: a ~5 MB Stable Diffusion pipeline with random weights, SD 1.x's classes with one
+resnet per UNet block (and, through :mod:`sweepd.workload.tinyfamilies`, ``tiny-sdxl``, ``tiny-sd3`` and
+``tiny-flux``).
 
 It is built once from configs into the cache dir, saved with ``save_pretrained`` and then loaded
 with ``from_pretrained`` exactly like a downloaded model, so the whole real code path runs on a
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from sweepd.families import TINY, Family
 
-TINY_VERSION = 1  # bump when the architecture below changes: a new cache folder is built
+TINY_VERSION = 2  # bump when the architecture below changes: a new cache folder is built
 FAMILY_VERSION = 1  # the same for tinyfamilies' models
 SAMPLE_SIZE = 32
 
@@ -66,11 +67,11 @@ def build(target: Path, name: str = "tiny") -> None:
         hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
         max_position_embeddings=77, layer_norm_eps=1e-5))
     unet = UNet2DConditionModel(
-        sample_size=SAMPLE_SIZE, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(32, 64),
+        sample_size=SAMPLE_SIZE, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32)
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64), norm_num_groups=32,
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 32), norm_num_groups=32,
         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               clip_sample=False, set_alpha_to_one=False)
