@@ -143,6 +143,48 @@ def test_a_cap_set_through_the_guard_is_reset_on_exit_and_after_a_sigkill_at_the
 
 
 
+@pytest.mark.parametrize("knob", ["clock", "power"])
+def test_a_sweep_killed_with_sigkill_gives_the_gpu_back_with_its_production_lock_and_cap(fake_nvml, monkeypatch,
+                                                                                           tmp_path, knob):
+    """`sweepd clock set` left 945 MHz and a 200 W cap on the GPU; a sweep of either knob lifted or reset them and
+    was killed. Its release would have put both back; the next start's repair resets the GPU and puts them back
+    too (it reset to the board's defaults before, and the production settings were lost)."""
+    import subprocess
+    import sys
+
+    from conftest import sweepd_env
+    from sweepd.engine import runner
+    from sweepd.gpu.locks import read_records
+    from sweepd.paths import Layout
+    from sweepd.records.gpulock import ProductionLock
+
+    state = tmp_path / "nvml-state.json"
+    monkeypatch.setenv("FAKE_NVML_STATE", str(state))
+    layout = Layout.resolve(tmp_path)
+    with NvmlGpu() as gpu:  # as `sweepd clock set` leaves them
+        gpu.lock_clocks(945, None)
+        gpu.set_power_limit(200)
+        ProductionLock(uuid=gpu.uuid, index=gpu.index, name=gpu.name, backend=gpu.backend, freq_mhz=945,
+                       power_limit_w=200, source="manual").write(
+            ProductionLock.path_for(layout.production_locks, gpu.uuid))
+    sweep = "g.lock(1095, None)" if knob == "clock" else "g.cap_power(175)"
+    code = ("import os, sys; from pathlib import Path; from sweepd.gpu.nvml import NvmlGpu; "
+            "from sweepd.gpu.locks import ClockGuard; "
+            f"g = ClockGuard(NvmlGpu(), sys.argv[1], Path(sys.argv[2])).__enter__(); {sweep}; os._exit(137)")
+    env = sweepd_env(fake_nvml=True, FAKE_NVML_GPUS="A100", FAKE_NVML_STATE=str(state))
+    r = subprocess.run([sys.executable, "-c", code, str(layout.gpu_locks), str(layout.production_locks)], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 137, r.stderr
+    with NvmlGpu() as gpu:  # killed mid-sweep: its own setting holds, the other knob's production one lifted
+        assert (gpu.sm_clock_mhz(), gpu.power_limits_w().current_w) == ((1095, 250) if knob == "clock" else
+                                                                          (1005, 175))  # unlocked, under the cap
+    [line] = runner.repair_locks(layout)
+    assert "production setting put back (945 MHz and a 200 W cap)" in line, line
+    assert read_records(layout.gpu_locks) == []
+    with NvmlGpu() as gpu:
+        assert gpu.sm_clock_mhz() == 945 and gpu.power_limits_w().current_w == 200
+
+
 def test_a_refused_cap_leaves_no_record(fake_nvml, monkeypatch, tmp_path):
     from sweepd.gpu.locks import ClockGuard, read_records
 

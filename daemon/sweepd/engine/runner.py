@@ -72,13 +72,14 @@ def check_memory(request: SweepRequest, device: GpuDevice) -> None:
 
 
 def repair_locks(layout: Layout) -> list[str]:
-    """Reset GPUs whose clocks a dead sweep left locked (a simulated GPU's locks die with its process)."""
+    """Reset GPUs whose clocks a dead sweep left locked (a simulated GPU's locks die with its process), and put
+    back their production settings."""
     def opener(rec: ClockLockRecord) -> GpuDevice:
         if rec.backend == "sim":
             return open_device("sim")
         return open_device("nvml", uuid=rec.uuid)
 
-    done = repair_stale_locks(layout.gpu_locks, opener)
+    done = repair_stale_locks(layout.gpu_locks, opener, layout.production_locks)
     for line in done:
         log.warning("%s", line)
     return done

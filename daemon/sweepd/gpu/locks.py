@@ -71,8 +71,11 @@ def read_records(records: Path) -> list[ClockLockRecord]:
     return out
 
 
-def repair_stale_locks(records: Path, opener: Callable[[ClockLockRecord], GpuDevice]) -> list[str]:
-    """Reset every GPU whose lock record belongs to a dead process on this host. Returns what was done."""
+def repair_stale_locks(records: Path, opener: Callable[[ClockLockRecord], GpuDevice],
+                       production: Path | None = None) -> list[str]:
+    """Reset every GPU whose lock record belongs to a dead process on this host, then put back its production
+    settings (``sweepd clock set``, recorded under ``production``), as the sweep's own release would have: the
+    reset takes the clock lock and the cap alike. Returns what was done."""
     done = []
     host = socket.gethostname()
     for rec in read_records(records):
@@ -83,12 +86,32 @@ def repair_stale_locks(records: Path, opener: Callable[[ClockLockRecord], GpuDev
                 if rec.power_limit_w is not None:
                     reset_power(dev, rec.control, rec.zeusd_socket)
                 reset(dev, rec.control, rec.zeusd_socket)
+                line = f"reset clocks of {rec.name or rec.uuid} left locked by dead pid {rec.pid}"
+                back = _restore_production(dev, rec, production)
         except GpuError as e:
             done.append(f"could not reset clocks of {rec.uuid} left locked by pid {rec.pid}: {e}")
             continue
         rec.path.unlink(missing_ok=True)
-        done.append(f"reset clocks of {rec.name or rec.uuid} left locked by dead pid {rec.pid}")
+        done.append(line + (f"; {back}" if back else ""))
     return done
+
+
+def _restore_production(dev: GpuDevice, rec: ClockLockRecord, production: Path | None) -> str | None:
+    """The production lock or cap of the GPU a dead sweep held, set again (through zeusd where that sweep used it)."""
+    if production is None:
+        return None
+    prod = ProductionLock.read_or_none(ProductionLock.path_for(production, rec.uuid))
+    if prod is None:
+        return None
+    how = ClockControl.ZEUSD if rec.control is ClockControl.ZEUSD else ClockControl.LOCK
+    try:
+        if prod.freq_mhz is not None:
+            set_clock(dev, how, prod.freq_mhz, prod.mem_mhz, rec.zeusd_socket)
+        if prod.power_limit_w is not None:
+            set_power(dev, how, prod.power_limit_w, rec.zeusd_socket)
+    except GpuError as e:
+        return f"its production setting ({prod.what}) not put back: {e}"
+    return f"production setting put back ({prod.what})"
 
 
 def set_clock(device: GpuDevice, control: ClockControl, sm_mhz: int, memory_mhz: int | None,
