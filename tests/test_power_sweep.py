@@ -257,3 +257,21 @@ def test_a_production_cap_that_the_control_cannot_lift_stays_and_is_said(fake_nv
     with NvmlGpu() as gpu:
         assert gpu.power_limits_w().current_w == 200
     assert {r.freq_mhz for r in TrialRow.read_all(layout.job_results("app") / "trials.csv")} == {1410, 1005}
+
+
+def test_a_power_sweeps_status_file_names_its_knob_for_status_and_the_daemons_line(tmp_path):
+    """status.json carries the knob (a typed field): `sweepd status` and the daemon's status line say "power limit
+    2/6 225W", not "clock 2/6 225W" (they guessed from the label's unit before, or did not say)."""
+    from sweepd.engine.status import StatusFileObserver
+    from sweepd.freqplan import ClockPoint
+    from sweepd.records.status import WorkerStatus
+    from sweepd.vocab import Knob
+
+    path = tmp_path / "status.json"
+    obs = StatusFileObserver(path, "pw", "s1", trials_per_clock=3)
+    obs.clock_started(1, 6, ClockPoint(None, None, power_limit_w=225))
+    st = WorkerStatus.read(path)
+    assert st.knob is Knob.POWER_LIMIT and st.where == "power limit 2/6 225W"
+    assert st.progress_line() == "power limit 2/6 225W, trial 0/3"
+    obs.clock_started(1, 6, ClockPoint(1200, None))
+    assert WorkerStatus.read(path).progress_line() == "clock 2/6 1200MHz, trial 0/3"

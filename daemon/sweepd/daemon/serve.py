@@ -264,7 +264,7 @@ class Daemon:
         parts = []
         for slot, r in self.pool.running.items():
             st = read_status(self.layout, r.job_id)
-            where = f" clock {st.clock}/{st.clocks} {st.freq}" if st and st.clocks else " starting"
+            where = f" {st.where}" if st and st.clocks else " starting"
             last = f" {st.last_j_per_image:.1f} J/img" if st and st.last_j_per_image else ""
             parts.append(f"{slot}: job {r.job_id}{where}{last}")
         parts += self.slurm.snapshot.lines

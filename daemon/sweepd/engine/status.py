@@ -69,7 +69,7 @@ class StatusFileObserver:
 
     def clock_started(self, k: int, n: int, point: ClockPoint) -> None:
         s = self.state
-        s.state, s.clock, s.clocks, s.freq, s.trials_done = "running", k + 1, n, point.label, 0
+        s.state, s.clock, s.clocks, s.freq, s.trials_done, s.knob = "running", k + 1, n, point.label, 0, point.knob
         self._save()
 
     def trial_done(self, k: int, n: int, point: ClockPoint, row: TrialRow) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sweepd.errors import EXIT_INPUT, EXIT_INTERNAL
 from sweepd.records.base import JsonRecord
-from sweepd.vocab import RunState
+from sweepd.vocab import Knob, RunState
 
 
 class WorkerStatus(JsonRecord):
@@ -20,7 +20,7 @@ class WorkerStatus(JsonRecord):
     state: RunState = RunState.STARTING
     clock: int = 0
     clocks: int = 0
-    freq: str | None = None  # the clock's label, e.g. "1410MHz"
+    freq: str | None = None  # the setting's label, e.g. "1410MHz" (a power sweep's: "250W")
     trials_done: int = 0
     trials_per_clock: int = 0
     last_j_per_image: float | None = None
@@ -34,6 +34,7 @@ class WorkerStatus(JsonRecord):
     node: str | None = None
     slurm_job_id: str | None = None
     slurm_array_task: str | None = None
+    knob: Knob = Knob.CLOCK  # what the sweep turns (added after 0.2.0.dev0: older files are clock sweeps)
 
     @property
     def retry_cannot_help(self) -> bool:
@@ -45,13 +46,17 @@ class WorkerStatus(JsonRecord):
         return Path(job_dir) / "status.json"
 
     def progress_line(self) -> str:
-        """"clock 3/10 1410MHz, trial 2/3, 91.2 J/img" (or the state before the first clock)."""
+        """"clock 3/10 1410MHz, trial 2/3, 91.2 J/img" ("power limit 2/6 225W, ..." in a power sweep; or the state
+        before the first setting)."""
         if not self.clocks:
             return self.state
         last = f", {self.last_j_per_image:.1f} J/img" if self.last_j_per_image else ""
-        noun = "power limit" if (self.freq or "").endswith("W") else "clock"  # a power sweep's labels: "250W"
-        return (f"{noun} {self.clock}/{self.clocks} {self.freq}, trial {self.trials_done}/{self.trials_per_clock}"
-                f"{last}")
+        return f"{self.where}, trial {self.trials_done}/{self.trials_per_clock}{last}"
+
+    @property
+    def where(self) -> str:
+        """"clock 3/10 1410MHz", "power limit 2/6 225W": the setting being measured."""
+        return f"{self.knob.noun} {self.clock}/{self.clocks} {self.freq}"
 
 
 class DaemonState(JsonRecord):
