@@ -376,13 +376,13 @@ class SweepRequest(_Section):
 
     def _power_fits(self) -> None:
         """A power sweep turns the limit and leaves the clock to the firmware: no clock settings beside it."""
-        default = Frequencies()
-        clock_fields = [f for f in Frequencies.model_fields if f != "objective"
-                        and getattr(self.frequencies, f) != getattr(default, f)]
         if self.frequencies.mode == "adaptive":
             raise ValueError('frequencies.mode = "adaptive": the search ranks clocks by a roofline in the clock and '
                              'picks among a clock table; a power sweep measures each of its limits (give fewer, or '
                              'step_w)')
+        default = Frequencies()
+        clock_fields = [f for f in Frequencies.model_fields if f != "objective"
+                        and getattr(self.frequencies, f) != getattr(default, f)]
         if clock_fields:
             raise ValueError(f"frequencies.{clock_fields[0]}: a power sweep ([power]) leaves the clock to the "
                              "firmware; sweep clocks and power limits in two requests (`sweepd compare` puts them "

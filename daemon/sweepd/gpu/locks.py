@@ -15,7 +15,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 from sweepd import paths
 from sweepd.errors import InputError
@@ -103,15 +103,22 @@ def _restore_production(dev: GpuDevice, rec: ClockLockRecord, production: Path |
     prod = ProductionLock.read_or_none(ProductionLock.path_for(production, rec.uuid))
     if prod is None:
         return None
-    how = ClockControl.ZEUSD if rec.control is ClockControl.ZEUSD else ClockControl.LOCK
     try:
-        if prod.freq_mhz is not None:
-            set_clock(dev, how, prod.freq_mhz, prod.mem_mhz, rec.zeusd_socket)
-        if prod.power_limit_w is not None:
-            set_power(dev, how, prod.power_limit_w, rec.zeusd_socket)
+        restore_production(dev, prod, rec.control, rec.zeusd_socket)
     except GpuError as e:
         return f"its production setting ({prod.what}) not put back: {e}"
     return f"production setting put back ({prod.what})"
+
+
+def restore_production(device: GpuDevice, prod: ProductionLock, control: ClockControl, zeusd_socket: str | None,
+                       knobs: Collection[str] = ("clock", "power")) -> None:
+    """Set ``prod``'s lock and cap again (of ``knobs``: those a sweep reset or lifted), through zeusd where the sweep
+    used it (``control``), else as NVML locks: a production lock is a lock, whatever control the sweep had."""
+    how = ClockControl.ZEUSD if control is ClockControl.ZEUSD else ClockControl.LOCK
+    if prod.freq_mhz is not None and "clock" in knobs:
+        set_clock(device, how, prod.freq_mhz, prod.mem_mhz, zeusd_socket)
+    if prod.power_limit_w is not None and "power" in knobs:
+        set_power(device, how, prod.power_limit_w, zeusd_socket)
 
 
 def set_clock(device: GpuDevice, control: ClockControl, sm_mhz: int, memory_mhz: int | None,
@@ -360,10 +367,6 @@ class ClockGuard:
             self.path.unlink(missing_ok=True)
         rec = self._production() if back else None
         self.paused.clear()
-        if rec is not None:  # what this sweep reset or lifted, put back: through zeusd if that is how it sets them
-            how = ClockControl.ZEUSD if self.control is ClockControl.ZEUSD else ClockControl.LOCK
-            if rec.freq_mhz is not None and "clock" in back:
-                set_clock(self.device, how, rec.freq_mhz, rec.mem_mhz, self.zeusd_socket)
-            if rec.power_limit_w is not None and "power" in back:
-                set_power(self.device, how, rec.power_limit_w, self.zeusd_socket)
+        if rec is not None:  # what this sweep reset or lifted, put back
+            restore_production(self.device, rec, self.control, self.zeusd_socket, back)
             log.info("restored the production setting of %s: %s", self.device.name, rec.what)

@@ -43,6 +43,8 @@ class ProductionLock(JsonRecord):
     mem_mhz: int | None = None
     source: str = ""  # the job whose answer it is, or "manual"
     power_limit_w: int | None = None  # a production power cap (None: the board's default limit)
+    since: str = ""
+    path: Path | None = Field(None, exclude=True)
 
     @property
     def what(self) -> str:
@@ -50,8 +52,6 @@ class ProductionLock(JsonRecord):
         parts = ([f"{self.freq_mhz} MHz"] if self.freq_mhz is not None else []) + \
             ([f"a {self.power_limit_w} W cap"] if self.power_limit_w is not None else [])
         return " and ".join(parts) or "nothing"
-    since: str = ""
-    path: Path | None = Field(None, exclude=True)
 
     @staticmethod
     def path_for(records: Path, uuid: str) -> Path:
