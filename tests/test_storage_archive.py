@@ -83,7 +83,7 @@ def test_an_archive_that_does_not_hold_what_was_compressed_is_refused_and_nothin
     """The read-back of a fresh archive is the whole zstd frame as it lands in the file, its content checksum
     and its length: a bit flipped in a stored (incompressible) block, a write lost, a file cut short are caught
     before any source is touched."""
-    from sweepd.storage import readback
+    from sweepd.storage import durable
 
     base = tmp_path / "images"
     (base / "job_z" / "1410MHz").mkdir(parents=True)
@@ -92,7 +92,7 @@ def test_an_archive_that_does_not_hold_what_was_compressed_is_refused_and_nothin
         data = os.urandom(400_000)  # incompressible: zstd stores it raw, so a flipped bit breaks no structure
         (base / "job_z" / "1410MHz" / f"i{i}.png").write_bytes(data)
         originals[f"job_z/1410MHz/i{i}.png"] = data
-    real = readback.ReadBack.write
+    real = durable.Durable.write
     calls = []
 
     def hurt(self, data):
@@ -102,14 +102,14 @@ def test_an_archive_that_does_not_hold_what_was_compressed_is_refused_and_nothin
             real(self, bad)
         return len(data)  # the compressor is told all went well
 
-    monkeypatch.setattr(readback.ReadBack, "write", hurt)
+    monkeypatch.setattr(durable.Durable, "write", hurt)
     files = sorted(f"1410MHz/i{i}.png" for i in range(6))
     with pytest.raises(archive.ArchiveError, match="cannot be read back|reads back as"):
         archive.archive(base, "job_z", files, tmp_path / "arch", threads=0)
     assert len(calls) > 4
     assert not list((tmp_path / "arch").iterdir())  # the partial is gone, no archive, no manifest
     assert {f: (base / f).read_bytes() for f in originals} == originals
-    monkeypatch.setattr(readback.ReadBack, "write", real)
+    monkeypatch.setattr(durable.Durable, "write", real)
     done = archive.archive(base, "job_z", files, tmp_path / "arch")  # undamaged, the same action goes through
     assert [m.sha256 for m in archive.verify(done.path, done.members)] == [m.sha256 for m in done.members]
 

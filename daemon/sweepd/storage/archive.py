@@ -22,7 +22,6 @@ import hashlib
 import os
 import secrets
 import tarfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from sweepd.procs import pid_alive
 from sweepd.storage import manifest as mf
 from sweepd.records.archive import SUFFIX, ArchiveManifest, ArchiveReason, Member
 from sweepd.storage.safefs import Identity, UnitDir, UnsafePath
+from sweepd.storage.durable import Durable
 from sweepd.storage.readback import ReadBack, ReadBackError
 from sweepd.storage.tarstream import TarWriter
 
@@ -95,24 +95,27 @@ def write_archive(unit: UnitDir, files: list[str], target: Path, level: int, thr
     out = Archived(target, [])
     cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=threads)
     with open(target, "xb") as raw:
-        disk = Durable(raw)
-        back = ReadBack(disk, target, CHUNK)
+        back = ReadBack(target, CHUNK)
+        disk = Durable(raw, landed=back.landed)
         try:
-            with cctx.stream_writer(back, closefd=False) as zw:
-                tar = TarWriter(zw, CHUNK)
+            hashed = []
+            with cctx.stream_writer(disk, closefd=False) as zw, TarWriter(zw, CHUNK) as tar:
                 for rel in files:
                     fh, st = unit.open(rel)
                     with fh:
                         info = tarfile.TarInfo(f"{unit.name}/{rel}")
                         info.size, info.mtime, info.mode = st.st_size, st.st_mtime, st.st_mode & 0o7777
-                        sha = tar.add(info, fh)
-                    out.members.append(Member(name=info.name, size=st.st_size, sha256=sha))
-                    out.sources[rel] = (Identity.of(st), sha)
+                        hashed.append((rel, info.name, st, tar.add(info, fh)))
                     crash_point("mid_write")
-                tar.close()
+                tar.close()  # every member hashed
+            disk.drain()  # every byte zstd gave is in the file
+            for rel, name, st, h in hashed:
+                sha = h.hexdigest()
+                out.members.append(Member(name=name, size=st.st_size, sha256=sha))
+                out.sources[rel] = (Identity.of(st), sha)
         except BaseException:
-            back.abandon()
             disk.abandon()
+            back.abandon()
             raise
         try:
             back.finish(tar.written)
@@ -121,56 +124,6 @@ def write_archive(unit: UnitDir, files: list[str], target: Path, level: int, thr
             raise ArchiveError(str(e)) from None
         disk.finish()  # fsync: what was read back is on disk
     return out
-
-
-class Durable:
-    """The archive file, written back to disk as it grows (an fdatasync in a thread of its own every
-    SYNC_EVERY bytes, while the CPU compresses), so that the closing fsync has little left to do."""
-
-    SYNC_EVERY = 64 << 20
-
-    def __init__(self, raw):
-        self.raw, self.pending = raw, 0
-        self.error: OSError | None = None
-        self.nudge, self.closing = threading.Event(), False
-        self._thread = threading.Thread(target=self._run, name="archive-writeback", daemon=True)
-        self._thread.start()
-
-    def write(self, data) -> int:
-        n = self.raw.write(data)
-        self.pending += n
-        if self.pending >= self.SYNC_EVERY:
-            self.pending = 0
-            self.raw.flush()
-            self.nudge.set()
-        return n
-
-    def flush(self) -> None:
-        self.raw.flush()
-
-    def _run(self) -> None:
-        while True:
-            self.nudge.wait()
-            self.nudge.clear()
-            if self.closing:
-                return
-            try:
-                os.fdatasync(self.raw.fileno())
-            except OSError as e:
-                self.error = self.error or e
-
-    def abandon(self) -> None:
-        self.closing = True
-        self.nudge.set()
-        self._thread.join()
-
-    def finish(self) -> None:
-        """The last bytes flushed and fsynced; the first error the writeback met, if any, raised."""
-        self.abandon()
-        self.raw.flush()
-        os.fsync(self.raw.fileno())
-        if self.error is not None:
-            raise self.error
 
 
 def read_members(path: Path) -> list[Member]:

@@ -1,18 +1,18 @@
 """Step 4 of archiving: the archive read back through zstd while it is being written.
 
-A thread of its own follows the `.partial` file as the compressor's output lands in it (a read that reaches the end
-waits for the writer's next write) and decompresses everything, counting the tar stream's bytes; zstd checks the
-frame's content checksum (XXH64 of every byte the compressor was given) at its end. So when the writer is done, a
-clean read of exactly the bytes written means the file holds exactly that tar stream, whose members' sha256 were
-taken from the very bytes that went into it. Read after the write or alongside it, it is the same read from the
-same file; alongside, it costs no wall time on a machine with a core to spare (archiving 500 MB: 0.16 s of 1.2).
+A thread of its own follows the `.partial` file as the writer (:mod:`.durable`) puts zstd's output in it (a read that
+reaches the end waits until the next write has landed) and decompresses everything, counting the tar stream's
+bytes; zstd checks the frame's content checksum (XXH64 of every byte the compressor was given) at its end. So when
+the writer is done, a clean read of exactly the bytes written means the file holds exactly that tar stream, whose
+members' sha256 were taken from the very bytes that went into it. Read after the write or alongside it, it is the
+same read from the same file; alongside, it costs no wall time on a machine with a core to spare (archiving 500 MB:
+0.16 s of 1.2).
 """
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import BinaryIO
 
 import zstandard
 
@@ -24,10 +24,10 @@ class ReadBackError(StorageError):
 
 
 class ReadBack:
-    """Hand it to zstd's stream writer as the file to write to: it writes `raw` and lets the reader know."""
+    """Call :meth:`landed` after each write to the file has landed; :meth:`finish` when the last has."""
 
-    def __init__(self, raw: BinaryIO, path: Path, chunk: int):
-        self.raw, self.path, self.chunk = raw, path, chunk
+    def __init__(self, path: Path, chunk: int):
+        self.path, self.chunk = path, chunk
         self.grew, self.done = threading.Event(), threading.Event()
         self.read_bytes = 0
         self.failure: BaseException | None = None
@@ -36,18 +36,12 @@ class ReadBack:
         self._thread.start()
 
     # the writer's side ----------------------------------------------------------------------------
-    def write(self, data) -> int:
-        n = self.raw.write(data)
+    def landed(self) -> None:
         self.grew.set()
-        return n
-
-    def flush(self) -> None:
-        self.raw.flush()
 
     def finish(self, stream_bytes: int) -> None:
-        """The writer is done (its buffers flushed): wait for the reader; ReadBackError unless it read back
+        """The writer is done (every write landed): wait for the reader; ReadBackError unless it read back
         exactly `stream_bytes` of tar through an intact frame."""
-        self.raw.flush()
         self._stop()
         if isinstance(self.failure, (zstandard.ZstdError, OSError, EOFError)):
             raise ReadBackError(f"{self.path.name} cannot be read back: {self.failure}")
