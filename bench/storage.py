@@ -1,8 +1,9 @@
 """Storage manager figures, each side by side with the standard tool in one run.
 
-(a) scan + plan over 200,000 files in 400 job folders vs `du -s` of the same tree (warm cache, the two
-    alternating, median of --runs each), and a re-plan with nothing changed over the daemon's in-memory index
-    (median of 20).
+(a) scan + plan over 200,000 files in 400 job folders vs `du -s` of the same tree (warm cache, taking turns,
+    median of --runs each): as sweepd runs it (helper processes walking part of the folders where cores are free,
+    storage/scanpart.py) and in one process alone; and a re-plan with nothing changed over the daemon's in-memory
+    index (median of 20).
 (b) archiving ~2 GB of real sweep-like PNGs (512x512, ~450 KB each), read-back verification and fsync
     included, vs `tar --sort=name -I 'zstd -T0' -cf` of the same files (the same byte stream: sweepd archives
     in name order; tar's directory order compresses this synthetic set differently, so it is shown too), the
@@ -29,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from sweepd.paths import Layout
-from sweepd.storage import archive
+from sweepd.storage import archive, scanpart
 from sweepd.storage.context import IndexCache
 from sweepd.storage.planner import Planner
 from sweepd.storage.policy import Policy
@@ -82,9 +83,17 @@ def bench_scan(work: Path, jobs: int = 400, per_job: int = 500, runs: int = 5) -
         cache = IndexCache()
         return Planner(layout, set(), cache.get).plan(rules), cache
 
+    def one_process():
+        most, scanpart.MAX_HELPERS = scanpart.MAX_HELPERS, 0
+        try:
+            scan_plan()
+        finally:
+            scanpart.MAX_HELPERS = most
+
     scan_plan()
-    times = alternating({"du": du, "sweepd": scan_plan}, runs)
+    times = alternating({"du": du, "sweepd": scan_plan, "one_process": one_process}, runs)
     t_du, t_ours = statistics.median(times["du"]), statistics.median(times["sweepd"])
+    t_alone = statistics.median(times["one_process"])
     plan, cache = scan_plan()
     t_replan = timed(lambda: Planner(layout, set(), cache.get).plan(rules), 20)
     holds = [(r, "bench") for r in Policy.model_validate({"rules": [{"name": "cap", "max_bytes": "1TiB",
@@ -92,7 +101,8 @@ def bench_scan(work: Path, jobs: int = 400, per_job: int = 500, runs: int = 5) -
     t_idle = timed(lambda: Planner(layout, set(), cache.get).plan(holds), 20)
     files = sum(i.nfiles for i in cache.indexes.values())
     return {"files": files, "jobs": jobs, "runs": runs, "du_s": t_du, "scan_plan_s": t_ours, "ratio": t_ours / t_du,
-            "du_runs_s": times["du"], "scan_plan_runs_s": times["sweepd"],
+            "helpers": scanpart.helpers_for(jobs), "one_process_s": t_alone, "one_process_ratio": t_alone / t_du,
+            "du_runs_s": times["du"], "scan_plan_runs_s": times["sweepd"], "one_process_runs_s": times["one_process"],
             "replan_ms": t_replan * 1000, "actions": len(plan.actions), "replan_nothing_to_do_ms": t_idle * 1000}
 
 
@@ -182,7 +192,8 @@ def main() -> None:
     res = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
     s = res["scan"] = bench_scan(a.workdir, a.jobs, a.per_job, a.runs)
     print(f"scan+plan {s['files']} files in {s['jobs']} jobs (median of {s['runs']}): {s['scan_plan_s']:.3f} s vs du -s {s['du_s']:.3f} s "
-          f"= {s['ratio']:.2f}x; re-plan with nothing changed {s['replan_ms']:.1f} ms ({s['actions']} actions "
+          f"= {s['ratio']:.2f}x with {s['helpers']} helper process(es) ({s['one_process_s']:.3f} s = "
+          f"{s['one_process_ratio']:.2f}x in one process); re-plan with nothing changed {s['replan_ms']:.1f} ms ({s['actions']} actions "
           f"pending), {s['replan_nothing_to_do_ms']:.1f} ms when the policy holds")
     if not a.skip_archive:
         r = res["archive"] = bench_archive(a.workdir, a.archive_mb * 10**6, a.runs)

@@ -10,94 +10,16 @@ it with a periodic full scan.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import gc
 import os
 import re
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from sweepd.paths import job_of
+from sweepd.storage import scanpart
+from sweepd.storage.unit import KEEP_FILE, Unit, gc_paused
 
-KEEP_FILE = ".keep"
-
-
-@contextlib.contextmanager
-def gc_paused():
-    """No cyclic garbage collection while a scan builds its index (6 % of a 200,000-file scan went to collections
-    walking what it had built so far); whatever it was, as it was afterwards."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
-@dataclass
-class Unit:
-    name: str  # the entry directly under the rule path: job_<ID>, or a loose file or folder
-    path: str
-    files: dict[str, tuple[int, float]] = field(default_factory=dict)  # relative path -> (bytes, mtime)
-    keep_flag: bool = False
-    links_skipped: int = 0
-    _agg: tuple[int, float, float] | None = field(default=None, repr=False)  # bytes, newest, oldest
-    _dirs: dict[str, list[str]] | None = field(default=None, repr=False)
-    _memo: dict = field(default_factory=dict, repr=False)  # what planners derived from the files, until they change
-
-    def touched(self) -> None:
-        self._agg = self._dirs = None
-        self._memo.clear()
-
-    def memo(self, key, make):
-        """`make()`, computed once while the files stay as they are (a re-plan over an unchanged index)."""
-        if key not in self._memo:
-            self._memo[key] = make()
-        return self._memo[key]
-
-    @property
-    def dirs(self) -> dict[str, list[str]]:
-        """Files grouped by their first folder (the clock folder, e.g. '1410MHz'; '' for files at the top)."""
-        if self._dirs is None:
-            out: dict[str, list[str]] = {}
-            for rel in self.files:
-                top, sep, _ = rel.partition("/")
-                out.setdefault(top if sep else "", []).append(rel)
-            self._dirs = out
-        return self._dirs
-
-    @property
-    def agg(self) -> tuple[int, float, float]:
-        if self._agg is None:
-            if self.files:
-                sizes, times = zip(*self.files.values())
-                self._agg = (sum(sizes), max(times), min(times))
-            else:
-                self._agg = (0, 0.0, 0.0)
-        return self._agg
-
-    @property
-    def job_id(self) -> str | None:
-        return job_of(self.name)
-
-    @property
-    def bytes(self) -> int:
-        return self.agg[0]
-
-    @property
-    def nfiles(self) -> int:
-        return len(self.files)
-
-    @property
-    def newest(self) -> float:
-        return self.agg[1]
-
-    @property
-    def oldest(self) -> float:
-        return self.agg[2]
+__all__ = ["KEEP_FILE", "PathIndex", "Unit", "gc_paused"]
 
 
 class PathIndex:
@@ -135,27 +57,55 @@ class PathIndex:
         return rel == self.within or rel.startswith(self.within + "/") or self.within.startswith(rel + "/")
 
     # full scan -------------------------------------------------------------------------------
-    def scan(self) -> "PathIndex":
+    def scan(self, helpers: int | None = None) -> "PathIndex":
+        """Every job folder walked again. Over :data:`scanpart.PARALLEL_UNITS` of them, where cores are free,
+        helper processes walk part of them (`helpers`, by default :func:`scanpart.helpers_for`)."""
         with gc_paused():  # 200,000 (bytes, mtime) tuples, none in a cycle: no collection needs to walk them
-            return self._scan()
+            return self._scan(helpers)
 
-    def _scan(self) -> "PathIndex":
+    def _scan(self, helpers: int | None) -> "PathIndex":
         self.units = {}
         try:
             top = [e for e in os.scandir(self.path) if not self._top or e.name == self._top]
         except (FileNotFoundError, NotADirectoryError):
             return self
+        names = []
         for entry in top:
             try:
                 if entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
                     continue  # a link, or a loose file: no job's
             except OSError:
                 continue
-            unit = Unit(entry.name, entry.path)
-            unit.keep_flag = os.path.lexists(os.path.join(entry.path, KEEP_FILE))
-            self._walk(unit, entry.path, entry.name)
-            self.units[entry.name] = self._narrow(unit)
+            names.append(entry.name)
+        helpers = scanpart.helpers_for(len(names)) if helpers is None else helpers
+        found = self._shared(names, helpers) if helpers else {name: self.unit(name) for name in names}
+        self.units = {name: found[name] for name in names}
         return self
+
+    def unit(self, name: str) -> Unit:
+        """The job folder `name` directly under the path, walked (what a helper process does for its share)."""
+        path = os.path.join(self.path, name)
+        unit = Unit(name, path)
+        unit.keep_flag = os.path.lexists(os.path.join(path, KEEP_FILE))
+        self._walk(unit, path, name)
+        return self._narrow(unit)
+
+    def _shared(self, names: list[str], helpers: int) -> dict[str, Unit]:
+        """The folders dealt out: helper processes walk theirs while this one walks its own; a helper that fails
+        (or answers for other folders) has its folders walked here after all."""
+        mine, *theirs = scanpart.deal(names, helpers)
+        parts = [scanpart.Part(__name__, (self.path, self.include, self.exclude, self.within), share)
+                 for share in theirs]
+        try:
+            found = {name: self.unit(name) for name in mine}
+            for part in parts:
+                got = {t[0]: Unit.from_wire(t) for t in part.result() or ()}
+                for name in part.names:
+                    found[name] = got[name] if name in got else self.unit(name)
+        finally:
+            for part in parts:
+                part.close()
+        return found
 
     def _walk(self, unit: Unit, top: str, top_rel: str) -> None:
         # names listed from a directory fd and each lstat'ed as fstatat(dirfd, name), as du does, instead of a
@@ -245,3 +195,15 @@ class PathIndex:
     @property
     def nfiles(self) -> int:
         return sum(u.nfiles for u in self.units.values())
+
+
+def _helper() -> None:
+    """``python -m sweepd.storage.index``: a helper's share of a full scan (:mod:`.scanpart`)."""
+    args, names = scanpart.request()
+    idx = PathIndex(*args)
+    with gc_paused():
+        scanpart.reply([idx.unit(name).wire() for name in names])
+
+
+if __name__ == "__main__":
+    _helper()
