@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -65,23 +66,33 @@ def job_env(tmp_path, **extra):
                       FAKE_NVML_DENY_SET="1", **extra)
 
 
+def exit_said(cmd: str) -> str:
+    """A job's command that also writes its exit code into its output: the session-long jobs are checked at the
+    end of the session, and SLURM forgets a job MinJobAge seconds after it ends (wait_gone reads it there)."""
+    return f'{cmd}; rc=$?; echo "job exit: $rc"; exit $rc'
+
+
 def sbatch(tmp_path, req, name, env) -> str:
     out = tmp_path / f"{name}.out"
     p = subprocess.run(["sbatch", "--parsable", "--gres=gpu:1", "--export=ALL", "-o", str(out), "--wrap",
-                        f"sweepd run {req} --root {tmp_path / 'root'}"], capture_output=True, text=True, env=env,
-                       timeout=60)
+                        exit_said(f"sweepd run {req} --root {tmp_path / 'root'}")], capture_output=True, text=True,
+                       env=env, timeout=60)
     assert p.returncode == 0, p.stderr
     return p.stdout.strip().split(";")[0]
 
 
-def wait_gone(jid: str, timeout=600) -> int:
-    """Waits for the job to end; its exit code."""
+def wait_gone(jid: str, out: Path, timeout=600) -> int:
+    """Waits for the job to end; its exit code (from its output, `exit_said`, once SLURM has forgotten the job)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         p = subprocess.run(["scontrol", "show", "job", jid], capture_output=True, text=True, timeout=30)
         state = re.search(r"JobState=(\S+)", p.stdout)
         if state and state.group(1) not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING"):
             return int(re.search(r"ExitCode=(\d+):", p.stdout).group(1))
+        if "Invalid job id" in p.stderr:
+            said = re.findall(r"^job exit: (\d+)$", out.read_text() if out.exists() else "", re.M)
+            assert said, f"job {jid} is gone from SLURM without its exit line: {out}"
+            return int(said[-1])
         time.sleep(0.5)
     subprocess.run(["scancel", jid], timeout=30)
     raise AssertionError(f"job {jid} still running after {timeout} s")
@@ -131,7 +142,7 @@ def test_the_background_sweeps_are_submitted(cluster, background_jobs):
 @pytest.mark.run_last
 def test_a_slurm_sweep_measures_each_clock_in_its_own_step_and_answers_as_locked_clocks_do(cluster, background_jobs):
     tmp_path, jid = background_jobs["steps"]
-    assert wait_gone(jid) == 0, (tmp_path / "steps.out").read_text()
+    assert wait_gone(jid, tmp_path / "steps.out") == 0, (tmp_path / "steps.out").read_text()
     out = (tmp_path / "steps.out").read_text()
     assert "SLURM sets clocks here" in out and "Traceback" not in out
     rows = [r for r in trials(tmp_path, "steps") if r["status"] == "ok"]
@@ -164,7 +175,7 @@ def test_a_slurm_sweep_measures_each_clock_in_its_own_step_and_answers_as_locked
 @pytest.mark.run_last
 def test_a_cluster_whose_slurm_sets_no_clock_stops_after_the_first_step_with_the_fix(cluster, background_jobs):
     tmp_path, jid = background_jobs["nohook"]
-    assert wait_gone(jid) == 2
+    assert wait_gone(jid, tmp_path / "n.out") == 2
     out = (tmp_path / "n.out").read_text()
     assert "AutoDetect=nvml" in out and "--gpu-freq" in out and "Traceback" not in out, out
     assert not (tmp_path / "root/results/job_n/trials.csv").exists()  # nothing measured at the wrong clock
@@ -179,7 +190,8 @@ def kill_and_resume(tmp_path) -> dict:
     run = f"sweepd run {req} --root {tmp_path / 'root'}"
     out = tmp_path / "k.out"
     p = subprocess.run(["sbatch", "--parsable", "--gres=gpu:1", "--export=ALL", "-o", str(out), "--wrap",
-                        f"{run}; echo first run: exit $?; {run}"], capture_output=True, text=True, env=env, timeout=60)
+                        exit_said(f"{run}; echo first run: exit $?; {run}")], capture_output=True, text=True, env=env,
+                       timeout=60)
     assert p.returncode == 0, p.stderr
     jid = p.stdout.strip().split(";")[0]
     spec = tmp_path / "root" / "state" / "slurm-steps" / "k" / "step.json"
@@ -196,7 +208,7 @@ def kill_and_resume(tmp_path) -> dict:
         time.sleep(0.2)
     before = len(trials(tmp_path, "k"))
     subprocess.run(["pkill", "-KILL", "-f", f"sweepd step {spec}"], timeout=30)
-    return {"exit": wait_gone(jid), "out": out.read_text(), "before": before}
+    return {"exit": wait_gone(jid, out), "out": out.read_text(), "before": before}
 
 
 @pytest.fixture(scope="session")
