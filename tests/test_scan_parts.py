@@ -75,14 +75,17 @@ def fake_helper(tmp_path: Path, body: str) -> str:
     return str(exe)
 
 
-EMPTY_LIST = "printf '" + "".join(f"\\x{b:02x}" for b in marshal.dumps([])) + "'"
+def printf(value) -> str:
+    """A shell line printing `value` as marshal writes it (octal escapes: POSIX printf has no \\x)."""
+    return "printf '" + "".join(f"\\{b:03o}" for b in marshal.dumps(value)) + "'"
 
 
 @pytest.mark.parametrize("body, why", [
     ("echo 'Traceback: it broke' >&2; exit 3", "exit 3: Traceback: it broke"),
     ("printf 'not marshal'", "bad marshal data"),
-    (EMPTY_LIST, None),  # a well-formed answer for no folder at all
-], ids=["crashes", "answers garbage", "leaves every folder out"])
+    (printf([]), ""),  # a well-formed answer for no folder at all: nothing to warn about, the folders walked here
+    (printf([("job_000", 1, 2)]), "answered with something else"),
+], ids=["crashes", "answers garbage", "leaves every folder out", "answers with something else"])
 def test_a_helper_that_fails_has_its_folders_walked_by_the_scan(images, tmp_path, monkeypatch, caplog, body, why):
     alone, before = PathIndex(images).scan(helpers=0), children()
     monkeypatch.setattr(sys, "executable", fake_helper(tmp_path, body))
@@ -91,6 +94,8 @@ def test_a_helper_that_fails_has_its_folders_walked_by_the_scan(images, tmp_path
     assert seen(shared) == seen(alone)
     if why:
         assert why in caplog.text and "walked by the scanning process" in caplog.text
+    else:
+        assert not caplog.text
     assert children() <= before
 
 
