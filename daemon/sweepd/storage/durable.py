@@ -3,7 +3,7 @@ comes, and written back to disk as it grows.
 
 In a profile of archiving 2 GB of PNGs the archiving thread spent 1.4 s writing the compressed stream into the page
 cache, one after the other with compressing it; here zstd hands each piece of output over (a bounded queue: at most
-DEPTH pieces, a few MB, wait) and goes on compressing while the writer thread puts it in the file. Every SYNC_EVERY
+DEPTH pieces of up to 1 MiB wait) and goes on compressing while the writer thread puts it in the file. Every SYNC_EVERY
 bytes a third thread runs fdatasync, so that the closing fsync has little left to do. `landed` is called after each
 write is in the file: the read-back (:mod:`.readback`) follows the file with it.
 """
@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 class Durable:
     SYNC_EVERY = 64 << 20
-    DEPTH = 32
+    DEPTH = 8
 
     def __init__(self, raw: BinaryIO, landed: Callable[[], None] = lambda: None):
         self.raw, self.landed = raw, landed

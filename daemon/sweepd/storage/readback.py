@@ -76,7 +76,7 @@ class ReadBack:
     def _run(self) -> None:
         try:
             buf = bytearray(self.chunk)  # one buffer for the whole read-back
-            with zstandard.ZstdDecompressor().stream_reader(self, closefd=False) as zr:
+            with zstandard.ZstdDecompressor().stream_reader(self, closefd=False, read_size=self.chunk) as zr:
                 while n := zr.readinto(buf):
                     self.read_bytes += n
         except BaseException as e:  # handed to the writer's thread in finish()
