@@ -11,10 +11,11 @@ write is in the file: the read-back (:mod:`.readback`) follows the file with it.
 from __future__ import annotations
 
 import os
-import queue
 import threading
 from collections.abc import Callable
 from typing import BinaryIO
+
+from sweepd.storage.inorder import InOrder
 
 
 class Durable:
@@ -23,21 +24,19 @@ class Durable:
 
     def __init__(self, raw: BinaryIO, landed: Callable[[], None] = lambda: None):
         self.raw, self.landed = raw, landed
-        self.error: BaseException | None = None  # the first the writer or the writeback met
-        self._queue: queue.Queue = queue.Queue(self.DEPTH)
+        self.sync_error: OSError | None = None  # the first the writeback met
+        self._pending = 0  # bytes written since the last nudge to the writeback
+        self._writer = InOrder("archive-write")
         self._nudge, self._closing = threading.Event(), False
-        self._writer = threading.Thread(target=self._write_all, name="archive-write", daemon=True)
         self._syncer = threading.Thread(target=self._write_back, name="archive-writeback", daemon=True)
-        self._writer.start()
         self._syncer.start()
 
     # zstd's side ----------------------------------------------------------------------------------
     def write(self, data) -> int:
-        """Queued for the writer thread (zstd's output is a new bytes object each time); an error the writer met
-        is raised here, at the next piece."""
-        if self.error is not None:
-            raise self.error
-        self._queue.put(data)
+        """Given to the writer thread (zstd's output is a new bytes object each time), waiting while DEPTH pieces
+        are ahead of it; an error the writer met is raised here, at the next piece."""
+        ticket = self._writer.give(self._put, data)
+        self._writer.wait(ticket - self.DEPTH)
         return len(data)
 
     def flush(self) -> None:
@@ -45,46 +44,36 @@ class Durable:
 
     def drain(self) -> None:
         """Every piece given so far in the file; the first error met raised."""
-        if self._writer.is_alive():
-            self._queue.put(None)
-            self._writer.join()
-        if self.error is not None:
-            raise self.error
+        self._writer.wait()
+        if self.sync_error is not None:
+            raise self.sync_error
 
     def abandon(self) -> None:
         """The archive failed: both threads stopped, whatever they met."""
-        try:
-            self.drain()
-        except BaseException:
-            pass
-        finally:
-            self._stop_writeback()
+        self._writer.stop()
+        self._stop_writeback()
 
     def finish(self) -> None:
         """Everything in the file and fsynced; the first error met raised."""
         try:
             self.drain()
         finally:
+            self._writer.stop()
             self._stop_writeback()
         os.fsync(self.raw.fileno())
-        if self.error is not None:
-            raise self.error
+        if self.sync_error is not None:
+            raise self.sync_error
 
     # the threads ----------------------------------------------------------------------------------
-    def _write_all(self) -> None:
-        pending = 0
-        while (data := self._queue.get()) is not None:
-            if self.error is None:  # after a failure the rest is taken off the queue and dropped
-                try:
-                    self.raw.write(data)
-                    self.raw.flush()  # in the file, where the read-back can see it
-                    pending += len(data)
-                    if pending >= self.SYNC_EVERY:
-                        pending = 0
-                        self._nudge.set()
-                except BaseException as e:  # raised in the archiving thread
-                    self.error = e
-            self.landed()
+    def _put(self, data) -> None:
+        """In the writer thread: one piece in the file, where the read-back can see it."""
+        self.raw.write(data)
+        self.raw.flush()
+        self.landed()
+        self._pending += len(data)
+        if self._pending >= self.SYNC_EVERY:
+            self._pending = 0
+            self._nudge.set()
 
     def _write_back(self) -> None:
         while True:
@@ -95,7 +84,7 @@ class Durable:
             try:
                 os.fdatasync(self.raw.fileno())
             except OSError as e:
-                self.error = self.error or e
+                self.sync_error = self.sync_error or e
 
     def _stop_writeback(self) -> None:
         self._closing = True

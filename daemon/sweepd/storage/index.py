@@ -99,13 +99,7 @@ class PathIndex:
         try:
             found = {name: self.unit(name) for name in mine}
             for part in parts:
-                got = part.result() or []
-                try:
-                    got = {t[0]: Unit.from_wire(t) for t in got}
-                except (TypeError, ValueError, IndexError):  # well-formed marshal, but not units
-                    scanpart.log.warning("scan helper for %d folders answered with something else: they are walked "
-                                         "by the scanning process", len(part.names))
-                    got = {}
+                got = part.result()
                 for name in part.names:
                     found[name] = got[name] if name in got else self.unit(name)
         finally:

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import threading
 
+from sweepd.storage.unit import Unit
+
 log = logging.getLogger(__name__)
 
 PARALLEL_UNITS = 64  # job folders from which a scan shares its work (fewer: a helper's start costs more than it saves)
@@ -66,23 +68,27 @@ class Part:
         except (OSError, ValueError):  # closed by close() after a kill
             pass
 
-    def result(self) -> list[tuple] | None:
-        """The units the helper walked, as :meth:`Unit.wire` gives them; None (and a log line) if it failed."""
+    def result(self) -> dict[str, Unit]:
+        """The units the helper walked, by name; none (and a log line) if it failed, answered something that is not
+        units, or was left out: the scanning process walks whatever is missing."""
         try:
             data = self._proc.stdout.read()
             code = self._proc.wait()
             self._feeder.join()
             if code == 0:
                 got = marshal.loads(data)
-                if isinstance(got, list):
-                    return got
-            last = self._err.decode(errors="replace").strip().splitlines()[-1:]
-            why = f"exit {code}" + (f": {last[0]}" if last else "")
+                try:
+                    return {t[0]: Unit.from_wire(t) for t in got}
+                except (TypeError, ValueError, IndexError):  # well-formed marshal, but not units
+                    why = "answered with something else"
+            else:
+                last = self._err.decode(errors="replace").strip().splitlines()[-1:]
+                why = f"exit {code}" + (f": {last[0]}" if last else "")
         except (OSError, ValueError, EOFError, TypeError) as e:
             why = str(e)
         log.warning("scan helper for %d folders failed (%s): they are walked by the scanning process", len(self.names),
                     why)
-        return None
+        return {}
 
     def close(self) -> None:
         """The helper gone (killed if still running) and its pipes closed."""

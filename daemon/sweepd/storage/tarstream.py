@@ -5,69 +5,21 @@ of archiving's time in a profile of 500 MB of PNGs. Here the headers are tarfile
 ``TarFile.addfile`` writes them), and the data goes from the source to the writer through a ring of reused buffers.
 
 Three threads share the work, each on the same bytes: this one reads the sources and makes the headers, one hashes
-(sha256) and one hands the stream to the writer (zstd compressing it). sha256 and zstd both let go of the GIL, so
-on two cores they run side by side rather than one after the other; a buffer is read into again only when both
-are done with it. zstd compresses in the calling thread unless the rule asks it for workers: measured over 1 GB of
-PNGs on this project's 2-core machine, its workers took twice the CPU time for the same stream (BENCHMARKS.md).
-A member's digest is read after :meth:`TarWriter.close`. The stream is read back by tarfile like any other
+(sha256) and one hands the stream to the writer (zstd, with the workers the rule gives it). sha256 and zstd both let
+go of the GIL, so on two cores they run side by side rather than one after the other; a buffer is read into again
+only when both are done with it. A member's digest is read after :meth:`TarWriter.close`. The stream is read back by tarfile like any other
 (restore, and the checks of an archive found from an earlier run).
 """
 
 from __future__ import annotations
 
 import hashlib
-import queue
 import tarfile
-import threading
-from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import BinaryIO
+
+from sweepd.storage.inorder import InOrder
 
 BLOCK, RECORD = tarfile.BLOCKSIZE, tarfile.RECORDSIZE
-
-
-class InOrder:
-    """A thread running the calls given to it one after the other, in the order given. After a failure the rest
-    are dropped, and the failure is raised in the giving thread at its next :meth:`wait`."""
-
-    def __init__(self, name: str) -> None:
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._cv = threading.Condition()
-        self.given = 0  # calls given so far: a call's number is its ticket
-        self._done = 0
-        self.failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def give(self, fn: Callable[[Any], Any], arg: Any) -> int:
-        self.given += 1
-        self._jobs.put((fn, arg))
-        return self.given
-
-    def wait(self, ticket: int | None = None) -> None:
-        """Until the call with this ticket (every call given, by default) has run; a failure raised here."""
-        ticket = self.given if ticket is None else ticket
-        with self._cv:
-            while self._done < ticket:
-                self._cv.wait()
-        if self.failure is not None:
-            raise self.failure
-
-    def stop(self) -> None:
-        """The calls given run (or dropped after a failure) and the thread gone; nothing raised."""
-        self._jobs.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            try:
-                if self.failure is None:
-                    job[0](job[1])
-            except BaseException as e:  # raised in the giving thread
-                self.failure = e
-            finally:
-                with self._cv:
-                    self._done += 1
-                    self._cv.notify_all()
 
 
 class TarWriter:
