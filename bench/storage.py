@@ -6,9 +6,10 @@
     index (median of 20).
 (b) archiving ~2 GB of real sweep-like PNGs (512x512, ~450 KB each), read-back verification and fsync
     included, vs `tar --sort=name -I 'zstd -T0' -cf` of the same files (the same byte stream: sweepd archives
-    in name order; tar's directory order compresses this synthetic set differently, so it is shown too), the
-    three alternating, median of --runs each, and `tar czf` once. Each run starts with the sources in the page
-    cache and no other run's writes pending (sync).
+    in name order; tar's directory order compresses this synthetic set differently, so it is shown too) and vs the
+    same tar with its archive fsynced (the durability sweepd's archive has before any source is deleted), the four
+    alternating, median of --runs each, and `tar czf` once. Each run starts with the sources in the page cache and
+    no other run's writes pending (sync).
 
     python bench/storage.py [--skip-archive] [--runs 5] [--workdir /tmp/sweepd-bench] [--jobs 400 --per-job 500 --archive-mb 2000]
 
@@ -155,21 +156,27 @@ def bench_archive(work: Path, target_bytes: int = 2 * 10**9, runs: int = 5) -> d
         archive.archive(job.parent, job.name, rel, out / "sweepd", level=3, threads=-1)
         sizes["sweepd"] = next((out / "sweepd").glob("*.tar.zst")).stat().st_size
 
-    def tar(*flags: str, name: str, compress: str = "zstd -T0"):
+    def tar(*flags: str, name: str, compress: str = "zstd -T0", fsync: bool = False):
         def run():
             subprocess.run(["tar", *flags, "-I", compress, "-cf", str(out / name), "-C", str(job.parent), job.name],
                            check=True)
+            if fsync:
+                fd = os.open(out / name, os.O_RDONLY)
+                os.fsync(fd)
+                os.close(fd)
             sizes[name] = (out / name).stat().st_size
         return run
 
     times = alternating({"sweepd": ours, "tar_zstd": tar("--sort=name", name="sorted.tar.zst"),
-                         "tar_zstd_dir_order": tar(name="t.tar.zst")}, runs, before=clean)
+                         "tar_zstd_dir_order": tar(name="t.tar.zst"),
+                         "tar_zstd_fsync": tar("--sort=name", name="synced.tar.zst", fsync=True)}, runs, before=clean)
     gz = alternating({"tar_gz": tar(name="t.tar.gz", compress="gzip")}, 1, before=clean)["tar_gz"][0]
     shutil.rmtree(out)  # 6 GB of archives would push the next run's sources out of the page cache
     med = {k: statistics.median(v) for k, v in times.items()}
     mb = total / 1e6
     return {"files": len(files), "bytes": total, "runs": runs, "runs_s": times,
             "sweepd_s": med["sweepd"], "tar_zstd_s": med["tar_zstd"], "tar_zstd_dir_order_s": med["tar_zstd_dir_order"],
+            "tar_zstd_fsync_s": med["tar_zstd_fsync"], "vs_tar_zstd_fsync": med["tar_zstd_fsync"] / med["sweepd"],
             "tar_gz_s": gz, "sweepd_mb_s": mb / med["sweepd"], "tar_zstd_mb_s": mb / med["tar_zstd"],
             "tar_gz_mb_s": mb / gz, "vs_tar_zstd": med["tar_zstd"] / med["sweepd"],
             "vs_tar_zstd_dir_order": med["tar_zstd_dir_order"] / med["sweepd"], "vs_tar_gz": gz / med["sweepd"],
@@ -200,7 +207,8 @@ def main() -> None:
         print(f"archive {r['bytes'] / 1e9:.2f} GB in {r['files']} PNGs (median of {r['runs']}): sweepd "
               f"{r['sweepd_mb_s']:.0f} MB/s (read back, fsynced), tar --sort=name + zstd -T0 {r['tar_zstd_mb_s']:.0f} "
               f"MB/s, tar czf {r['tar_gz_mb_s']:.0f} MB/s; sweepd = {r['vs_tar_zstd']:.2f}x tar+zstd's throughput "
-              f"({r['vs_tar_zstd_dir_order']:.2f}x tar+zstd in directory order), {r['vs_tar_gz']:.1f}x tar czf's")
+              f"({r['vs_tar_zstd_dir_order']:.2f}x tar+zstd in directory order, {r['vs_tar_zstd_fsync']:.2f}x tar+zstd "
+              f"with its archive fsynced), {r['vs_tar_gz']:.1f}x tar czf's")
     if a.json:
         a.json.write_text(json.dumps(res, indent=2))
 

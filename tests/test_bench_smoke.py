@@ -48,7 +48,8 @@ def test_the_storage_benchmark_runs_its_scan_and_its_archive(tmp_path):
     assert d["scan"]["files"] == 80 and d["scan"]["jobs"] == 4 and len(d["scan"]["du_runs_s"]) == 2
     a = d["archive"]
     assert a["files"] >= 5 and a["vs_tar_zstd"] > 0 and 0 < a["sweepd_ratio"] <= 1.1
-    assert {k: len(v) for k, v in a["runs_s"].items()} == {"sweepd": 2, "tar_zstd": 2, "tar_zstd_dir_order": 2}
+    assert {k: len(v) for k, v in a["runs_s"].items()} == {"sweepd": 2, "tar_zstd": 2, "tar_zstd_dir_order": 2,
+                                                            "tar_zstd_fsync": 2}
 
 
 @pytest.mark.slow  # a sweep of one clock in a process of its own (the loaded conditions: BENCHMARKS.md)

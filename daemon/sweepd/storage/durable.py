@@ -4,8 +4,8 @@ comes, and written back to disk as it grows.
 In a profile of archiving 2 GB of PNGs the archiving thread spent 1.4 s writing the compressed stream into the page
 cache, one after the other with compressing it; here zstd hands each piece of output over (a bounded queue: at most
 DEPTH pieces of up to 1 MiB wait) and goes on compressing while the writer thread puts it in the file. Every SYNC_EVERY
-bytes a third thread runs fdatasync, so that the closing fsync has little left to do. `landed` is called after each
-write is in the file: the read-back (:mod:`.readback`) follows the file with it.
+bytes a third thread starts the file's way to disk (:mod:`.writeback`), so that the closing fsync has little left to
+do. `landed` is called after each write is in the file: the read-back (:mod:`.readback`) follows the file with it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from sweepd.storage.inorder import InOrder
+from sweepd.storage.writeback import Writeback
 
 
 class Durable:
@@ -25,6 +26,7 @@ class Durable:
     def __init__(self, raw: BinaryIO, landed: Callable[[], None] = lambda: None):
         self.raw, self.landed = raw, landed
         self.sync_error: OSError | None = None  # the first the writeback met
+        self.writeback = Writeback(raw.fileno())
         self._pending = 0  # bytes written since the last nudge to the writeback
         self._writer = InOrder("archive-write")
         self._nudge, self._closing = threading.Event(), False
@@ -82,7 +84,7 @@ class Durable:
             if self._closing:
                 return
             try:
-                os.fdatasync(self.raw.fileno())
+                self.writeback.start()
             except OSError as e:
                 self.sync_error = self.sync_error or e
 
