@@ -38,9 +38,12 @@ from sweepd.storage.durable import Durable
 from sweepd.storage.readback import ReadBack, ReadBackError
 from sweepd.storage.tarstream import TarWriter
 
-# what moves at once: tarfile's stream mode defaults to 10 KiB records (1 MiB made archiving ~2x faster), zstd to
-# 128 KiB of output per write and of input per read-back (1 MiB: 8 % less time for 2 GB of PNGs, BENCHMARKS.md)
+# What moves at once. Buffers made once and reused: 1 MiB (tarfile's stream mode defaults to 10 KiB records; 1 MiB
+# made archiving ~2x faster). Pieces made anew each time, zstd's output and what the read-back reads: 128 KiB, under
+# the 256 KiB from which the daemon's allocator maps every block on its own (procs.steady_malloc); 1 MiB pieces cost
+# the daemon 900,000 page faults and 1.3 s more for 2 GB of PNGs (BENCHMARKS.md, seventh session).
 CHUNK = 1 << 20
+PIECE = 128 << 10
 
 
 class ArchiveError(StorageError):
@@ -63,9 +66,9 @@ class Archived:
 
 
 def hash_stream(fh) -> str:
-    h = hashlib.sha256()
-    while chunk := fh.read(CHUNK):
-        h.update(chunk)
+    h, buf = hashlib.sha256(), memoryview(bytearray(CHUNK))
+    while n := fh.readinto(buf):
+        h.update(buf[:n])
     return h.hexdigest()
 
 
@@ -97,11 +100,11 @@ def write_archive(unit: UnitDir, files: list[str], target: Path, level: int, thr
     out = Archived(target, [])
     cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=threads)
     with open(target, "xb") as raw:
-        back = ReadBack(target, CHUNK)
+        back = ReadBack(target, PIECE)
         disk = Durable(raw, landed=back.landed)
         try:
             hashed = []
-            with cctx.stream_writer(disk, closefd=False, write_size=CHUNK) as zw, TarWriter(zw, CHUNK) as tar:
+            with cctx.stream_writer(disk, closefd=False, write_size=PIECE) as zw, TarWriter(zw, CHUNK) as tar:
                 for rel in files:
                     fh, st = unit.open(rel)
                     with fh:

@@ -3,9 +3,9 @@ comes, and written back to disk as it grows.
 
 In a profile of archiving 2 GB of PNGs the archiving thread spent 1.4 s writing the compressed stream into the page
 cache, one after the other with compressing it; here zstd hands each piece of output over (a bounded queue: at most
-DEPTH pieces of up to 1 MiB wait) and goes on compressing while the writer thread puts it in the file. Every SYNC_EVERY
-bytes a third thread starts the file's way to disk (:mod:`.writeback`), so that the closing fsync has little left to
-do. `landed` is called after each write is in the file: the read-back (:mod:`.readback`) follows the file with it.
+DEPTH pieces of up to archive.PIECE bytes wait) and goes on compressing while the writer thread puts it in the file.
+Every SYNC_EVERY bytes a third thread starts the file's way to disk (:mod:`.writeback`), so that the closing fsync has
+little left to do. `landed` is called after each write is in the file: the read-back (:mod:`.readback`) follows the file with it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sweepd.storage.writeback import Writeback
 
 class Durable:
     SYNC_EVERY = 64 << 20
-    DEPTH = 8
+    DEPTH = 32
 
     def __init__(self, raw: BinaryIO, landed: Callable[[], None] = lambda: None):
         self.raw, self.landed = raw, landed
