@@ -63,6 +63,7 @@ class UnitDir:
         self.name = check_unit_name(unit)
         self.path = self.base / unit
         self.fd = -1
+        self._dirs: dict[tuple[str, ...], int] = {}  # folders inside it opened so far, kept open while it is
         bfd = os.open(self.base, _DIR)
         try:
             self.fd = os.open(unit, _DIR, dir_fd=bfd)
@@ -74,6 +75,9 @@ class UnitDir:
             os.close(bfd)
 
     def close(self) -> None:
+        for fd in self._dirs.values():
+            os.close(fd)
+        self._dirs.clear()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -95,35 +99,42 @@ class UnitDir:
             raise
 
     # walking ---------------------------------------------------------------------------------
+    KEEP_OPEN = 256  # folders kept open per unit (a sweep's job has one per clock); beyond, opened for each use
+
     def _parent(self, rel: str) -> tuple[int, str]:
-        """An fd of rel's folder (the caller closes it unless it is self.fd) and rel's last name."""
+        """An fd of rel's folder (give it to :meth:`_done`) and rel's last name. A folder once opened stays open
+        with the unit: archiving 2,876 files in 40 folders opened a folder 8,600 times (0.3 s of 4). A folder
+        swapped for a link after it was opened is not followed either way: its fd is the folder it was."""
         parts = check_name(rel)
-        fd = self.fd
+        folder = tuple(parts[:-1])
+        if not folder:
+            return self.fd, parts[-1]
+        if (fd := self._dirs.get(folder)) is not None:
+            return fd, parts[-1]
+        k = len(folder)
+        while k and folder[:k] not in self._dirs:
+            k -= 1
+        fd = self._dirs[folder[:k]] if k else self.fd
         try:
-            for p in parts[:-1]:
-                nfd = os.open(p, _DIR, dir_fd=fd)
-                if fd != self.fd:
-                    os.close(fd)
+            for i in range(k, len(folder)):
+                nfd = os.open(folder[i], _DIR, dir_fd=fd)
+                self._keep(folder[:i + 1], nfd)
                 fd = nfd
         except OSError as e:
-            if fd != self.fd:
-                os.close(fd)
             if e.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise UnsafePath(f"{self.path / rel}: a folder on the way is a link or not a folder") from None
             raise
         return fd, parts[-1]
 
-    def _done(self, fd: int) -> None:
-        if fd != self.fd:
-            os.close(fd)
+    def _keep(self, folder: tuple[str, ...], fd: int) -> None:
+        if len(self._dirs) >= self.KEEP_OPEN:  # the oldest closed first
+            os.close(self._dirs.pop(next(iter(self._dirs))))
+        self._dirs[folder] = fd
 
     def lstat(self, rel: str) -> os.stat_result:
         with self._named(rel):
             fd, name = self._parent(rel)
-            try:
-                return os.stat(name, dir_fd=fd, follow_symlinks=False)
-            finally:
-                self._done(fd)
+            return os.stat(name, dir_fd=fd, follow_symlinks=False)
 
     def open(self, rel: str):
         """A binary file object of a regular file (never through a link), and its identity."""
@@ -133,20 +144,17 @@ class UnitDir:
     def _open(self, rel: str):
         fd, name = self._parent(rel)
         try:
-            try:
-                ffd = os.open(name, _FILE, dir_fd=fd)
-            except OSError as e:
-                if e.errno == errno.ELOOP:
-                    raise UnsafePath(f"{self.path / rel} is a link: not touched") from None
-                raise
-        finally:
-            self._done(fd)
+            ffd = os.open(name, _FILE, dir_fd=fd)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise UnsafePath(f"{self.path / rel} is a link: not touched") from None
+            raise
         st = os.fstat(ffd)
         if not stat.S_ISREG(st.st_mode):
             os.close(ffd)
             raise UnsafePath(f"{self.path / rel} is not a regular file: not touched")
         os.set_blocking(ffd, True)
-        return os.fdopen(ffd, "rb"), st
+        return os.fdopen(ffd, "rb", buffering=0), st  # read in large pieces: no buffer of its own
 
     def unlink_if(self, rel: str, identity: Identity) -> bool:
         """Remove rel if it is still the very file that was archived; False if it is gone already.
@@ -157,16 +165,13 @@ class UnitDir:
     def _unlink_if(self, rel: str, identity: Identity) -> bool:
         fd, name = self._parent(rel)
         try:
-            try:
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                return False
-            if not stat.S_ISREG(st.st_mode) or Identity.of(st) != identity:
-                raise UnsafePath(f"{self.path / rel} changed since it was archived: not deleted")
-            os.unlink(name, dir_fd=fd)
-            return True
-        finally:
-            self._done(fd)
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISREG(st.st_mode) or Identity.of(st) != identity:
+            raise UnsafePath(f"{self.path / rel} changed since it was archived: not deleted")
+        os.unlink(name, dir_fd=fd)
+        return True
 
     def prune(self, rels: list[str]) -> None:
         """Remove the folders that removing `rels` left empty, deepest first, then the unit itself."""
@@ -181,8 +186,8 @@ class UnitDir:
                     os.rmdir(name, dir_fd=fd)
                 except OSError:
                     break
-                finally:
-                    self._done(fd)
+                if (gone := self._dirs.pop(parts[:k], None)) is not None:
+                    os.close(gone)
         try:
             bfd = os.open(self.base, _DIR)
         except OSError:
