@@ -102,6 +102,7 @@ def test_the_writer_starts_the_writeback_every_sync_every_bytes(tmp_path, monkey
 def test_a_writeback_failure_fails_the_archive_file(tmp_path, monkeypatch):
     monkeypatch.setattr(writeback, "_SFR", failing_call(errno.EIO))
     monkeypatch.setattr(durable.Durable, "SYNC_EVERY", 4096)
+    monkeypatch.setattr(durable.Durable, "BATCH", 4096)  # each piece written at once
     with open(tmp_path / "a", "xb") as raw:
         d = durable.Durable(raw)
         _write(d, 4, 4096)
@@ -113,4 +114,33 @@ def test_a_writeback_failure_fails_the_archive_file(tmp_path, monkeypatch):
         with pytest.raises(OSError):
             d.finish()
     assert e.value.errno == errno.EIO
+    assert not any(t.name.startswith("archive-") for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("take", [1000, 4096 * 3 + 1, None])
+def test_batches_land_whole_however_short_the_writes(tmp_path, monkeypatch, take):
+    """zstd's pieces go to the file in batches, one writev each; a write that takes part of a batch (a signal, a
+    full pipe of a network filesystem) is continued where it stopped."""
+    real = os.writev
+    monkeypatch.setattr(durable.os, "writev", lambda fd, bufs: real(fd, [b"".join(bytes(b) for b in bufs)[:take]])
+                        if take else real(fd, bufs))
+    monkeypatch.setattr(durable.Durable, "BATCH", 10_000)
+    pieces = [os.urandom(n) for n in (4096, 1, 5000, 4096, 0, 7000, 3)]
+    landed = []
+    with open(tmp_path / "a", "xb", buffering=0) as raw:
+        d = durable.Durable(raw, landed=lambda: landed.append(os.fstat(raw.fileno()).st_size))
+        for p in pieces:
+            assert d.write(p) == len(p)
+        d.finish()
+    assert (tmp_path / "a").read_bytes() == b"".join(pieces)
+    assert landed == [13193, 20196]  # two batches: the first over 10,000 bytes, the rest at the end
+
+
+def test_a_write_that_takes_nothing_fails_the_archive_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(durable.os, "writev", lambda fd, bufs: 0)
+    with open(tmp_path / "a", "xb", buffering=0) as raw:
+        d = durable.Durable(raw)
+        d.write(b"x" * 100)
+        with pytest.raises(OSError, match="took none of 100 bytes"):
+            d.finish()
     assert not any(t.name.startswith("archive-") for t in threading.enumerate())

@@ -38,10 +38,11 @@ from sweepd.storage.durable import Durable
 from sweepd.storage.readback import ReadBack, ReadBackError
 from sweepd.storage.tarstream import TarWriter
 
-# What moves at once. Buffers made once and reused: 1 MiB (tarfile's stream mode defaults to 10 KiB records; 1 MiB
-# made archiving ~2x faster). Pieces made anew each time, zstd's output and what the read-back reads: 128 KiB, under
-# the 256 KiB from which the daemon's allocator maps every block on its own (procs.steady_malloc); 1 MiB pieces cost
-# the daemon 900,000 page faults and 1.3 s more for 2 GB of PNGs (BENCHMARKS.md, seventh session).
+# What moves at once. Buffers made once and reused (the tar stream's, the read-back's): 1 MiB (tarfile's stream mode
+# defaults to 10 KiB records; 1 MiB made archiving ~2x faster). zstd's output, a new bytes object each time, in pieces
+# of 128 KiB, under the 256 KiB from which the daemon's allocator maps every block on its own (procs.steady_malloc):
+# 1 MiB pieces cost the daemon 900,000 page faults and 1.3 s more for 2 GB of PNGs (BENCHMARKS.md, seventh session);
+# the file is written in batches of them (durable.Durable.BATCH).
 CHUNK = 1 << 20
 PIECE = 128 << 10
 
@@ -99,8 +100,8 @@ def write_archive(unit: UnitDir, files: list[str], target: Path, level: int, thr
     members and identities as read from the sources. ArchiveError if the file does not read back whole."""
     out = Archived(target, [])
     cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=threads)
-    with open(target, "xb") as raw:
-        back = ReadBack(target, PIECE)
+    with open(target, "xb", buffering=0) as raw:  # written by Durable with writev
+        back = ReadBack(target, CHUNK)
         disk = Durable(raw, landed=back.landed)
         try:
             hashed = []

@@ -26,8 +26,12 @@ class ReadBackError(StorageError):
 class ReadBack:
     """Call :meth:`landed` after each write to the file has landed; :meth:`finish` when the last has."""
 
+    RING = 2  # input buffers, reused in turn
+
     def __init__(self, path: Path, chunk: int):
         self.path, self.chunk = path, chunk
+        self._ring = [memoryview(bytearray(chunk)) for _ in range(self.RING)]
+        self._turn = 0
         self.grew, self.done = threading.Event(), threading.Event()
         self.read_bytes = 0
         self.failure: BaseException | None = None
@@ -62,14 +66,19 @@ class ReadBack:
         self._in.close()
 
     # the reader's side ----------------------------------------------------------------------------
-    def read(self, n: int = -1) -> bytes:
-        """What zstd's reader calls: the next bytes of the file, waiting for the writer at its end."""
-        n = self.chunk if n is None or n < 0 else n
+    def read(self, n: int = -1) -> memoryview:
+        """What zstd's reader calls: the next bytes of the file, waiting for the writer at its end. They are read
+        into buffers taken in turn (no new object of `chunk` bytes each time: the daemon's allocator maps every
+        large one on its own): zstd asks for more input only once it has used all it was given, and a buffer is
+        read into again a whole read later. Were that ever not so, the frame's checksum would fail the archive."""
+        n = self.chunk if n is None or n < 0 else min(n, self.chunk)
+        self._turn = (self._turn + 1) % self.RING
+        buf = self._ring[self._turn][:n]
         while True:
             finished = self.done.is_set()  # before the read: everything written by then is in the file
-            data = self._in.read(n)
-            if data or finished:
-                return data
+            got = self._in.readinto(buf)
+            if got or finished:
+                return buf[:got]
             self.grew.wait(0.1)
             self.grew.clear()
 
