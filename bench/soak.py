@@ -83,6 +83,7 @@ class Soak:
         self.kept: dict[str, str] = {}  # the writer's files it did not delete itself
         self.samples: dict[str, list[list[float]]] = {"rss_mb": [], "fds": [], "threads": []}
         self.errors: list[str] = []
+        self.died: list[str] = []  # the soak's own threads (writer, watcher, sampler) that ended with an error
         self.worker_peak_mb: dict[str, float] = {}  # worker pid -> its peak RSS
 
     # the daemon ------------------------------------------------------------------------------
@@ -153,13 +154,18 @@ class Soak:
             self.stop.wait(0.6)
 
     def watch(self) -> None:
+        """Every image the sweeps write, with its sha256, as soon as it is seen. os.walk, not rglob: a job folder
+        that sweepd archives away between its listing and its reading is passed over (rglob raised there and ended
+        this thread 12 minutes into a soak)."""
         while not self.stop.is_set():
-            for p in self.images.rglob("*.png"):
-                rel = str(p.relative_to(self.images))
-                if rel not in self.seen and not rel.startswith("job_churn"):
-                    h = sha256(p)
-                    if h is not None:
-                        self.seen[rel] = h
+            for folder, _, names in os.walk(self.images):
+                for name in names:
+                    p = Path(folder) / name
+                    rel = str(p.relative_to(self.images))
+                    if name.endswith(".png") and rel not in self.seen and not rel.startswith("job_churn"):
+                        h = sha256(p)
+                        if h is not None:
+                            self.seen[rel] = h
             self.stop.wait(0.5)
 
     def sample(self) -> None:
@@ -232,9 +238,19 @@ class Soak:
         out["unverified"] = bad[:20]
         return out
 
+    def _guarded(self, fn):
+        """A helper thread that dies fails the soak (its accounting would be short), saying why."""
+        def run():
+            try:
+                fn()
+            except BaseException as e:
+                self.died.append(f"{fn.__name__}: {type(e).__name__}: {e}")
+                raise
+        return run
+
     def run(self, drain_s: float) -> dict:
         self.start()
-        threads = [threading.Thread(target=f, daemon=True) for f in (self.write, self.watch, self.sample)]
+        threads = [threading.Thread(target=self._guarded(f), daemon=True) for f in (self.write, self.watch, self.sample)]
         for t in threads:
             t.start()
         self.produce()
@@ -263,7 +279,7 @@ class Soak:
                 "rss_slope_mb_per_h": round(_slope(late) * 3600, 2) if len(late) >= 3 else None,
                 "after_10_min": {k: _span([v for t, v in self.samples[k] if t >= 600]) for k in ("rss_mb", "fds", "threads")},
                 "worker_peak_rss_mb": _span(list(self.worker_peak_mb.values())),
-                "daemon_exit": rc, "errors": self.errors[:20]}
+                "daemon_exit": rc, "errors": self.errors[:20], "helpers_died": self.died}
 
 
 def _span(values: list[float]) -> dict | None:
@@ -299,10 +315,10 @@ def main() -> None:
           f"{im['verified']}/{im['total']} verified ({im['from_archives']} from {res['archives']} archives); intake "
           f"p50 {res['intake_ms']['p50']} ms; RSS {res['rss_mb'][0][1]:.1f} -> {res['rss_mb'][-1][1]:.1f} MB "
           f"(slope {res['rss_slope_mb_per_h']} MB/h); workers' peak RSS {res['worker_peak_rss_mb']}; daemon exit "
-          f"{res['daemon_exit']}")
+          f"{res['daemon_exit']}" + (f"; the soak's own threads died: {res['helpers_died']}" if res["helpers_died"] else ""))
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
-    ok = r["done"] == r["dropped"] and im["verified"] == im["total"] and res["daemon_exit"] == 0
+    ok = r["done"] == r["dropped"] and im["verified"] == im["total"] and res["daemon_exit"] == 0 and not res["helpers_died"]
     sys.exit(0 if ok else 1)
 
 

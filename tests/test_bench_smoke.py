@@ -150,7 +150,7 @@ def test_the_gpu_scripts_ran_on_the_simulated_gpu_and_wrote_their_figures(gpu_sc
     d = json.loads(gpu_scripts["soak.py"][0].read_text())  # the soak: every request and image accounted for
     assert d["requests"] == {"dropped": 1, "done": 1, "failed": 0, "missing": 0, "unfinished": 0}
     assert d["images"]["total"] >= 5 and d["images"]["verified"] == d["images"]["total"]
-    assert d["rss_mb"] and d["fds"] and d["threads"] and d["daemon_exit"] == 0
+    assert d["rss_mb"] and d["fds"] and d["threads"] and d["daemon_exit"] == 0 and d["helpers_died"] == []
     assert d["worker_peak_rss_mb"]["n"] >= 1 and d["worker_peak_rss_mb"]["max"] > d["rss_mb"][0][1]  # torch's
     assert set(d["intake_ms"]) == {"p50", "p95", "max"}
     sd = gpu_scripts["random_sd.py"][0]  # random_sd.py --smoke: SD 1.5's classes at toy widths, loaded by sweepd
