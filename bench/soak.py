@@ -160,9 +160,11 @@ class Soak:
         while not self.stop.is_set():
             for folder, _, names in os.walk(self.images):
                 for name in names:
+                    if not name.endswith(".png"):
+                        continue
                     p = Path(folder) / name
                     rel = str(p.relative_to(self.images))
-                    if name.endswith(".png") and rel not in self.seen and not rel.startswith("job_churn"):
+                    if rel not in self.seen and not rel.startswith("job_churn"):
                         h = sha256(p)
                         if h is not None:
                             self.seen[rel] = h

@@ -30,7 +30,7 @@ import zstandard
 
 from sweepd.errors import StorageError
 from sweepd import atomic
-from sweepd.procs import pid_alive
+from sweepd.procs import LONG_RUNNING_MMAP_BYTES, pid_alive
 from sweepd.storage import manifest as mf
 from sweepd.records.archive import SUFFIX, ArchiveManifest, ArchiveReason, Member
 from sweepd.storage.safefs import Identity, UnitDir, UnsafePath
@@ -38,13 +38,13 @@ from sweepd.storage.durable import Durable
 from sweepd.storage.readback import ReadBack, ReadBackError
 from sweepd.storage.tarstream import TarWriter
 
-# What moves at once. Buffers made once and reused (the tar stream's, the read-back's): 1 MiB (tarfile's stream mode
-# defaults to 10 KiB records; 1 MiB made archiving ~2x faster). zstd's output, a new bytes object each time, in pieces
-# of 128 KiB, under the 256 KiB from which the daemon's allocator maps every block on its own (procs.steady_malloc):
-# 1 MiB pieces cost the daemon 900,000 page faults and 1.3 s more for 2 GB of PNGs (BENCHMARKS.md, seventh session);
-# the file is written in batches of them (durable.Durable.BATCH).
+# What moves at once. Buffers made once per archive and reused (the tar stream's, the read-back's): 1 MiB (tarfile's
+# stream mode defaults to 10 KiB records; 1 MiB made archiving ~2x faster). What is made anew each time (zstd's output
+# pieces, a hashing buffer per file): under the size from which the daemon's allocator maps every block on its own
+# (procs.steady_malloc): 1 MiB pieces cost the daemon 900,000 page faults and 1.3 s more for 2 GB of PNGs
+# (BENCHMARKS.md, seventh session); the file is written in batches of them (durable.Durable.BATCH).
 CHUNK = 1 << 20
-PIECE = 128 << 10
+PIECE = LONG_RUNNING_MMAP_BYTES // 2  # 128 KiB
 
 
 class ArchiveError(StorageError):
@@ -67,7 +67,7 @@ class Archived:
 
 
 def hash_stream(fh) -> str:
-    h, buf = hashlib.sha256(), memoryview(bytearray(CHUNK))
+    h, buf = hashlib.sha256(), memoryview(bytearray(PIECE))  # one per file hashed: from the arena, not mapped
     while n := fh.readinto(buf):
         h.update(buf[:n])
     return h.hexdigest()

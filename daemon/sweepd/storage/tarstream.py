@@ -7,8 +7,8 @@ of archiving's time in a profile of 500 MB of PNGs. Here the headers are tarfile
 Three threads share the work, each on the same bytes: this one reads the sources and makes the headers, one hashes
 (sha256) and one hands the stream to the writer (zstd, with the workers the rule gives it). sha256 and zstd both let
 go of the GIL, so on two cores they run side by side rather than one after the other; a buffer is read into again
-only when both are done with it. A member's digest is read after :meth:`TarWriter.close`. The stream is read back by tarfile like any other
-(restore, and the checks of an archive found from an earlier run).
+only when both are done with it. A member's digest is read after :meth:`TarWriter.close`. The stream is read back by
+tarfile like any other (restore, and the checks of an archive found from an earlier run).
 """
 
 from __future__ import annotations
